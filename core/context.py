@@ -1,0 +1,44 @@
+"""The resources one process shares, built once by an entry point and passed down."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from core.db import make_engine, make_sessionmaker, transaction
+from core.security import PinHasher, load_pepper
+from core.services.ledger import Ledger
+from core.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Core:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    ledger: Ledger
+    pins: PinHasher
+
+    def transaction(self):  # type: ignore[no-untyped-def]
+        """``async with core.transaction() as session``: commit on success, roll back on error."""
+        return transaction(self.sessions)
+
+
+@asynccontextmanager
+async def open_core(settings: Settings) -> AsyncIterator[Core]:
+    engine = make_engine(settings.effective_database_url)
+    try:
+        pepper = load_pepper(configured=settings.pin_pepper, var_dir=settings.var_dir)
+        yield Core(
+            settings=settings,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            ledger=Ledger(engine),
+            pins=PinHasher(pepper),
+        )
+    finally:
+        await engine.dispose()

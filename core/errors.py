@@ -1,0 +1,140 @@
+"""The one error tree of AirGate.
+
+    AirGateError
+    ├── SettingsError              a bad AIRGATE_* value (start-up)
+    ├── InputError                 the user can correct it by typing something else
+    │   ├── InvalidMsisdn
+    │   ├── InvalidPin             not 4-6 digits
+    │   └── InvalidAmount
+    ├── NotFound                   party, operator, product, reservation …
+    ├── Conflict
+    │   ├── AlreadyExists          e.g. an MSISDN already registered
+    │   ├── DuplicateReference     a payment/intake reference seen before: refused, not re-counted
+    │   └── IdempotencyConflict    same idempotency key, different request
+    └── Refused                    a business rule says no
+        ├── InsufficientStock
+        ├── InsufficientFunds      cash plus available credit do not cover the price
+        ├── PartyInactive          suspended or pending
+        ├── PinLocked
+        ├── WrongPin               carries attempts_left
+        ├── NotPermitted           e.g. selling to a party that is not one's own retailer
+        └── ReservationResolved    a reservation resolves at most once
+
+Errors carry fields (for channels that translate) and an English ``str`` (for the CLI and logs).
+Third-party errors (SQLAlchemy, phonenumbers, pydantic) are translated where they are caught; none
+crosses a service boundary. No error ever carries a PIN.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AirGateError(Exception):
+    """Base: ``code`` is stable for translation catalogues; fields are keyword-only."""
+
+    code = "error"
+    template = "something went wrong"
+
+    def __init__(self, **fields: Any) -> None:
+        self.fields = fields
+        for name, value in fields.items():
+            setattr(self, name, value)
+        super().__init__(self.template.format(**fields))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.fields.items())
+        return f"{type(self).__name__}({inner})"
+
+
+class SettingsError(AirGateError):
+    code = "settings"
+    template = "invalid setting {setting}: {reason} (got {value!r})"
+
+
+class InputError(AirGateError):
+    code = "input"
+    template = "{reason}"
+
+
+class InvalidMsisdn(InputError):
+    code = "invalid_msisdn"
+    template = "{value!r} is not a valid phone number for {country}"
+
+
+class InvalidPin(InputError):
+    code = "invalid_pin"
+    template = "a PIN is 4 to 6 digits"
+
+
+class InvalidAmount(InputError):
+    code = "invalid_amount"
+    template = "{reason}"
+
+
+class NotFound(AirGateError):
+    code = "not_found"
+    template = "no {kind} {key!r}"
+
+
+class Conflict(AirGateError):
+    code = "conflict"
+    template = "{reason}"
+
+
+class AlreadyExists(Conflict):
+    code = "already_exists"
+    template = "{kind} {key!r} already exists"
+
+
+class DuplicateReference(Conflict):
+    code = "duplicate_reference"
+    template = "reference {reference!r} was already recorded; nothing was counted twice"
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_conflict"
+    template = "idempotency key {key!r} was used before for a different request"
+
+
+class Refused(AirGateError):
+    code = "refused"
+    template = "{reason}"
+
+
+class InsufficientStock(Refused):
+    code = "insufficient_stock"
+    template = "{party} has {available_minor} of {asset}, {needed_minor} needed"
+
+
+class InsufficientFunds(Refused):
+    code = "insufficient_funds"
+    template = (
+        "{party} can pay {available_minor} {currency} (cash plus available credit), "
+        "{needed_minor} needed"
+    )
+
+
+class PartyInactive(Refused):
+    code = "party_inactive"
+    template = "{party} is {status}"
+
+
+class PinLocked(Refused):
+    code = "pin_locked"
+    template = "{party}'s PIN is locked after too many wrong tries; ask {unlocker} to unlock it"
+
+
+class WrongPin(Refused):
+    code = "wrong_pin"
+    template = "wrong PIN, {attempts_left} attempt(s) left"
+
+
+class NotPermitted(Refused):
+    code = "not_permitted"
+    template = "{reason}"
+
+
+class ReservationResolved(Refused):
+    code = "reservation_resolved"
+    template = "reservation {reservation_id!r} is already {status}"

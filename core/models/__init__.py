@@ -1,0 +1,23 @@
+"""SQL tables (SQLModel). Importing this package registers every table on ``SQLModel.metadata``."""
+
+from core.models.audit import AuditEvent
+from core.models.catalog import Agreement, NumberPrefix, Operator, Product, ProductKind
+from core.models.ledger import Account, AccountKind, Reservation, ReservationStatus, Transfer
+from core.models.party import Party, PartyStatus, Role
+
+__all__ = [
+    "Account",
+    "AccountKind",
+    "Agreement",
+    "AuditEvent",
+    "NumberPrefix",
+    "Operator",
+    "Party",
+    "PartyStatus",
+    "Product",
+    "ProductKind",
+    "Reservation",
+    "ReservationStatus",
+    "Role",
+    "Transfer",
+]

@@ -1,0 +1,46 @@
+"""Parties: the platform, distributors (optionally nested) and retailers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, String
+from sqlmodel import Field, SQLModel
+
+from core.models.types import UtcDateTime, utcnow
+
+
+class Role(StrEnum):
+    PLATFORM = "platform"
+    DISTRIBUTOR = "distributor"
+    RETAILER = "retailer"
+
+
+class PartyStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    PENDING = "pending"
+
+
+class Party(SQLModel, table=True):
+    """One party of the chain. ``pin_hash`` is a peppered HMAC (core/security.py), never a PIN."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    role: str = Field(sa_type=String(16))
+    parent_id: int | None = Field(default=None, foreign_key="party.id", index=True)
+    name: str = Field(sa_type=String(120))
+    msisdn: str = Field(sa_type=String(16), unique=True, index=True)
+    status: str = Field(default=PartyStatus.ACTIVE, sa_type=String(16))
+    language: str = Field(default="en", sa_type=String(8))
+    telegram_user_id: int | None = Field(default=None, sa_type=BigInteger, unique=True)
+    pin_hash: str | None = Field(default=None, sa_type=String(160))
+    pin_failed_attempts: int = 0
+    pin_locked: bool = False
+    # What the parent lets this party owe it; realised as the funded CREDIT account (core/ledger).
+    credit_limit_minor: int = Field(default=0, sa_type=BigInteger)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.msisdn})"

@@ -1,0 +1,1 @@
+"""Core services: each function is one unit of work on the SQL database."""

@@ -1,0 +1,335 @@
+"""Double-entry postings with guarded balances, idempotency and two-phase reservations.
+
+Invariants this module keeps (``airgate ledger verify`` checks them from the outside):
+
+* a transfer is immutable and posted at most once per idempotency key;
+* an account's stored balance changes only in the transaction that inserts its transfers, by one
+  UPDATE whose WHERE clause carries the guard (``balance + delta >= 0`` for non-system accounts):
+  no read-then-write, so concurrent debits can never overdraw, on SQLite and PostgreSQL alike;
+* a reservation resolves (capture or release) at most once.
+
+How an operation runs, all inside the caller's transaction: its accounts are resolved (created
+if new; ids cached once known to be committed, as accounts are never deleted), then the legs'
+transfers are inserted with ``ON CONFLICT (idempotency_key) DO NOTHING RETURNING id`` -- a
+concurrent duplicate waits on the unique index and then gets no row, so a replay is recognised
+without aborting the transaction -- and then every balance delta is applied in one guarded UPDATE.
+If its row count is short, a guard failed: :class:`Overdraft` is raised and the caller's
+transaction rolls back.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import case, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from core.errors import IdempotencyConflict, NotFound, ReservationResolved
+from core.models import Account, AccountKind, Reservation, ReservationStatus, Transfer
+from core.models.ledger import SYSTEM_KINDS
+from core.models.types import utcnow
+
+account_t = Account.__table__  # type: ignore[attr-defined]
+transfer_t = Transfer.__table__  # type: ignore[attr-defined]
+reservation_t = Reservation.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRef:
+    """Names an account: a party's (party_id set) or the system's (party_id None)."""
+
+    kind: str
+    asset: str
+    party_id: int | None = None
+
+    @property
+    def code(self) -> str:
+        owner = "sys" if self.party_id is None else f"p{self.party_id}"
+        return f"{owner}:{self.kind}:{self.asset}"
+
+    @property
+    def is_system(self) -> bool:
+        return self.kind in SYSTEM_KINDS
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One transfer of an operation: ``amount_minor`` of ``debit``'s asset moves to ``credit``."""
+
+    kind: str
+    debit: AccountRef
+    credit: AccountRef
+    amount_minor: int
+    reference: str | None = None
+    memo: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    transfer_ids: tuple[int, ...]
+    replayed: bool  # True: this key was posted before; nothing changed now
+    by_kind: dict[str, int]  # amount posted per transfer kind (the original's, on a replay)
+
+    def amount(self, kind: str) -> int:
+        return self.by_kind.get(kind, 0)
+
+
+def _by_kind(pairs: Iterable[tuple[str, int]]) -> dict[str, int]:
+    totals: dict[str, int] = defaultdict(int)
+    for kind, amount in pairs:
+        totals[kind] += amount
+    return dict(totals)
+
+
+class Overdraft(Exception):
+    """A guard refused a debit; the services turn it into InsufficientStock/Funds."""
+
+    def __init__(self, account: AccountRef, available_minor: int, needed_minor: int) -> None:
+        super().__init__(account.code)
+        self.account = account
+        self.available_minor = available_minor
+        self.needed_minor = needed_minor
+
+
+def leg_keys(op_key: str, count: int) -> list[str]:
+    """The first leg carries the operation's key and names the request; later legs (derived from
+    balances at the time, like a cash/credit split) add ``#n``."""
+    return [op_key if i == 0 else f"{op_key}#{i}" for i in range(count)]
+
+
+class Ledger:
+    """Posts operations. One instance per process: it caches account ids."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._dialect = engine.dialect.name
+        self._ids: dict[str, int] = {}
+
+    # -- accounts -------------------------------------------------------------------------------
+
+    async def resolve(
+        self, session: AsyncSession, refs: Iterable[AccountRef]
+    ) -> dict[AccountRef, int]:
+        """Ids of ``refs``, creating missing accounts inside the caller's transaction.
+
+        Only ids of accounts that already existed are cached: one this transaction inserts could
+        still roll back, so it is looked up again next time.
+        """
+        refs = list(refs)
+        for ref in {r.code: r for r in refs if r.code not in self._ids}.values():
+            created = (
+                await session.execute(
+                    self._insert(account_t)
+                    .values(
+                        code=ref.code,
+                        party_id=ref.party_id,
+                        asset=ref.asset,
+                        kind=ref.kind,
+                        is_system=ref.is_system,
+                        balance_minor=0,
+                    )
+                    .on_conflict_do_nothing(index_elements=["code"])
+                    .returning(account_t.c.id)
+                )
+            ).scalar()
+            if created is not None:
+                session.info.setdefault("new_accounts", {})[ref.code] = created
+                continue
+            existing = (
+                await session.execute(select(account_t.c.id).where(account_t.c.code == ref.code))
+            ).scalar_one()
+            self._ids[ref.code] = existing
+        pending: dict[str, int] = session.info.get("new_accounts", {})
+        return {r: self._ids.get(r.code) or pending[r.code] for r in refs}
+
+    def _insert(self, table: Any) -> Any:
+        module = postgresql if self._dialect == "postgresql" else sqlite
+        return module.insert(table)
+
+    # -- posting --------------------------------------------------------------------------------
+
+    async def post(self, session: AsyncSession, *, op_key: str, legs: Sequence[Leg]) -> Posting:
+        """Post ``legs`` atomically inside the caller's transaction (see the module docstring)."""
+        legs = [leg for leg in legs if leg.amount_minor]
+        if not legs or any(leg.amount_minor < 0 for leg in legs):
+            raise ValueError("an operation needs legs with positive amounts")
+        ids = await self.resolve(session, [r for leg in legs for r in (leg.debit, leg.credit)])
+        now = utcnow()
+        posted: list[int] = []
+        for key, leg in zip(leg_keys(op_key, len(legs)), legs, strict=True):
+            stmt = (
+                self._insert(transfer_t)
+                .values(
+                    idempotency_key=key,
+                    kind=leg.kind,
+                    asset=leg.debit.asset,
+                    debit_account_id=ids[leg.debit],
+                    credit_account_id=ids[leg.credit],
+                    amount_minor=leg.amount_minor,
+                    reference=leg.reference,
+                    memo=leg.memo,
+                    created_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=["idempotency_key"])
+                .returning(transfer_t.c.id)
+            )
+            new_id = (await session.execute(stmt)).scalar()
+            if new_id is None:
+                if posted:  # the first leg was new and a later one is not: keys were reused
+                    raise IdempotencyConflict(key=op_key)
+                return await self._replay(session, op_key=op_key, anchor=legs[0], ids=ids)
+            posted.append(new_id)
+        await self._apply(session, legs=legs, ids=ids)
+        return Posting(
+            transfer_ids=tuple(posted),
+            replayed=False,
+            by_kind=_by_kind((leg.kind, leg.amount_minor) for leg in legs),
+        )
+
+    async def _apply(
+        self, session: AsyncSession, *, legs: Sequence[Leg], ids: dict[AccountRef, int]
+    ) -> None:
+        deltas: dict[AccountRef, int] = defaultdict(int)
+        for leg in legs:
+            deltas[leg.debit] -= leg.amount_minor
+            deltas[leg.credit] += leg.amount_minor
+        moving = {ref: d for ref, d in deltas.items() if d}
+        if not moving:
+            return
+        by_id = {ids[ref]: d for ref, d in moving.items()}
+        delta = case(by_id, value=account_t.c.id)
+        stmt = (
+            update(account_t)
+            .where(account_t.c.id.in_(sorted(by_id)))
+            .where(or_(account_t.c.is_system, account_t.c.balance_minor + delta >= 0))
+            .values(balance_minor=account_t.c.balance_minor + delta)
+        )
+        result: Any = await session.execute(stmt)
+        if result.rowcount != len(by_id):
+            await self._raise_overdraft(session, moving=moving, ids=ids)
+
+    async def _raise_overdraft(
+        self, session: AsyncSession, *, moving: dict[AccountRef, int], ids: dict[AccountRef, int]
+    ) -> None:
+        debited = {ref: -d for ref, d in moving.items() if d < 0 and not ref.is_system}
+        rows = await session.execute(
+            select(account_t.c.id, account_t.c.balance_minor).where(
+                account_t.c.id.in_([ids[r] for r in debited])
+            )
+        )
+        balances = dict(rows.tuples())
+        for ref, needed in debited.items():
+            if balances[ids[ref]] < needed:
+                raise Overdraft(ref, balances[ids[ref]], needed)
+        raise Overdraft(next(iter(debited)), 0, 0)  # pragma: no cover - the UPDATE said short
+
+    async def _replay(
+        self, session: AsyncSession, *, op_key: str, anchor: Leg, ids: dict[AccountRef, int]
+    ) -> Posting:
+        """The key was posted before: the same request if its first leg matches, else a conflict."""
+        rows = (
+            (
+                await session.execute(
+                    select(transfer_t).where(
+                        or_(
+                            transfer_t.c.idempotency_key == op_key,
+                            transfer_t.c.idempotency_key.like(f"{op_key}#%"),
+                        )
+                    )
+                )
+            )
+            .mappings()
+            .all()
+        )
+        first = next(row for row in rows if row["idempotency_key"] == op_key)
+        stored = (first["debit_account_id"], first["credit_account_id"], first["amount_minor"])
+        if stored != (ids[anchor.debit], ids[anchor.credit], anchor.amount_minor):
+            raise IdempotencyConflict(key=op_key)
+        return Posting(
+            transfer_ids=tuple(sorted(int(row["id"]) for row in rows)),
+            replayed=True,
+            by_kind=_by_kind((row["kind"], int(row["amount_minor"])) for row in rows),
+        )
+
+    # -- two-phase reservations -----------------------------------------------------------------
+
+    async def reserve(
+        self,
+        session: AsyncSession,
+        *,
+        reservation_id: str,
+        party_id: int,
+        asset: str,
+        amount_minor: int,
+    ) -> Posting:
+        """Hold ``amount_minor`` of ``asset`` for a top-up (main → inflight); idempotent by id."""
+        main = AccountRef(AccountKind.MAIN, asset, party_id)
+        inflight = AccountRef(AccountKind.INFLIGHT, asset, party_id)
+        leg = Leg("reserve", main, inflight, amount_minor, reference=reservation_id)
+        posting = await self.post(session, op_key=f"reserve:{reservation_id}", legs=[leg])
+        if not posting.replayed:
+            await session.execute(
+                reservation_t.insert().values(
+                    id=reservation_id,
+                    party_id=party_id,
+                    asset=asset,
+                    amount_minor=amount_minor,
+                    status=ReservationStatus.RESERVED,
+                    created_at=utcnow(),
+                )
+            )
+        return posting
+
+    async def capture(self, session: AsyncSession, *, reservation_id: str) -> Posting:
+        """The top-up was delivered: inflight → sold."""
+        return await self._resolve(session, reservation_id, ReservationStatus.CAPTURED)
+
+    async def release(self, session: AsyncSession, *, reservation_id: str) -> Posting:
+        """The top-up definitively failed: inflight → back to the party's main account."""
+        return await self._resolve(session, reservation_id, ReservationStatus.RELEASED)
+
+    async def _resolve(
+        self, session: AsyncSession, reservation_id: str, outcome: ReservationStatus
+    ) -> Posting:
+        row = (
+            await session.execute(
+                update(reservation_t)
+                .where(reservation_t.c.id == reservation_id)
+                .where(reservation_t.c.status == ReservationStatus.RESERVED)
+                .values(status=outcome, resolved_at=utcnow())
+                .returning(
+                    reservation_t.c.party_id, reservation_t.c.asset, reservation_t.c.amount_minor
+                )
+            )
+        ).first()
+        if row is None:
+            status = (
+                await session.execute(
+                    select(reservation_t.c.status).where(reservation_t.c.id == reservation_id)
+                )
+            ).scalar()
+            if status is None:
+                raise NotFound(kind="reservation", key=reservation_id)
+            if status != outcome:
+                raise ReservationResolved(reservation_id=reservation_id, status=status)
+            return Posting(transfer_ids=(), replayed=True, by_kind={})
+        party_id, asset, amount = row
+        captured = outcome is ReservationStatus.CAPTURED
+        kind = "capture" if captured else "release"
+        target = AccountRef(AccountKind.SOLD if captured else AccountKind.MAIN, asset, party_id)
+        inflight = AccountRef(AccountKind.INFLIGHT, asset, party_id)
+        leg = Leg(kind, inflight, target, amount, reference=reservation_id)
+        return await self.post(session, op_key=f"{kind}:{reservation_id}", legs=[leg])
+
+
+async def account_balances(session: AsyncSession, party_id: int) -> dict[tuple[str, str], int]:
+    """``{(asset, kind): balance_minor}`` of one party's accounts."""
+    rows = await session.execute(
+        select(account_t.c.asset, account_t.c.kind, account_t.c.balance_minor).where(
+            account_t.c.party_id == party_id
+        )
+    )
+    return {(asset, kind): bal for asset, kind, bal in rows.tuples()}

@@ -1,0 +1,238 @@
+"""Parties: registration, status, PINs and the lockout.
+
+Invariant: a PIN is only ever held as a :class:`core.security.Pin` and stored as its peppered
+hash; wrong tries are counted by one atomic UPDATE, so concurrent wrong PINs cannot slip past the
+lockout, and the count is committed even though the caller then sees an error.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.context import Core
+from core.errors import (
+    AlreadyExists,
+    NotFound,
+    NotPermitted,
+    PartyInactive,
+    PinLocked,
+    WrongPin,
+)
+from core.models import Party, PartyStatus, Role
+from core.msisdn import normalize
+from core.security import Pin
+from core.services.audit import Actor, record
+
+party_t = Party.__table__  # type: ignore[attr-defined]
+
+# Which role may sit under which parent role.
+ALLOWED_PARENTS: dict[Role, tuple[Role, ...]] = {
+    Role.PLATFORM: (),
+    Role.DISTRIBUTOR: (Role.PLATFORM, Role.DISTRIBUTOR),
+    Role.RETAILER: (Role.DISTRIBUTOR,),
+}
+LANGUAGES = ("en", "fr", "sw")
+
+
+async def get_party(session: AsyncSession, ref: str | int, *, country: str) -> Party:
+    """A party by id (``12`` or ``"#12"``) or by MSISDN in any accepted format."""
+    if isinstance(ref, int) or ref.lstrip("#").isdigit() and len(ref.lstrip("#")) < 9:
+        party = await session.get(Party, int(str(ref).lstrip("#")))
+    else:
+        msisdn = normalize(ref, country=country)
+        party = (await session.execute(select(Party).where(Party.msisdn == msisdn))).scalar()
+    if party is None:
+        raise NotFound(kind="party", key=str(ref))
+    return party
+
+
+async def platform(session: AsyncSession) -> Party:
+    party = (await session.execute(select(Party).where(Party.role == Role.PLATFORM))).scalar()
+    if party is None:
+        raise NotFound(kind="party", key="platform (run `airgate seed --demo` or add one)")
+    return party
+
+
+async def add_party(
+    core: Core,
+    *,
+    actor: Actor,
+    role: Role,
+    name: str,
+    msisdn: str,
+    parent_ref: str | int | None = None,
+    language: str = "en",
+    pin: Pin | None = None,
+    status: PartyStatus = PartyStatus.ACTIVE,
+) -> Party:
+    country = core.settings.country
+    e164 = normalize(msisdn, country=country)
+    if language not in LANGUAGES:
+        raise NotFound(kind="language", key=language)
+    name = " ".join(name.split())
+    if not name:
+        raise NotPermitted(reason="a party needs a name")
+    async with core.transaction() as session:
+        parent = (
+            None if parent_ref is None else await get_party(session, parent_ref, country=country)
+        )
+        _check_parent(role, parent)
+        if role is Role.PLATFORM and await _count(session, role=Role.PLATFORM):
+            raise AlreadyExists(kind="platform", key="platform")
+        party = Party(
+            role=role,
+            parent_id=parent.id if parent else None,
+            name=name,
+            msisdn=e164,
+            status=status,
+            language=language,
+            pin_hash=core.pins.hash(pin) if pin else None,
+        )
+        session.add(party)
+        try:
+            await session.flush()
+        except IntegrityError:
+            raise AlreadyExists(kind="party with number", key=e164) from None
+        await record(
+            session,
+            actor=actor,
+            action="party.add",
+            subject_party_id=party.id,
+            details={"role": role.value, "parent_id": party.parent_id},
+        )
+    return party
+
+
+def _check_parent(role: Role, parent: Party | None) -> None:
+    allowed = ALLOWED_PARENTS[role]
+    if not allowed and parent is None:
+        return
+    if parent is None or parent.role not in allowed:
+        wanted = " or ".join(r.value for r in allowed) or "no parent"
+        raise NotPermitted(reason=f"a {role.value} sits under a {wanted}")
+
+
+async def _count(session: AsyncSession, *, role: Role) -> int:
+    return int(
+        (await session.execute(select(func.count()).where(party_t.c.role == role))).scalar() or 0
+    )
+
+
+async def list_parties(
+    session: AsyncSession,
+    *,
+    role: Role | None = None,
+    parent_id: int | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[Party]:
+    query = select(Party).order_by(Party.id).limit(limit).offset(offset)  # type: ignore[arg-type]
+    if role is not None:
+        query = query.where(Party.role == role)
+    if parent_id is not None:
+        query = query.where(Party.parent_id == parent_id)
+    return list((await session.execute(query)).scalars())
+
+
+def ensure_active(party: Party) -> None:
+    if party.status != PartyStatus.ACTIVE:
+        raise PartyInactive(party=party.label, status=party.status)
+
+
+async def _may_manage(session: AsyncSession, actor: Actor, party: Party) -> None:
+    """Admins manage anyone; a party manages the parties below it."""
+    if actor.is_admin:
+        return
+    parent_id = party.parent_id
+    while parent_id is not None:
+        if parent_id == actor.party_id:
+            return
+        parent = await session.get(Party, parent_id)
+        parent_id = parent.parent_id if parent else None
+    raise NotPermitted(reason=f"{party.label} is not one of your parties")
+
+
+async def set_status(core: Core, *, actor: Actor, ref: str | int, status: PartyStatus) -> Party:
+    async with core.transaction() as session:
+        party = await get_party(session, ref, country=core.settings.country)
+        await _may_manage(session, actor, party)
+        previous, party.status = party.status, status
+        await record(
+            session,
+            actor=actor,
+            action=f"party.{status.value}",
+            subject_party_id=party.id,
+            details={"from": previous},
+        )
+    return party
+
+
+async def set_pin(core: Core, *, actor: Actor, ref: str | int, pin: Pin) -> Party:
+    """Set a new PIN; this also clears the failure count and any lock."""
+    async with core.transaction() as session:
+        party = await get_party(session, ref, country=core.settings.country)
+        if actor.party_id != party.id:
+            await _may_manage(session, actor, party)
+        party.pin_hash = core.pins.hash(pin)
+        party.pin_failed_attempts = 0
+        party.pin_locked = False
+        await record(session, actor=actor, action="party.set_pin", subject_party_id=party.id)
+    return party
+
+
+async def unlock(core: Core, *, actor: Actor, ref: str | int) -> Party:
+    async with core.transaction() as session:
+        party = await get_party(session, ref, country=core.settings.country)
+        await _may_manage(session, actor, party)
+        party.pin_failed_attempts = 0
+        party.pin_locked = False
+        await record(session, actor=actor, action="party.unlock", subject_party_id=party.id)
+    return party
+
+
+async def check_pin(core: Core, *, party_id: int, pin: Pin, channel: str) -> Party:
+    """Return the party if ``pin`` is right; else count the try and raise WrongPin or PinLocked."""
+    max_attempts = core.settings.pin_max_attempts
+    async with core.transaction() as session:
+        party = await session.get(Party, party_id)
+        if party is None:
+            raise NotFound(kind="party", key=str(party_id))
+        ensure_active(party)
+        if party.pin_locked:
+            raise PinLocked(party=party.label, unlocker=await _unlocker(session, party))
+        if party.pin_hash and core.pins.verify(pin, party.pin_hash):
+            if party.pin_failed_attempts:
+                party.pin_failed_attempts = 0
+            return party
+        failed, locked = (
+            await session.execute(
+                update(party_t)
+                .where(party_t.c.id == party_id)
+                .values(
+                    pin_failed_attempts=party_t.c.pin_failed_attempts + 1,
+                    pin_locked=party_t.c.pin_failed_attempts + 1 >= max_attempts,
+                )
+                .returning(party_t.c.pin_failed_attempts, party_t.c.pin_locked)
+            )
+        ).one()
+        if locked:
+            await record(
+                session,
+                actor=Actor.party(party_id, channel),
+                action="party.pin_locked",
+                subject_party_id=party_id,
+            )
+            unlocker = await _unlocker(session, party)
+    # Raised after the commit: the failed try must count even though the caller gets an error.
+    if locked:
+        raise PinLocked(party=party.label, unlocker=unlocker)
+    raise WrongPin(attempts_left=max_attempts - failed)
+
+
+async def _unlocker(session: AsyncSession, party: Party) -> str:
+    parent = await session.get(Party, party.parent_id) if party.parent_id else None
+    if parent is None or parent.role == Role.PLATFORM:
+        return "AirGate support"
+    return f"your distributor {parent.label}"

@@ -1,0 +1,406 @@
+"""Stock operations between levels of the chain, all as ledger postings.
+
+* intake:    the operator's airtime enters the platform (issuance → platform), once per reference;
+* sell:      a seller's stock goes to its direct buyer at the agreed discount; the buyer pays from
+             its cash first and the rest from its available credit, all in one transaction;
+* deposit:   cash a buyer handed its seller outside AirGate; it first repays used credit, the rest
+             becomes cash; a reference is recorded once per seller, a repeat is refused;
+* clawback:  a seller takes stock back from its buyer, with a reason;
+* credit:    a seller sets its buyer's credit limit; the CREDIT account holds what is still free.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.context import Core
+from core.errors import (
+    DuplicateReference,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InsufficientStock,
+    InvalidAmount,
+    NotPermitted,
+    Refused,
+)
+from core.models import AccountKind, Party
+from core.money import airtime_asset, cash_asset, discounted_price, format_minor
+from core.services.audit import Actor, record
+from core.services.catalog import agreement_for, get_operator
+from core.services.ledger import AccountRef, Leg, Overdraft, account_balances
+from core.services.parties import ensure_active, get_party, platform
+
+MAX_REFERENCE_CHARS = 64
+
+
+def _positive(amount_minor: int) -> None:
+    if amount_minor <= 0:
+        raise InvalidAmount(reason="the amount must be more than zero")
+
+
+def _reference(reference: str) -> str:
+    reference = reference.strip()
+    if not reference or len(reference) > MAX_REFERENCE_CHARS:
+        raise InvalidAmount(reason=f"a reference is 1 to {MAX_REFERENCE_CHARS} characters")
+    return reference
+
+
+async def _pair(
+    core: Core, session: AsyncSession, seller_ref: str | int, buyer_ref: str | int, actor: Actor
+) -> tuple[Party, Party]:
+    country = core.settings.country
+    seller = await get_party(session, seller_ref, country=country)
+    buyer = await get_party(session, buyer_ref, country=country)
+    if buyer.parent_id != seller.id:
+        raise NotPermitted(reason=f"{buyer.label} does not buy from {seller.label}")
+    if not actor.is_admin and actor.party_id != seller.id:
+        raise NotPermitted(reason=f"only {seller.label} or an admin can do this")
+    ensure_active(seller)
+    ensure_active(buyer)
+    return seller, buyer
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What an operation did (or, when ``replayed``, had already done)."""
+
+    reference: str
+    replayed: bool
+    face_minor: int = 0
+    price_minor: int = 0
+    cash_minor: int = 0
+    credit_minor: int = 0
+
+
+async def intake(
+    core: Core, *, actor: Actor, operator_code: str, amount_minor: int, reference: str
+) -> Receipt:
+    """Airtime bought from the operator enters the platform's stock."""
+    _positive(amount_minor)
+    reference = _reference(reference)
+    async with core.transaction() as session:
+        await get_operator(session, operator_code)
+        owner = await platform(session)
+        asset = airtime_asset(operator_code)
+        leg = Leg(
+            "intake",
+            AccountRef(AccountKind.ISSUANCE, asset),
+            AccountRef(AccountKind.MAIN, asset, owner.id),
+            amount_minor,
+            reference=reference,
+        )
+        posting = await core.ledger.post(
+            session, op_key=f"intake:{operator_code}:{reference}", legs=[leg]
+        )
+        if posting.replayed:
+            raise DuplicateReference(reference=reference)
+        await record(
+            session,
+            actor=actor,
+            action="stock.intake",
+            subject_party_id=owner.id,
+            reference=reference,
+            details={"operator": operator_code, "amount_minor": amount_minor},
+        )
+    return Receipt(reference=reference, replayed=False, face_minor=amount_minor)
+
+
+async def sell(
+    core: Core,
+    *,
+    actor: Actor,
+    seller_ref: str | int,
+    buyer_ref: str | int,
+    operator_code: str,
+    face_minor: int,
+    key: str | None = None,
+) -> Receipt:
+    """Sell ``face_minor`` of an operator's airtime to a direct buyer at the agreed discount."""
+    _positive(face_minor)
+    key = key or uuid.uuid4().hex
+    async with core.transaction() as session:
+        seller, buyer = await _pair(core, session, seller_ref, buyer_ref, actor)
+        operator = await get_operator(session, operator_code)
+        agreement = await agreement_for(
+            session, seller_id=seller.id or 0, buyer_id=buyer.id or 0, operator_code=operator_code
+        )
+        price = discounted_price(face_minor, agreement.discount_bps if agreement else 0)
+        stock, cash = airtime_asset(operator_code), cash_asset(operator.currency)
+        balances = await account_balances(session, buyer.id or 0)
+        cash_part = min(price, max(balances.get((cash, AccountKind.MAIN), 0), 0))
+        legs = [
+            Leg(
+                "sale",
+                AccountRef(AccountKind.MAIN, stock, seller.id),
+                AccountRef(AccountKind.MAIN, stock, buyer.id),
+                face_minor,
+                reference=key,
+            ),
+            Leg(
+                "payment",
+                AccountRef(AccountKind.MAIN, cash, buyer.id),
+                AccountRef(AccountKind.MAIN, cash, seller.id),
+                cash_part,
+                reference=key,
+            ),
+            Leg(
+                "credit_payment",
+                AccountRef(AccountKind.CREDIT, cash, buyer.id),
+                AccountRef(AccountKind.MAIN, cash, seller.id),
+                price - cash_part,
+                reference=key,
+            ),
+        ]
+        try:
+            posting = await core.ledger.post(session, op_key=f"sale:{seller.id}:{key}", legs=legs)
+        except Overdraft as exc:
+            if exc.account.asset == stock:
+                raise InsufficientStock(
+                    party=seller.label,
+                    asset=stock,
+                    available_minor=exc.available_minor,
+                    needed_minor=face_minor,
+                ) from None
+            available = balances.get((cash, AccountKind.MAIN), 0) + balances.get(
+                (cash, AccountKind.CREDIT), 0
+            )
+            raise InsufficientFunds(
+                party=buyer.label,
+                available_minor=available,
+                needed_minor=price,
+                currency=operator.currency,
+            ) from None
+        if not posting.replayed:
+            await record(
+                session,
+                actor=actor,
+                action="stock.sell",
+                subject_party_id=buyer.id,
+                reference=key,
+                details={
+                    "operator": operator_code,
+                    "face_minor": face_minor,
+                    "price_minor": price,
+                    "credit_minor": price - cash_part,
+                },
+            )
+    paid, on_credit = posting.amount("payment"), posting.amount("credit_payment")
+    return Receipt(
+        reference=key,
+        replayed=posting.replayed,
+        face_minor=posting.amount("sale"),
+        price_minor=paid + on_credit,
+        cash_minor=paid,
+        credit_minor=on_credit,
+    )
+
+
+async def deposit(
+    core: Core,
+    *,
+    actor: Actor,
+    receiver_ref: str | int,
+    payer_ref: str | int,
+    amount_minor: int,
+    reference: str,
+    currency: str = "KES",
+) -> Receipt:
+    """Record cash ``payer`` handed ``receiver``: it repays used credit first, then adds cash."""
+    _positive(amount_minor)
+    reference = _reference(reference)
+    cash = cash_asset(currency)
+    async with core.transaction() as session:
+        receiver, payer = await _pair(core, session, receiver_ref, payer_ref, actor)
+        balances = await account_balances(session, payer.id or 0)
+        used_credit = max(payer.credit_limit_minor - balances.get((cash, AccountKind.CREDIT), 0), 0)
+        repay = min(amount_minor, used_credit)
+        source = AccountRef(AccountKind.DEPOSITS, cash)
+        legs = [
+            Leg(
+                "deposit",
+                source,
+                AccountRef(AccountKind.MAIN, cash, payer.id),
+                amount_minor - repay,
+                reference=reference,
+            ),
+            Leg(
+                "repayment",
+                source,
+                AccountRef(AccountKind.CREDIT, cash, payer.id),
+                repay,
+                reference=reference,
+            ),
+        ]
+        try:
+            posting = await core.ledger.post(
+                session, op_key=f"deposit:{receiver.id}:{reference}", legs=legs
+            )
+        except IdempotencyConflict:  # same reference, split differently since: still a repeat
+            raise DuplicateReference(reference=reference) from None
+        if posting.replayed:
+            raise DuplicateReference(reference=reference)
+        await record(
+            session,
+            actor=actor,
+            action="cash.deposit",
+            subject_party_id=payer.id,
+            reference=reference,
+            details={"amount_minor": amount_minor, "repaid_credit_minor": repay},
+        )
+    return Receipt(
+        reference=reference,
+        replayed=False,
+        price_minor=amount_minor,
+        cash_minor=amount_minor - repay,
+        credit_minor=repay,
+    )
+
+
+async def clawback(
+    core: Core,
+    *,
+    actor: Actor,
+    seller_ref: str | int,
+    buyer_ref: str | int,
+    operator_code: str,
+    amount_minor: int,
+    reason: str,
+    key: str | None = None,
+) -> Receipt:
+    """Take stock back from a buyer (a mistaken sale, fraud); the reason is kept on the transfer."""
+    _positive(amount_minor)
+    reason = " ".join(reason.split())[:200]
+    if not reason:
+        raise InvalidAmount(reason="a clawback needs a reason")
+    key = key or uuid.uuid4().hex
+    async with core.transaction() as session:
+        seller, buyer = await _pair(core, session, seller_ref, buyer_ref, actor)
+        await get_operator(session, operator_code)
+        stock = airtime_asset(operator_code)
+        leg = Leg(
+            "clawback",
+            AccountRef(AccountKind.MAIN, stock, buyer.id),
+            AccountRef(AccountKind.MAIN, stock, seller.id),
+            amount_minor,
+            reference=key,
+            memo=reason,
+        )
+        try:
+            posting = await core.ledger.post(
+                session, op_key=f"clawback:{seller.id}:{key}", legs=[leg]
+            )
+        except Overdraft as exc:
+            raise InsufficientStock(
+                party=buyer.label,
+                asset=stock,
+                available_minor=exc.available_minor,
+                needed_minor=amount_minor,
+            ) from None
+        if not posting.replayed:
+            await record(
+                session,
+                actor=actor,
+                action="stock.clawback",
+                subject_party_id=buyer.id,
+                reference=key,
+                details={"operator": operator_code, "amount_minor": amount_minor, "reason": reason},
+            )
+    return Receipt(reference=key, replayed=posting.replayed, face_minor=amount_minor)
+
+
+async def set_credit_limit(
+    core: Core,
+    *,
+    actor: Actor,
+    seller_ref: str | int,
+    buyer_ref: str | int,
+    limit_minor: int,
+    currency: str = "KES",
+) -> Receipt:
+    """Move the buyer's free credit by the change of limit; below what is in use is refused."""
+    if limit_minor < 0:
+        raise InvalidAmount(reason="a credit limit cannot be negative")
+    cash = cash_asset(currency)
+    key = uuid.uuid4().hex
+    async with core.transaction() as session:
+        seller, buyer = await _pair(core, session, seller_ref, buyer_ref, actor)
+        change = limit_minor - buyer.credit_limit_minor
+        line, free = (
+            AccountRef(AccountKind.CREDIT_LINE, cash),
+            AccountRef(AccountKind.CREDIT, cash, buyer.id),
+        )
+        legs = (
+            [Leg("credit", line, free, change)]
+            if change > 0
+            else [Leg("credit", free, line, -change)]
+        )
+        if change:
+            try:
+                await core.ledger.post(session, op_key=f"credit:{buyer.id}:{key}", legs=legs)
+            except Overdraft as exc:
+                in_use = buyer.credit_limit_minor - exc.available_minor
+                used = format_minor(in_use, currency)
+                raise Refused(
+                    reason=f"{used} of credit is in use; the limit cannot go lower"
+                ) from None
+        buyer.credit_limit_minor = limit_minor
+        session.add(buyer)
+        await record(
+            session,
+            actor=actor,
+            action="credit.limit",
+            subject_party_id=buyer.id,
+            details={"limit_minor": limit_minor, "seller_id": seller.id},
+        )
+    return Receipt(reference=key, replayed=False, price_minor=limit_minor)
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """A party's position: stock per operator and cash with credit, in minor units."""
+
+    party: Party
+    stock: dict[str, dict[str, int]]  # operator code → {"available", "reserved", "sold"}
+    cash: dict[str, dict[str, int]]  # currency → {"cash", "credit_limit", "credit_available"}
+
+
+async def balance(core: Core, *, ref: str | int) -> Balance:
+    async with core.sessions() as session:
+        party = await get_party(session, ref, country=core.settings.country)
+        rows = await account_balances(session, party.id or 0)
+    stock: dict[str, dict[str, int]] = {}
+    cash: dict[str, dict[str, int]] = {}
+    names = {
+        AccountKind.MAIN: "available",
+        AccountKind.INFLIGHT: "reserved",
+        AccountKind.SOLD: "sold",
+    }
+    for (asset, kind), amount in sorted(rows.items()):
+        family, _, code = asset.partition(":")
+        if family == "AIRTIME":
+            stock.setdefault(code, {"available": 0, "reserved": 0, "sold": 0})[
+                names[AccountKind(kind)]
+            ] = amount
+        else:
+            entry = cash.setdefault(
+                code, {"cash": 0, "credit_limit": party.credit_limit_minor, "credit_available": 0}
+            )
+            entry["cash" if kind == AccountKind.MAIN else "credit_available"] = amount
+    if party.credit_limit_minor and not cash:
+        cash["KES"] = {"cash": 0, "credit_limit": party.credit_limit_minor, "credit_available": 0}
+    return Balance(party=party, stock=stock, cash=cash)
+
+
+__all__ = [
+    "Balance",
+    "Receipt",
+    "balance",
+    "clawback",
+    "deposit",
+    "intake",
+    "sell",
+    "set_credit_limit",
+]

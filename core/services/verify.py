@@ -1,0 +1,119 @@
+"""``airgate ledger verify``: prove the ledger from the outside.
+
+Recomputes every account's balance from the transfers and checks that
+
+1. each stored balance equals credits minus debits;
+2. each asset sums to zero, over stored balances and over recomputed ones;
+3. no non-system account is negative;
+4. every transfer moves one asset between two accounts of that asset;
+5. each party's in-flight balance equals the sum of its open reservations.
+
+All sums run in SQL, so it reads the ledger once however large it is.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from core.models import Account, AccountKind, Reservation, ReservationStatus, Transfer
+
+account_t = Account.__table__  # type: ignore[attr-defined]
+transfer_t = Transfer.__table__  # type: ignore[attr-defined]
+reservation_t = Reservation.__table__  # type: ignore[attr-defined]
+
+
+@dataclass
+class VerifyReport:
+    accounts: int = 0
+    transfers: int = 0
+    assets: dict[str, int] = field(default_factory=dict)  # asset → sum of stored balances
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+async def verify_ledger(session: AsyncSession) -> VerifyReport:
+    report = VerifyReport()
+    flows = await _flows(session)
+    recomputed_by_asset: dict[str, int] = defaultdict(int)
+    accounts = await session.execute(
+        select(
+            account_t.c.id,
+            account_t.c.code,
+            account_t.c.asset,
+            account_t.c.is_system,
+            account_t.c.balance_minor,
+        )
+    )
+    for id_, code, asset, is_system, stored in accounts.tuples():
+        report.accounts += 1
+        recomputed = flows.get(id_, 0)
+        recomputed_by_asset[asset] += recomputed
+        report.assets[asset] = report.assets.get(asset, 0) + stored
+        if recomputed != stored:
+            report.problems.append(f"{code}: stored {stored}, transfers say {recomputed}")
+        if not is_system and stored < 0:
+            report.problems.append(f"{code}: negative balance {stored}")
+    for asset, total in sorted(report.assets.items()):
+        if total or recomputed_by_asset[asset]:
+            report.problems.append(f"{asset}: balances sum to {total}, not zero")
+    report.transfers = int(
+        (await session.execute(select(func.count()).select_from(transfer_t))).scalar() or 0
+    )
+    report.problems.extend(await _asset_mismatches(session))
+    report.problems.extend(await _reservation_mismatches(session))
+    return report
+
+
+async def _flows(session: AsyncSession) -> dict[int, int]:
+    """Credits minus debits per account, summed by the database."""
+    flows: dict[int, int] = defaultdict(int)
+    for column, sign in ((transfer_t.c.credit_account_id, 1), (transfer_t.c.debit_account_id, -1)):
+        rows = await session.execute(
+            select(column, func.sum(transfer_t.c.amount_minor)).group_by(column)
+        )
+        for account_id, total in rows.tuples():
+            flows[account_id] += sign * int(total)
+    return flows
+
+
+async def _asset_mismatches(session: AsyncSession) -> list[str]:
+    debit, credit = aliased(account_t), aliased(account_t)
+    rows = await session.execute(
+        select(transfer_t.c.id, transfer_t.c.asset, debit.c.asset, credit.c.asset)
+        .join(debit, debit.c.id == transfer_t.c.debit_account_id)
+        .join(credit, credit.c.id == transfer_t.c.credit_account_id)
+        .where((debit.c.asset != transfer_t.c.asset) | (credit.c.asset != transfer_t.c.asset))
+        .limit(20)
+    )
+    return [f"transfer {t}: asset {a} between {d} and {c}" for t, a, d, c in rows.tuples()]
+
+
+async def _reservation_mismatches(session: AsyncSession) -> list[str]:
+    open_rows = await session.execute(
+        select(
+            reservation_t.c.party_id, reservation_t.c.asset, func.sum(reservation_t.c.amount_minor)
+        )
+        .where(reservation_t.c.status == ReservationStatus.RESERVED)
+        .group_by(reservation_t.c.party_id, reservation_t.c.asset)
+    )
+    held = {(p, a): int(s) for p, a, s in open_rows.tuples()}
+    inflight_rows = await session.execute(
+        select(account_t.c.party_id, account_t.c.asset, account_t.c.balance_minor).where(
+            account_t.c.kind == AccountKind.INFLIGHT
+        )
+    )
+    inflight = {(p, a): b for p, a, b in inflight_rows.tuples()}
+    return [
+        f"party {party} {asset}: in flight {inflight.get(key, 0)}, reserved {held.get(key, 0)}"
+        for key in sorted(set(held) | set(inflight))
+        for party, asset in [key]
+        if held.get(key, 0) != inflight.get(key, 0)
+    ]
