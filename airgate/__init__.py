@@ -1,0 +1,1 @@
+"""Entry points: the ``airgate`` command line and the HTTP server that composes the channels."""

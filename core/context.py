@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -23,7 +23,7 @@ class Core:
     ledger: Ledger
     pins: PinHasher
 
-    def transaction(self):  # type: ignore[no-untyped-def]
+    def transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
         """``async with core.transaction() as session``: commit on success, roll back on error."""
         return transaction(self.sessions)
 

@@ -10,6 +10,7 @@ from typing import Any
 import phonenumbers
 from sqlalchemy import delete, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from core.context import Core
 from core.errors import InvalidAmount, NotFound
@@ -113,9 +114,9 @@ async def get_operator(session: AsyncSession, code: str) -> Operator:
 
 
 async def list_operators(session: AsyncSession, *, country: str | None = None) -> list[Operator]:
-    query = select(Operator).order_by(Operator.code)  # type: ignore[arg-type]
+    query = select(Operator).order_by(Operator.code)
     if country:
-        query = query.where(Operator.country == country)
+        query = query.where(col(Operator.country) == country)
     return list((await session.execute(query)).scalars())
 
 
@@ -145,11 +146,11 @@ async def products_of(
 ) -> list[Product]:
     query = (
         select(Product)
-        .where(Product.operator_code == operator_code, Product.active)
+        .where(col(Product.operator_code) == operator_code, col(Product.active))
         .order_by(Product.kind, Product.price_minor)  # type: ignore[arg-type]
     )
     if kind is not None:
-        query = query.where(Product.kind == kind)
+        query = query.where(col(Product.kind) == kind)
     return list((await session.execute(query)).scalars())
 
 
@@ -187,9 +188,9 @@ async def set_agreement(
         agreement = (
             await session.execute(
                 select(Agreement).where(
-                    Agreement.seller_id == seller_id,
-                    Agreement.buyer_id == buyer_id,
-                    Agreement.operator_code == operator_code,
+                    col(Agreement.seller_id) == seller_id,
+                    col(Agreement.buyer_id) == buyer_id,
+                    col(Agreement.operator_code) == operator_code,
                 )
             )
         ).scalar() or Agreement(
@@ -215,9 +216,9 @@ async def agreement_for(
     rows = (
         await session.execute(
             select(Agreement).where(
-                Agreement.seller_id == seller_id,
-                Agreement.buyer_id == buyer_id,
-                Agreement.operator_code.in_([operator_code, ALL_OPERATORS]),  # type: ignore[attr-defined]
+                col(Agreement.seller_id) == seller_id,
+                col(Agreement.buyer_id) == buyer_id,
+                col(Agreement.operator_code).in_([operator_code, ALL_OPERATORS]),
             )
         )
     ).scalars()

@@ -220,7 +220,7 @@ class Ledger:
                 account_t.c.id.in_([ids[r] for r in debited])
             )
         )
-        balances = dict(rows.tuples())
+        balances: dict[int, int] = dict(rows.tuples())
         for ref, needed in debited.items():
             if balances[ids[ref]] < needed:
                 raise Overdraft(ref, balances[ids[ref]], needed)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from core.context import Core
 from core.errors import (
@@ -42,14 +43,14 @@ async def get_party(session: AsyncSession, ref: str | int, *, country: str) -> P
         party = await session.get(Party, int(str(ref).lstrip("#")))
     else:
         msisdn = normalize(ref, country=country)
-        party = (await session.execute(select(Party).where(Party.msisdn == msisdn))).scalar()
+        party = (await session.execute(select(Party).where(col(Party.msisdn) == msisdn))).scalar()
     if party is None:
         raise NotFound(kind="party", key=str(ref))
     return party
 
 
 async def platform(session: AsyncSession) -> Party:
-    party = (await session.execute(select(Party).where(Party.role == Role.PLATFORM))).scalar()
+    party = (await session.execute(select(Party).where(col(Party.role) == Role.PLATFORM))).scalar()
     if party is None:
         raise NotFound(kind="party", key="platform (run `airgate seed --demo` or add one)")
     return party
@@ -130,9 +131,9 @@ async def list_parties(
 ) -> list[Party]:
     query = select(Party).order_by(Party.id).limit(limit).offset(offset)  # type: ignore[arg-type]
     if role is not None:
-        query = query.where(Party.role == role)
+        query = query.where(col(Party.role) == role)
     if parent_id is not None:
-        query = query.where(Party.parent_id == parent_id)
+        query = query.where(col(Party.parent_id) == parent_id)
     return list((await session.execute(query)).scalars())
 
 

@@ -1,0 +1,28 @@
+"""The ``airgate`` command: typer app assembled from one module per concern."""
+
+from __future__ import annotations
+
+import typer
+
+from airgate.cli import db, money, party
+from airgate.cli import run as running
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="AirGate: a B2B airtime top-up gateway. Settings come from AIRGATE_* variables.",
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(party.app, name="party")
+app.add_typer(money.stock_app, name="stock")
+app.add_typer(money.ledger_app, name="ledger")
+app.add_typer(running.catalog_app, name="catalog")
+app.command("deposit")(money.deposit)
+app.command("balance")(money.balance)
+app.command("seed")(running.seed)
+app.command("serve")(running.serve)
+app.command("demo")(running.demo)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,78 @@
+"""What every command shares: settings, the core, output, and the one place errors become text."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from core.context import Core, open_core
+from core.errors import AirGateError, SettingsError
+from core.money import parse_major
+from core.security import Pin
+from core.settings import Settings, load_settings
+
+T = TypeVar("T")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+out = Console(highlight=False)
+
+
+def fail(message: str, *, code: int = 1) -> NoReturn:
+    sys.stderr.write(f"airgate: {message}\n")  # one plain line, never wrapped or styled
+    raise typer.Exit(code)
+
+
+def settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        fail(str(exc), code=2)
+
+
+def run(work: Callable[[Core], Awaitable[T]]) -> T:
+    """Run ``work`` with a core built from the environment; an AirGateError becomes one line."""
+
+    async def main() -> T:
+        async with open_core(settings()) as core:
+            return await work(core)
+
+    try:
+        return asyncio.run(main())
+    except AirGateError as exc:
+        fail(str(exc))
+
+
+def emit(data: Any, *, as_json: bool, human: Callable[[], None]) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(data, default=str, indent=2) + "\n")
+    else:
+        human()
+
+
+def amount(text: str) -> int:
+    """Parse a CLI amount in major units (``1,500.50``) into minor units."""
+    try:
+        value = parse_major(text)
+    except ValueError as exc:
+        fail(str(exc))
+    if value <= 0:
+        fail("the amount must be more than zero")
+    return value
+
+
+def read_pin(*, from_stdin: bool) -> Pin:
+    """A PIN from stdin (scripts) or a hidden, confirmed prompt; never from argv."""
+    if from_stdin or not sys.stdin.isatty():
+        digits = sys.stdin.readline()
+    else:
+        digits = typer.prompt("PIN", hide_input=True, confirmation_prompt=True)
+    try:
+        return Pin(digits)
+    except AirGateError as exc:
+        fail(str(exc))

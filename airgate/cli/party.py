@@ -1,0 +1,212 @@
+"""``airgate party``: register and manage parties."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from airgate.cli._run import JsonOpt, amount, emit, out, read_pin, run
+from core.context import Core
+from core.models import Party, PartyStatus, Role
+from core.money import format_minor
+from core.services import parties, stock
+from core.services.audit import Actor
+
+app = typer.Typer(no_args_is_help=True, help="Parties: the platform, distributors, retailers.")
+PartyArg = Annotated[str, typer.Argument(help="Phone number (any format) or #id.")]
+
+
+def party_dict(party: Party) -> dict[str, Any]:
+    """What may be shown of a party: never its PIN hash."""
+    return {
+        "id": party.id,
+        "role": party.role,
+        "name": party.name,
+        "msisdn": party.msisdn,
+        "parent_id": party.parent_id,
+        "status": party.status,
+        "language": party.language,
+        "pin_set": party.pin_hash is not None,
+        "pin_locked": party.pin_locked,
+        "pin_failed_attempts": party.pin_failed_attempts,
+        "credit_limit_minor": party.credit_limit_minor,
+        "telegram_linked": party.telegram_user_id is not None,
+    }
+
+
+def _print_party(party: Party) -> None:
+    locked = " [bold red]PIN LOCKED[/]" if party.pin_locked else ""
+    out.print(f"#{party.id} {party.role} {party.name} {party.msisdn} {party.status}{locked}")
+
+
+@app.command("add")
+def add(
+    role: Annotated[Role, typer.Option(help="platform, distributor or retailer")],
+    name: Annotated[str, typer.Option()],
+    msisdn: Annotated[str, typer.Option(help="Phone number, local or international.")],
+    parent: Annotated[str | None, typer.Option(help="The parent's number or #id.")] = None,
+    language: Annotated[str, typer.Option(help="en, fr or sw")] = "en",
+    pin_stdin: Annotated[bool, typer.Option(help="Read the PIN from stdin.")] = False,
+    no_pin: Annotated[bool, typer.Option(help="Register without a PIN.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a party."""
+    pin = None if no_pin else read_pin(from_stdin=pin_stdin)
+
+    async def work(core: Core) -> Party:
+        return await parties.add_party(
+            core,
+            actor=Actor.cli(),
+            role=role,
+            name=name,
+            msisdn=msisdn,
+            parent_ref=parent,
+            language=language,
+            pin=pin,
+        )
+
+    party = run(work)
+    emit(party_dict(party), as_json=as_json, human=lambda: _print_party(party))
+
+
+@app.command("list")
+def list_(
+    role: Annotated[Role | None, typer.Option()] = None,
+    parent: Annotated[str | None, typer.Option(help="Only the parties under this one.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """List parties."""
+
+    async def work(core: Core) -> list[Party]:
+        async with core.sessions() as session:
+            parent_id = None
+            if parent is not None:
+                parent_id = (
+                    await parties.get_party(session, parent, country=core.settings.country)
+                ).id
+            return await parties.list_parties(
+                session, role=role, parent_id=parent_id, limit=limit, offset=offset
+            )
+
+    rows = run(work)
+
+    def human() -> None:
+        table = Table("id", "role", "name", "msisdn", "parent", "status", "PIN")
+        for p in rows:
+            pin = "locked" if p.pin_locked else ("set" if p.pin_hash else "none")
+            table.add_row(
+                str(p.id), p.role, p.name, p.msisdn, str(p.parent_id or ""), p.status, pin
+            )
+        out.print(table)
+
+    emit([party_dict(p) for p in rows], as_json=as_json, human=human)
+
+
+@app.command("show")
+def show(party: PartyArg, as_json: JsonOpt = False) -> None:
+    """Show a party and its balances."""
+
+    async def work(core: Core) -> stock.Balance:
+        return await stock.balance(core, ref=party)
+
+    bal = run(work)
+
+    def human() -> None:
+        _print_party(bal.party)
+        print_balance(bal)
+
+    emit(
+        {**party_dict(bal.party), "stock": bal.stock, "cash": bal.cash},
+        as_json=as_json,
+        human=human,
+    )
+
+
+def print_balance(bal: stock.Balance) -> None:
+    table = Table("stock", "available", "reserved", "sold")
+    for operator, row in bal.stock.items():
+        table.add_row(operator, *(format_minor(row[k]) for k in ("available", "reserved", "sold")))
+    out.print(table)
+    for currency, row in bal.cash.items():
+        used = row["credit_limit"] - row["credit_available"]
+        out.print(
+            f"cash {format_minor(row['cash'], currency)}; credit limit "
+            f"{format_minor(row['credit_limit'], currency)}, in use {format_minor(used, currency)}"
+        )
+
+
+def _status_command(name: str, status: PartyStatus, doc: str) -> None:
+    def command(party: PartyArg, as_json: JsonOpt = False) -> None:
+        async def work(core: Core) -> Party:
+            return await parties.set_status(core, actor=Actor.cli(), ref=party, status=status)
+
+        changed = run(work)
+        emit(party_dict(changed), as_json=as_json, human=lambda: _print_party(changed))
+
+    command.__doc__ = doc
+    app.command(name)(command)
+
+
+_status_command(
+    "suspend", PartyStatus.SUSPENDED, "Suspend a party: it can do nothing until activated."
+)
+_status_command("activate", PartyStatus.ACTIVE, "Activate a pending or suspended party.")
+
+
+@app.command("unlock")
+def unlock(party: PartyArg, as_json: JsonOpt = False) -> None:
+    """Unlock a PIN locked after too many wrong tries."""
+
+    async def work(core: Core) -> Party:
+        return await parties.unlock(core, actor=Actor.cli(), ref=party)
+
+    changed = run(work)
+    emit(party_dict(changed), as_json=as_json, human=lambda: _print_party(changed))
+
+
+@app.command("set-pin")
+def set_pin(
+    party: PartyArg,
+    pin_stdin: Annotated[bool, typer.Option(help="Read the PIN from stdin.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set a party's PIN (prompted, or read from stdin); clears a lock."""
+    pin = read_pin(from_stdin=pin_stdin)
+
+    async def work(core: Core) -> Party:
+        return await parties.set_pin(core, actor=Actor.cli(), ref=party, pin=pin)
+
+    changed = run(work)
+    emit(party_dict(changed), as_json=as_json, human=lambda: _print_party(changed))
+
+
+@app.command("credit-limit")
+def credit_limit(
+    party: PartyArg,
+    limit: Annotated[
+        str, typer.Argument(help="New limit in major units, e.g. 5000; 0 removes it.")
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Set how much a party may owe its parent for stock."""
+    limit_minor = 0 if limit.strip() in {"0", "0.00"} else amount(limit)
+
+    async def work(core: Core) -> Party:
+        async with core.sessions() as session:
+            buyer = await parties.get_party(session, party, country=core.settings.country)
+        await stock.set_credit_limit(
+            core,
+            actor=Actor.cli(),
+            seller_ref=buyer.parent_id or 0,
+            buyer_ref=buyer.id or 0,
+            limit_minor=limit_minor,
+        )
+        async with core.sessions() as session:
+            return await parties.get_party(session, buyer.id or 0, country=core.settings.country)
+
+    changed = run(work)
+    emit(party_dict(changed), as_json=as_json, human=lambda: _print_party(changed))
