@@ -201,9 +201,22 @@ class Ledger:
             return
         by_id = {ids[ref]: d for ref, d in moving.items()}
         delta = case(by_id, value=account_t.c.id)
+        targets = account_t.c.id.in_(sorted(by_id))
+        if self._dialect == "postgresql":
+            # Lock the rows in id order first: an UPDATE alone locks in scan order, which differs
+            # between transactions and deadlocks. NO KEY UPDATE does not conflict with the key-share
+            # locks that inserting a transfer (foreign keys to both accounts) takes.
+            locked = (
+                select(account_t.c.id)
+                .where(targets)
+                .order_by(account_t.c.id)
+                .with_for_update(key_share=True)  # renders FOR NO KEY UPDATE
+                .subquery()
+            )
+            targets = account_t.c.id == locked.c.id
         stmt = (
             update(account_t)
-            .where(account_t.c.id.in_(sorted(by_id)))
+            .where(targets)
             .where(or_(account_t.c.is_system, account_t.c.balance_minor + delta >= 0))
             .values(balance_minor=account_t.c.balance_minor + delta)
         )
@@ -220,7 +233,7 @@ class Ledger:
                 account_t.c.id.in_([ids[r] for r in debited])
             )
         )
-        balances: dict[int, int] = dict(rows.tuples())
+        balances = {account_id: balance for account_id, balance in rows}
         for ref, needed in debited.items():
             if balances[ids[ref]] < needed:
                 raise Overdraft(ref, balances[ids[ref]], needed)
@@ -332,4 +345,4 @@ async def account_balances(session: AsyncSession, party_id: int) -> dict[tuple[s
             account_t.c.party_id == party_id
         )
     )
-    return {(asset, kind): bal for asset, kind, bal in rows.tuples()}
+    return {(asset, kind): bal for asset, kind, bal in rows}

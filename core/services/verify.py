@@ -52,7 +52,7 @@ async def verify_ledger(session: AsyncSession) -> VerifyReport:
             account_t.c.balance_minor,
         )
     )
-    for id_, code, asset, is_system, stored in accounts.tuples():
+    for id_, code, asset, is_system, stored in accounts:
         report.accounts += 1
         recomputed = flows.get(id_, 0)
         recomputed_by_asset[asset] += recomputed
@@ -79,7 +79,7 @@ async def _flows(session: AsyncSession) -> dict[int, int]:
         rows = await session.execute(
             select(column, func.sum(transfer_t.c.amount_minor)).group_by(column)
         )
-        for account_id, total in rows.tuples():
+        for account_id, total in rows:
             flows[account_id] += sign * int(total)
     return flows
 
@@ -93,7 +93,7 @@ async def _asset_mismatches(session: AsyncSession) -> list[str]:
         .where((debit.c.asset != transfer_t.c.asset) | (credit.c.asset != transfer_t.c.asset))
         .limit(20)
     )
-    return [f"transfer {t}: asset {a} between {d} and {c}" for t, a, d, c in rows.tuples()]
+    return [f"transfer {t}: asset {a} between {d} and {c}" for t, a, d, c in rows]
 
 
 async def _reservation_mismatches(session: AsyncSession) -> list[str]:
@@ -104,13 +104,13 @@ async def _reservation_mismatches(session: AsyncSession) -> list[str]:
         .where(reservation_t.c.status == ReservationStatus.RESERVED)
         .group_by(reservation_t.c.party_id, reservation_t.c.asset)
     )
-    held = {(p, a): int(s) for p, a, s in open_rows.tuples()}
+    held = {(p, a): int(s) for p, a, s in open_rows}
     inflight_rows = await session.execute(
         select(account_t.c.party_id, account_t.c.asset, account_t.c.balance_minor).where(
             account_t.c.kind == AccountKind.INFLIGHT
         )
     )
-    inflight = {(p, a): b for p, a, b in inflight_rows.tuples()}
+    inflight = {(p, a): b for p, a, b in inflight_rows}
     return [
         f"party {party} {asset}: in flight {inflight.get(key, 0)}, reserved {held.get(key, 0)}"
         for key in sorted(set(held) | set(inflight))

