@@ -13,8 +13,8 @@ if new; ids cached once known to be committed, as accounts are never deleted), t
 transfers are inserted with ``ON CONFLICT (idempotency_key) DO NOTHING RETURNING id`` -- a
 concurrent duplicate waits on the unique index and then gets no row, so a replay is recognised
 without aborting the transaction -- and then every balance delta is applied in one guarded UPDATE.
-If its row count is short, a guard failed: :class:`Overdraft` is raised and the caller's
-transaction rolls back.
+If it returns fewer rows than it targets, a guard failed: :class:`Overdraft` is raised and the
+caller's transaction rolls back.
 """
 
 from __future__ import annotations
@@ -219,25 +219,23 @@ class Ledger:
             .where(targets)
             .where(or_(account_t.c.is_system, account_t.c.balance_minor + delta >= 0))
             .values(balance_minor=account_t.c.balance_minor + delta)
+            .returning(account_t.c.id)
         )
-        result: Any = await session.execute(stmt)
-        if result.rowcount != len(by_id):
-            await self._raise_overdraft(session, moving=moving, ids=ids)
+        updated = set((await session.execute(stmt)).scalars())
+        if len(updated) != len(by_id):
+            refused = next(ref for ref in moving if ids[ref] not in updated)
+            await self._raise_overdraft(session, refused, needed=-moving[refused], ids=ids)
 
     async def _raise_overdraft(
-        self, session: AsyncSession, *, moving: dict[AccountRef, int], ids: dict[AccountRef, int]
+        self, session: AsyncSession, ref: AccountRef, *, needed: int, ids: dict[AccountRef, int]
     ) -> None:
-        debited = {ref: -d for ref, d in moving.items() if d < 0 and not ref.is_system}
-        rows = await session.execute(
-            select(account_t.c.id, account_t.c.balance_minor).where(
-                account_t.c.id.in_([ids[r] for r in debited])
+        """``ref``'s guard refused the debit, so its row is unchanged: read what it has."""
+        available = (
+            await session.execute(
+                select(account_t.c.balance_minor).where(account_t.c.id == ids[ref])
             )
-        )
-        balances = {account_id: balance for account_id, balance in rows}
-        for ref, needed in debited.items():
-            if balances[ids[ref]] < needed:
-                raise Overdraft(ref, balances[ids[ref]], needed)
-        raise Overdraft(next(iter(debited)), 0, 0)  # pragma: no cover - the UPDATE said short
+        ).scalar_one()
+        raise Overdraft(ref, available, needed)
 
     async def _replay(
         self, session: AsyncSession, *, op_key: str, anchor: Leg, ids: dict[AccountRef, int]
