@@ -1,8 +1,8 @@
 """Parties: registration, status, PINs and the lockout.
 
 Invariant: a PIN is only ever held as a :class:`core.security.Pin` and stored as its peppered
-hash; wrong tries are counted by one atomic UPDATE, so concurrent wrong PINs cannot slip past the
-lockout, and the count is committed even though the caller then sees an error.
+hash; checks of one party's PIN run one at a time (row lock), so concurrent guesses cannot slip
+past the lockout, and a wrong try is committed even though the caller then sees an error.
 """
 
 from __future__ import annotations
@@ -197,7 +197,9 @@ async def check_pin(core: Core, *, party_id: int, pin: Pin, channel: str) -> Par
     """Return the party if ``pin`` is right; else count the try and raise WrongPin or PinLocked."""
     max_attempts = core.settings.pin_max_attempts
     async with core.transaction() as session:
-        party = await session.get(Party, party_id)
+        # Row lock: concurrent guesses are judged one after another, so none is evaluated after
+        # the lock has landed (SQLite's BEGIN IMMEDIATE serialises them the same way).
+        party = await session.get(Party, party_id, with_for_update=True)
         if party is None:
             raise NotFound(kind="party", key=str(party_id))
         ensure_active(party)

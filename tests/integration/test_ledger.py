@@ -103,9 +103,7 @@ async def test_200_concurrent_reservations_against_a_balance_covering_50(core: C
     distributor, [shop] = await chain(core)
     await give_retailer_stock(core, distributor, shop, 50 * 700, "r1")
     assert shop.id
-    outcomes = await asyncio.gather(
-        *(_reserve(core, f"c-{i}", shop.id, 700) for i in range(200))
-    )
+    outcomes = await asyncio.gather(*(_reserve(core, f"c-{i}", shop.id, 700) for i in range(200)))
     assert outcomes.count(True) == 50
     bal = await _balances(core, shop.id)
     assert bal[(ASSET, AccountKind.MAIN)] == 0

@@ -1,0 +1,59 @@
+"""Catalog: operator detection from carrier data and the override table; airtime limits."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.context import Core
+from core.errors import InvalidAmount, NotFound
+from core.models import ProductKind
+from core.services import catalog
+from tests.helpers import ADMIN
+
+
+@pytest.mark.parametrize(
+    ("msisdn", "operator"),
+    [
+        ("+254722000000", "safaricom-ke"),
+        ("+254110000000", "safaricom-ke"),
+        ("+254788123456", "airtel-ke"),
+        ("+254733000000", "airtel-ke"),
+        ("+254770000000", "telkom-ke"),
+        ("+254722000999", "airtel-ke"),  # ported: the demo catalog's override wins
+    ],
+)
+async def test_detect_operator(core: Core, msisdn: str, operator: str) -> None:
+    await catalog.load_catalog(core, text=catalog.demo_catalog_text(), actor=ADMIN)
+    async with core.sessions() as session:
+        assert (await catalog.detect_operator(session, msisdn)).code == operator
+
+
+async def test_unknown_operator_and_products(core: Core) -> None:
+    counts = await catalog.load_catalog(core, text=catalog.demo_catalog_text(), actor=ADMIN)
+    assert counts.operators == 3
+    async with core.sessions() as session:
+        with pytest.raises(NotFound):  # a Ugandan MTN number: no such operator in this catalog
+            await catalog.detect_operator(session, "+256772123456")
+        bundles = await catalog.products_of(session, "safaricom-ke", kind=ProductKind.DATA)
+        (airtime,) = await catalog.products_of(session, "safaricom-ke", kind=ProductKind.AIRTIME)
+    assert [b.price_minor for b in bundles] == sorted(b.price_minor or 0 for b in bundles)
+    catalog.check_airtime_amount(airtime, 50_000, "KES")
+    with pytest.raises(InvalidAmount, match="KES 5 to KES 10,000 in steps of KES 1"):
+        catalog.check_airtime_amount(airtime, 450, "KES")
+    with pytest.raises(InvalidAmount):
+        catalog.check_airtime_amount(airtime, 50_050, "KES")
+
+
+async def test_reloading_a_catalog_updates_in_place(core: Core) -> None:
+    text = catalog.demo_catalog_text()
+    await catalog.load_catalog(core, text=text, actor=ADMIN)
+    await catalog.load_catalog(
+        core, text=text.replace("max_minor = 500_000", "max_minor = 400_000"), actor=ADMIN
+    )
+    async with core.sessions() as session:
+        (airtime,) = await catalog.products_of(session, "telkom-ke", kind=ProductKind.AIRTIME)
+    assert airtime.max_minor == 400_000
+    with pytest.raises(NotFound):
+        await catalog.load_catalog(
+            core, text="country = 'KE'\n[[operators]]\nname='x'", actor=ADMIN
+        )

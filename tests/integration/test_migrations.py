@@ -1,0 +1,33 @@
+"""Migrations from empty on both databases, and the models agree with them."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, inspect
+from sqlmodel import SQLModel
+
+from core.context import Core
+from core.db import current_revision, upgrade
+
+
+async def test_upgrade_from_empty_matches_the_models(core: Core) -> None:
+    await upgrade(core.engine)  # idempotent on an up-to-date database
+    assert await current_revision(core.engine) == "0001"
+
+    def diff(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, SQLModel.metadata))
+
+    def tables(connection: Connection) -> set[str]:
+        return set(inspect(connection).get_table_names())
+
+    async with core.engine.connect() as conn:
+        assert await conn.run_sync(diff) == []
+        assert {
+            "party",
+            "account",
+            "transfer",
+            "reservation",
+            "audit_event",
+        } <= await conn.run_sync(tables)
