@@ -10,10 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -21,6 +19,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 SQLITE_BUSY_TIMEOUT_S = 60  # long enough for a queue of 200 concurrent writers
 
@@ -67,6 +68,8 @@ async def transaction(
 
 
 def alembic_config() -> Config:
+    from alembic.config import Config  # imported here: only migrations pay for Alembic
+
     cfg = Config()
     cfg.set_main_option("script_location", "core:migrations")
     return cfg
@@ -74,6 +77,8 @@ def alembic_config() -> Config:
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Run migrations up to ``revision`` on ``engine`` (what ``airgate db upgrade`` does)."""
+
+    from alembic import command
 
     def _run(connection: Connection) -> None:
         cfg = alembic_config()

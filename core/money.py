@@ -25,7 +25,8 @@ def parse_major(text: str) -> int:
     """``"1,500.50"`` → 150050. Refuses more than two decimals, signs and anything non-numeric."""
     cleaned = text.strip().replace(",", "").replace("_", "")
     whole, _, frac = cleaned.partition(".")
-    if not whole.isdigit() or (frac and not frac.isdigit()) or len(frac) > 2 or len(whole) > 12:
+    digits = whole + frac
+    if not (whole and digits.isascii() and digits.isdigit()) or len(frac) > 2 or len(whole) > 12:
         raise ValueError(f"{text!r} is not an amount")
     return int(whole) * MINOR_PER_MAJOR + int(frac.ljust(2, "0") or 0)
 

@@ -8,12 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from aiohttp import web
 from sqlalchemy import select
 from sqlmodel import col
 
 from airgate.cli._run import JsonOpt, emit, fail, out, run, settings
-from airgate.server import build_app
 from core.context import Core, open_core
 from core.db import upgrade
 from core.errors import AirGateError
@@ -28,8 +26,12 @@ from core.settings import Settings
 catalog_app = typer.Typer(no_args_is_help=True, help="Operators and products.")
 
 
-async def _serve_until_signal(app: web.Application, s: Settings) -> None:
-    runner = web.AppRunner(app, access_log=None)
+async def _serve_until_signal(s: Settings) -> None:
+    from aiohttp import web  # imported here: only the serving commands pay for it
+
+    from airgate.server import build_app
+
+    runner = web.AppRunner(build_app(s), access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, s.http_host, s.http_port).start()
@@ -49,7 +51,7 @@ def serve() -> None:
     s = settings()
     configure(level=s.log_level, json=s.log_json)
     try:
-        asyncio.run(_serve_until_signal(build_app(s), s))
+        asyncio.run(_serve_until_signal(s))
     except OSError as exc:
         fail(f"cannot listen on {s.http_host}:{s.http_port}: {exc.strerror}")
 
@@ -79,7 +81,7 @@ def demo(
             out.print(f"Redis     {url}{' (embedded, started now)' if started else ''}")
             out.print("Demo      distributor +254700000100, retailers +254700000001…, PIN 1234")
             out.print("Try       airgate balance +254700000001   (Ctrl-C stops the demo)")
-            await _serve_until_signal(build_app(s), s)
+            await _serve_until_signal(s)
         finally:
             if started:
                 await stop_embedded(s.var_dir)
