@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from airgate.cli import db, money, party
+from airgate.cli import agreement, db, money, party
 from airgate.cli import run as running
 
 app = typer.Typer(
@@ -14,6 +14,7 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(party.app, name="party")
+app.add_typer(agreement.app, name="agreement")
 app.add_typer(money.stock_app, name="stock")
 app.add_typer(money.ledger_app, name="ledger")
 app.add_typer(running.catalog_app, name="catalog")

@@ -224,3 +224,13 @@ async def agreement_for(
     ).scalars()
     by_code = {a.operator_code: a for a in rows}
     return by_code.get(operator_code) or by_code.get(ALL_OPERATORS)
+
+
+async def agreements_of(session: AsyncSession, *, party_id: int) -> list[Agreement]:
+    """Every agreement where the party sells or buys."""
+    query = (
+        select(Agreement)
+        .where((col(Agreement.seller_id) == party_id) | (col(Agreement.buyer_id) == party_id))
+        .order_by(col(Agreement.seller_id), col(Agreement.buyer_id), col(Agreement.operator_code))
+    )
+    return list((await session.execute(query)).scalars())

@@ -81,6 +81,9 @@ def test_a_distributor_day_through_the_cli(cli: CliRunner, database_url: str) ->
     assert shop["msisdn"] == "+254711000001" and shop["pin_set"]  # type: ignore[index]
     assert "pin_hash" not in shop and "4321" not in json.dumps(shop)
 
+    cli("agreement", "set", SHOP, "--discount-bps", "250", "--operator", "safaricom-ke")
+    assert _json(cli("agreement", "list", SHOP, "--json"))[0]["discount_bps"] == 250  # type: ignore[index]
+    cli("agreement", "set", SHOP, "--discount-bps", "0")  # all operators; safaricom-ke keeps 250
     cli("stock", "intake", "safaricom-ke", "10,000", "--reference", "PO-1")
     cli("deposit", DISTRIBUTOR, "10000", "--reference", "D-1")  # to its parent, the platform
     cli("stock", "sell", DISTRIBUTOR, "safaricom-ke", "10000")
@@ -88,13 +91,13 @@ def test_a_distributor_day_through_the_cli(cli: CliRunner, database_url: str) ->
     repeat = cli("deposit", SHOP, "600", "--reference", "M-PESA-1", ok=False)
     assert repeat.returncode == 1 and "already recorded" in _one_line_error(repeat)
     sale = _json(cli("stock", "sell", SHOP, "safaricom-ke", "500", "--json"))
-    assert sale["price_minor"] == 50_000  # type: ignore[index]
+    assert sale["price_minor"] == 48_750  # type: ignore[index]  (2.5 % off KES 500)
     too_much = cli("stock", "sell", SHOP, "safaricom-ke", "500", ok=False)
     assert "can pay" in _one_line_error(too_much)
 
     balance = _json(cli("balance", SHOP, "--json"))
     assert balance["stock"]["safaricom-ke"]["available"] == 50_000  # type: ignore[index]
-    assert balance["cash"]["KES"]["cash"] == 10_000  # type: ignore[index]
+    assert balance["cash"]["KES"]["cash"] == 11_250  # type: ignore[index]
     listed = _json(cli("party", "list", "--role", "retailer", "--json"))
     assert [p["msisdn"] for p in listed] == ["+254711000001"]  # type: ignore[union-attr,index]
     cli("party", "suspend", SHOP)
