@@ -95,6 +95,9 @@ class Overdraft(Exception):
         self.needed_minor = needed_minor
 
 
+MAX_LEGS = 8
+
+
 def leg_keys(op_key: str, count: int) -> list[str]:
     """The first leg carries the operation's key and names the request; later legs (derived from
     balances at the time, like a cash/credit split) add ``#n``."""
@@ -119,7 +122,9 @@ class Ledger:
         still roll back, so it is looked up again next time.
         """
         refs = list(refs)
-        for ref in {r.code: r for r in refs if r.code not in self._ids}.values():
+        pending: dict[str, int] = session.info.setdefault("new_accounts", {})
+        unknown = {r.code: r for r in refs if r.code not in self._ids and r.code not in pending}
+        for ref in unknown.values():
             created = (
                 await session.execute(
                     self._insert(account_t)
@@ -136,13 +141,12 @@ class Ledger:
                 )
             ).scalar()
             if created is not None:
-                session.info.setdefault("new_accounts", {})[ref.code] = created
+                pending[ref.code] = created
                 continue
             existing = (
                 await session.execute(select(account_t.c.id).where(account_t.c.code == ref.code))
             ).scalar_one()
             self._ids[ref.code] = existing
-        pending: dict[str, int] = session.info.get("new_accounts", {})
         return {r: self._ids.get(r.code) or pending[r.code] for r in refs}
 
     def _insert(self, table: Any) -> Any:
@@ -154,8 +158,10 @@ class Ledger:
     async def post(self, session: AsyncSession, *, op_key: str, legs: Sequence[Leg]) -> Posting:
         """Post ``legs`` atomically inside the caller's transaction (see the module docstring)."""
         legs = [leg for leg in legs if leg.amount_minor]
-        if not legs or any(leg.amount_minor < 0 for leg in legs):
-            raise ValueError("an operation needs legs with positive amounts")
+        if not legs or len(legs) > MAX_LEGS or any(leg.amount_minor < 0 for leg in legs):
+            raise ValueError(f"an operation needs 1 to {MAX_LEGS} legs with positive amounts")
+        if "#" in op_key:
+            raise ValueError("'#' is reserved for the keys of later legs")
         ids = await self.resolve(session, [r for leg in legs for r in (leg.debit, leg.credit)])
         now = utcnow()
         posted: list[int] = []
@@ -245,10 +251,7 @@ class Ledger:
             (
                 await session.execute(
                     select(transfer_t).where(
-                        or_(
-                            transfer_t.c.idempotency_key == op_key,
-                            transfer_t.c.idempotency_key.like(f"{op_key}#%"),
-                        )
+                        transfer_t.c.idempotency_key.in_(leg_keys(op_key, MAX_LEGS))
                     )
                 )
             )

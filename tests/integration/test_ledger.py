@@ -143,3 +143,47 @@ async def test_database_refuses_edited_transfers_and_overdrawn_accounts(core: Co
                 text("UPDATE account SET balance_minor = -1 WHERE party_id = :p"), {"p": shop.id}
             )
     await assert_ledger_ok(core)
+
+
+async def test_replay_looks_up_exact_keys_only(core: Core) -> None:
+    """LIKE 'key#%' treated ``_``/``%`` as wildcards (and SQLite ignores case): a replay of
+    ``ord_1`` must not pick up the legs of ``ORD-1`` or ``ordX1``."""
+    _, [shop] = await chain(core)
+    assert shop.id
+    issuance = AccountRef(AccountKind.ISSUANCE, ASSET)
+    main = AccountRef(AccountKind.MAIN, ASSET, shop.id)
+    for key, amount in (("ord_1", 100), ("ORD-1", 900), ("ordX1", 50)):
+        async with core.transaction() as session:
+            await core.ledger.post(
+                session, op_key=key, legs=[Leg("intake", issuance, main, amount)] * 2
+            )
+    async with core.transaction() as session:
+        again = await core.ledger.post(
+            session, op_key="ord_1", legs=[Leg("intake", issuance, main, 100)] * 2
+        )
+    assert again.replayed and again.by_kind == {"intake": 200}
+    assert len(again.transfer_ids) == 2
+
+
+async def test_account_created_in_a_rolled_back_transaction_is_not_cached(core: Core) -> None:
+    _, [shop] = await chain(core)
+    assert shop.id
+    odd = AccountRef(AccountKind.ISSUANCE, "CASH:XXX")
+    phantom = AccountRef(AccountKind.MAIN, "CASH:XXX", shop.id)
+    with pytest.raises(RuntimeError):
+        async with core.transaction() as session:
+            await core.ledger.post(session, op_key="t1", legs=[Leg("intake", odd, phantom, 5)])
+            await core.ledger.post(session, op_key="t2", legs=[Leg("intake", odd, phantom, 5)])
+            raise RuntimeError("roll back")
+    # New accounts may now reuse the rolled-back ids; postings must still reach the right ones.
+    other = AccountRef(AccountKind.ISSUANCE, "CASH:YYY")
+    async with core.transaction() as session:
+        await core.ledger.post(
+            session,
+            op_key="t3",
+            legs=[Leg("intake", other, AccountRef(AccountKind.MAIN, "CASH:YYY", shop.id), 7)],
+        )
+    async with core.transaction() as session:
+        await core.ledger.post(session, op_key="t4", legs=[Leg("intake", odd, phantom, 1_000)])
+    assert (await _balances(core, shop.id))[("CASH:XXX", AccountKind.MAIN)] == 1_000
+    await assert_ledger_ok(core)
