@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.money import format_minor
+
 
 class AirGateError(Exception):
     """Base: ``code`` is stable for translation catalogues; fields are keyword-only."""
@@ -40,7 +42,11 @@ class AirGateError(Exception):
         self.fields = fields
         for name, value in fields.items():
             setattr(self, name, value)
-        super().__init__(self.template.format(**fields))
+        super().__init__(self.template.format(**fields, **self._shown(fields)))
+
+    def _shown(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Extra values for the English text only (e.g. amounts formatted for people)."""
+        return {}
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.fields.items())
@@ -102,17 +108,25 @@ class Refused(AirGateError):
     template = "{reason}"
 
 
-class InsufficientStock(Refused):
+class _Shortfall(Refused):
+    """Carries ``available_minor`` and ``needed_minor``; the text shows them in major units."""
+
+    def _shown(self, fields: dict[str, Any]) -> dict[str, Any]:
+        currency = fields.get("currency", "")
+        return {
+            "available": format_minor(fields["available_minor"], currency),
+            "needed": format_minor(fields["needed_minor"], currency),
+        }
+
+
+class InsufficientStock(_Shortfall):
     code = "insufficient_stock"
-    template = "{party} has {available_minor} of {asset}, {needed_minor} needed"
+    template = "{party} has {available} of {asset}, {needed} needed"
 
 
-class InsufficientFunds(Refused):
+class InsufficientFunds(_Shortfall):
     code = "insufficient_funds"
-    template = (
-        "{party} can pay {available_minor} {currency} (cash plus available credit), "
-        "{needed_minor} needed"
-    )
+    template = "{party} can pay {available} (cash plus available credit), {needed} needed"
 
 
 class PartyInactive(Refused):

@@ -37,13 +37,22 @@ ALLOWED_PARENTS: dict[Role, tuple[Role, ...]] = {
 LANGUAGES = ("en", "fr", "sw")
 
 
-async def get_party(session: AsyncSession, ref: str | int, *, country: str) -> Party:
-    """A party by id (``12`` or ``"#12"``) or by MSISDN in any accepted format."""
-    if isinstance(ref, int) or ref.lstrip("#").isdigit() and len(ref.lstrip("#")) < 9:
-        party = await session.get(Party, int(str(ref).lstrip("#")))
+async def get_party(
+    session: AsyncSession, ref: str | int, *, country: str, lock: bool = False
+) -> Party:
+    """A party by id (``12`` or ``"#12"``) or by MSISDN in any accepted format.
+
+    ``lock``: hold its row (FOR NO KEY UPDATE) until the transaction ends, and read it fresh.
+    """
+    digits = str(ref).lstrip("#")
+    if isinstance(ref, int) or (digits.isascii() and digits.isdigit() and len(digits) < 9):
+        where = col(Party.id) == int(digits)
     else:
-        msisdn = normalize(ref, country=country)
-        party = (await session.execute(select(Party).where(col(Party.msisdn) == msisdn))).scalar()
+        where = col(Party.msisdn) == normalize(str(ref), country=country)
+    query = select(Party).where(where)
+    if lock:
+        query = query.with_for_update(key_share=True).execution_options(populate_existing=True)
+    party = (await session.execute(query)).scalar()
     if party is None:
         raise NotFound(kind="party", key=str(ref))
     return party
@@ -146,6 +155,10 @@ async def _may_manage(session: AsyncSession, actor: Actor, party: Party) -> None
     """Admins manage anyone; a party manages the parties below it."""
     if actor.is_admin:
         return
+    acting = await session.get(Party, actor.party_id)
+    if acting is None:
+        raise NotPermitted(reason="unknown party")
+    ensure_active(acting)
     parent_id = party.parent_id
     while parent_id is not None:
         if parent_id == actor.party_id:
@@ -170,10 +183,23 @@ async def set_status(core: Core, *, actor: Actor, ref: str | int, status: PartyS
     return party
 
 
-async def set_pin(core: Core, *, actor: Actor, ref: str | int, pin: Pin) -> Party:
-    """Set a new PIN; this also clears the failure count and any lock."""
+async def set_pin(
+    core: Core, *, actor: Actor, ref: str | int, pin: Pin, current: Pin | None = None
+) -> Party:
+    """Set a new PIN; this also clears the failure count and any lock.
+
+    A party changing its own PIN must give the current one (checked, and counted like any try),
+    so a stolen phone cannot reset the PIN or lift the lockout.
+    """
+    if actor.party_id is not None:
+        async with core.sessions() as session:
+            target = await get_party(session, ref, country=core.settings.country)
+        if target.id == actor.party_id:
+            if current is None:
+                raise NotPermitted(reason="give your current PIN to change it")
+            await check_pin(core, party_id=actor.party_id, pin=current, channel=actor.channel)
     async with core.transaction() as session:
-        party = await get_party(session, ref, country=core.settings.country)
+        party = await get_party(session, ref, country=core.settings.country, lock=True)
         if actor.party_id != party.id:
             await _may_manage(session, actor, party)
         party.pin_hash = core.pins.hash(pin)
@@ -199,7 +225,7 @@ async def check_pin(core: Core, *, party_id: int, pin: Pin, channel: str) -> Par
     async with core.transaction() as session:
         # Row lock: concurrent guesses are judged one after another, so none is evaluated after
         # the lock has landed (SQLite's BEGIN IMMEDIATE serialises them the same way).
-        party = await session.get(Party, party_id, with_for_update=True)
+        party = await session.get(Party, party_id, with_for_update={"key_share": True})
         if party is None:
             raise NotFound(kind="party", key=str(party_id))
         ensure_active(party)

@@ -7,33 +7,42 @@
              becomes cash; a reference is recorded once per seller, a repeat is refused;
 * clawback:  a seller takes stock back from its buyer, with a reason;
 * credit:    a seller sets its buyer's credit limit; the CREDIT account holds what is still free.
+
+Invariant: every operation between a seller and a buyer locks the buyer's party row first, so what
+it reads of the buyer (its limit, its cash, its used credit) cannot change before it commits.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.context import Core
 from core.errors import (
     DuplicateReference,
     IdempotencyConflict,
+    InputError,
     InsufficientFunds,
     InsufficientStock,
     InvalidAmount,
     NotPermitted,
     Refused,
 )
-from core.models import AccountKind, Party
+from core.models import AccountKind, Operator, Party
 from core.money import airtime_asset, cash_asset, discounted_price, format_minor
 from core.services.audit import Actor, record
 from core.services.catalog import agreement_for, get_operator
 from core.services.ledger import AccountRef, Leg, Overdraft, account_balances
 from core.services.parties import ensure_active, get_party, platform
 
-MAX_REFERENCE_CHARS = 64
+operator_t = Operator.__table__  # type: ignore[attr-defined]
+
+# References and idempotency keys: what payment systems and POS ids use; '#' is the ledger's.
+REFERENCE = re.compile(r"[A-Za-z0-9._:/-]{1,64}")
 
 
 def _positive(amount_minor: int) -> None:
@@ -41,11 +50,20 @@ def _positive(amount_minor: int) -> None:
         raise InvalidAmount(reason="the amount must be more than zero")
 
 
-def _reference(reference: str) -> str:
+def _reference(reference: str, *, what: str = "a reference") -> str:
     reference = reference.strip()
-    if not reference or len(reference) > MAX_REFERENCE_CHARS:
-        raise InvalidAmount(reason=f"a reference is 1 to {MAX_REFERENCE_CHARS} characters")
+    if not REFERENCE.fullmatch(reference):
+        raise InputError(reason=f"{what} is 1 to 64 letters, digits or . _ : / -")
     return reference
+
+
+async def _currency(session: AsyncSession, currency: str) -> str:
+    known = set((await session.execute(select(operator_t.c.currency).distinct())).scalars())
+    if currency not in known:
+        raise InputError(
+            reason=f"{currency!r} is not a currency of any operator ({', '.join(sorted(known))})"
+        )
+    return currency
 
 
 async def _pair(
@@ -53,7 +71,7 @@ async def _pair(
 ) -> tuple[Party, Party]:
     country = core.settings.country
     seller = await get_party(session, seller_ref, country=country)
-    buyer = await get_party(session, buyer_ref, country=country)
+    buyer = await get_party(session, buyer_ref, country=country, lock=True)
     if buyer.parent_id != seller.id:
         raise NotPermitted(reason=f"{buyer.label} does not buy from {seller.label}")
     if not actor.is_admin and actor.party_id != seller.id:
@@ -120,7 +138,7 @@ async def sell(
 ) -> Receipt:
     """Sell ``face_minor`` of an operator's airtime to a direct buyer at the agreed discount."""
     _positive(face_minor)
-    key = key or uuid.uuid4().hex
+    key = _reference(key, what="a key") if key is not None else uuid.uuid4().hex
     async with core.transaction() as session:
         seller, buyer = await _pair(core, session, seller_ref, buyer_ref, actor)
         operator = await get_operator(session, operator_code)
@@ -214,6 +232,7 @@ async def deposit(
     cash = cash_asset(currency)
     async with core.transaction() as session:
         receiver, payer = await _pair(core, session, receiver_ref, payer_ref, actor)
+        await _currency(session, currency)
         balances = await account_balances(session, payer.id or 0)
         used_credit = max(payer.credit_limit_minor - balances.get((cash, AccountKind.CREDIT), 0), 0)
         repay = min(amount_minor, used_credit)
@@ -275,7 +294,7 @@ async def clawback(
     reason = " ".join(reason.split())[:200]
     if not reason:
         raise InvalidAmount(reason="a clawback needs a reason")
-    key = key or uuid.uuid4().hex
+    key = _reference(key, what="a key") if key is not None else uuid.uuid4().hex
     async with core.transaction() as session:
         seller, buyer = await _pair(core, session, seller_ref, buyer_ref, actor)
         await get_operator(session, operator_code)
@@ -327,6 +346,7 @@ async def set_credit_limit(
     key = uuid.uuid4().hex
     async with core.transaction() as session:
         seller, buyer = await _pair(core, session, seller_ref, buyer_ref, actor)
+        await _currency(session, currency)
         change = limit_minor - buyer.credit_limit_minor
         line, free = (
             AccountRef(AccountKind.CREDIT_LINE, cash),

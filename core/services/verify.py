@@ -6,7 +6,8 @@ Recomputes every account's balance from the transfers and checks that
 2. each asset sums to zero, over stored balances and over recomputed ones;
 3. no non-system account is negative;
 4. every transfer moves one asset between two accounts of that asset;
-5. each party's in-flight balance equals the sum of its open reservations.
+5. each party's in-flight balance equals the sum of its open reservations;
+6. no party's free credit exceeds the credit limit its parent set.
 
 All sums run in SQL, so it reads the ledger once however large it is.
 """
@@ -20,11 +21,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from core.models import Account, AccountKind, Reservation, ReservationStatus, Transfer
+from core.models import Account, AccountKind, Party, Reservation, ReservationStatus, Transfer
 
 account_t = Account.__table__  # type: ignore[attr-defined]
 transfer_t = Transfer.__table__  # type: ignore[attr-defined]
 reservation_t = Reservation.__table__  # type: ignore[attr-defined]
+party_t = Party.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -69,7 +71,19 @@ async def verify_ledger(session: AsyncSession) -> VerifyReport:
     )
     report.problems.extend(await _asset_mismatches(session))
     report.problems.extend(await _reservation_mismatches(session))
+    report.problems.extend(await _credit_over_limit(session))
     return report
+
+
+async def _credit_over_limit(session: AsyncSession) -> list[str]:
+    rows = await session.execute(
+        select(party_t.c.id, party_t.c.credit_limit_minor, func.sum(account_t.c.balance_minor))
+        .join(account_t, account_t.c.party_id == party_t.c.id)
+        .where(account_t.c.kind == AccountKind.CREDIT)
+        .group_by(party_t.c.id, party_t.c.credit_limit_minor)
+        .having(func.sum(account_t.c.balance_minor) > party_t.c.credit_limit_minor)
+    )
+    return [f"party {p}: free credit {free} above its limit {limit}" for p, limit, free in rows]
 
 
 async def _flows(session: AsyncSession) -> dict[int, int]:

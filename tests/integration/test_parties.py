@@ -149,3 +149,21 @@ async def test_pin_never_in_clear_in_database_audit_or_logs(
         events = (await session.execute(select(AuditEvent.action))).scalars().all()
     assert {"party.add", "party.set_pin", "catalog.load"} <= set(events)
     assert secret not in caplog.text
+
+
+async def test_changing_ones_own_pin_needs_the_current_one(core: Core) -> None:
+    distributor, [shop] = await chain(core)
+    assert shop.id and distributor.id
+    me = Actor.party(shop.id, "ussd")
+    with pytest.raises(NotPermitted):
+        await parties.set_pin(core, actor=me, ref=shop.msisdn, pin=Pin("2468"))
+    with pytest.raises(WrongPin):
+        await parties.set_pin(core, actor=me, ref=shop.msisdn, pin=Pin("2468"), current=Pin("0000"))
+    await parties.set_pin(core, actor=me, ref=shop.msisdn, pin=Pin("2468"), current=Pin(PIN))
+    assert await parties.check_pin(core, party_id=shop.id, pin=Pin("2468"), channel="ussd")
+    # A suspended distributor cannot manage its retailers.
+    await parties.set_status(
+        core, actor=ADMIN, ref=distributor.msisdn, status=PartyStatus.SUSPENDED
+    )
+    with pytest.raises(PartyInactive):
+        await parties.unlock(core, actor=Actor.party(distributor.id, "ussd"), ref=shop.msisdn)

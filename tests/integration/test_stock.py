@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from core.context import Core
 from core.errors import (
     DuplicateReference,
+    InputError,
     InsufficientFunds,
     InsufficientStock,
     NotPermitted,
@@ -139,3 +142,45 @@ async def test_clawback_returns_stock_with_its_reason(core: Core) -> None:
         )
     assert (await stock.balance(core, ref=shop.msisdn)).stock[SAFARICOM]["available"] == 3_000
     await assert_ledger_ok(core)
+
+
+async def test_concurrent_limit_changes_and_deposits_never_create_credit(core: Core) -> None:
+    """Each read its buyer's limit and used credit before the others wrote them (found in review:
+    on PostgreSQL two limits at once left free credit above the limit)."""
+    distributor, [shop] = await chain(core)
+    await give_distributor_stock(core, distributor, 100_000, "d1")
+    await stock.set_credit_limit(
+        core, actor=ADMIN, seller_ref=distributor.msisdn, buyer_ref=shop.msisdn, limit_minor=4_000
+    )
+    await _sell(core, distributor.msisdn, shop.msisdn, 4_000)  # all credit in use
+
+    async def limit(value: int) -> object:
+        return await stock.set_credit_limit(
+            core,
+            actor=ADMIN,
+            seller_ref=distributor.msisdn,
+            buyer_ref=shop.msisdn,
+            limit_minor=value,
+        )
+
+    deposits = [_deposit(core, distributor.msisdn, shop.msisdn, 4_000, f"p{i}") for i in range(6)]
+    limits = [limit(v) for v in (8_000, 5_000, 12_000, 6_000, 9_000, 7_000)]
+    await asyncio.gather(*deposits, *limits, return_exceptions=True)
+    await assert_ledger_ok(core)  # includes: free credit <= the limit
+    bal = (await stock.balance(core, ref=shop.msisdn)).cash["KES"]
+    assert bal["credit_available"] == bal["credit_limit"]  # 24,000 deposited repaid all 4,000
+    assert bal["cash"] == 24_000 - 4_000
+
+
+async def test_deposit_in_an_unknown_currency_is_refused(core: Core) -> None:
+    distributor, [shop] = await chain(core)
+    with pytest.raises(InputError, match="KSH"):
+        await stock.deposit(
+            core,
+            actor=ADMIN,
+            receiver_ref=distributor.msisdn,
+            payer_ref=shop.msisdn,
+            amount_minor=100,
+            reference="typo",
+            currency="KSH",
+        )
