@@ -14,7 +14,8 @@ from core.context import Core
 from core.money import format_minor
 from core.services import parties, stock
 from core.services.audit import Actor
-from core.services.verify import VerifyReport, verify_ledger
+from core.services.verify import VerifyReport
+from core.services.verify import verify as verify_snapshot
 
 stock_app = typer.Typer(no_args_is_help=True, help="Stock: intake, sell, claw back.")
 ledger_app = typer.Typer(no_args_is_help=True, help="The ledger.")
@@ -174,8 +175,7 @@ def verify(as_json: JsonOpt = False) -> None:
     """Recompute every balance from the transfers; exit 0 only if every invariant holds."""
 
     async def work(core: Core) -> VerifyReport:
-        async with core.sessions() as session:
-            return await verify_ledger(session)
+        return await verify_snapshot(core.engine)
 
     report = run(work)
 

@@ -7,10 +7,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from airgate.cli._run import JsonOpt, amount, emit, out, read_pin, run
+from airgate.cli._run import JsonOpt, emit, fail, out, read_pin, run
 from core.context import Core
+from core.errors import NotPermitted
 from core.models import Party, PartyStatus, Role
-from core.money import format_minor
+from core.money import format_minor, parse_major
 from core.services import parties, stock
 from core.services.audit import Actor
 
@@ -193,11 +194,16 @@ def credit_limit(
     as_json: JsonOpt = False,
 ) -> None:
     """Set how much a party may owe its parent for stock."""
-    limit_minor = 0 if limit.strip() in {"0", "0.00"} else amount(limit)
+    try:
+        limit_minor = parse_major(limit)
+    except ValueError as exc:
+        fail(str(exc))
 
     async def work(core: Core) -> Party:
         async with core.sessions() as session:
             buyer = await parties.get_party(session, party, country=core.settings.country)
+        if buyer.parent_id is None:
+            raise NotPermitted(reason=f"{buyer.label} has no parent to owe credit to")
         await stock.set_credit_limit(
             core,
             actor=Actor.cli(),

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from core.context import Core
-from core.errors import InvalidAmount, NotFound
+from core.errors import InputError, InvalidAmount, NotFound
 from core.models import Agreement, NumberPrefix, Operator, Product, ProductKind
 from core.models.catalog import ALL_OPERATORS
 from core.money import format_minor
@@ -44,10 +44,21 @@ async def load_catalog(core: Core, *, text: str, actor: Actor) -> CatalogCounts:
             NumberPrefix(prefix=p["prefix"], operator_code=p["operator"])
             for p in data.get("prefixes", [])
         ]
-    except (tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
-        raise NotFound(kind="valid catalog entry", key=str(exc)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(reason=f"catalog is not valid TOML: {exc}") from None
+    except KeyError as exc:
+        raise InputError(reason=f"catalog: an entry lacks the field {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise InputError(reason=f"catalog: {exc}") from None
     n_products = 0
     async with core.transaction() as session:
+        known = {op.code for op, _ in operators} | {op.code for op in await list_operators(session)}
+        for prefix in prefixes:
+            if prefix.operator_code not in known:
+                raise InputError(
+                    reason=f"catalog: prefix {prefix.prefix} names unknown operator "
+                    f"{prefix.operator_code!r}"
+                )
         for operator, products in operators:
             await session.merge(operator)
             for product in products:

@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import aliased
 
 from core.models import Account, AccountKind, Party, Reservation, ReservationStatus, Transfer
@@ -39,6 +39,18 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+async def verify(engine: AsyncEngine) -> VerifyReport:
+    """Verify from one snapshot: on a live PostgreSQL, separate READ COMMITTED reads could see a
+    transfer without its balance change and report a problem that is not there."""
+    async with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+        async with conn.begin():
+            return await verify_ledger(AsyncSession(bind=conn))
 
 
 async def verify_ledger(session: AsyncSession) -> VerifyReport:

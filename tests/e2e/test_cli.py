@@ -135,3 +135,13 @@ def test_errors_are_one_line_without_traceback(airgate: CliRunner) -> None:
     assert "not an amount" in _one_line_error(amount)
     pin = airgate("party", "set-pin", "0700000001", "--pin-stdin", stdin="12\n", ok=False)
     assert "4 to 6 digits" in _one_line_error(pin)
+
+
+def test_credit_limit_from_the_cli(airgate: CliRunner) -> None:
+    airgate("db", "upgrade")
+    airgate("seed", "--demo", "--retailers", "1")
+    shown = json.loads(airgate("party", "credit-limit", "0700000001", "0.0", "--json").stdout)
+    assert shown["credit_limit_minor"] == 0
+    platform = airgate("party", "credit-limit", "+254700000000", "100", ok=False)
+    assert "no parent" in _one_line_error(platform)
+    assert "ledger OK" in airgate("ledger", "verify").stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.context import Core
-from core.errors import InvalidAmount, NotFound
+from core.errors import InputError, InvalidAmount, NotFound
 from core.models import ProductKind
 from core.services import catalog
 from tests.helpers import ADMIN
@@ -53,7 +53,24 @@ async def test_reloading_a_catalog_updates_in_place(core: Core) -> None:
     async with core.sessions() as session:
         (airtime,) = await catalog.products_of(session, "telkom-ke", kind=ProductKind.AIRTIME)
     assert airtime.max_minor == 400_000
-    with pytest.raises(NotFound):
+    with pytest.raises(InputError):
         await catalog.load_catalog(
             core, text="country = 'KE'\n[[operators]]\nname='x'", actor=ADMIN
         )
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ('kind = "data"', 'kind = "voice"'),
+        ("min_minor = 500,", ""),
+        ('operator = "airtel-ke"', 'operator = "nope-ke"'),
+        ("country", "kountry"),
+    ],
+)
+async def test_a_bad_catalog_is_refused_with_a_reason(core: Core, change: str, words: str) -> None:
+    text = catalog.demo_catalog_text().replace(change, words, 1)
+    with pytest.raises(InputError, match="catalog"):
+        await catalog.load_catalog(core, text=text, actor=ADMIN)
+    async with core.sessions() as session:
+        assert await catalog.list_operators(session) == []  # nothing half-loaded
