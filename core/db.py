@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 SQLITE_BUSY_TIMEOUT_S = 60  # long enough for a queue of 200 concurrent writers
+PG_POOL_SIZE, PG_MAX_OVERFLOW = 40, 10  # see make_engine
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -34,8 +35,14 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, **kwargs)
         _sqlite_pragmas(engine)
         return engine
-    kwargs.setdefault("pool_size", 20)
-    kwargs.setdefault("max_overflow", 20)
+    # pool_size covers the expected concurrency (32+ clients) and the overflow is only a margin for
+    # bursts: an overflow connection is closed when it is returned while pool_size connections are
+    # idle, so a steady load above pool_size reconnects all the time (with 20 + 20: 160-210
+    # connects per 10 s at 32 clients and 13 % fewer reservations/s, docs/BENCHMARKS.md).
+    # At most 50 connections per process: keep processes × 50 under the server's max_connections
+    # (100 by default).
+    kwargs.setdefault("pool_size", PG_POOL_SIZE)
+    kwargs.setdefault("max_overflow", PG_MAX_OVERFLOW)
     return create_async_engine(url, **kwargs)
 
 

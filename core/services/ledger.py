@@ -3,7 +3,7 @@
 Invariants this module keeps (``airgate ledger verify`` checks them from the outside):
 
 * a transfer is immutable and posted at most once per idempotency key;
-* an account's stored balance changes only in the transaction that inserts its transfers, by one
+* an account's stored balance changes only in the transaction that inserts its transfers, by an
   UPDATE whose WHERE clause carries the guard (``balance + delta >= 0`` for non-system accounts):
   no read-then-write, so concurrent debits can never overdraw, on SQLite and PostgreSQL alike;
 * a reservation resolves (capture or release) at most once.
@@ -15,6 +15,12 @@ concurrent duplicate waits on the unique index and then gets no row, so a replay
 without aborting the transaction -- and then every balance delta is applied in one guarded UPDATE.
 If it returns fewer rows than it targets, a guard failed: :class:`Overdraft` is raised and the
 caller's transaction rolls back.
+
+On PostgreSQL, reserve, capture and release (the top-up hot path) run these steps as ONE prepared
+statement of data-modifying CTEs (``core/services/ledger_pg.py``): the same keys, guards, lock
+order and errors, inside the caller's transaction; there each account's delta is applied by its
+own guarded single-row UPDATE, lower id first, instead of one UPDATE for all. SQLite, and every
+other operation, use the statements below.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -32,6 +38,9 @@ from core.errors import IdempotencyConflict, NotFound, ReservationResolved
 from core.models import Account, AccountKind, Reservation, ReservationStatus, Transfer
 from core.models.ledger import SYSTEM_KINDS
 from core.models.types import utcnow
+
+if TYPE_CHECKING:
+    from core.services.ledger_pg import PgFastPath
 
 account_t = Account.__table__  # type: ignore[attr-defined]
 transfer_t = Transfer.__table__  # type: ignore[attr-defined]
@@ -104,12 +113,50 @@ def leg_keys(op_key: str, count: int) -> list[str]:
     return [op_key if i == 0 else f"{op_key}#{i}" for i in range(count)]
 
 
+def checked_legs(op_key: str, legs: Sequence[Leg]) -> list[Leg]:
+    """``legs`` without zero amounts; ValueError if they cannot make an operation."""
+    legs = [leg for leg in legs if leg.amount_minor]
+    if not legs or len(legs) > MAX_LEGS or any(leg.amount_minor < 0 for leg in legs):
+        raise ValueError(f"an operation needs 1 to {MAX_LEGS} legs with positive amounts")
+    if "#" in op_key:
+        raise ValueError("'#' is reserved for the keys of later legs")
+    return legs
+
+
+def reserve_leg(reservation_id: str, party_id: int, asset: str, amount_minor: int) -> Leg:
+    main = AccountRef(AccountKind.MAIN, asset, party_id)
+    inflight = AccountRef(AccountKind.INFLIGHT, asset, party_id)
+    return Leg("reserve", main, inflight, amount_minor, reference=reservation_id)
+
+
+def resolution(outcome: ReservationStatus) -> tuple[str, AccountKind]:
+    """The transfer kind of resolving a reservation with ``outcome``, and the kind of account it
+    credits (the debit is always the party's ``inflight``)."""
+    if outcome is ReservationStatus.CAPTURED:
+        return "capture", AccountKind.SOLD
+    return "release", AccountKind.MAIN
+
+
+def resolution_leg(
+    reservation_id: str, outcome: ReservationStatus, party_id: int, asset: str, amount_minor: int
+) -> Leg:
+    kind, target = resolution(outcome)
+    inflight = AccountRef(AccountKind.INFLIGHT, asset, party_id)
+    target_ref = AccountRef(target, asset, party_id)
+    return Leg(kind, inflight, target_ref, amount_minor, reference=reservation_id)
+
+
 class Ledger:
     """Posts operations. One instance per process: it caches account ids."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._dialect = engine.dialect.name
         self._ids: dict[str, int] = {}
+        self._pg: PgFastPath | None = None
+        if self._dialect == "postgresql":
+            from core.services.ledger_pg import PgFastPath  # here: it imports this module
+
+            self._pg = PgFastPath(self)
 
     # -- accounts -------------------------------------------------------------------------------
 
@@ -157,11 +204,7 @@ class Ledger:
 
     async def post(self, session: AsyncSession, *, op_key: str, legs: Sequence[Leg]) -> Posting:
         """Post ``legs`` atomically inside the caller's transaction (see the module docstring)."""
-        legs = [leg for leg in legs if leg.amount_minor]
-        if not legs or len(legs) > MAX_LEGS or any(leg.amount_minor < 0 for leg in legs):
-            raise ValueError(f"an operation needs 1 to {MAX_LEGS} legs with positive amounts")
-        if "#" in op_key:
-            raise ValueError("'#' is reserved for the keys of later legs")
+        legs = checked_legs(op_key, legs)
         ids = await self.resolve(session, [r for leg in legs for r in (leg.debit, leg.credit)])
         now = utcnow()
         posted: list[int] = []
@@ -186,7 +229,7 @@ class Ledger:
             if new_id is None:
                 if posted:  # the first leg was new and a later one is not: keys were reused
                     raise IdempotencyConflict(key=op_key)
-                return await self._replay(session, op_key=op_key, anchor=legs[0], ids=ids)
+                return await self.replay(session, op_key=op_key, anchor=legs[0], ids=ids)
             posted.append(new_id)
         await self._apply(session, legs=legs, ids=ids)
         return Posting(
@@ -243,7 +286,7 @@ class Ledger:
         ).scalar_one()
         raise Overdraft(ref, available, needed)
 
-    async def _replay(
+    async def replay(
         self, session: AsyncSession, *, op_key: str, anchor: Leg, ids: dict[AccountRef, int]
     ) -> Posting:
         """The key was posted before: the same request if its first leg matches, else a conflict."""
@@ -280,9 +323,15 @@ class Ledger:
         amount_minor: int,
     ) -> Posting:
         """Hold ``amount_minor`` of ``asset`` for a top-up (main → inflight); idempotent by id."""
-        main = AccountRef(AccountKind.MAIN, asset, party_id)
-        inflight = AccountRef(AccountKind.INFLIGHT, asset, party_id)
-        leg = Leg("reserve", main, inflight, amount_minor, reference=reservation_id)
+        if self._pg is not None:
+            return await self._pg.reserve(
+                session,
+                reservation_id=reservation_id,
+                party_id=party_id,
+                asset=asset,
+                amount_minor=amount_minor,
+            )
+        leg = reserve_leg(reservation_id, party_id, asset, amount_minor)
         posting = await self.post(session, op_key=f"reserve:{reservation_id}", legs=[leg])
         if not posting.replayed:
             await session.execute(
@@ -308,6 +357,8 @@ class Ledger:
     async def _resolve(
         self, session: AsyncSession, reservation_id: str, outcome: ReservationStatus
     ) -> Posting:
+        if self._pg is not None:
+            return await self._pg.resolve(session, reservation_id, outcome)
         row = (
             await session.execute(
                 update(reservation_t)
@@ -320,23 +371,24 @@ class Ledger:
             )
         ).first()
         if row is None:
-            status = (
-                await session.execute(
-                    select(reservation_t.c.status).where(reservation_t.c.id == reservation_id)
-                )
-            ).scalar()
-            if status is None:
-                raise NotFound(kind="reservation", key=reservation_id)
-            if status != outcome:
-                raise ReservationResolved(reservation_id=reservation_id, status=status)
-            return Posting(transfer_ids=(), replayed=True, by_kind={})
-        party_id, asset, amount = row
-        captured = outcome is ReservationStatus.CAPTURED
-        kind = "capture" if captured else "release"
-        target = AccountRef(AccountKind.SOLD if captured else AccountKind.MAIN, asset, party_id)
-        inflight = AccountRef(AccountKind.INFLIGHT, asset, party_id)
-        leg = Leg(kind, inflight, target, amount, reference=reservation_id)
-        return await self.post(session, op_key=f"{kind}:{reservation_id}", legs=[leg])
+            return await self.already_resolved(session, reservation_id, outcome)
+        leg = resolution_leg(reservation_id, outcome, *row)
+        return await self.post(session, op_key=f"{leg.kind}:{reservation_id}", legs=[leg])
+
+    async def already_resolved(
+        self, session: AsyncSession, reservation_id: str, outcome: ReservationStatus
+    ) -> Posting:
+        """The reservation was not ``reserved``: a replay if it has ``outcome``, else an error."""
+        status = (
+            await session.execute(
+                select(reservation_t.c.status).where(reservation_t.c.id == reservation_id)
+            )
+        ).scalar()
+        if status is None:
+            raise NotFound(kind="reservation", key=reservation_id)
+        if status != outcome:
+            raise ReservationResolved(reservation_id=reservation_id, status=status)
+        return Posting(transfer_ids=(), replayed=True, by_kind={})
 
 
 async def account_balances(session: AsyncSession, party_id: int) -> dict[tuple[str, str], int]:
