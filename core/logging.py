@@ -9,6 +9,7 @@ import structlog
 
 def configure(*, level: str, json: bool) -> None:
     logging.basicConfig(level=level.upper(), format="%(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin chatter is not news
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
