@@ -11,14 +11,20 @@
     │   ├── AlreadyExists          e.g. an MSISDN already registered
     │   ├── DuplicateReference     a payment/intake reference seen before: refused, not re-counted
     │   └── IdempotencyConflict    same idempotency key, different request
-    └── Refused                    a business rule says no
-        ├── InsufficientStock
-        ├── InsufficientFunds      cash plus available credit do not cover the price
-        ├── PartyInactive          suspended or pending
-        ├── PinLocked
-        ├── WrongPin               carries attempts_left
-        ├── NotPermitted           e.g. selling to a party that is not one's own retailer
-        └── ReservationResolved    a reservation resolves at most once
+    ├── Refused                    a business rule says no
+    │   ├── InsufficientStock
+    │   ├── InsufficientFunds      cash plus available credit do not cover the price
+    │   ├── PartyInactive          suspended or pending
+    │   ├── PinLocked
+    │   ├── WrongPin               carries attempts_left
+    │   ├── NotPermitted           e.g. selling to a party that is not one's own retailer
+    │   ├── ReservationResolved    a reservation resolves at most once
+    │   ├── LimitExceeded          the retailer's daily top-up limit
+    │   └── RepeatNeedsConfirmation  same retailer, number and amount within the repeat window
+    └── ProviderError              the operator/aggregator or SMS gateway (core/providers/)
+        ├── ProviderUnavailable    not sent, or safe to resend with the same reference (5xx)
+        ├── OutcomeUnknown         may have been applied (time-out after sending): look it up
+        └── ProviderRejected       a definitive 4xx refusal: nothing was delivered
 
 Errors carry fields (for channels that translate) and an English ``str`` (for the CLI and logs).
 Third-party errors (SQLAlchemy, phonenumbers, pydantic) are translated where they are caught; none
@@ -152,3 +158,39 @@ class NotPermitted(Refused):
 class ReservationResolved(Refused):
     code = "reservation_resolved"
     template = "reservation {reservation_id!r} is already {status}"
+
+
+class LimitExceeded(_Shortfall):
+    code = "limit_exceeded"
+    template = "{party} may top up {available} more today, {needed} asked"
+
+
+class RepeatNeedsConfirmation(Refused):
+    code = "repeat_needs_confirmation"
+    template = (
+        "the same top-up ({amount} to {msisdn}) was made {seconds_ago} s ago; confirm again to "
+        "send it twice"
+    )
+
+    def _shown(self, fields: dict[str, Any]) -> dict[str, Any]:
+        return {"amount": format_minor(fields["amount_minor"], fields.get("currency", ""))}
+
+
+class ProviderError(AirGateError):
+    """``provider`` names the adapter; ``detail`` is for logs, never shown to a retailer as is."""
+
+    code = "provider"
+    template = "{provider}: {detail}"
+
+
+class ProviderUnavailable(ProviderError):
+    code = "provider_unavailable"
+
+
+class OutcomeUnknown(ProviderError):
+    code = "outcome_unknown"
+
+
+class ProviderRejected(ProviderError):
+    code = "provider_rejected"
+    template = "{provider} refused: {detail} ({error_code})"

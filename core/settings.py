@@ -30,6 +30,38 @@ class Settings(BaseSettings):
     # var_dir/pin_pepper, created on first use. Production sets it from a secret store.
     pin_pepper: str = ""
     pin_max_attempts: int = Field(default=3, ge=1, le=10)
+    # The aggregator API (Reloadly Airtime shape, docs/PROVIDERS.md). The defaults point at
+    # `airgate sandbox` on this machine, which speaks the same API.
+    provider_url: str = "http://127.0.0.1:8090"
+    provider_auth_url: str = "http://127.0.0.1:8090"
+    provider_client_id: str = "sandbox"
+    provider_client_secret: str = "sandbox"
+    # A send that has not answered after this long is an unknown outcome, never a failure.
+    provider_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    provider_connect_timeout_s: float = Field(default=3.0, gt=0, le=60)
+    provider_max_connections: int = Field(default=256, ge=1, le=10_000)
+    # The SMS gateway (Africa's Talking messaging shape); the sandbox is its sink by default.
+    sms_url: str = "http://127.0.0.1:8090"
+    sms_username: str = "sandbox"
+    sms_api_key: str = "sandbox"
+    sms_sender: str = ""
+    sandbox_host: str = "127.0.0.1"
+    sandbox_port: int = Field(default=8090, ge=1, le=65535)
+    # Telegram: notifications now, the bot with issue 5. Empty token: no Telegram at all.
+    telegram_token: str = ""
+    telegram_api_url: str = "https://api.telegram.org/bot"
+    # Top-up guards (docs/TOPUPS.md). A party's own daily_limit_minor overrides the default.
+    topup_daily_limit_minor: int = Field(default=20_000_000, ge=0)  # KES 200,000
+    topup_repeat_window_s: int = Field(default=120, ge=0)
+    # Unknown outcomes: status queries at these gaps (the last one repeats) until the window ends,
+    # then a support case.
+    topup_status_backoff_s: list[int] = [15, 30, 60, 120, 300, 900, 1800, 3600]
+    topup_unknown_window_s: int = Field(default=86_400, ge=60)  # 24 h
+    # Worker: concurrent deliveries per process (each mostly waits on the provider's HTTP).
+    worker_max_jobs: int = Field(default=256, ge=1, le=10_000)
+    # The sweeper resumes a top-up not final, untouched this long, whose job is gone.
+    sweeper_interval_s: int = Field(default=30, ge=1)
+    sweeper_stale_s: int = Field(default=60, ge=1)
     log_level: str = "INFO"
     log_json: bool = False
 

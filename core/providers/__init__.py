@@ -1,0 +1,1 @@
+"""Outbound adapters to the operator/aggregator API and to the SMS gateway, behind ports."""

@@ -1,0 +1,1 @@
+"""A stand-in aggregator (Reloadly Airtime API shape) and SMS gateway sink: `airgate sandbox`."""
