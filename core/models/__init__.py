@@ -4,12 +4,23 @@ from core.models.audit import AuditEvent
 from core.models.catalog import Agreement, NumberPrefix, Operator, Product, ProductKind
 from core.models.ledger import Account, AccountKind, Reservation, ReservationStatus, Transfer
 from core.models.party import Party, PartyStatus, Role
+from core.models.topup import (
+    CaseState,
+    Notification,
+    NotificationState,
+    SupportCase,
+    Topup,
+    TopupState,
+)
 
 __all__ = [
     "Account",
     "AccountKind",
     "Agreement",
     "AuditEvent",
+    "CaseState",
+    "Notification",
+    "NotificationState",
     "NumberPrefix",
     "Operator",
     "Party",
@@ -19,5 +30,8 @@ __all__ = [
     "Reservation",
     "ReservationStatus",
     "Role",
+    "SupportCase",
+    "Topup",
+    "TopupState",
     "Transfer",
 ]

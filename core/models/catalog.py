@@ -23,7 +23,9 @@ class Operator(SQLModel, table=True):
     currency: str = Field(sa_type=String(3))
     # Carrier names as phonenumbers reports them, comma-separated ("Safaricom").
     carrier_names: str = Field(default="", sa_type=String(200))
+    # The aggregator's operator ids: airtime, and the separate "bundles" operator for data/SMS.
     provider_operator_id: int | None = None
+    provider_bundle_operator_id: int | None = None
 
 
 class NumberPrefix(SQLModel, table=True):

@@ -39,6 +39,8 @@ class Party(SQLModel, table=True):
     pin_locked: bool = False
     # What the parent lets this party owe it; realised as the funded CREDIT account (core/ledger).
     credit_limit_minor: int = Field(default=0, sa_type=BigInteger)
+    # Top-ups per local day; None: the platform default (AIRGATE_TOPUP_DAILY_LIMIT_MINOR).
+    daily_limit_minor: int | None = Field(default=None, sa_type=BigInteger)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
 
     @property

@@ -87,6 +87,7 @@ def _operator_rows(op: dict[str, Any], country: str) -> tuple[Operator, list[Pro
         currency=op["currency"],
         carrier_names=",".join(op.get("carrier_names", [op["name"]])),
         provider_operator_id=op.get("provider_operator_id"),
+        provider_bundle_operator_id=op.get("provider_bundle_operator_id"),
     )
     products = []
     if airtime := op.get("airtime"):

@@ -13,7 +13,7 @@ from core.db import current_revision, upgrade
 
 async def test_upgrade_from_empty_matches_the_models(core: Core) -> None:
     await upgrade(core.engine)  # idempotent on an up-to-date database
-    assert await current_revision(core.engine) == "0001"
+    assert await current_revision(core.engine) == "0002"
 
     def diff(connection: Connection) -> list[object]:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
@@ -30,4 +30,7 @@ async def test_upgrade_from_empty_matches_the_models(core: Core) -> None:
             "transfer",
             "reservation",
             "audit_event",
+            "topup",
+            "notification",
+            "support_case",
         } <= await conn.run_sync(tables)

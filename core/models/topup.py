@@ -1,0 +1,102 @@
+"""Top-ups, the notifications they owe, and the support cases they may become.
+
+Invariant: a top-up's id is its ledger reservation id, its job id stem and the provider's
+``customIdentifier``; a final top-up (delivered or failed) has resolved its reservation in the same
+SQL transaction that made it final. Notifications are an outbox: rows written in that transaction,
+sent after the commit, resumed by the sweeper when a worker died in between.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, Index, String
+from sqlmodel import Field, SQLModel
+
+from core.models.types import BigId, UtcDateTime, utcnow
+
+
+class TopupState(StrEnum):
+    RESERVED = "reserved"  # stock held, request recorded, delivery job enqueued (or to be swept)
+    UNKNOWN = "unknown"  # sent, outcome not known: status queries on a back-off schedule
+    ESCALATED = "escalated"  # unknown past the window: a support case holds it, stock still held
+    DELIVERED = "delivered"  # final: captured
+    FAILED = "failed"  # final: released
+
+
+FINAL_STATES = frozenset({TopupState.DELIVERED, TopupState.FAILED})
+OPEN_STATES = (TopupState.RESERVED, TopupState.UNKNOWN)  # the worker and the sweeper drive these
+
+
+class Topup(SQLModel, table=True):
+    __table_args__ = (
+        Index("ix_topup_party_created", "party_id", "created_at"),
+        Index("ix_topup_state_due", "state", "due_at"),
+    )
+
+    id: str = Field(primary_key=True, sa_type=String(32))
+    party_id: int = Field(foreign_key="party.id")
+    msisdn: str = Field(sa_type=String(16))
+    operator_code: str = Field(foreign_key="operator.code", sa_type=String(32))
+    product_code: str = Field(foreign_key="product.code", sa_type=String(64))
+    kind: str = Field(sa_type=String(8))
+    amount_minor: int = Field(sa_type=BigInteger)  # stock consumed: face value, or bundle price
+    currency: str = Field(sa_type=String(3))
+    channel: str = Field(sa_type=String(16))
+    # A client's own idempotency key (a USSD turn, an API request): the same key, the same top-up.
+    client_key: str | None = Field(default=None, sa_type=String(96), unique=True)
+    state: str = Field(default=TopupState.RESERVED, sa_type=String(10))
+    # When the worker or the sweeper should next look at it (sends, status queries).
+    due_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    sends: int = 0  # requests sent to the provider (all with the same reference)
+    checks: int = 0  # status queries made while unknown
+    provider_txn_id: int | None = Field(default=None, sa_type=BigInteger)
+    operator_txn_id: str | None = Field(default=None, sa_type=String(64))
+    detail: str | None = Field(default=None, sa_type=String(200))  # last provider message/code
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    unknown_since: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    final_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class NotificationState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # refused by the gateway (a bad number): not retried
+
+
+class Notification(SQLModel, table=True):
+    """One message owed to someone; ``key`` makes each owed message exist once."""
+
+    __table_args__ = (Index("ix_notification_state_created", "state", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    key: str = Field(sa_type=String(96), unique=True)  # e.g. "{topup}:retailer"
+    party_id: int | None = Field(default=None, foreign_key="party.id")
+    channel: str = Field(sa_type=String(10))  # "telegram" | "sms"
+    recipient: str = Field(sa_type=String(32))  # chat id or E.164
+    text: str = Field(sa_type=String(480))
+    state: str = Field(default=NotificationState.PENDING, sa_type=String(8))
+    attempts: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class CaseState(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class SupportCase(SQLModel, table=True):
+    __tablename__ = "support_case"
+
+    id: int | None = Field(default=None, primary_key=True)
+    topup_id: str | None = Field(
+        default=None, foreign_key="topup.id", unique=True, sa_type=String(32)
+    )
+    party_id: int = Field(foreign_key="party.id", index=True)
+    reason: str = Field(sa_type=String(40))  # "unknown_outcome", "retailer_report", …
+    state: str = Field(default=CaseState.OPEN, sa_type=String(10))
+    note: str | None = Field(default=None, sa_type=String(400))
+    opened_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    resolved_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
