@@ -23,3 +23,10 @@ def configure(*, level: str, json: bool) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         cache_logger_on_first_use=True,
     )
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    """A module's logger; bind ``topup_id``/``channel``/``session_id`` per unit of work. Never
+    log a PIN, a token or a full phone number (core.msisdn.masked)."""
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    return logger

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -25,6 +26,7 @@ from core.errors import (
     NotPermitted,
     RepeatNeedsConfirmation,
 )
+from core.jobs.queue import JobQueue
 from core.models import Operator, Party, Product, ProductKind, Role, Topup, TopupState
 from core.models.types import utcnow
 from core.money import airtime_asset
@@ -78,7 +80,7 @@ async def request_topup(
         product, amount = await _product_and_amount(session, operator, product_code, amount_minor)
         await _check_daily_limit(core, session, party, amount, operator.currency)
         if not confirm_repeat:
-            await _check_repeat(core, session, party, number, product.code, amount)
+            await _check_repeat(core, session, party, number, product, amount, operator.currency)
         topup = Topup(
             id=new_topup_id(),
             party_id=party.id or 0,
@@ -109,6 +111,15 @@ async def request_topup(
                 currency=operator.currency,
             ) from None
         session.add(topup)
+    return topup
+
+
+async def confirm_topup(core: Core, queue: JobQueue, **request: Any) -> Topup:
+    """:func:`request_topup`, then its delivery job, enqueued after the commit. If the enqueue
+    fails (Redis away, a crash just here) the sweeper enqueues it from the row."""
+    topup = await request_topup(core, **request)
+    if topup.state == TopupState.RESERVED and topup.sends == 0:
+        await queue.deliver(topup.id, fresh=True)
     return topup
 
 
@@ -169,7 +180,13 @@ async def _check_daily_limit(
 
 
 async def _check_repeat(
-    core: Core, session: AsyncSession, party: Party, msisdn: str, product_code: str, amount: int
+    core: Core,
+    session: AsyncSession,
+    party: Party,
+    msisdn: str,
+    product: Product,
+    amount: int,
+    currency: str,
 ) -> None:
     window_s = core.settings.topup_repeat_window_s
     since = utcnow() - timedelta(seconds=window_s)
@@ -180,7 +197,7 @@ async def _check_repeat(
                 col(Topup.party_id) == party.id,
                 col(Topup.created_at) >= since,
                 col(Topup.msisdn) == msisdn,
-                col(Topup.product_code) == product_code,
+                col(Topup.product_code) == product.code,
                 col(Topup.amount_minor) == amount,
                 col(Topup.state) != TopupState.FAILED,
             )
@@ -192,6 +209,6 @@ async def _check_repeat(
         raise RepeatNeedsConfirmation(
             msisdn=msisdn,
             amount_minor=amount,
-            currency="",
+            currency=currency,
             seconds_ago=max(int((utcnow() - earlier).total_seconds()), 0),
         )

@@ -1,0 +1,1 @@
+"""Background work on arq (Redis): delivery of top-ups, notifications, the sweeper."""

@@ -1,0 +1,68 @@
+"""Enqueueing jobs, after the commit that made them due.
+
+Invariant: a job id is a function of the row's progress (``{topup}:{sends}:{checks}``), so the
+sweeper re-enqueueing a job that is still queued is refused by arq and nothing runs twice; a job
+that could not be enqueued (Redis away) is found again by the sweeper from the SQL row.
+"""
+
+from __future__ import annotations
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from redis.exceptions import RedisError
+
+from core.logging import get_logger
+
+log = get_logger(__name__)
+
+DELIVER = "deliver"
+NOTIFY = "notify"
+QUEUE = "airgate:queue"
+
+
+def redis_settings(url: str) -> RedisSettings:
+    return RedisSettings.from_dsn(url)
+
+
+def delivery_job_id(topup_id: str, sends: int, checks: int) -> str:
+    return f"{topup_id}:{sends}:{checks}"
+
+
+class JobQueue:
+    def __init__(self, redis: ArqRedis) -> None:
+        self.redis = redis
+
+    @classmethod
+    async def connect(cls, url: str) -> JobQueue:
+        return cls(await create_pool(redis_settings(url), default_queue_name=QUEUE))
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def deliver(
+        self, topup_id: str, *, sends: int = 0, checks: int = 0, fresh: bool, defer_s: float = 0
+    ) -> bool:
+        """Enqueue the next step of a top-up; False if it was already queued or Redis is away."""
+        job_id = delivery_job_id(topup_id, sends, checks)
+        try:
+            job = await self.redis.enqueue_job(
+                DELIVER,
+                topup_id,
+                sends,
+                checks,
+                fresh,
+                _job_id=job_id,
+                _defer_by=defer_s or None,
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("enqueue.failed", job_id=job_id, error=type(exc).__name__)
+            return False
+        return job is not None
+
+    async def notify(self, notification_id: int, *, attempts: int) -> bool:
+        job_id = f"n{notification_id}:{attempts}"
+        try:
+            job = await self.redis.enqueue_job(NOTIFY, [notification_id], _job_id=job_id)
+        except (RedisError, OSError) as exc:
+            log.warning("enqueue.failed", job_id=job_id, error=type(exc).__name__)
+            return False
+        return job is not None

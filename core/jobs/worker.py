@@ -1,0 +1,111 @@
+"""``airgate worker``: arq functions and the worker's start-up.
+
+Invariant: a job only ever advances a top-up by one step (core/services/delivery.py) and is safe to
+run twice; arq re-runs a job whose worker died (after ``job timeout + 10 s``), and the sweeper
+(a cron job here, unique across workers) re-enqueues whatever has no job at all.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from typing import Any
+
+from arq import cron
+from arq.worker import Worker
+
+from core.context import open_core
+from core.jobs.queue import QUEUE, JobQueue, redis_settings
+from core.logging import get_logger
+from core.providers.reloadly import ReloadlyProvider
+from core.providers.sms import AfricasTalkingSms
+from core.providers.telegram import TelegramSender
+from core.services.delivery import Delivery, advance
+from core.services.notify import Notifier
+from core.services.sweeper import sweep
+from core.settings import Settings
+
+log = get_logger(__name__)
+SWEEP_TIMEOUT_S = 60
+
+
+async def _startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx["settings"]
+    stack = AsyncExitStack()
+    core = await stack.enter_async_context(open_core(settings))
+    provider = ReloadlyProvider.from_settings(settings)
+    stack.push_async_callback(provider.close)
+    sms = AfricasTalkingSms.from_settings(settings)
+    stack.push_async_callback(sms.close)
+    telegram = None
+    if settings.telegram_token:
+        telegram = TelegramSender(api_url=settings.telegram_api_url, token=settings.telegram_token)
+        stack.push_async_callback(telegram.close)
+    ctx["stack"] = stack
+    ctx["delivery"] = Delivery(
+        core=core,
+        provider=provider,
+        notifier=Notifier(core=core, sms=sms, telegram=telegram),
+        queue=JobQueue(ctx["redis"]),
+    )
+    log.info("worker.ready", telegram=telegram is not None, max_jobs=settings.worker_max_jobs)
+
+
+async def _shutdown(ctx: dict[str, Any]) -> None:
+    if "stack" in ctx:
+        await ctx["stack"].aclose()
+
+
+# The function names are the job names core.jobs.queue enqueues (DELIVER, NOTIFY).
+async def deliver(ctx: dict[str, Any], topup_id: str, sends: int, checks: int, fresh: bool) -> str:
+    # A retried job (its worker died mid-step) may have sent already: never "fresh".
+    fresh = fresh and ctx["job_try"] == 1
+    return await advance(ctx["delivery"], topup_id, sends=sends, checks=checks, fresh=fresh)
+
+
+async def notify(ctx: dict[str, Any], ids: list[int]) -> int:
+    delivery: Delivery = ctx["delivery"]
+    return await delivery.notifier.send(ids)
+
+
+async def sweeper(ctx: dict[str, Any]) -> None:
+    delivery: Delivery = ctx["delivery"]
+    report = await sweep(delivery.core, delivery.queue)
+    if report.topups_resumed or report.notifications_resumed:
+        log.warning(
+            "sweeper.resumed",
+            topups=report.topups_resumed,
+            notifications=report.notifications_resumed,
+        )
+
+
+def job_timeout_s(settings: Settings) -> float:
+    """One step is at most a status query and a send, each bounded by the provider time-out."""
+    return 2 * (settings.provider_timeout_s + settings.provider_connect_timeout_s) + 5
+
+
+def build_worker(settings: Settings, *, redis_url: str, burst: bool = False) -> Worker:
+    interval = min(settings.sweeper_interval_s, 60)
+    return Worker(
+        functions=[deliver, notify],
+        cron_jobs=[
+            cron(
+                sweeper,
+                second=set(range(0, 60, interval)),
+                unique=True,
+                timeout=SWEEP_TIMEOUT_S,
+                run_at_startup=True,
+            )
+        ],
+        queue_name=QUEUE,
+        redis_settings=redis_settings(redis_url),
+        on_startup=_startup,
+        on_shutdown=_shutdown,
+        ctx={"settings": settings},
+        max_jobs=settings.worker_max_jobs,
+        job_timeout=job_timeout_s(settings),
+        keep_result=0,  # a finished job id may be enqueued again (the sweeper's copies)
+        poll_delay=0.05,
+        burst=burst,
+        handle_signals=True,
+        log_results=False,
+    )

@@ -1,0 +1,157 @@
+"""Notifications: the messages a top-up's outcome owes, kept as an outbox and sent after commit.
+
+Invariant: an owed message is a ``notification`` row written in the transaction that made it owed
+(unique ``key``), so a crash after the commit loses nothing; the sweeper sends what is still
+pending. Delivery to a person is at least once: a crash between the gateway's acceptance and our
+``sent`` mark sends it again (neither SMS nor Telegram has an idempotency key).
+
+The retailer hears on Telegram when linked and the bot is configured, otherwise by SMS; the
+customer's receipt is always an SMS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from core.context import Core
+from core.errors import ProviderRejected, ProviderUnavailable
+from core.logging import get_logger
+from core.models import Notification, NotificationState, Party
+from core.models.types import utcnow
+from core.providers.port import SmsSender
+from core.providers.telegram import TelegramSender
+
+log = get_logger(__name__)
+notification_t = Notification.__table__  # type: ignore[attr-defined]
+
+SMS, TELEGRAM = "sms", "telegram"
+
+
+@dataclass(frozen=True, slots=True)
+class Owed:
+    key: str
+    text: str
+    party: Party | None = None  # to the party's own channel
+    msisdn: str | None = None  # else by SMS to this number
+
+
+def to_rows(owed: Sequence[Owed], *, telegram_on: bool) -> list[Notification]:
+    rows = []
+    for item in owed:
+        party = item.party
+        if party is not None and telegram_on and party.telegram_user_id:
+            channel, recipient = TELEGRAM, str(party.telegram_user_id)
+        else:
+            channel, recipient = SMS, (party.msisdn if party is not None else item.msisdn or "")
+        rows.append(
+            Notification(
+                key=item.key,
+                party_id=party.id if party is not None else None,
+                channel=channel,
+                recipient=recipient,
+                text=item.text[:480],
+            )
+        )
+    return rows
+
+
+async def add_owed(session: AsyncSession, rows: Sequence[Notification]) -> list[int]:
+    """Insert in the caller's transaction (which owes them exactly once: the unique key is the
+    backstop) and return their ids."""
+    session.add_all(rows)
+    await session.flush()
+    return [row.id or 0 for row in rows]
+
+
+class Notifier:
+    def __init__(self, *, core: Core, sms: SmsSender, telegram: TelegramSender | None) -> None:
+        self.core = core
+        self.sms = sms
+        self.telegram = telegram
+
+    @property
+    def telegram_on(self) -> bool:
+        return self.telegram is not None
+
+    async def send(self, ids: Sequence[int]) -> int:
+        """Send the pending ones among ``ids``; returns how many were sent now."""
+        async with self.core.sessions() as session:
+            rows = list(
+                (
+                    await session.execute(
+                        select(Notification).where(
+                            col(Notification.id).in_(ids),
+                            col(Notification.state) == NotificationState.PENDING,
+                        )
+                    )
+                ).scalars()
+            )
+        sent: list[int] = []
+        n_sent = 0
+        for row in rows:
+            channel = row.channel
+            state = await self._send_one(row)
+            n_sent += state == NotificationState.SENT
+            if state == NotificationState.SENT and row.channel == channel:
+                sent.append(row.id or 0)
+            else:
+                await self._mark(
+                    [row.id or 0],
+                    state=state,
+                    attempts=row.attempts + 1,
+                    route=(row.channel, row.recipient),
+                )
+        if sent:
+            await self._mark(sent, state=NotificationState.SENT)
+        return n_sent
+
+    async def _send_one(self, row: Notification) -> NotificationState:
+        try:
+            if row.channel == TELEGRAM and self.telegram is not None:
+                try:
+                    await self.telegram.send(chat_id=row.recipient, text=row.text)
+                    return NotificationState.SENT
+                except ProviderRejected as exc:
+                    # Blocked the bot or unknown chat: the message still goes, by SMS.
+                    log.info("notify.telegram_refused", notification=row.id, detail=str(exc))
+                    row.channel, row.recipient = SMS, await self._msisdn_of(row)
+            receipts = await self.sms.send(to=[row.recipient], message=row.text)
+        except ProviderUnavailable as exc:
+            log.info("notify.later", notification=row.id, detail=str(exc))
+            return NotificationState.PENDING
+        except ProviderRejected as exc:
+            log.warning("notify.refused", notification=row.id, detail=str(exc))
+            return NotificationState.FAILED
+        ok = bool(receipts) and all(r.accepted for r in receipts)
+        return NotificationState.SENT if ok else NotificationState.FAILED
+
+    async def _msisdn_of(self, row: Notification) -> str:
+        async with self.core.sessions() as session:
+            party = await session.get(Party, row.party_id) if row.party_id else None
+        return party.msisdn if party is not None else row.recipient
+
+    async def _mark(
+        self,
+        ids: Sequence[int],
+        *,
+        state: NotificationState,
+        attempts: int | None = None,
+        route: tuple[str, str] | None = None,
+    ) -> None:
+        values: dict[str, object] = {"state": state}
+        if state == NotificationState.SENT:
+            values["sent_at"] = utcnow()
+        if attempts is not None:
+            values["attempts"] = attempts
+        if route is not None:  # a Telegram message that fell back to SMS
+            values["channel"], values["recipient"] = route
+        async with self.core.transaction() as session:
+            await session.execute(
+                update(notification_t).where(notification_t.c.id.in_(ids)).values(**values)
+            )
+
