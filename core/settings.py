@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     # Unknown outcomes: status queries at these gaps (the last one repeats) until the window ends,
     # then a support case.
     topup_status_backoff_s: list[int] = [15, 30, 60, 120, 300, 900, 1800, 3600]
-    topup_unknown_window_s: int = Field(default=86_400, ge=60)  # 24 h
+    topup_unknown_window_s: int = Field(default=86_400, ge=1)  # 24 h
     # Worker: concurrent deliveries per process (each mostly waits on the provider's HTTP).
     worker_max_jobs: int = Field(default=256, ge=1, le=10_000)
     # The sweeper resumes a top-up not final, untouched this long, whose job is gone.

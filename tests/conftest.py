@@ -11,24 +11,32 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 from sqlmodel import SQLModel
 
 import core.models  # noqa: F401
 from core.context import Core, open_core
 from core.db import make_engine, upgrade
+from core.redis import ensure_embedded, stop_embedded
 from core.settings import Settings, load_settings
 
 PG_ADMIN_URL = os.environ.get(
     "AIRGATE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 PG_TEST_DB = f"airgate_test_{os.getpid()}"
+# A Redis DB number of this run's own (1-15), flushed per test; the embedded server otherwise.
+REDIS_TEST_URL = os.environ.get(
+    "AIRGATE_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{1 + os.getpid() % 15}"
+)
 TEST_PEPPER = "test-pepper-0123456789abcdef"
 
 
@@ -105,3 +113,21 @@ async def core(settings: Settings) -> AsyncIterator[Core]:
         if c.engine.dialect.name == "sqlite":
             await upgrade(c.engine)
         yield c
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    if _reachable(REDIS_TEST_URL):
+        client = aioredis.Redis.from_url(REDIS_TEST_URL)
+        await client.flushdb()
+        await client.aclose()
+        yield REDIS_TEST_URL
+        return
+    # A short directory: a Unix socket path is limited to ~107 bytes.
+    var_dir = Path(tempfile.mkdtemp(prefix="ag-redis-"))
+    url, _started = await ensure_embedded(var_dir)
+    try:
+        yield url
+    finally:
+        await stop_embedded(var_dir)
+        shutil.rmtree(var_dir, ignore_errors=True)

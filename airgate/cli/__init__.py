@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from airgate.cli import agreement, db, money, party
+from airgate.cli import agreement, db, money, party, topup
 from airgate.cli import run as running
 
 app = typer.Typer(
@@ -18,11 +18,13 @@ app.add_typer(agreement.app, name="agreement")
 app.add_typer(money.stock_app, name="stock")
 app.add_typer(money.ledger_app, name="ledger")
 app.add_typer(running.catalog_app, name="catalog")
+app.add_typer(topup.app, name="topup")
 app.command("deposit")(money.deposit)
 app.command("balance")(money.balance)
 app.command("seed")(running.seed)
 app.command("serve")(running.serve)
 app.command("demo")(running.demo)
+app.command("worker")(topup.worker)
 
 
 def main() -> None:

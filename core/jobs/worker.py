@@ -83,7 +83,9 @@ def job_timeout_s(settings: Settings) -> float:
     return 2 * (settings.provider_timeout_s + settings.provider_connect_timeout_s) + 5
 
 
-def build_worker(settings: Settings, *, redis_url: str, burst: bool = False) -> Worker:
+def build_worker(
+    settings: Settings, *, redis_url: str, burst: bool = False, handle_signals: bool = True
+) -> Worker:
     interval = min(settings.sweeper_interval_s, 60)
     return Worker(
         functions=[deliver, notify],
@@ -106,6 +108,6 @@ def build_worker(settings: Settings, *, redis_url: str, burst: bool = False) -> 
         keep_result=0,  # a finished job id may be enqueued again (the sweeper's copies)
         poll_delay=0.05,
         burst=burst,
-        handle_signals=True,
+        handle_signals=handle_signals,
         log_results=False,
     )

@@ -1,0 +1,170 @@
+"""``airgate topup …`` (send, show, list) and ``airgate worker``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from sqlalchemy import select
+from sqlmodel import col
+
+from airgate.cli._run import JsonOpt, amount, emit, fail, out, read_pin, run, settings
+from airgate.cli.party import PartyArg
+from core.context import Core
+from core.errors import AirGateError, NotFound
+from core.jobs.queue import JobQueue
+from core.logging import configure
+from core.models import Topup
+from core.money import format_minor
+from core.redis import redis_url
+from core.services import parties
+from core.services.topups import confirm_topup
+
+app = typer.Typer(no_args_is_help=True, help="Top-ups: send one, look one up, list them.")
+
+
+def _row(topup: Topup) -> dict[str, Any]:
+    return {
+        "id": topup.id,
+        "state": topup.state,
+        "msisdn": topup.msisdn,
+        "product": topup.product_code,
+        "amount_minor": topup.amount_minor,
+        "currency": topup.currency,
+        "party_id": topup.party_id,
+        "sends": topup.sends,
+        "checks": topup.checks,
+        "created_at": topup.created_at.isoformat(),
+        "final_at": topup.final_at.isoformat() if topup.final_at else None,
+        "detail": topup.detail,
+    }
+
+
+@app.command("send")
+def send(
+    retailer: PartyArg,
+    number: Annotated[str, typer.Argument(help="The customer's number, local or international.")],
+    face: Annotated[str | None, typer.Argument(help="Airtime amount in major units.")] = None,
+    bundle: Annotated[
+        str | None, typer.Option(help="A bundle's product code instead of an amount.")
+    ] = None,
+    repeat: Annotated[
+        bool, typer.Option("--repeat", help="Confirm the same top-up again within 2 minutes.")
+    ] = False,
+    pin_stdin: Annotated[
+        bool, typer.Option("--pin-stdin", help="Read the PIN from stdin.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Top up a customer as RETAILER (its PIN is asked); the worker delivers it."""
+    if (face is None) == (bundle is None):
+        fail("give either an airtime AMOUNT or --bundle CODE")
+    amount_minor = amount(face) if face is not None else None
+    pin = read_pin(from_stdin=pin_stdin)
+
+    async def work(core: Core) -> Topup:
+        async with core.sessions() as session:
+            party = await parties.get_party(session, retailer, country=core.settings.country)
+        await parties.check_pin(core, party_id=party.id or 0, pin=pin, channel="cli")
+        url, _ = await redis_url(configured=core.settings.redis_url, var_dir=core.settings.var_dir)
+        queue = await JobQueue.connect(url)
+        try:
+            return await confirm_topup(
+                core,
+                queue,
+                party_id=party.id or 0,
+                msisdn=number,
+                product_code=bundle,
+                amount_minor=amount_minor,
+                channel="cli",
+                confirm_repeat=repeat,
+            )
+        finally:
+            await queue.close()
+
+    topup = run(work)
+    emit(
+        _row(topup),
+        as_json=as_json,
+        human=lambda: out.print(
+            f"top-up {topup.id}: {format_minor(topup.amount_minor, topup.currency)} to "
+            f"{topup.msisdn} reserved; the worker delivers it (airgate topup show {topup.id})"
+        ),
+    )
+
+
+@app.command("show")
+def show(topup_id: str, as_json: JsonOpt = False) -> None:
+    """One top-up and where it stands."""
+
+    async def work(core: Core) -> Topup:
+        async with core.sessions() as session:
+            topup = await session.get(Topup, topup_id)
+        if topup is None:
+            raise NotFound(kind="top-up", key=topup_id)
+        return topup
+
+    topup = run(work)
+    row = _row(topup)
+    def human() -> None:
+        for key, value in row.items():
+            out.print(f"{key:12} {value}")
+
+    emit(row, as_json=as_json, human=human)
+
+
+@app.command("list")
+def list_topups(
+    state: Annotated[str | None, typer.Option(help="Only this state.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """The latest top-ups, newest first."""
+
+    async def work(core: Core) -> list[Topup]:
+        query = select(Topup).order_by(col(Topup.created_at).desc()).limit(limit)
+        if state:
+            query = query.where(col(Topup.state) == state)
+        async with core.sessions() as session:
+            return list((await session.execute(query)).scalars())
+
+    rows = run(work)
+
+    def human() -> None:
+        table = Table("id", "state", "number", "product", "amount", "created")
+        for t in rows:
+            table.add_row(
+                t.id,
+                t.state,
+                t.msisdn,
+                t.product_code,
+                format_minor(t.amount_minor, t.currency),
+                f"{t.created_at:%Y-%m-%d %H:%M:%S}",
+            )
+        out.print(table)
+
+    emit([_row(t) for t in rows], as_json=as_json, human=human)
+
+
+def worker(
+    burst: Annotated[
+        bool, typer.Option("--burst", help="Stop when the queue is empty (scripts, tests).")
+    ] = False,
+) -> None:
+    """Deliver top-ups, resolve unknown outcomes, send notifications, run the sweeper."""
+    s = settings()
+    configure(level=s.log_level, json=s.log_json)
+
+    async def main() -> None:
+        from core.jobs.worker import build_worker  # only the worker pays for arq's worker
+
+        url, _ = await redis_url(configured=s.redis_url, var_dir=s.var_dir)
+        out.print(f"worker: provider {s.provider_url}, {s.worker_max_jobs} concurrent jobs")
+        await build_worker(s, redis_url=url, burst=burst).async_run()
+
+    try:
+        asyncio.run(main())
+    except AirGateError as exc:
+        fail(str(exc))
