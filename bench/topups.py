@@ -1,0 +1,317 @@
+"""Top-ups end to end: confirmed top-ups/s from request to final state, through real workers.
+
+On PostgreSQL and Redis, with ``airgate sandbox`` and ``airgate worker`` as their own processes:
+``--clients`` asyncio tasks in this process confirm ``--topups`` top-ups (guards, reserve, record,
+enqueue: what a channel does after the PIN), each for its own retailers, while the workers deliver
+them to the sandbox, capture the stock and send two SMS each (retailer, customer) to the sandbox's
+sink. Once per sandbox latency (``--latencies``, ms added to every top-up answer).
+
+Reported: the request side's rate and p50/p99 (measured while the workers run), and delivered/s:
+top-ups / (last final_at − first created_at). After each run the ledger is verified and the
+sandbox's delivered count must equal ours.
+
+Run:  .venv/bin/python bench/topups.py [--topups 6000] [--clients 32] [--workers 2]
+      [--latencies 0,200] [--max-jobs 256] [--pg postgresql://postgres@127.0.0.1:5432]
+      [--redis redis://127.0.0.1:6379/14] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import sys
+import tempfile
+import time
+from asyncio.subprocess import DEVNULL, Process
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import aiohttp
+import asyncpg  # type: ignore[import-untyped]
+import redis.asyncio as aioredis
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+from sqlmodel import col
+
+from core.context import Core, open_core
+from core.db import upgrade
+from core.jobs.queue import JobQueue
+from core.models import Party, Role, Topup, TopupState
+from core.services.seed import seed_demo
+from core.services.topups import confirm_topup
+from core.services.verify import verify_ledger
+from core.settings import Settings, load_settings
+
+BENCH_DB = "airgate_bench_topups"
+PEPPER = "bench-pepper-0123456789abcdef"
+AIRGATE = str(Path(sys.executable).parent / "airgate")
+
+
+@dataclass
+class Row:
+    latency_ms: int
+    topups: int
+    clients: int
+    workers: int
+    max_jobs: int
+    request_per_s: float
+    request_p50_ms: float
+    request_p99_ms: float
+    delivered_per_s: float
+    delivered: int
+    failed: int
+    seconds: float
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def recreate(server: str) -> None:
+    conn = await asyncpg.connect(f"{server}/test")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    finally:
+        await conn.close()
+
+
+async def wait_http(url: str, timeout_s: float = 15) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(url) as resp:
+                    if resp.status < 500:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{url} did not answer")
+            await asyncio.sleep(0.1)
+
+
+async def start(*args: str, env: dict[str, str]) -> Process:
+    return await asyncio.create_subprocess_exec(
+        AIRGATE, *args, env=env, stdout=DEVNULL, stderr=DEVNULL
+    )
+
+
+async def stop(procs: list[Process]) -> None:
+    for proc in procs:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            await asyncio.wait_for(proc.wait(), 20)
+        except TimeoutError:
+            proc.kill()
+
+
+async def one_run(
+    core: Core, settings: Settings, args: argparse.Namespace, latency_ms: int, shops: list[int]
+) -> Row:
+    sandbox_port = free_port()
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRGATE_")}
+    env.update(
+        AIRGATE_DATABASE_URL=settings.database_url,
+        AIRGATE_REDIS_URL=settings.redis_url,
+        AIRGATE_VAR_DIR=str(settings.var_dir),
+        AIRGATE_PIN_PEPPER=PEPPER,
+        AIRGATE_PROVIDER_URL=sandbox_url,
+        AIRGATE_PROVIDER_AUTH_URL=sandbox_url,
+        AIRGATE_SMS_URL=sandbox_url,
+        AIRGATE_WORKER_MAX_JOBS=str(args.max_jobs),
+        AIRGATE_LOG_LEVEL="WARNING",
+    )
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    await redis.flushdb()
+    await redis.aclose()
+    sandbox = await start(
+        "sandbox",
+        "--port",
+        str(sandbox_port),
+        "--latency-ms",
+        str(latency_ms),
+        "--no-digit-rules",
+        env=env,
+    )
+    procs = [sandbox]
+    try:
+        await wait_http(f"{sandbox_url}/sandbox/stats")
+        procs += [await start("worker", env=env) for _ in range(args.workers)]
+        await asyncio.sleep(2)  # let the workers connect before the clock starts
+        queue = await JobQueue.connect(settings.redis_url)
+        latencies: list[float] = []
+        rng = random.Random(latency_ms)
+        per_client = args.topups // args.clients
+
+        async def client(index: int) -> None:
+            mine = shops[index :: args.clients]
+            for n in range(per_client):
+                number = f"07{rng.choice('01249')}{rng.randrange(10**7):07d}"
+                t0 = time.perf_counter()
+                await confirm_topup(
+                    core,
+                    queue,
+                    party_id=mine[n % len(mine)],
+                    msisdn=number,
+                    amount_minor=rng.randrange(10, 60) * 100,
+                    channel="bench",
+                )
+                latencies.append(time.perf_counter() - t0)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(i) for i in range(args.clients)))
+        request_s = time.perf_counter() - t0
+        await queue.close()
+        total = per_client * args.clients
+        finals = await wait_final(core, total, timeout_s=args.timeout)
+        async with core.sessions() as session:
+            first, last = (
+                await session.execute(
+                    select(func.min(Topup.created_at), func.max(Topup.final_at)).where(
+                        col(Topup.channel) == "bench"
+                    )
+                )
+            ).one()
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{sandbox_url}/sandbox/stats") as resp,
+        ):
+            stats = await resp.json()
+        if stats["delivered"] != finals[TopupState.DELIVERED]:
+            raise SystemExit(f"sandbox delivered {stats['delivered']}, we say {finals}")
+        async with core.sessions() as session:
+            report = await verify_ledger(session)
+        if not report.ok:
+            raise SystemExit(f"ledger verify failed: {report.problems[:5]}")
+        seconds = (last - first).total_seconds()
+        return Row(
+            latency_ms=latency_ms,
+            topups=total,
+            clients=args.clients,
+            workers=args.workers,
+            max_jobs=args.max_jobs,
+            request_per_s=total / request_s,
+            request_p50_ms=pct(latencies, 0.50),
+            request_p99_ms=pct(latencies, 0.99),
+            delivered_per_s=total / seconds,
+            delivered=finals[TopupState.DELIVERED],
+            failed=finals[TopupState.FAILED],
+            seconds=seconds,
+        )
+    finally:
+        await stop(procs)
+
+
+async def wait_final(core: Core, total: int, *, timeout_s: float) -> dict[str, int]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        async with core.sessions() as session:
+            rows = await session.execute(
+                select(col(Topup.state), func.count())
+                .where(col(Topup.channel) == "bench")
+                .group_by(col(Topup.state))
+            )
+            counts = {state: n for state, n in rows}
+        final = counts.get(TopupState.DELIVERED, 0) + counts.get(TopupState.FAILED, 0)
+        if final >= total:
+            return {TopupState.DELIVERED: 0, TopupState.FAILED: 0, **counts}
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {final}/{total} final after {timeout_s} s: {counts}")
+        await asyncio.sleep(0.2)
+
+
+async def bench(args: argparse.Namespace) -> list[Row]:
+    rows = []
+    await recreate(args.pg)
+    with tempfile.TemporaryDirectory(prefix="airgate-bench-") as tmp:
+        settings = load_settings(
+            database_url=f"{args.pg}/{BENCH_DB}",
+            redis_url=args.redis,
+            var_dir=Path(tmp),
+            pin_pepper=PEPPER,
+            topup_daily_limit_minor=10**12,
+        )
+        async with open_core(settings) as core:
+            await upgrade(core.engine)
+            await seed_demo(core, retailers=args.retailers)
+            async with core.sessions() as session:
+                shops = list(
+                    (
+                        await session.execute(
+                            select(col(Party.id)).where(col(Party.role) == Role.RETAILER)
+                        )
+                    ).scalars()
+                )
+            for latency in args.latencies:
+                rows.append(await one_run(core, settings, args, latency, [int(s) for s in shops]))
+                async with core.transaction() as session:
+                    await session.execute(
+                        Topup.__table__.update()
+                        .where(col(Topup.channel) == "bench")
+                        .values(channel="bench-done")
+                    )
+    return rows
+
+
+def render(rows: list[Row]) -> None:
+    table = Table(title="Top-ups: request → delivered through the worker (PostgreSQL, sandbox)")
+    for name in ("latency ms", "top-ups", "clients", "workers×jobs", "requests/s",
+                 "req p50/p99 ms", "delivered/s", "failed", "seconds"):  # fmt: skip
+        table.add_column(name, justify="right")
+    for r in rows:
+        table.add_row(
+            str(r.latency_ms),
+            f"{r.topups:,}",
+            str(r.clients),
+            f"{r.workers}×{r.max_jobs}",
+            f"{r.request_per_s:,.0f}",
+            f"{r.request_p50_ms:.1f} / {r.request_p99_ms:.1f}",
+            f"{r.delivered_per_s:,.0f}",
+            str(r.failed),
+            f"{r.seconds:.1f}",
+        )
+    Console(width=None if sys.stdout.isatty() else 140).print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--topups", type=int, default=6000)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--retailers", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=2, help="airgate worker processes")
+    parser.add_argument("--max-jobs", type=int, default=256, help="concurrent jobs per worker")
+    parser.add_argument("--latencies", default="0,200", help="sandbox latency per run, ms")
+    parser.add_argument("--timeout", type=float, default=300, help="s to wait for final states")
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432", help="server URL")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    args.latencies = [int(x) for x in args.latencies.split(",")]
+    if (load := os.getloadavg()[0]) > 0.5:
+        print(f"note: load average {load:.2f} at start; is something else busy?", file=sys.stderr)
+    rows = asyncio.run(bench(args))
+    if args.json:
+        print(json.dumps([asdict(r) for r in rows], indent=2))
+    else:
+        render(rows)
+
+
+if __name__ == "__main__":
+    main()
