@@ -1,0 +1,37 @@
+"""``build_app(config)``: the sandbox as one aiohttp application.
+
+Three faces on one port: the aggregator API (Reloadly Airtime shape, bearer token required), the
+SMS gateway sink (Africa's Talking shape, ``apiKey`` header) and ``/sandbox/*`` inspection routes
+(no authentication; tests and the demo only). State is in memory and dies with the process.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from sandbox import auth, inspection, lookups, messaging, topups
+from sandbox.config import SandboxConfig
+from sandbox.store import STORE, Store
+
+
+def build_app(config: SandboxConfig) -> web.Application:
+    app = web.Application()
+    app[STORE] = Store(config)  # memory only: nothing to connect to, nothing to wait for
+
+    async def stop_timers(app: web.Application) -> None:
+        app[STORE].close()
+
+    app.on_cleanup.append(stop_timers)
+    app.router.add_post("/oauth/token", auth.issue_token)
+    app.router.add_get("/operators/countries/{iso}", lookups.by_country)
+    app.router.add_get("/operators/auto-detect/phone/{phone}/countries/{iso}", lookups.auto_detect)
+    app.router.add_get("/operators/{operator_id}", lookups.by_id)
+    app.router.add_get("/accounts/balance", lookups.balance)
+    app.router.add_post("/topups", topups.send)
+    app.router.add_get("/topups/reports/transactions", topups.report)
+    app.router.add_get("/topups/{transaction_id}/status", topups.status)
+    app.router.add_post("/version1/messaging", messaging.send)
+    app.router.add_get("/sandbox/stats", inspection.stats)
+    app.router.add_get("/sandbox/sms", inspection.sms)
+    app.router.add_post("/sandbox/reset", inspection.reset)
+    return app

@@ -1,0 +1,62 @@
+"""One reference, one delivery: repeats (sequential or concurrent, in flight or settled) return the
+original transaction as it stands, and the sandbox delivers it once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from core.errors import OutcomeUnknown
+from core.providers.port import ProviderStatus, ProviderTransaction
+from core.providers.reloadly import ReloadlyProvider
+from tests.providers.conftest import MakeProvider, Sandbox, order
+
+
+async def test_a_repeat_returns_the_original(sandbox: Sandbox, provider: ReloadlyProvider) -> None:
+    first = await provider.send_topup(order(0, "dup-1"))
+    again = await provider.send_topup(order(0, "dup-1", amount_minor=9_900))  # body ignored
+    assert again == first and again.delivered_minor == 5_000
+    stats = await sandbox.stats("dup-1")
+    assert (stats["delivered"], stats["duplicates"], stats["deliveries_by_reference"]) == (1, 1, 1)
+
+
+async def test_twenty_concurrent_sends_of_one_reference_deliver_once(
+    sandbox: Sandbox, provider: ReloadlyProvider
+) -> None:
+    results = await asyncio.gather(*(provider.send_topup(order(0, "burst")) for _ in range(20)))
+    assert {tx.transaction_id for tx in results} == {results[0].transaction_id}
+    assert all(tx.status is ProviderStatus.DELIVERED for tx in results)
+    stats = await sandbox.stats("burst")
+    assert (stats["delivered"], stats["duplicates"], stats["requests"]) == (1, 19, 20)
+    assert (stats["deliveries_by_reference"], stats["double_deliveries"]) == (1, 0)
+
+
+async def test_repeats_while_the_first_is_in_flight_see_it_pending(
+    sandbox: Sandbox, make_provider: MakeProvider
+) -> None:
+    """…2 holds the first answer; the repeats are answered at once with PROCESSING."""
+    patient = await make_provider(sandbox.url, timeout_s=5)
+    first = asyncio.create_task(patient.send_topup(order(2, "in-flight")))
+    await asyncio.sleep(0.1)  # the first is recorded and hanging
+    repeats = await asyncio.gather(
+        *(patient.send_topup(order(2, "in-flight")) for _ in range(19)), return_exceptions=True
+    )
+    assert all(isinstance(r, ProviderTransaction) for r in repeats), repeats
+    assert {r.status for r in repeats if isinstance(r, ProviderTransaction)} == {
+        ProviderStatus.PENDING
+    }
+    final = await first
+    assert final.status is ProviderStatus.DELIVERED  # the held answer shows it settled
+    stats = await sandbox.stats("in-flight")
+    assert (stats["delivered"], stats["duplicates"], stats["deliveries_by_reference"]) == (1, 19, 1)
+
+
+async def test_a_repeat_after_an_unknown_outcome_does_not_deliver_again(
+    sandbox: Sandbox, provider: ReloadlyProvider
+) -> None:
+    for _ in range(3):  # each send times out; none may start a second delivery
+        with contextlib.suppress(OutcomeUnknown):
+            await provider.send_topup(order(2, "retry-hang"))
+    await asyncio.sleep(1.0)  # settled by now
+    stats = await sandbox.stats("retry-hang")
+    assert (stats["delivered"], stats["deliveries_by_reference"]) == (1, 1)
