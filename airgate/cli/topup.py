@@ -158,11 +158,11 @@ def worker(
     configure(level=s.log_level, json=s.log_json)
 
     async def main() -> None:
-        from core.jobs.worker import build_worker  # only the worker pays for arq's worker
+        from core.jobs.worker import build_worker, run_worker  # only the worker pays for them
 
         url, _ = await redis_url(configured=s.redis_url, var_dir=s.var_dir)
         out.print(f"worker: provider {s.provider_url}, {s.worker_max_jobs} concurrent jobs")
-        await build_worker(s, redis_url=url, burst=burst).async_run()
+        await run_worker(build_worker(s, redis_url=url, burst=burst))
 
     try:
         asyncio.run(main())

@@ -7,6 +7,7 @@ run twice; arq re-runs a job whose worker died (after ``job timeout + 10 s``), a
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -25,7 +26,6 @@ from core.services.sweeper import sweep
 from core.settings import Settings
 
 log = get_logger(__name__)
-SWEEP_TIMEOUT_S = 60
 
 
 async def _startup(ctx: dict[str, Any]) -> None:
@@ -87,6 +87,9 @@ def build_worker(
     settings: Settings, *, redis_url: str, burst: bool = False, handle_signals: bool = True
 ) -> Worker:
     interval = min(settings.sweeper_interval_s, 60)
+    # One time-out for every function: arq waits (the longest time-out + 10 s) before it re-runs a
+    # job whose worker died, so a long sweeper time-out would slow every crash recovery.
+    timeout_s = job_timeout_s(settings)
     return Worker(
         functions=[deliver, notify],
         cron_jobs=[
@@ -94,7 +97,7 @@ def build_worker(
                 sweeper,
                 second=set(range(0, 60, interval)),
                 unique=True,
-                timeout=SWEEP_TIMEOUT_S,
+                timeout=timeout_s,
                 run_at_startup=True,
             )
         ],
@@ -104,10 +107,27 @@ def build_worker(
         on_shutdown=_shutdown,
         ctx={"settings": settings},
         max_jobs=settings.worker_max_jobs,
-        job_timeout=job_timeout_s(settings),
+        job_timeout=timeout_s,
         keep_result=0,  # a finished job id may be enqueued again (the sweeper's copies)
         poll_delay=0.05,
         burst=burst,
         handle_signals=handle_signals,
         log_results=False,
     )
+
+
+async def run_worker(worker: Worker) -> None:
+    """Run until stopped (SIGTERM/SIGINT, or ``worker.handle_sig`` in a test), then close.
+
+    arq cancels its running jobs on a signal (they are re-run later: every step is safe to run
+    twice); they are awaited here before ``close``, which would otherwise re-raise their
+    cancellation instead of closing the Redis pool.
+    """
+    try:
+        await worker.async_run()
+    except asyncio.CancelledError:
+        log.info("worker.stopping")
+    finally:
+        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+        worker.tasks.clear()
+        await worker.close()

@@ -59,7 +59,7 @@ async def sweep(core: Core, queue: JobQueue) -> SweepReport:
         resumed += await queue.deliver(topup_id, sends=sends, checks=checks, fresh=False)
     renotified = 0
     for note_id, attempts in notes:
-        renotified += await queue.notify(note_id, attempts=attempts)
+        renotified += await queue.notify(int(note_id or 0), attempts=attempts)
     return SweepReport(
         topups_overdue=len(overdue), topups_resumed=resumed, notifications_resumed=renotified
     )

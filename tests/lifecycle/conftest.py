@@ -7,6 +7,7 @@ builds); the crash tests start ``airgate worker`` as a process instead.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from sqlalchemy import func, select
 from core.context import Core, open_core
 from core.db import upgrade
 from core.jobs.queue import JobQueue
-from core.jobs.worker import build_worker
+from core.jobs.worker import build_worker, run_worker
 from core.models import Topup, TopupState
 from core.models.topup import FINAL_STATES
 from core.settings import Settings
@@ -58,6 +59,17 @@ class Rig:
         async with self.http.get(f"{self.sandbox_url}/sandbox/sms", params={"to": to}) as resp:
             body = await resp.json()
             return list(body["messages"] if isinstance(body, dict) else body)
+
+    async def wait_sms(
+        self, to: str, count: int = 1, timeout_s: float = 10
+    ) -> list[dict[str, Any]]:
+        """The SMS sent to ``to``, once there are ``count`` (they go out just after the commit)."""
+        deadline = time.monotonic() + timeout_s
+        while len(found := await self.sms(to)) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(found)} SMS to {to} after {timeout_s} s: {found}")
+            await asyncio.sleep(0.05)
+        return found
 
     async def wait(
         self, topup_id: str, *, states: frozenset[str] = FINAL_STATES, timeout_s: float = 20
@@ -152,10 +164,9 @@ async def rig(rig_no_worker: Rig) -> AsyncIterator[Rig]:
     worker = build_worker(
         rig_no_worker.settings, redis_url=rig_no_worker.settings.redis_url, handle_signals=False
     )
-    task = asyncio.create_task(worker.async_run())
+    task = asyncio.create_task(run_worker(worker))
     try:
         yield rig_no_worker
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await worker.close()
+        worker.handle_sig(signal.SIGUSR1)
+        await task

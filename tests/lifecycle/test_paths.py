@@ -6,6 +6,7 @@ After each: the ledger verifies, and the sandbox's delivered count equals ours.
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import Any
 
 from core.models import (
@@ -67,10 +68,10 @@ async def test_success_captures_and_tells_retailer_and_customer(rig: Rig) -> Non
     assert topup.provider_txn_id is not None
     assert await _stock(rig, shop) == (STOCK - 5_000, 0, 5_000)
     await _agree(rig)
-    [to_shop] = await rig.sms(shop.msisdn)
+    [to_shop] = await rig.wait_sms(shop.msisdn)
     assert "KES 50 airtime to 0712345670 delivered" in to_shop["message"]
     assert topup.id in to_shop["message"] and "Stock left KES 950" in to_shop["message"]
-    [receipt] = await rig.sms("+254712345670")
+    [receipt] = await rig.wait_sms("+254712345670")
     assert f"from {shop.name}" in receipt["message"]
 
 
@@ -79,7 +80,7 @@ async def test_decline_releases_and_tells_only_the_retailer(rig: Rig) -> None:
     topup = await rig.wait((await _top_up(rig, shop, 1)).id)
     assert topup.state == TopupState.FAILED
     assert await _stock(rig, shop) == (STOCK, 0, 0)
-    [to_shop] = await rig.sms(shop.msisdn)
+    [to_shop] = await rig.wait_sms(shop.msisdn)
     assert "FAILED, nothing was charged" in to_shop["message"]
     assert await rig.sms("+254712345671") == []
     await _agree(rig)
@@ -128,7 +129,7 @@ async def test_bundle_goes_the_same_way(rig: Rig) -> None:
     topup = await rig.wait(sent.id)
     assert topup.state == TopupState.DELIVERED
     assert await _stock(rig, shop) == (STOCK - 25_000, 0, 25_000)
-    [receipt] = await rig.sms("+254712345670")
+    [receipt] = await rig.wait_sms("+254712345670")
     assert "1GB 7 days" in receipt["message"]
     await _agree(rig)
 
@@ -136,7 +137,7 @@ async def test_bundle_goes_the_same_way(rig: Rig) -> None:
 async def test_crash_between_commit_and_enqueue_is_swept(rig_no_worker: Rig) -> None:
     """The request commits, the process dies before enqueueing: only the row knows. The
     sweeper (run at the worker's start) finds it and the worker delivers it, once."""
-    from core.jobs.worker import build_worker
+    from core.jobs.worker import build_worker, run_worker
     from core.services.topups import request_topup
 
     rig = rig_no_worker
@@ -146,13 +147,12 @@ async def test_crash_between_commit_and_enqueue_is_swept(rig_no_worker: Rig) -> 
     )
     await asyncio.sleep(rig.settings.sweeper_stale_s + 0.2)
     worker = build_worker(rig.settings, redis_url=rig.settings.redis_url, handle_signals=False)
-    task = asyncio.create_task(worker.async_run())
+    task = asyncio.create_task(run_worker(worker))
     try:
         topup = await rig.wait(orphan.id)
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await worker.close()
+        worker.handle_sig(signal.SIGUSR1)
+        await task
     assert topup.state == TopupState.DELIVERED
     assert (await rig.stats(orphan.id))["deliveries_by_reference"] == 1
     await _agree(rig)
