@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.db import make_engine, make_sessionmaker, transaction
 from core.security import PinHasher, load_pepper
+from core.services.catalog_snapshot import CatalogCache
 from core.services.ledger import Ledger
 from core.settings import Settings
 
@@ -21,6 +22,7 @@ class Core:
     sessions: async_sessionmaker[AsyncSession]
     ledger: Ledger
     pins: PinHasher
+    catalog: CatalogCache
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
         """``async with core.transaction() as session``: commit on success, roll back on error."""
@@ -32,12 +34,14 @@ async def open_core(settings: Settings) -> AsyncIterator[Core]:
     engine = make_engine(settings.effective_database_url)
     try:
         pepper = load_pepper(configured=settings.pin_pepper, var_dir=settings.var_dir)
+        sessions = make_sessionmaker(engine)
         yield Core(
             settings=settings,
             engine=engine,
-            sessions=make_sessionmaker(engine),
+            sessions=sessions,
             ledger=Ledger(engine),
             pins=PinHasher(pepper),
+            catalog=CatalogCache(sessions),
         )
     finally:
         await engine.dispose()

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import phonenumbers
-from sqlalchemy import delete, func, literal, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -17,8 +16,8 @@ from core.errors import InputError, InvalidAmount, NotFound
 from core.models import Agreement, NumberPrefix, Operator, Product, ProductKind
 from core.models.catalog import ALL_OPERATORS
 from core.money import format_minor
-from core.msisdn import carrier_name
 from core.services.audit import Actor, record
+from core.services.catalog_snapshot import load_snapshot
 
 prefix_t = NumberPrefix.__table__  # type: ignore[attr-defined]
 
@@ -75,6 +74,7 @@ async def load_catalog(core: Core, *, text: str, actor: Actor) -> CatalogCounts:
             action="catalog.load",
             details={"operators": len(operators), "products": n_products},
         )
+    core.catalog.invalidate()
     return CatalogCounts(operators=len(operators), products=n_products, prefixes=len(prefixes))
 
 
@@ -133,24 +133,8 @@ async def list_operators(session: AsyncSession, *, country: str | None = None) -
 
 
 async def detect_operator(session: AsyncSession, msisdn: str) -> Operator:
-    """The operator of an E.164 number: the prefix table first (ported numbers), then the carrier
-    phonenumbers assigns to the range."""
-    override = (
-        await session.execute(
-            select(prefix_t.c.operator_code)
-            .where(literal(msisdn).like(prefix_t.c.prefix + "%"))
-            .order_by(func.length(prefix_t.c.prefix).desc())
-            .limit(1)
-        )
-    ).scalar()
-    if override:
-        return await get_operator(session, override)
-    carrier = carrier_name(msisdn)
-    country = phonenumbers.region_code_for_number(phonenumbers.parse(msisdn, None))
-    for operator in await list_operators(session, country=country):
-        if carrier and carrier in operator.carrier_names.split(","):
-            return operator
-    raise NotFound(kind="operator for number", key=msisdn)
+    """The operator of an E.164 number (see :meth:`Catalog.detect`), read fresh from SQL."""
+    return (await load_snapshot(session)).detect(msisdn)
 
 
 async def products_of(

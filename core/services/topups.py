@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import secrets
 import time
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -24,16 +24,50 @@ from core.errors import (
     LimitExceeded,
     NotFound,
     NotPermitted,
+    PartyInactive,
     RepeatNeedsConfirmation,
 )
 from core.jobs.queue import JobQueue
-from core.models import Operator, Party, Product, ProductKind, Role, Topup, TopupState
+from core.models import Operator, Party, PartyStatus, Product, ProductKind, Role, Topup, TopupState
 from core.models.types import utcnow
 from core.money import airtime_asset
 from core.msisdn import normalize
-from core.services.catalog import check_airtime_amount, detect_operator
+from core.services.catalog import check_airtime_amount
+from core.services.catalog_snapshot import Catalog
 from core.services.ledger import Overdraft
-from core.services.parties import ensure_active, get_party
+
+party_t = Party.__table__  # type: ignore[attr-defined]
+topup_t = Topup.__table__  # type: ignore[attr-defined]
+
+# Built once: a top-up request is the hot path, and composing SQL costs more CPU than running it.
+_LOCK_PARTY = (
+    select(
+        party_t.c.role,
+        party_t.c.status,
+        party_t.c.name,
+        party_t.c.msisdn,
+        party_t.c.daily_limit_minor,
+    )
+    .where(party_t.c.id == bindparam("party_id"))
+    .with_for_update(key_share=True)
+)
+# Today's total, and the latest same top-up inside the repeat window, of one party.
+_GUARDS = select(
+    func.coalesce(
+        func.sum(topup_t.c.amount_minor).filter(topup_t.c.created_at >= bindparam("today")), 0
+    ),
+    func.max(topup_t.c.created_at).filter(
+        topup_t.c.created_at >= bindparam("repeat_since"),
+        topup_t.c.msisdn == bindparam("msisdn"),
+        topup_t.c.product_code == bindparam("product_code"),
+        topup_t.c.amount_minor == bindparam("amount"),
+    ),
+).where(
+    topup_t.c.party_id == bindparam("party_id"),
+    topup_t.c.created_at >= bindparam("since"),
+    topup_t.c.state != TopupState.FAILED,
+)
+_INSERT = topup_t.insert()
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -67,23 +101,34 @@ async def request_topup(
     Refused subclasses for rules (stock, daily limit, a repeat to confirm), NotFound.
     """
     number = normalize(msisdn, country=core.settings.country)
+    catalog = await core.catalog.get()
+    operator = catalog.detect(number)
+    product, amount = _product_and_amount(catalog, operator, product_code, amount_minor)
+    now = utcnow()
     async with core.transaction() as session:
         # The party's row lock makes its guards and reservation one step: two concurrent top-ups
         # of one retailer cannot both pass the daily limit.
-        party = await get_party(session, party_id, country=core.settings.country, lock=True)
+        party = await _locked_party(session, party_id)
         if client_key is not None and (earlier := await _by_client_key(session, client_key)):
             return earlier
-        ensure_active(party)
+        if party.status != PartyStatus.ACTIVE:
+            raise PartyInactive(party=party.label, status=party.status)
         if party.role != Role.RETAILER:
             raise NotPermitted(reason="only a retailer tops up customers")
-        operator = await detect_operator(session, number)
-        product, amount = await _product_and_amount(session, operator, product_code, amount_minor)
-        await _check_daily_limit(core, session, party, amount, operator.currency)
-        if not confirm_repeat:
-            await _check_repeat(core, session, party, number, product, amount, operator.currency)
+        await _check_guards(
+            core,
+            session,
+            party,
+            now=now,
+            msisdn=number,
+            product=product,
+            amount=amount,
+            currency=operator.currency,
+            confirm_repeat=confirm_repeat,
+        )
         topup = Topup(
             id=new_topup_id(),
-            party_id=party.id or 0,
+            party_id=party_id,
             msisdn=number,
             operator_code=operator.code,
             product_code=product.code,
@@ -92,13 +137,16 @@ async def request_topup(
             currency=operator.currency,
             channel=channel,
             client_key=client_key,
+            state=TopupState.RESERVED,
+            due_at=now,
+            created_at=now,
         )
         asset = airtime_asset(operator.code)
         try:
             await core.ledger.reserve(
                 session,
                 reservation_id=topup.id,
-                party_id=topup.party_id,
+                party_id=party_id,
                 asset=asset,
                 amount_minor=amount,
             )
@@ -110,7 +158,7 @@ async def request_topup(
                 needed_minor=amount,
                 currency=operator.currency,
             ) from None
-        session.add(topup)
+        await session.execute(_INSERT, topup.model_dump())
     return topup
 
 
@@ -128,13 +176,10 @@ async def _by_client_key(session: AsyncSession, client_key: str) -> Topup | None
     return (await session.execute(query)).scalar()
 
 
-async def _product_and_amount(
-    session: AsyncSession, operator: Operator, product_code: str | None, amount_minor: int | None
+def _product_and_amount(
+    catalog: Catalog, operator: Operator, product_code: str | None, amount_minor: int | None
 ) -> tuple[Product, int]:
-    code = product_code or f"{operator.code}:{ProductKind.AIRTIME}"
-    product = await session.get(Product, code)
-    if product is None or not product.active:
-        raise NotFound(kind="product", key=code)
+    product = catalog.product(product_code or f"{operator.code}:{ProductKind.AIRTIME}")
     if product.operator_code != operator.code:
         raise InvalidAmount(reason=f"{product.name} is not sold for {operator.name} numbers")
     if product.kind == ProductKind.AIRTIME:
@@ -147,29 +192,57 @@ async def _product_and_amount(
     return product, product.price_minor or 0
 
 
+class _Retailer(NamedTuple):
+    id: int
+    role: str
+    status: str
+    label: str
+    daily_limit_minor: int | None
+
+
+async def _locked_party(session: AsyncSession, party_id: int) -> _Retailer:
+    row = (await session.execute(_LOCK_PARTY, {"party_id": party_id})).first()
+    if row is None:
+        raise NotFound(kind="party", key=str(party_id))
+    role, status, name, msisdn, limit = row
+    return _Retailer(party_id, role, status, f"{name} ({msisdn})", limit)
+
+
 def day_start(now: datetime, zone: str) -> datetime:
-    """Midnight of ``now``'s local day in ``zone``, as an aware datetime."""
+    """Midnight of ``now``'s local day in ``zone``, in UTC."""
     local = now.astimezone(ZoneInfo(zone))
-    return local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
 
 
-async def _check_daily_limit(
-    core: Core, session: AsyncSession, party: Party, amount: int, currency: str
+async def _check_guards(
+    core: Core,
+    session: AsyncSession,
+    party: _Retailer,
+    *,
+    now: datetime,
+    msisdn: str,
+    product: Product,
+    amount: int,
+    currency: str,
+    confirm_repeat: bool,
 ) -> None:
-    limit = (
-        party.daily_limit_minor
-        if party.daily_limit_minor is not None
-        else core.settings.topup_daily_limit_minor
-    )
-    used = (
-        await session.execute(
-            select(func.coalesce(func.sum(Topup.amount_minor), 0)).where(
-                col(Topup.party_id) == party.id,
-                col(Topup.created_at) >= day_start(utcnow(), core.settings.timezone),
-                col(Topup.state) != TopupState.FAILED,
-            )
-        )
-    ).scalar_one()
+    """The daily limit and the repeat guard, from one query over the party's recent top-ups."""
+    settings = core.settings
+    limit = settings.topup_daily_limit_minor
+    if party.daily_limit_minor is not None:
+        limit = party.daily_limit_minor
+    today = day_start(now, settings.timezone)
+    repeat_since = now - timedelta(seconds=settings.topup_repeat_window_s)
+    params = {
+        "party_id": party.id,
+        "today": today,
+        "repeat_since": repeat_since,
+        "since": min(today, repeat_since),
+        "msisdn": msisdn,
+        "product_code": product.code,
+        "amount": amount,
+    }
+    used, last_same = (await session.execute(_GUARDS, params)).one()
     if used + amount > limit:
         raise LimitExceeded(
             party=party.label,
@@ -177,38 +250,10 @@ async def _check_daily_limit(
             needed_minor=amount,
             currency=currency,
         )
-
-
-async def _check_repeat(
-    core: Core,
-    session: AsyncSession,
-    party: Party,
-    msisdn: str,
-    product: Product,
-    amount: int,
-    currency: str,
-) -> None:
-    window_s = core.settings.topup_repeat_window_s
-    since = utcnow() - timedelta(seconds=window_s)
-    earlier = (
-        await session.execute(
-            select(col(Topup.created_at))
-            .where(
-                col(Topup.party_id) == party.id,
-                col(Topup.created_at) >= since,
-                col(Topup.msisdn) == msisdn,
-                col(Topup.product_code) == product.code,
-                col(Topup.amount_minor) == amount,
-                col(Topup.state) != TopupState.FAILED,
-            )
-            .order_by(col(Topup.created_at).desc())
-            .limit(1)
-        )
-    ).scalar()
-    if earlier is not None:
+    if last_same is not None and not confirm_repeat:
         raise RepeatNeedsConfirmation(
             msisdn=msisdn,
             amount_minor=amount,
             currency=currency,
-            seconds_ago=max(int((utcnow() - earlier).total_seconds()), 0),
+            seconds_ago=max(int((now - last_same).total_seconds()), 0),
         )
