@@ -64,7 +64,7 @@ async def deliver(ctx: dict[str, Any], topup_id: str, sends: int, checks: int, f
 
 async def notify(ctx: dict[str, Any], ids: list[int]) -> int:
     delivery: Delivery = ctx["delivery"]
-    return await delivery.notifier.send(ids)
+    return await delivery.notifier.send_ids(ids)
 
 
 async def sweeper(ctx: dict[str, Any]) -> None:

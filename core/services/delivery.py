@@ -17,10 +17,12 @@ One step (:func:`advance`) per job:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.context import Core
@@ -29,11 +31,11 @@ from core.i18n import t
 from core.jobs.queue import JobQueue
 from core.logging import get_logger
 from core.models import (
+    Account,
     AccountKind,
     Notification,
     Operator,
     Party,
-    Product,
     ProductKind,
     SupportCase,
     Topup,
@@ -44,11 +46,13 @@ from core.models.types import utcnow
 from core.money import airtime_asset, format_minor
 from core.msisdn import masked, national
 from core.providers.port import AirtimeProvider, ProviderStatus, ProviderTransaction, TopupOrder
-from core.services.ledger import account_balances
-from core.services.notify import Notifier, Owed, add_owed, to_rows
+from core.services.ledger import AccountRef
+from core.services.notify import SMS, Notifier, add_owed, route
 
 log = get_logger(__name__)
 topup_t = Topup.__table__  # type: ignore[attr-defined]
+party_t = Party.__table__  # type: ignore[attr-defined]
+account_t = Account.__table__  # type: ignore[attr-defined]
 
 TRANSIENT_BACKOFF_MAX_S = 60  # 1, 2, 4 … 60 s between resends while the provider is unavailable
 
@@ -61,24 +65,44 @@ class Delivery:
     provider: AirtimeProvider
     notifier: Notifier
     queue: JobQueue
-    _operators: dict[str, Operator] = field(default_factory=dict)
 
-    async def operator(self, session: AsyncSession, code: str) -> Operator:
-        if code not in self._operators:
-            operator = await session.get(Operator, code)
-            if operator is None:
-                raise LookupError(code)
-            self._operators[code] = operator
-        return self._operators[code]
+
+class _Job(NamedTuple):
+    """A top-up with what its notifications need of its retailer (one query)."""
+
+    topup: Topup
+    shop_name: str
+    shop_msisdn: str
+    language: str
+    telegram_user_id: int | None
+
+
+# Built once: delivery is the worker's hot path (see docs/BENCHMARKS.md).
+_LOAD = select(
+    *topup_t.c, party_t.c.name, party_t.c.msisdn, party_t.c.language, party_t.c.telegram_user_id
+).where(topup_t.c.id == bindparam("id"), party_t.c.id == topup_t.c.party_id)
+_FINISH = (
+    update(topup_t)
+    .where(topup_t.c.id == bindparam("topup_id"), topup_t.c.state.in_(OPEN_STATES))
+    .returning(topup_t.c.id)
+)
+_STOCK_LEFT = select(account_t.c.balance_minor).where(account_t.c.code == bindparam("code"))
+
+
+async def _load(d: Delivery, topup_id: str) -> _Job:
+    async with d.core.sessions() as session:
+        row = (await session.execute(_LOAD, {"id": topup_id})).first()
+    if row is None:
+        raise LookupError(topup_id)
+    *fields, name, msisdn, language, telegram_user_id = row
+    topup = Topup(**dict(zip(topup_t.c.keys(), fields, strict=True)))
+    return _Job(topup, name, msisdn, language, telegram_user_id)
 
 
 async def advance(d: Delivery, topup_id: str, *, sends: int, checks: int, fresh: bool) -> str:
     """Take one step for a top-up; returns its state afterwards. Safe to run twice."""
-    async with d.core.sessions() as session:
-        topup = await session.get(Topup, topup_id)
-        if topup is None:
-            raise LookupError(topup_id)
-        operator = await d.operator(session, topup.operator_code)
+    job = await _load(d, topup_id)
+    topup = job.topup
     if topup.state not in OPEN_STATES or (topup.sends, topup.checks) != (sends, checks):
         return topup.state  # finished, escalated, or this job was overtaken by a later one
     now = utcnow()
@@ -87,34 +111,35 @@ async def advance(d: Delivery, topup_id: str, *, sends: int, checks: int, fresh:
         try:
             txn = await d.provider.find(reference=topup.id, since=topup.created_at)
         except ProviderUnavailable as exc:
-            return await _later(d, topup, now, detail=str(exc), looked=True)
+            topup.checks += 1
+            return await _later(d, job, now, detail=str(exc))
     if txn is None:
-        sent = await _send(d, topup, operator, now)
+        sent = await _send(d, job, now)
         if isinstance(sent, str):
             return sent
         txn = sent
     if txn.status == ProviderStatus.DELIVERED:
-        return await _finish(d, topup, TopupState.DELIVERED, txn=txn)
+        return await _finish(d, job, TopupState.DELIVERED, txn=txn)
     if txn.status == ProviderStatus.FAILED:
-        return await _finish(d, topup, TopupState.FAILED, txn=txn, detail=txn.message)
-    return await _unknown(d, topup, now, detail="pending at the provider", txn=txn)
+        return await _finish(d, job, TopupState.FAILED, txn=txn, detail=txn.message)
+    return await _unknown(d, job, now, detail="pending at the provider", txn=txn)
 
 
-async def _send(
-    d: Delivery, topup: Topup, operator: Operator, now: datetime
-) -> ProviderTransaction | str:
+async def _send(d: Delivery, job: _Job, now: datetime) -> ProviderTransaction | str:
     """The provider's transaction, or the state the top-up was left in when there is none."""
+    topup = job.topup
+    operator = (await d.core.catalog.get()).operator(topup.operator_code)
     order = _order(topup, operator, d.core.settings.country)
     topup.sends += 1
     try:
         return await d.provider.send_topup(order)
     except ProviderRejected as exc:
         log.info("topup.rejected", topup_id=topup.id, code=exc.fields.get("error_code"))
-        return await _finish(d, topup, TopupState.FAILED, detail=str(exc))
+        return await _finish(d, job, TopupState.FAILED, detail=str(exc))
     except OutcomeUnknown as exc:
-        return await _unknown(d, topup, now, detail=str(exc))
+        return await _unknown(d, job, now, detail=str(exc))
     except ProviderUnavailable as exc:
-        return await _later(d, topup, now, detail=str(exc), looked=False)
+        return await _later(d, job, now, detail=str(exc))
 
 
 def _order(topup: Topup, operator: Operator, country: str) -> TopupOrder:
@@ -134,91 +159,90 @@ def _order(topup: Topup, operator: Operator, country: str) -> TopupOrder:
 
 async def _finish(
     d: Delivery,
-    topup: Topup,
+    job: _Job,
     state: TopupState,
     *,
     txn: ProviderTransaction | None = None,
     detail: str | None = None,
 ) -> str:
     """Final state, ledger resolution and owed notifications in one transaction; then notify."""
+    topup = job.topup
+    values = {
+        "topup_id": topup.id,
+        "state": state,
+        "final_at": utcnow(),
+        "sends": topup.sends,
+        "checks": topup.checks,
+        "provider_txn_id": txn.transaction_id if txn else None,
+        "operator_txn_id": txn.operator_transaction_id if txn else None,
+        "detail": detail[:200] if detail else None,
+    }
     async with d.core.transaction() as session:
-        done = (
-            await session.execute(
-                update(topup_t)
-                .where(topup_t.c.id == topup.id, topup_t.c.state.in_(OPEN_STATES))
-                .values(
-                    state=state,
-                    final_at=utcnow(),
-                    sends=topup.sends,
-                    checks=topup.checks,
-                    provider_txn_id=txn.transaction_id if txn else None,
-                    operator_txn_id=txn.operator_transaction_id if txn else None,
-                    detail=(detail or None) and detail[:200],
-                )
-                .returning(topup_t.c.id)
-            )
-        ).first()
-        if done is None:
+        if (await session.execute(_FINISH, values)).first() is None:
             return state  # another run finished it first: the provider gave it the same answer
         if state == TopupState.DELIVERED:
             await d.core.ledger.capture(session, reservation_id=topup.id)
         else:
             await d.core.ledger.release(session, reservation_id=topup.id)
-        ids = await add_owed(session, await _owed(d, session, topup, state))
+        owed = await add_owed(session, await _owed(d, session, job, state))
     log.info("topup.final", topup_id=topup.id, state=state, msisdn=masked(topup.msisdn))
-    await d.notifier.send(ids)
+    await d.notifier.send(owed)
     return state
 
 
 async def _owed(
-    d: Delivery, session: AsyncSession, topup: Topup, state: TopupState
+    d: Delivery, session: AsyncSession, job: _Job, state: TopupState
 ) -> list[Notification]:
-    party = await session.get(Party, topup.party_id)
-    assert party is not None  # a foreign key
-    lang = party.language
-    product = await _product_word(session, topup, lang)
+    topup, lang = job.topup, job.language
     fields = {
         "amount": format_minor(topup.amount_minor, topup.currency),
-        "product": product,
+        "product": await _product_word(d, topup, lang),
         "number": national(topup.msisdn),
         "ref": topup.id,
     }
+    retailer = _retailer(d, job, f"{topup.id}:retailer")
     if state == TopupState.FAILED:
-        text = t(lang, "topup.failed", **fields)
-        owed = [Owed(key=f"{topup.id}:retailer", text=text, party=party)]
-        return to_rows(owed, telegram_on=d.notifier.telegram_on)
-    balances = await account_balances(session, party.id or 0)
-    stock = balances.get((airtime_asset(topup.operator_code), AccountKind.MAIN), 0)
-    owed = [
-        Owed(
-            key=f"{topup.id}:retailer",
-            text=t(lang, "topup.delivered", **fields, stock=format_minor(stock, topup.currency)),
-            party=party,
-        ),
-        Owed(
+        return [retailer(t(lang, "topup.failed", **fields))]
+    account = AccountRef(AccountKind.MAIN, airtime_asset(topup.operator_code), topup.party_id)
+    stock = (await session.execute(_STOCK_LEFT, {"code": account.code})).scalar() or 0
+    return [
+        retailer(t(lang, "topup.delivered", **fields, stock=format_minor(stock, topup.currency))),
+        Notification(
             key=f"{topup.id}:customer",
-            text=t(lang, "topup.receipt", **fields, shop=party.name),
-            msisdn=topup.msisdn,
+            channel=SMS,
+            recipient=topup.msisdn,
+            text=t(lang, "topup.receipt", **fields, shop=job.shop_name),
         ),
     ]
-    return to_rows(owed, telegram_on=d.notifier.telegram_on)
 
 
-async def _product_word(session: AsyncSession, topup: Topup, language: str) -> str:
+def _retailer(d: Delivery, job: _Job, key: str) -> Callable[[str], Notification]:
+    """A message to the retailer on its own channel."""
+    channel, recipient = route(
+        telegram_on=d.notifier.telegram_on,
+        telegram_user_id=job.telegram_user_id,
+        msisdn=job.shop_msisdn,
+    )
+    return lambda text: Notification(
+        key=key, party_id=job.topup.party_id, channel=channel, recipient=recipient, text=text
+    )
+
+
+async def _product_word(d: Delivery, topup: Topup, language: str) -> str:
     if topup.kind == ProductKind.AIRTIME:
         return t(language, "topup.airtime")
-    product = await session.get(Product, topup.product_code)
-    return product.name if product is not None else topup.product_code
+    products = (await d.core.catalog.get()).products
+    return products[topup.product_code].name if topup.product_code in products else ""
 
 
 async def _unknown(
-    d: Delivery, topup: Topup, now: datetime, *, detail: str, txn: ProviderTransaction | None = None
+    d: Delivery, job: _Job, now: datetime, *, detail: str, txn: ProviderTransaction | None = None
 ) -> str:
     """Not known yet: query its status after the next gap of the back-off schedule."""
+    topup = job.topup
     since = topup.unknown_since or now
-    window = timedelta(seconds=d.core.settings.topup_unknown_window_s)
-    if now - since >= window:
-        return await _escalate(d, topup, detail=detail)
+    if now - since >= timedelta(seconds=d.core.settings.topup_unknown_window_s):
+        return await _escalate(d, job, detail=detail)
     gaps = d.core.settings.topup_status_backoff_s
     delay_s = gaps[min(topup.checks, len(gaps) - 1)]
     topup.checks += 1
@@ -229,26 +253,26 @@ async def _unknown(
         delay_s=delay_s,
         state=TopupState.UNKNOWN,
         unknown_since=since,
-        detail=detail,
+        detail=detail[:200],
         provider_txn_id=txn.transaction_id if txn else topup.provider_txn_id,
     )
 
 
-async def _later(d: Delivery, topup: Topup, now: datetime, *, detail: str, looked: bool) -> str:
+async def _later(d: Delivery, job: _Job, now: datetime, *, detail: str) -> str:
     """The provider could not be reached: the same step again after a short back-off."""
+    topup = job.topup
     if now - topup.created_at >= timedelta(seconds=d.core.settings.topup_unknown_window_s):
-        return await _escalate(d, topup, detail=detail)
-    if looked:
-        topup.checks += 1
+        return await _escalate(d, job, detail=detail)
     delay_s = min(2 ** min(topup.sends + topup.checks, 6), TRANSIENT_BACKOFF_MAX_S)
     log.info("topup.provider_unavailable", topup_id=topup.id, detail=detail, retry_s=delay_s)
-    return await _schedule(d, topup, delay_s=delay_s, state=TopupState(topup.state), detail=detail)
+    state = TopupState(topup.state)
+    return await _schedule(d, topup, delay_s=delay_s, state=state, detail=detail[:200])
 
 
 async def _schedule(
     d: Delivery, topup: Topup, *, delay_s: float, state: TopupState, **values: object
 ) -> str:
-    """Record the next step (conditional on nobody else having moved the row), then enqueue it."""
+    """Record the next step (unless another run finished the top-up), then enqueue it."""
     async with d.core.transaction() as session:
         moved = (
             await session.execute(
@@ -261,7 +285,7 @@ async def _schedule(
                     due_at=utcnow() + timedelta(seconds=delay_s),
                     **values,
                 )
-                .returning(topup_t.c.id)
+                .returning(topup_t.c.state)
             )
         ).first()
     if moved is None:
@@ -272,8 +296,9 @@ async def _schedule(
     return state
 
 
-async def _escalate(d: Delivery, topup: Topup, *, detail: str) -> str:
+async def _escalate(d: Delivery, job: _Job, *, detail: str) -> str:
     """Unresolved past the window: a support case; the stock stays held until it is resolved."""
+    topup = job.topup
     async with d.core.transaction() as session:
         moved = (
             await session.execute(
@@ -293,18 +318,15 @@ async def _escalate(d: Delivery, topup: Topup, *, detail: str) -> str:
         case = SupportCase(topup_id=topup.id, party_id=topup.party_id, reason="unknown_outcome")
         session.add(case)
         await session.flush()
-        party = await session.get(Party, topup.party_id)
-        assert party is not None
         text = t(
-            party.language,
+            job.language,
             "topup.escalated",
             amount=format_minor(topup.amount_minor, topup.currency),
             number=national(topup.msisdn),
             case=case.id,
             ref=topup.id,
         )
-        owed = [Owed(key=f"{topup.id}:escalated", text=text, party=party)]
-        ids = await add_owed(session, to_rows(owed, telegram_on=d.notifier.telegram_on))
+        owed = await add_owed(session, [_retailer(d, job, f"{topup.id}:escalated")(text)])
     log.warning("topup.escalated", topup_id=topup.id, case=case.id, detail=detail)
-    await d.notifier.send(ids)
+    await d.notifier.send(owed)
     return TopupState.ESCALATED

@@ -11,10 +11,10 @@ customer's receipt is always an SMS.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -32,40 +32,31 @@ notification_t = Notification.__table__  # type: ignore[attr-defined]
 SMS, TELEGRAM = "sms", "telegram"
 
 
-@dataclass(frozen=True, slots=True)
-class Owed:
-    key: str
-    text: str
-    party: Party | None = None  # to the party's own channel
-    msisdn: str | None = None  # else by SMS to this number
+def route(
+    *, telegram_on: bool, telegram_user_id: int | None, msisdn: str
+) -> tuple[str, str]:
+    """(channel, recipient) of a message to a party: Telegram when linked and on, else SMS."""
+    if telegram_on and telegram_user_id is not None:
+        return TELEGRAM, str(telegram_user_id)
+    return SMS, msisdn
 
 
-def to_rows(owed: Sequence[Owed], *, telegram_on: bool) -> list[Notification]:
-    rows = []
-    for item in owed:
-        party = item.party
-        if party is not None and telegram_on and party.telegram_user_id:
-            channel, recipient = TELEGRAM, str(party.telegram_user_id)
-        else:
-            channel, recipient = SMS, (party.msisdn if party is not None else item.msisdn or "")
-        rows.append(
-            Notification(
-                key=item.key,
-                party_id=party.id if party is not None else None,
-                channel=channel,
-                recipient=recipient,
-                text=item.text[:480],
-            )
-        )
-    return rows
+_INSERT = notification_t.insert().returning(notification_t.c.id, sort_by_parameter_order=True)
+_MARK = update(notification_t).where(notification_t.c.id.in_(bindparam("ids", expanding=True)))
+_PENDING = select(Notification).where(
+    col(Notification.id).in_(bindparam("ids", expanding=True)),
+    col(Notification.state) == NotificationState.PENDING,
+)
 
 
-async def add_owed(session: AsyncSession, rows: Sequence[Notification]) -> list[int]:
+async def add_owed(session: AsyncSession, rows: Sequence[Notification]) -> list[Notification]:
     """Insert in the caller's transaction (which owes them exactly once: the unique key is the
-    backstop) and return their ids."""
-    session.add_all(rows)
-    await session.flush()
-    return [row.id or 0 for row in rows]
+    backstop); the rows come back with their ids."""
+    params = [row.model_dump(exclude={"id"}) for row in rows]
+    ids = (await session.execute(_INSERT, params)).scalars().all()
+    for row, new_id in zip(rows, ids, strict=True):
+        row.id = new_id
+    return list(rows)
 
 
 class Notifier:
@@ -78,37 +69,32 @@ class Notifier:
     def telegram_on(self) -> bool:
         return self.telegram is not None
 
-    async def send(self, ids: Sequence[int]) -> int:
-        """Send the pending ones among ``ids``; returns how many were sent now."""
+    async def send_ids(self, ids: Sequence[int]) -> int:
+        """Send the pending ones among ``ids`` (the sweeper's jobs); returns how many went."""
         async with self.core.sessions() as session:
-            rows = list(
-                (
-                    await session.execute(
-                        select(Notification).where(
-                            col(Notification.id).in_(ids),
-                            col(Notification.state) == NotificationState.PENDING,
-                        )
-                    )
-                ).scalars()
-            )
-        sent: list[int] = []
-        n_sent = 0
-        for row in rows:
-            channel = row.channel
-            state = await self._send_one(row)
-            n_sent += state == NotificationState.SENT
-            if state == NotificationState.SENT and row.channel == channel:
-                sent.append(row.id or 0)
-            else:
+            rows = list((await session.execute(_PENDING, {"ids": list(ids)})).scalars())
+        return await self.send(rows)
+
+    async def send(self, rows: Sequence[Notification]) -> int:
+        """Send ``rows`` (pending, with ids) at once; record what became of each."""
+        channels = [row.channel for row in rows]
+        states = await asyncio.gather(*(self._send_one(row) for row in rows))
+        sent = [
+            row.id or 0
+            for row, state, channel in zip(rows, states, channels, strict=True)
+            if state == NotificationState.SENT and row.channel == channel
+        ]
+        if sent:
+            await self._mark(sent, state=NotificationState.SENT)
+        for row, state, channel in zip(rows, states, channels, strict=True):
+            if state != NotificationState.SENT or row.channel != channel:
                 await self._mark(
                     [row.id or 0],
                     state=state,
                     attempts=row.attempts + 1,
                     route=(row.channel, row.recipient),
                 )
-        if sent:
-            await self._mark(sent, state=NotificationState.SENT)
-        return n_sent
+        return sum(state == NotificationState.SENT for state in states)
 
     async def _send_one(self, row: Notification) -> NotificationState:
         try:
@@ -151,7 +137,5 @@ class Notifier:
         if route is not None:  # a Telegram message that fell back to SMS
             values["channel"], values["recipient"] = route
         async with self.core.transaction() as session:
-            await session.execute(
-                update(notification_t).where(notification_t.c.id.in_(ids)).values(**values)
-            )
+            await session.execute(_MARK.values(**values), {"ids": list(ids)})
 
