@@ -40,12 +40,12 @@ async def _startup(ctx: dict[str, Any]) -> None:
     if settings.telegram_token:
         telegram = TelegramSender(api_url=settings.telegram_api_url, token=settings.telegram_token)
         stack.push_async_callback(telegram.close)
+    notifier = Notifier(core=core, sms=sms, telegram=telegram)
+    notifier.start()
+    stack.push_async_callback(notifier.close)
     ctx["stack"] = stack
     ctx["delivery"] = Delivery(
-        core=core,
-        provider=provider,
-        notifier=Notifier(core=core, sms=sms, telegram=telegram),
-        queue=JobQueue(ctx["redis"]),
+        core=core, provider=provider, notifier=notifier, queue=JobQueue(ctx["redis"])
     )
     log.info("worker.ready", telegram=telegram is not None, max_jobs=settings.worker_max_jobs)
 

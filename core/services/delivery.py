@@ -33,7 +33,6 @@ from core.logging import get_logger
 from core.models import (
     Account,
     AccountKind,
-    Notification,
     Operator,
     Party,
     ProductKind,
@@ -47,7 +46,7 @@ from core.money import airtime_asset, format_minor
 from core.msisdn import masked, national
 from core.providers.port import AirtimeProvider, ProviderStatus, ProviderTransaction, TopupOrder
 from core.services.ledger import AccountRef
-from core.services.notify import SMS, Notifier, add_owed, route
+from core.services.notify import SMS, Message, Notifier, add_owed, route
 
 log = get_logger(__name__)
 topup_t = Topup.__table__  # type: ignore[attr-defined]
@@ -67,10 +66,33 @@ class Delivery:
     queue: JobQueue
 
 
+@dataclass(slots=True)
+class _Open:
+    """What a step needs of a top-up row (a plain object: the worker's hot path)."""
+
+    id: str
+    party_id: int
+    msisdn: str
+    operator_code: str
+    product_code: str
+    kind: str
+    amount_minor: int
+    currency: str
+    state: str
+    sends: int
+    checks: int
+    created_at: datetime
+    unknown_since: datetime | None
+    provider_txn_id: int | None
+
+
+_OPEN_COLUMNS = [topup_t.c[name] for name in _Open.__dataclass_fields__]
+
+
 class _Job(NamedTuple):
     """A top-up with what its notifications need of its retailer (one query)."""
 
-    topup: Topup
+    topup: _Open
     shop_name: str
     shop_msisdn: str
     language: str
@@ -79,7 +101,7 @@ class _Job(NamedTuple):
 
 # Built once: delivery is the worker's hot path (see docs/BENCHMARKS.md).
 _LOAD = select(
-    *topup_t.c, party_t.c.name, party_t.c.msisdn, party_t.c.language, party_t.c.telegram_user_id
+    *_OPEN_COLUMNS, party_t.c.name, party_t.c.msisdn, party_t.c.language, party_t.c.telegram_user_id
 ).where(topup_t.c.id == bindparam("id"), party_t.c.id == topup_t.c.party_id)
 _FINISH = (
     update(topup_t)
@@ -95,7 +117,7 @@ async def _load(d: Delivery, topup_id: str) -> _Job:
     if row is None:
         raise LookupError(topup_id)
     *fields, name, msisdn, language, telegram_user_id = row
-    topup = Topup(**dict(zip(topup_t.c.keys(), fields, strict=True)))
+    topup = _Open(*fields)
     return _Job(topup, name, msisdn, language, telegram_user_id)
 
 
@@ -142,7 +164,7 @@ async def _send(d: Delivery, job: _Job, now: datetime) -> ProviderTransaction | 
         return await _later(d, job, now, detail=str(exc))
 
 
-def _order(topup: Topup, operator: Operator, country: str) -> TopupOrder:
+def _order(topup: _Open, operator: Operator, country: str) -> TopupOrder:
     bundle = topup.kind != ProductKind.AIRTIME
     operator_id = operator.provider_bundle_operator_id if bundle else operator.provider_operator_id
     if operator_id is None:
@@ -192,7 +214,7 @@ async def _finish(
 
 async def _owed(
     d: Delivery, session: AsyncSession, job: _Job, state: TopupState
-) -> list[Notification]:
+) -> list[Message]:
     topup, lang = job.topup, job.language
     fields = {
         "amount": format_minor(topup.amount_minor, topup.currency),
@@ -207,7 +229,7 @@ async def _owed(
     stock = (await session.execute(_STOCK_LEFT, {"code": account.code})).scalar() or 0
     return [
         retailer(t(lang, "topup.delivered", **fields, stock=format_minor(stock, topup.currency))),
-        Notification(
+        Message(
             key=f"{topup.id}:customer",
             channel=SMS,
             recipient=topup.msisdn,
@@ -216,19 +238,19 @@ async def _owed(
     ]
 
 
-def _retailer(d: Delivery, job: _Job, key: str) -> Callable[[str], Notification]:
+def _retailer(d: Delivery, job: _Job, key: str) -> Callable[[str], Message]:
     """A message to the retailer on its own channel."""
     channel, recipient = route(
         telegram_on=d.notifier.telegram_on,
         telegram_user_id=job.telegram_user_id,
         msisdn=job.shop_msisdn,
     )
-    return lambda text: Notification(
+    return lambda text: Message(
         key=key, party_id=job.topup.party_id, channel=channel, recipient=recipient, text=text
     )
 
 
-async def _product_word(d: Delivery, topup: Topup, language: str) -> str:
+async def _product_word(d: Delivery, topup: _Open, language: str) -> str:
     if topup.kind == ProductKind.AIRTIME:
         return t(language, "topup.airtime")
     products = (await d.core.catalog.get()).products
@@ -270,7 +292,7 @@ async def _later(d: Delivery, job: _Job, now: datetime, *, detail: str) -> str:
 
 
 async def _schedule(
-    d: Delivery, topup: Topup, *, delay_s: float, state: TopupState, **values: object
+    d: Delivery, topup: _Open, *, delay_s: float, state: TopupState, **values: object
 ) -> str:
     """Record the next step (unless another run finished the top-up), then enqueue it."""
     async with d.core.transaction() as session:

@@ -3,7 +3,9 @@
 Invariant: an owed message is a ``notification`` row written in the transaction that made it owed
 (unique ``key``), so a crash after the commit loses nothing; the sweeper sends what is still
 pending. Delivery to a person is at least once: a crash between the gateway's acceptance and our
-``sent`` mark sends it again (neither SMS nor Telegram has an idempotency key).
+``sent`` mark sends it again (neither SMS nor Telegram has an idempotency key). While the worker
+runs, "sent" marks are written in batches every ``MARK_EVERY_S``, which widens that window a little
+and saves a transaction per message.
 
 The retailer hears on Telegram when linked and the bot is configured, otherwise by SMS; the
 customer's receipt is always an SMS.
@@ -12,11 +14,12 @@ customer's receipt is always an SMS.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from core.context import Core
 from core.errors import ProviderRejected, ProviderUnavailable
@@ -28,13 +31,26 @@ from core.providers.telegram import TelegramSender
 
 log = get_logger(__name__)
 notification_t = Notification.__table__  # type: ignore[attr-defined]
+party_t = Party.__table__  # type: ignore[attr-defined]
 
 SMS, TELEGRAM = "sms", "telegram"
+MARK_EVERY_S = 0.2
 
 
-def route(
-    *, telegram_on: bool, telegram_user_id: int | None, msisdn: str
-) -> tuple[str, str]:
+@dataclass(slots=True)
+class Message:
+    """A notification row as the hot path handles it (no ORM object)."""
+
+    key: str
+    channel: str
+    recipient: str
+    text: str
+    party_id: int | None = None
+    id: int | None = None
+    attempts: int = 0
+
+
+def route(*, telegram_on: bool, telegram_user_id: int | None, msisdn: str) -> tuple[str, str]:
     """(channel, recipient) of a message to a party: Telegram when linked and on, else SMS."""
     if telegram_on and telegram_user_id is not None:
         return TELEGRAM, str(telegram_user_id)
@@ -43,20 +59,42 @@ def route(
 
 _INSERT = notification_t.insert().returning(notification_t.c.id, sort_by_parameter_order=True)
 _MARK = update(notification_t).where(notification_t.c.id.in_(bindparam("ids", expanding=True)))
-_PENDING = select(Notification).where(
-    col(Notification.id).in_(bindparam("ids", expanding=True)),
-    col(Notification.state) == NotificationState.PENDING,
+_PENDING = select(
+    notification_t.c.key,
+    notification_t.c.channel,
+    notification_t.c.recipient,
+    notification_t.c.text,
+    notification_t.c.party_id,
+    notification_t.c.id,
+    notification_t.c.attempts,
+).where(
+    notification_t.c.id.in_(bindparam("ids", expanding=True)),
+    notification_t.c.state == NotificationState.PENDING,
 )
+_MSISDN = select(party_t.c.msisdn).where(party_t.c.id == bindparam("id"))
 
 
-async def add_owed(session: AsyncSession, rows: Sequence[Notification]) -> list[Notification]:
+async def add_owed(session: AsyncSession, messages: Sequence[Message]) -> list[Message]:
     """Insert in the caller's transaction (which owes them exactly once: the unique key is the
-    backstop); the rows come back with their ids."""
-    params = [row.model_dump(exclude={"id"}) for row in rows]
+    backstop); the messages come back with their ids."""
+    now = utcnow()
+    params = [
+        {
+            "key": m.key,
+            "party_id": m.party_id,
+            "channel": m.channel,
+            "recipient": m.recipient,
+            "text": m.text[:480],
+            "state": NotificationState.PENDING,
+            "attempts": 0,
+            "created_at": now,
+        }
+        for m in messages
+    ]
     ids = (await session.execute(_INSERT, params)).scalars().all()
-    for row, new_id in zip(rows, ids, strict=True):
-        row.id = new_id
-    return list(rows)
+    for message, new_id in zip(messages, ids, strict=True):
+        message.id = new_id
+    return list(messages)
 
 
 class Notifier:
@@ -64,62 +102,93 @@ class Notifier:
         self.core = core
         self.sms = sms
         self.telegram = telegram
+        self._sent: list[int] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @property
     def telegram_on(self) -> bool:
         return self.telegram is not None
 
+    def start(self) -> None:
+        """Batch "sent" marks from now on (the worker); without it each is written at once."""
+        self._flusher = asyncio.create_task(self._flush_every())
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        await self._flush()
+
     async def send_ids(self, ids: Sequence[int]) -> int:
         """Send the pending ones among ``ids`` (the sweeper's jobs); returns how many went."""
         async with self.core.sessions() as session:
-            rows = list((await session.execute(_PENDING, {"ids": list(ids)})).scalars())
-        return await self.send(rows)
+            rows = (await session.execute(_PENDING, {"ids": list(ids)})).all()
+        return await self.send([Message(*row) for row in rows])
 
-    async def send(self, rows: Sequence[Notification]) -> int:
-        """Send ``rows`` (pending, with ids) at once; record what became of each."""
-        channels = [row.channel for row in rows]
-        states = await asyncio.gather(*(self._send_one(row) for row in rows))
-        sent = [
-            row.id or 0
-            for row, state, channel in zip(rows, states, channels, strict=True)
-            if state == NotificationState.SENT and row.channel == channel
-        ]
-        if sent:
-            await self._mark(sent, state=NotificationState.SENT)
-        for row, state, channel in zip(rows, states, channels, strict=True):
-            if state != NotificationState.SENT or row.channel != channel:
+    async def send(self, messages: Sequence[Message]) -> int:
+        """Send ``messages`` (pending, with ids) at once; record what became of each."""
+        channels = [m.channel for m in messages]
+        states = await asyncio.gather(*(self._send_one(m) for m in messages))
+        for message, state, channel in zip(messages, states, channels, strict=True):
+            if state == NotificationState.SENT and message.channel == channel:
+                self._sent.append(message.id or 0)
+            else:
                 await self._mark(
-                    [row.id or 0],
+                    [message.id or 0],
                     state=state,
-                    attempts=row.attempts + 1,
-                    route=(row.channel, row.recipient),
+                    attempts=message.attempts + 1,
+                    route=(message.channel, message.recipient),
                 )
+        if self._flusher is None:
+            await self._flush()
         return sum(state == NotificationState.SENT for state in states)
 
-    async def _send_one(self, row: Notification) -> NotificationState:
+    async def _send_one(self, message: Message) -> NotificationState:
         try:
-            if row.channel == TELEGRAM and self.telegram is not None:
+            if message.channel == TELEGRAM and self.telegram is not None:
                 try:
-                    await self.telegram.send(chat_id=row.recipient, text=row.text)
+                    await self.telegram.send(chat_id=message.recipient, text=message.text)
                     return NotificationState.SENT
                 except ProviderRejected as exc:
                     # Blocked the bot or unknown chat: the message still goes, by SMS.
-                    log.info("notify.telegram_refused", notification=row.id, detail=str(exc))
-                    row.channel, row.recipient = SMS, await self._msisdn_of(row)
-            receipts = await self.sms.send(to=[row.recipient], message=row.text)
+                    log.info("notify.telegram_refused", notification=message.id, detail=str(exc))
+                    message.channel, message.recipient = SMS, await self._msisdn_of(message)
+            receipts = await self.sms.send(to=[message.recipient], message=message.text)
         except ProviderUnavailable as exc:
-            log.info("notify.later", notification=row.id, detail=str(exc))
+            log.info("notify.later", notification=message.id, detail=str(exc))
             return NotificationState.PENDING
         except ProviderRejected as exc:
-            log.warning("notify.refused", notification=row.id, detail=str(exc))
+            log.warning("notify.refused", notification=message.id, detail=str(exc))
             return NotificationState.FAILED
         ok = bool(receipts) and all(r.accepted for r in receipts)
         return NotificationState.SENT if ok else NotificationState.FAILED
 
-    async def _msisdn_of(self, row: Notification) -> str:
+    async def _msisdn_of(self, message: Message) -> str:
+        if message.party_id is None:
+            return message.recipient
         async with self.core.sessions() as session:
-            party = await session.get(Party, row.party_id) if row.party_id else None
-        return party.msisdn if party is not None else row.recipient
+            msisdn = (await session.execute(_MSISDN, {"id": message.party_id})).scalar()
+        return str(msisdn or message.recipient)
+
+    async def _flush_every(self) -> None:
+        while True:
+            await asyncio.sleep(MARK_EVERY_S)
+            try:
+                await self._flush()
+            except Exception:  # a database hiccup: keep the ids, try again next round
+                log.exception("notify.mark_failed")
+
+    async def _flush(self) -> None:
+        if not self._sent:
+            return
+        ids, self._sent = self._sent, []
+        try:
+            await self._mark(ids, state=NotificationState.SENT)
+        except BaseException:
+            self._sent.extend(ids)
+            raise
 
     async def _mark(
         self,
@@ -138,4 +207,3 @@ class Notifier:
             values["channel"], values["recipient"] = route
         async with self.core.transaction() as session:
             await session.execute(_MARK.values(**values), {"ids": list(ids)})
-
