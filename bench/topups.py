@@ -67,6 +67,39 @@ class Row:
     delivered: int
     failed: int
     seconds: float
+    # CPU ms per top-up, by process kind, over the whole run.
+    cpu_ms: dict[str, float]
+
+
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all cores spent busy since boot (/proc/stat), for the whole-machine total."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def pids_named(name: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -163,7 +196,7 @@ async def one_run(
         async def client(index: int) -> None:
             mine = shops[index :: args.clients]
             for n in range(per_client):
-                number = f"07{rng.choice('01249')}{rng.randrange(10**7):07d}"
+                number = f"07{rng.choice('12')}{rng.randrange(10**7):07d}"  # Safaricom
                 t0 = time.perf_counter()
                 await confirm_topup(
                     core,
@@ -175,12 +208,27 @@ async def one_run(
                 )
                 latencies.append(time.perf_counter() - t0)
 
+        groups = {
+            "bench (requests)": [os.getpid()],
+            "workers": [p.pid for p in procs[1:]],
+            "sandbox": [sandbox.pid],
+            "postgres": pids_named("postgres"),
+            "redis": pids_named("redis-server"),
+        }
+        cpu0 = {name: {pid: cpu_s([pid]) for pid in pids} for name, pids in groups.items()}
+        busy0 = machine_busy_s()
         t0 = time.perf_counter()
         await asyncio.gather(*(client(i) for i in range(args.clients)))
         request_s = time.perf_counter() - t0
         await queue.close()
         total = per_client * args.clients
         finals = await wait_final(core, total, timeout_s=args.timeout)
+        groups["postgres"] = pids_named("postgres")  # backends the workers opened since
+        cpu = {
+            name: sum(cpu_s([pid]) - cpu0[name].get(pid, 0.0) for pid in pids) * 1000 / total
+            for name, pids in groups.items()
+        }
+        cpu["machine"] = (machine_busy_s() - busy0) * 1000 / total
         async with core.sessions() as session:
             first, last = (
                 await session.execute(
@@ -214,6 +262,7 @@ async def one_run(
             delivered=finals[TopupState.DELIVERED],
             failed=finals[TopupState.FAILED],
             seconds=seconds,
+            cpu_ms=cpu,
         )
     finally:
         await stop(procs)
@@ -287,7 +336,11 @@ def render(rows: list[Row]) -> None:
             str(r.failed),
             f"{r.seconds:.1f}",
         )
-    Console(width=None if sys.stdout.isatty() else 140).print(table)
+    console = Console(width=None if sys.stdout.isatty() else 140)
+    console.print(table)
+    for r in rows:
+        split = ", ".join(f"{name} {ms:.2f}" for name, ms in r.cpu_ms.items())
+        console.print(f"CPU ms per top-up at {r.latency_ms} ms: {split}")
 
 
 def main() -> None:

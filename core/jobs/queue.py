@@ -7,6 +7,8 @@ that could not be enqueued (Redis away) is found again by the sweeper from the S
 
 from __future__ import annotations
 
+from typing import Any
+
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis.exceptions import RedisError
 
@@ -39,7 +41,14 @@ class JobQueue:
         await self.redis.aclose()
 
     async def deliver(
-        self, topup_id: str, *, sends: int = 0, checks: int = 0, fresh: bool, defer_s: float = 0
+        self,
+        topup_id: str,
+        *,
+        sends: int = 0,
+        checks: int = 0,
+        fresh: bool,
+        defer_s: float = 0,
+        snapshot: tuple[Any, ...] | None = None,
     ) -> bool:
         """Enqueue the next step of a top-up; False if it was already queued or Redis is away."""
         job_id = delivery_job_id(topup_id, sends, checks)
@@ -50,6 +59,7 @@ class JobQueue:
                 sends,
                 checks,
                 fresh,
+                snapshot,
                 _job_id=job_id,
                 _defer_by=defer_s or None,
             )

@@ -56,10 +56,19 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
 
 
 # The function names are the job names core.jobs.queue enqueues (DELIVER, NOTIFY).
-async def deliver(ctx: dict[str, Any], topup_id: str, sends: int, checks: int, fresh: bool) -> str:
+async def deliver(
+    ctx: dict[str, Any],
+    topup_id: str,
+    sends: int,
+    checks: int,
+    fresh: bool,
+    snapshot: tuple[Any, ...] | None = None,
+) -> str:
     # A retried job (its worker died mid-step) may have sent already: never "fresh".
     fresh = fresh and ctx["job_try"] == 1
-    return await advance(ctx["delivery"], topup_id, sends=sends, checks=checks, fresh=fresh)
+    return await advance(
+        ctx["delivery"], topup_id, sends=sends, checks=checks, fresh=fresh, snapshot=snapshot
+    )
 
 
 async def notify(ctx: dict[str, Any], ids: list[int]) -> int:

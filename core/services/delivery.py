@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -111,6 +111,19 @@ _FINISH = (
 _STOCK_LEFT = select(account_t.c.balance_minor).where(account_t.c.code == bindparam("code"))
 
 
+def snapshot(
+    topup: Topup,
+    *,
+    shop_name: str,
+    shop_msisdn: str,
+    language: str,
+    telegram_user_id: int | None,
+) -> tuple[Any, ...]:
+    """What the first step of a new top-up needs, carried in its job (see :func:`advance`)."""
+    fields = tuple(getattr(topup, name) for name in _Open.__dataclass_fields__)
+    return (*fields, shop_name, shop_msisdn, language, telegram_user_id)
+
+
 async def _load(d: Delivery, topup_id: str) -> _Job:
     async with d.core.sessions() as session:
         row = (await session.execute(_LOAD, {"id": topup_id})).first()
@@ -121,9 +134,26 @@ async def _load(d: Delivery, topup_id: str) -> _Job:
     return _Job(topup, name, msisdn, language, telegram_user_id)
 
 
-async def advance(d: Delivery, topup_id: str, *, sends: int, checks: int, fresh: bool) -> str:
-    """Take one step for a top-up; returns its state afterwards. Safe to run twice."""
-    job = await _load(d, topup_id)
+async def advance(
+    d: Delivery,
+    topup_id: str,
+    *,
+    sends: int,
+    checks: int,
+    fresh: bool,
+    snapshot: tuple[Any, ...] | None = None,
+) -> str:
+    """Take one step for a top-up; returns its state afterwards. Safe to run twice.
+
+    A fresh step (the first run of the job :func:`~core.services.topups.confirm_topup` enqueued)
+    may carry the row as it was committed (``snapshot``); no other run can have moved it yet, so it
+    is used as is. Every other step reads the row.
+    """
+    if fresh and snapshot is not None:
+        *fields, name, msisdn, language, telegram_user_id = snapshot
+        job = _Job(_Open(*fields), name, msisdn, language, telegram_user_id)
+    else:
+        job = await _load(d, topup_id)
     topup = job.topup
     if topup.state not in OPEN_STATES or (topup.sends, topup.checks) != (sends, checks):
         return topup.state  # finished, escalated, or this job was overtaken by a later one

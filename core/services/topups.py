@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, func, select
@@ -32,6 +32,7 @@ from core.models import Operator, Party, PartyStatus, Product, ProductKind, Role
 from core.models.types import utcnow
 from core.money import airtime_asset
 from core.msisdn import normalize
+from core.services import delivery
 from core.services.catalog import check_airtime_amount
 from core.services.catalog_snapshot import Catalog
 from core.services.ledger import Overdraft
@@ -47,6 +48,8 @@ _LOCK_PARTY = (
         party_t.c.name,
         party_t.c.msisdn,
         party_t.c.daily_limit_minor,
+        party_t.c.language,
+        party_t.c.telegram_user_id,
     )
     .where(party_t.c.id == bindparam("party_id"))
     .with_for_update(key_share=True)
@@ -100,6 +103,30 @@ async def request_topup(
     ``product_code``, priced by the catalog. Raises InputError subclasses for the user to correct,
     Refused subclasses for rules (stock, daily limit, a repeat to confirm), NotFound.
     """
+    topup, _retailer = await _request(
+        core,
+        party_id=party_id,
+        msisdn=msisdn,
+        channel=channel,
+        product_code=product_code,
+        amount_minor=amount_minor,
+        client_key=client_key,
+        confirm_repeat=confirm_repeat,
+    )
+    return topup
+
+
+async def _request(
+    core: Core,
+    *,
+    party_id: int,
+    msisdn: str,
+    channel: str,
+    product_code: str | None,
+    amount_minor: int | None,
+    client_key: str | None,
+    confirm_repeat: bool,
+) -> tuple[Topup, _Retailer]:
     number = normalize(msisdn, country=core.settings.country)
     catalog = await core.catalog.get()
     operator = catalog.detect(number)
@@ -110,7 +137,7 @@ async def request_topup(
         # of one retailer cannot both pass the daily limit.
         party = await _locked_party(session, party_id)
         if client_key is not None and (earlier := await _by_client_key(session, client_key)):
-            return earlier
+            return earlier, party
         if party.status != PartyStatus.ACTIVE:
             raise PartyInactive(party=party.label, status=party.status)
         if party.role != Role.RETAILER:
@@ -159,15 +186,46 @@ async def request_topup(
                 currency=operator.currency,
             ) from None
         await session.execute(_INSERT, topup.model_dump())
-    return topup
+    return topup, party
 
 
-async def confirm_topup(core: Core, queue: JobQueue, **request: Any) -> Topup:
+async def confirm_topup(
+    core: Core,
+    queue: JobQueue,
+    *,
+    party_id: int,
+    msisdn: str,
+    channel: str,
+    product_code: str | None = None,
+    amount_minor: int | None = None,
+    client_key: str | None = None,
+    confirm_repeat: bool = False,
+) -> Topup:
     """:func:`request_topup`, then its delivery job, enqueued after the commit. If the enqueue
-    fails (Redis away, a crash just here) the sweeper enqueues it from the row."""
-    topup = await request_topup(core, **request)
+    fails (Redis away, a crash just here) the sweeper enqueues it from the row.
+
+    The first job carries what delivery needs (:func:`delivery.snapshot`), so the worker's first
+    step reads nothing before it sends.
+    """
+    topup, shop = await _request(
+        core,
+        party_id=party_id,
+        msisdn=msisdn,
+        channel=channel,
+        product_code=product_code,
+        amount_minor=amount_minor,
+        client_key=client_key,
+        confirm_repeat=confirm_repeat,
+    )
     if topup.state == TopupState.RESERVED and topup.sends == 0:
-        await queue.deliver(topup.id, fresh=True)
+        carried = delivery.snapshot(
+            topup,
+            shop_name=shop.name,
+            shop_msisdn=shop.msisdn,
+            language=shop.language,
+            telegram_user_id=shop.telegram_user_id,
+        )
+        await queue.deliver(topup.id, fresh=True, snapshot=carried)
     return topup
 
 
@@ -196,16 +254,22 @@ class _Retailer(NamedTuple):
     id: int
     role: str
     status: str
-    label: str
+    name: str
+    msisdn: str
     daily_limit_minor: int | None
+    language: str
+    telegram_user_id: int | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.msisdn})"
 
 
 async def _locked_party(session: AsyncSession, party_id: int) -> _Retailer:
     row = (await session.execute(_LOCK_PARTY, {"party_id": party_id})).first()
     if row is None:
         raise NotFound(kind="party", key=str(party_id))
-    role, status, name, msisdn, limit = row
-    return _Retailer(party_id, role, status, f"{name} ({msisdn})", limit)
+    return _Retailer(party_id, *row)
 
 
 def day_start(now: datetime, zone: str) -> datetime:
