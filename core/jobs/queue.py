@@ -12,6 +12,7 @@ from typing import Any
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis.exceptions import RedisError
 
+from core.jobs import scripts
 from core.logging import get_logger
 
 log = get_logger(__name__)
@@ -52,27 +53,25 @@ class JobQueue:
     ) -> bool:
         """Enqueue the next step of a top-up; False if it was already queued or Redis is away."""
         job_id = delivery_job_id(topup_id, sends, checks)
+        return await self._enqueue(
+            DELIVER, (topup_id, sends, checks, fresh, snapshot), job_id, defer_s=defer_s
+        )
+
+    async def notify(self, notification_id: int, *, attempts: int) -> bool:
+        return await self._enqueue(NOTIFY, ([notification_id],), f"n{notification_id}:{attempts}")
+
+    async def _enqueue(
+        self, function: str, args: tuple[Any, ...], job_id: str, *, defer_s: float = 0
+    ) -> bool:
         try:
-            job = await self.redis.enqueue_job(
-                DELIVER,
-                topup_id,
-                sends,
-                checks,
-                fresh,
-                snapshot,
-                _job_id=job_id,
-                _defer_by=defer_s or None,
+            return await scripts.enqueue(
+                self.redis,
+                queue=QUEUE,
+                function=function,
+                args=args,
+                job_id=job_id,
+                defer_ms=round(defer_s * 1000),
             )
         except (RedisError, OSError) as exc:
             log.warning("enqueue.failed", job_id=job_id, error=type(exc).__name__)
             return False
-        return job is not None
-
-    async def notify(self, notification_id: int, *, attempts: int) -> bool:
-        job_id = f"n{notification_id}:{attempts}"
-        try:
-            job = await self.redis.enqueue_job(NOTIFY, [notification_id], _job_id=job_id)
-        except (RedisError, OSError) as exc:
-            log.warning("enqueue.failed", job_id=job_id, error=type(exc).__name__)
-            return False
-        return job is not None

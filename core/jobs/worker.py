@@ -15,6 +15,7 @@ from arq import cron
 from arq.worker import Worker
 
 from core.context import open_core
+from core.jobs import scripts
 from core.jobs.queue import QUEUE, JobQueue, redis_settings
 from core.logging import get_logger
 from core.providers.reloadly import ReloadlyProvider
@@ -87,6 +88,25 @@ async def sweeper(ctx: dict[str, Any]) -> None:
         )
 
 
+class _Worker(Worker):
+    """arq's worker, claiming each batch of due jobs in one round trip (core/jobs/scripts.py)."""
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        claimed = await scripts.claim(
+            self.pool,
+            queue=self.queue_name,
+            job_ids=job_ids,
+            limit=self.max_jobs - self.job_counter,
+            in_progress_ms=int(self.in_progress_timeout_s * 1000),
+        )
+        for job_id, score in claimed:  # as arq's start_jobs does after its own claim
+            await self.sem.acquire()
+            self.job_counter += 1
+            task = self.loop.create_task(self.run_job(job_id, score))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id] = task
+
+
 def job_timeout_s(settings: Settings) -> float:
     """One step is at most a status query and a send, each bounded by the provider time-out."""
     return 2 * (settings.provider_timeout_s + settings.provider_connect_timeout_s) + 5
@@ -99,7 +119,7 @@ def build_worker(
     # One time-out for every function: arq waits (the longest time-out + 10 s) before it re-runs a
     # job whose worker died, so a long sweeper time-out would slow every crash recovery.
     timeout_s = job_timeout_s(settings)
-    return Worker(
+    return _Worker(
         functions=[deliver, notify],
         cron_jobs=[
             cron(
