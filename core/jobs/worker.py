@@ -22,6 +22,7 @@ from core.providers.reloadly import ReloadlyProvider
 from core.providers.sms import AfricasTalkingSms
 from core.providers.telegram import TelegramSender
 from core.services.delivery import Delivery, advance
+from core.services.finish import Finisher
 from core.services.notify import Notifier
 from core.services.sweeper import sweep
 from core.settings import Settings
@@ -46,7 +47,11 @@ async def _startup(ctx: dict[str, Any]) -> None:
     stack.push_async_callback(notifier.close)
     ctx["stack"] = stack
     ctx["delivery"] = Delivery(
-        core=core, provider=provider, notifier=notifier, queue=JobQueue(ctx["redis"])
+        core=core,
+        provider=provider,
+        notifier=notifier,
+        queue=JobQueue(ctx["redis"]),
+        finisher=Finisher(core),
     )
     log.info("worker.ready", telegram=telegram is not None, max_jobs=settings.worker_max_jobs)
 

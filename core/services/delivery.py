@@ -23,7 +23,6 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.context import Core
 from core.errors import OutcomeUnknown, ProviderRejected, ProviderUnavailable
@@ -45,6 +44,7 @@ from core.models.types import utcnow
 from core.money import airtime_asset, format_minor
 from core.msisdn import masked, national
 from core.providers.port import AirtimeProvider, ProviderStatus, ProviderTransaction, TopupOrder
+from core.services.finish import Final, Finisher
 from core.services.ledger import AccountRef
 from core.services.notify import SMS, Message, Notifier, add_owed, route
 
@@ -64,6 +64,7 @@ class Delivery:
     provider: AirtimeProvider
     notifier: Notifier
     queue: JobQueue
+    finisher: Finisher
 
 
 @dataclass(slots=True)
@@ -103,12 +104,6 @@ class _Job(NamedTuple):
 _LOAD = select(
     *_OPEN_COLUMNS, party_t.c.name, party_t.c.msisdn, party_t.c.language, party_t.c.telegram_user_id
 ).where(topup_t.c.id == bindparam("id"), party_t.c.id == topup_t.c.party_id)
-_FINISH = (
-    update(topup_t)
-    .where(topup_t.c.id == bindparam("topup_id"), topup_t.c.state.in_(OPEN_STATES))
-    .returning(topup_t.c.id)
-)
-_STOCK_LEFT = select(account_t.c.balance_minor).where(account_t.c.code == bindparam("code"))
 
 
 def snapshot(
@@ -217,55 +212,65 @@ async def _finish(
     txn: ProviderTransaction | None = None,
     detail: str | None = None,
 ) -> str:
-    """Final state, ledger resolution and owed notifications in one transaction; then notify."""
+    """Final state, ledger resolution and owed messages in one transaction (a group commit,
+    core/services/finish.py); then the messages go out."""
     topup = job.topup
-    values = {
-        "topup_id": topup.id,
-        "state": state,
-        "final_at": utcnow(),
-        "sends": topup.sends,
-        "checks": topup.checks,
-        "provider_txn_id": txn.transaction_id if txn else None,
-        "operator_txn_id": txn.operator_transaction_id if txn else None,
-        "detail": detail[:200] if detail else None,
-    }
-    async with d.core.transaction() as session:
-        if (await session.execute(_FINISH, values)).first() is None:
-            return state  # another run finished it first: the provider gave it the same answer
-        if state == TopupState.DELIVERED:
-            await d.core.ledger.capture(session, reservation_id=topup.id)
-        else:
-            await d.core.ledger.release(session, reservation_id=topup.id)
-        owed = await add_owed(session, await _owed(d, session, job, state))
+    owed = await d.finisher.finish(
+        Final(
+            topup_id=topup.id,
+            party_id=topup.party_id,
+            state=state,
+            row={
+                "b_id": topup.id,
+                "b_state": state,
+                "b_final_at": utcnow(),
+                "b_sends": topup.sends,
+                "b_checks": topup.checks,
+                "b_provider_txn_id": txn.transaction_id if txn else None,
+                "b_operator_txn_id": txn.operator_transaction_id if txn else None,
+                "b_detail": detail[:200] if detail else None,
+            },
+            stock_account=AccountRef(
+                AccountKind.MAIN, airtime_asset(topup.operator_code), topup.party_id
+            ).code,
+            owed=_owed(d, job, state, product=await _product_word(d, topup, job.language)),
+        )
+    )
+    if owed is None:
+        return state  # another run finished it first: the provider gave it the same answer
     log.info("topup.final", topup_id=topup.id, state=state, msisdn=masked(topup.msisdn))
     await d.notifier.send(owed)
     return state
 
 
-async def _owed(
-    d: Delivery, session: AsyncSession, job: _Job, state: TopupState
-) -> list[Message]:
+def _owed(
+    d: Delivery, job: _Job, state: TopupState, *, product: str
+) -> Callable[[int], list[Message]]:
+    """The messages a final state owes, given the retailer's stock left."""
     topup, lang = job.topup, job.language
     fields = {
         "amount": format_minor(topup.amount_minor, topup.currency),
-        "product": await _product_word(d, topup, lang),
+        "product": product,
         "number": national(topup.msisdn),
         "ref": topup.id,
     }
     retailer = _retailer(d, job, f"{topup.id}:retailer")
     if state == TopupState.FAILED:
-        return [retailer(t(lang, "topup.failed", **fields))]
-    account = AccountRef(AccountKind.MAIN, airtime_asset(topup.operator_code), topup.party_id)
-    stock = (await session.execute(_STOCK_LEFT, {"code": account.code})).scalar() or 0
-    return [
-        retailer(t(lang, "topup.delivered", **fields, stock=format_minor(stock, topup.currency))),
-        Message(
-            key=f"{topup.id}:customer",
-            channel=SMS,
-            recipient=topup.msisdn,
-            text=t(lang, "topup.receipt", **fields, shop=job.shop_name),
-        ),
-    ]
+        return lambda _stock: [retailer(t(lang, "topup.failed", **fields))]
+
+    def delivered(stock: int) -> list[Message]:
+        left = format_minor(stock, topup.currency)
+        return [
+            retailer(t(lang, "topup.delivered", **fields, stock=left)),
+            Message(
+                key=f"{topup.id}:customer",
+                channel=SMS,
+                recipient=topup.msisdn,
+                text=t(lang, "topup.receipt", **fields, shop=job.shop_name),
+            ),
+        ]
+
+    return delivered
 
 
 def _retailer(d: Delivery, job: _Job, key: str) -> Callable[[str], Message]:

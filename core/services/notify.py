@@ -77,6 +77,8 @@ _MSISDN = select(party_t.c.msisdn).where(party_t.c.id == bindparam("id"))
 async def add_owed(session: AsyncSession, messages: Sequence[Message]) -> list[Message]:
     """Insert in the caller's transaction (which owes them exactly once: the unique key is the
     backstop); the messages come back with their ids."""
+    if not messages:
+        return []
     now = utcnow()
     params = [
         {

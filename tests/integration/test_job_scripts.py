@@ -43,13 +43,13 @@ async def test_concurrent_claims_start_each_due_job_once(redis_url: str) -> None
         ids = [f"J{i}" for i in range(200)]
         for job_id in ids:
             await scripts.enqueue(redis, queue=QUEUE, function="f", args=(), job_id=job_id)
-        await scripts.enqueue(redis, queue=QUEUE, function="f", args=(), job_id="L", defer_ms=9_000_000)
+        await scripts.enqueue(
+            redis, queue=QUEUE, function="f", args=(), job_id="L", defer_ms=9_000_000
+        )
         wanted = [i.encode() for i in [*ids, "L"]]
         claims = await asyncio.gather(
             *(
-                scripts.claim(
-                    redis, queue=QUEUE, job_ids=wanted, limit=150, in_progress_ms=10_000
-                )
+                scripts.claim(redis, queue=QUEUE, job_ids=wanted, limit=150, in_progress_ms=10_000)
                 for _ in range(4)
             )
         )
