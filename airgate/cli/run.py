@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+from collections.abc import Coroutine
+from contextlib import AsyncExitStack, suppress
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from sqlalchemy import select
@@ -23,75 +26,225 @@ from core.services.catalog import CatalogCounts, demo_catalog_text, load_catalog
 from core.services.seed import SeedSummary, seed_demo
 from core.settings import Settings
 
+if TYPE_CHECKING:
+    from aiohttp import web
+
 catalog_app = typer.Typer(no_args_is_help=True, help="Operators and products.")
 
 
-async def _serve_until_signal(s: Settings) -> None:
+class CannotRun(Exception):
+    """A part of ``serve``/``demo`` could not start or stopped by itself: one line says which."""
+
+
+def _stop_on_signal() -> None:
+    """SIGINT/SIGTERM cancel the running main task once, so every resource it opened is released
+    on the way out (in reverse order) and the command exits 0 without a traceback."""
+    task = asyncio.current_task()
+    assert task is not None
+    stopping = False
+
+    def stop() -> None:
+        nonlocal stopping
+        if not stopping:  # a second Ctrl-C must not cut the clean-up short
+            stopping = True
+            out.print("stopping")
+            task.cancel()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+
+
+async def _listen(
+    stack: AsyncExitStack,
+    app: web.Application,
+    *,
+    host: str,
+    port: int,
+    what: str,
+    setting: str,
+    shutdown_timeout_s: float = 60.0,
+) -> None:
+    """Serve ``app`` on ``host:port`` until ``stack`` closes; a taken port is one line naming the
+    setting that moves it."""
     from aiohttp import web  # imported here: only the serving commands pay for it
 
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout_s)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        # asyncio's strerror repeats the address; the errno's own words are enough.
+        reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+        raise CannotRun(
+            f"cannot listen on {host}:{port} for {what}: {reason} (set {setting})"
+        ) from None
+
+
+def _say(label: str, text: str) -> None:
+    out.print(f"{label:<9} {text}", soft_wrap=True)  # never wrapped: the commands are copied
+
+
+async def _serve(s: Settings) -> None:
     from airgate.server import build_app
 
-    runner = web.AppRunner(build_app(s), access_log=None)
-    await runner.setup()
+    _stop_on_signal()
+    async with AsyncExitStack() as stack:
+        await _listen(
+            stack,
+            build_app(s),
+            host=s.http_host,
+            port=s.http_port,
+            what="HTTP",
+            setting="AIRGATE_HTTP_PORT",
+        )
+        _say("HTTP", f"http://{s.http_host}:{s.http_port}  (/health, /metrics)")
+        await asyncio.Event().wait()  # until a signal cancels this task
+
+
+def _until_stopped(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` until a signal stops it; what could not start is one line, exit 1."""
     try:
-        await web.TCPSite(runner, s.http_host, s.http_port).start()
-        out.print(f"HTTP      http://{s.http_host}:{s.http_port}  (/health, /metrics)")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        out.print("stopping")
-    finally:
-        await runner.cleanup()
+        asyncio.run(_cancelled_is_done(main))
+    except (CannotRun, AirGateError) as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot start: {exc}")
+
+
+async def _cancelled_is_done(main: Coroutine[Any, Any, None]) -> None:
+    # Only our own signal handler cancels this task: being cancelled is how it is asked to stop.
+    with suppress(asyncio.CancelledError):
+        await main
 
 
 def serve() -> None:
     """Serve HTTP: health and metrics now; USSD, Telegram webhook and the REST API as they land."""
     s = settings()
     configure(level=s.log_level, json=s.log_json)
+    _until_stopped(_serve(s))
+
+
+def local_sandbox(s: Settings) -> bool:
+    """The aggregator URL is the sandbox's own address (the default): the demo serves it."""
+    return s.provider_url.rstrip("/") == f"http://{s.sandbox_host}:{s.sandbox_port}"
+
+
+async def _migrate_and_seed(s: Settings, *, retailers: int) -> None:
+    async with open_core(s) as core:
+        await upgrade(core.engine)
+        async with core.sessions() as session:
+            seeded = (
+                await session.execute(select(col(Party.id)).where(col(Party.role) == Role.PLATFORM))
+            ).first()
+        if not seeded:
+            out.print(f"seeding demo data ({retailers} retailers)…")
+            await seed_demo(core, retailers=retailers)
+
+
+async def _serve_sandbox(stack: AsyncExitStack, s: Settings) -> None:
+    from airgate.cli.sandbox import SHUTDOWN_GRACE_S
+    from sandbox.app import build_app
+    from sandbox.config import SandboxConfig
+
+    config = SandboxConfig(
+        host=s.sandbox_host,
+        port=s.sandbox_port,
+        client_id=s.provider_client_id,
+        client_secret=s.provider_client_secret,
+        sms_username=s.sms_username,
+        sms_api_key=s.sms_api_key,
+    )
+    await _listen(
+        stack,
+        build_app(config),
+        host=config.host,
+        port=config.port,
+        what="the sandbox",
+        setting="AIRGATE_SANDBOX_PORT",
+        shutdown_timeout_s=SHUTDOWN_GRACE_S,
+    )
+
+
+async def _start_worker(stack: AsyncExitStack, s: Settings, *, url: str) -> asyncio.Task[None]:
+    """The arq worker ``airgate worker`` runs, as a task of this process; stopped as arq stops on
+    a signal (running jobs are cancelled and re-run later: every step is safe to run twice)."""
+    from core.jobs.worker import build_worker, run_worker  # only the worker pays for arq
+
+    worker = build_worker(s, redis_url=url, handle_signals=False)
+    task = asyncio.create_task(run_worker(worker))
+    await asyncio.sleep(0)  # run_worker has begun, so handle_sig has a main task to cancel
+
+    async def stop() -> None:
+        if not task.done():
+            worker.handle_sig(signal.SIGUSR1)
+            await task
+
+    stack.push_async_callback(stop)
+    return task
+
+
+def _print_demo(s: Settings, *, url: str, started: bool, sandbox: bool) -> None:
+    _say("Database", s.effective_database_url)
+    _say("Redis", f"{url}{' (embedded, started now)' if started else ''}")
+    _say("HTTP", f"http://{s.http_host}:{s.http_port}  (/health, /metrics)")
+    sandbox_url = f"http://{s.sandbox_host}:{s.sandbox_port}"
+    if sandbox:
+        _say("Sandbox", f"{sandbox_url}  (stand-in aggregator and SMS gateway, docs/PROVIDERS.md)")
+    else:
+        _say("Provider", f"{s.provider_url}  (AIRGATE_PROVIDER_URL: no sandbox started)")
+    _say("Worker", f"in this process, up to {s.worker_max_jobs} jobs at once")
+    _say("Demo", "distributor +254700000100, retailers +254700000001…, PIN 1234")
+    _say("Try", "airgate topup send +254700000001 0712345670 50   (PIN 1234)")
+    _say("", "airgate topup list")
+    if sandbox and s.sms_url.rstrip("/") == sandbox_url:
+        _say("SMS", f"curl {sandbox_url}/sandbox/sms   (what the retailer and customer got)")
+    elif s.sms_url.rstrip("/") == sandbox_url:
+        _say("SMS", f"{s.sms_url}: nothing listens there; set AIRGATE_SMS_URL")
+    else:
+        _say("SMS", f"through {s.sms_url}  (AIRGATE_SMS_URL)")
+    _say("", "Ctrl-C stops the demo")
+
+
+async def _demo(s: Settings, *, retailers: int) -> None:
+    from airgate.server import build_app
+
+    _stop_on_signal()
+    url, started = await redis_url(configured=s.redis_url, var_dir=s.var_dir)
     try:
-        asyncio.run(_serve_until_signal(s))
-    except OSError as exc:
-        fail(f"cannot listen on {s.http_host}:{s.http_port}: {exc.strerror}")
+        # Closed in reverse: the worker first (it needs the sandbox and Redis), then the servers.
+        async with AsyncExitStack() as stack:
+            sandbox = local_sandbox(s)
+            if sandbox:  # first: a second demo on the same machine stops here, at once
+                await _serve_sandbox(stack, s)
+            await _migrate_and_seed(s, retailers=retailers)
+            # After the seed: once /health answers, the demo data is there.
+            await _listen(
+                stack,
+                build_app(s),
+                host=s.http_host,
+                port=s.http_port,
+                what="HTTP",
+                setting="AIRGATE_HTTP_PORT",
+            )
+            worker = await _start_worker(stack, s, url=url)
+            _print_demo(s, url=url, started=started, sandbox=sandbox)
+            await asyncio.wait([worker])  # not `await worker`: a signal must not cancel it
+            raise CannotRun(f"the worker stopped: {worker.exception()!r}")
+    finally:
+        if started:
+            await stop_embedded(s.var_dir)
 
 
 def demo(
     retailers: Annotated[int, typer.Option(min=1, max=999_999, help="Retailers to seed.")] = 10,
 ) -> None:
-    """Everything on embedded defaults: migrate, seed if empty, start Redis and HTTP."""
+    """Everything in one process on embedded defaults: migrate, seed if empty, start Redis, the
+    sandbox (aggregator and SMS stand-in), the worker and HTTP."""
     s = settings()
     configure(level=s.log_level, json=s.log_json)
-
-    async def main() -> None:
-        url, started = await redis_url(configured=s.redis_url, var_dir=s.var_dir)
-        try:
-            async with open_core(s) as core:
-                await upgrade(core.engine)
-                async with core.sessions() as session:
-                    seeded = (
-                        await session.execute(
-                            select(col(Party.id)).where(col(Party.role) == Role.PLATFORM)
-                        )
-                    ).first()
-                if not seeded:
-                    out.print(f"seeding demo data ({retailers} retailers)…")
-                    await seed_demo(core, retailers=retailers)
-            out.print(f"Database  {s.effective_database_url}")
-            out.print(f"Redis     {url}{' (embedded, started now)' if started else ''}")
-            out.print("Demo      distributor +254700000100, retailers +254700000001…, PIN 1234")
-            out.print("Try       airgate balance +254700000001   (Ctrl-C stops the demo)")
-            await _serve_until_signal(s)
-        finally:
-            if started:
-                await stop_embedded(s.var_dir)
-
-    try:
-        asyncio.run(main())
-    except AirGateError as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(f"cannot start: {exc}")
+    _until_stopped(_demo(s, retailers=retailers))
 
 
 def seed(
@@ -99,11 +252,13 @@ def seed(
     retailers: Annotated[int, typer.Option(min=1, max=999_999)] = 10,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create the deterministic demo data (docs/DEMO.md); running it again changes nothing."""
+    """Create the deterministic demo data (docs/DEMO.md), migrating the database first as
+    `airgate demo` does; running it again changes nothing."""
     if not demo_data:
         fail("only --demo is available: say `airgate seed --demo`")
 
     async def work(core: Core) -> SeedSummary:
+        await upgrade(core.engine)  # a fresh database gets its tables, not a traceback
         return await seed_demo(core, retailers=retailers)
 
     summary = run(work)

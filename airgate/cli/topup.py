@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 from sqlalchemy import select
 from sqlmodel import col
 
 from airgate.cli._run import JsonOpt, amount, emit, fail, out, read_pin, run, settings
 from airgate.cli.party import PartyArg
 from core.context import Core
-from core.errors import AirGateError, NotFound
+from core.errors import AirGateError, InputError, NotFound, RepeatNeedsConfirmation
 from core.jobs.queue import JobQueue
 from core.logging import configure
 from core.models import Topup
 from core.money import format_minor
 from core.redis import redis_url
+from core.security import Pin
 from core.services import parties
 from core.services.topups import confirm_topup
 
@@ -42,6 +44,28 @@ def _row(topup: Topup) -> dict[str, Any]:
     }
 
 
+def _pin_asked_once(*, from_stdin: bool) -> Pin:
+    """The retailer's PIN for this one top-up: asked once, not confirmed. It is checked against the
+    stored hash, so a typo is refused (and counts as a wrong attempt) rather than kept, unlike the
+    confirmed prompt that sets a new PIN."""
+    if from_stdin or not sys.stdin.isatty():
+        return read_pin(from_stdin=True)
+    try:
+        return Pin(typer.prompt("PIN", hide_input=True))
+    except AirGateError as exc:
+        fail(str(exc))
+
+
+def _repeat_refused(exc: RepeatNeedsConfirmation) -> InputError:
+    """The guard's words for a person at the command line: how to confirm is ``--repeat``."""
+    f = exc.fields
+    shown = format_minor(f["amount_minor"], f.get("currency", ""))
+    return InputError(
+        reason=f"the same top-up ({shown} to {f['msisdn']}) was made {f['seconds_ago']} s ago; "
+        "add --repeat to send it again"
+    )
+
+
 @app.command("send")
 def send(
     retailer: PartyArg,
@@ -62,7 +86,7 @@ def send(
     if (face is None) == (bundle is None):
         fail("give either an airtime AMOUNT or --bundle CODE")
     amount_minor = amount(face) if face is not None else None
-    pin = read_pin(from_stdin=pin_stdin)
+    pin = _pin_asked_once(from_stdin=pin_stdin)
 
     async def work(core: Core) -> Topup:
         async with core.sessions() as session:
@@ -81,6 +105,8 @@ def send(
                 channel="cli",
                 confirm_repeat=repeat,
             )
+        except RepeatNeedsConfirmation as exc:
+            raise _repeat_refused(exc) from None
         finally:
             await queue.close()
 
@@ -90,7 +116,8 @@ def send(
         as_json=as_json,
         human=lambda: out.print(
             f"top-up {topup.id}: {format_minor(topup.amount_minor, topup.currency)} to "
-            f"{topup.msisdn} reserved; the worker delivers it (airgate topup show {topup.id})"
+            f"{topup.msisdn} reserved; the worker delivers it (airgate topup show {topup.id})",
+            soft_wrap=True,  # one line, so the command in it can be copied
         ),
     )
 
@@ -108,6 +135,7 @@ def show(topup_id: str, as_json: JsonOpt = False) -> None:
 
     topup = run(work)
     row = _row(topup)
+
     def human() -> None:
         for key, value in row.items():
             out.print(f"{key:12} {value}")
@@ -133,7 +161,15 @@ def list_topups(
     rows = run(work)
 
     def human() -> None:
-        table = Table("id", "state", "number", "product", "amount", "created")
+        # The id and the number are what a person copies: never cut, whatever the width.
+        table = Table(
+            Column("id", no_wrap=True, min_width=16),
+            "state",
+            Column("number", no_wrap=True, min_width=13),
+            "product",
+            "amount",
+            "created",
+        )
         for t in rows:
             table.add_row(
                 t.id,
