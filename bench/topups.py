@@ -6,19 +6,26 @@ enqueue: what a channel does after the PIN), each for its own retailers, while t
 them to the sandbox, capture the stock and send two SMS each (retailer, customer) to the sandbox's
 sink. Once per sandbox latency (``--latencies``, ms added to every top-up answer).
 
-Reported: the request side's rate and p50/p99 (measured while the workers run), and delivered/s:
-top-ups / (last final_at − first created_at). After each run the ledger is verified and the
-sandbox's delivered count must equal ours.
+Reported:
+- closed loop: ``--clients`` tasks each sending its next request when the last one answered, as fast
+  as they can: requests/s and delivered/s = top-ups / (last final_at - first created_at); p50/p99
+  here are mostly queueing (32 in flight / throughput);
+- open loop: ``--rate`` requests/s offered for ``--open-topups`` requests, each timed from its due
+  time, so a slow answer cannot hide the ones queued behind it: the request latency at that load;
+- CPU ms per top-up of each process kind and of the whole machine (/proc).
+After each run the ledger is verified and the sandbox's delivered count must equal ours.
 
-Run:  .venv/bin/python bench/topups.py [--topups 6000] [--clients 32] [--workers 2]
-      [--latencies 0,200] [--max-jobs 256] [--pg postgresql://postgres@127.0.0.1:5432]
-      [--redis redis://127.0.0.1:6379/14] [--json]
+Run:  .venv/bin/python bench/topups.py [--topups 8000] [--clients 32] [--workers 1]
+      [--latencies 0,200] [--max-jobs 256] [--rate 500] [--open-topups 3000]
+      [--pg /var/run/postgresql | postgresql://postgres@127.0.0.1:5432]
+      [--redis redis://127.0.0.1:6379/0 | embedded] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -28,6 +35,7 @@ import sys
 import tempfile
 import time
 from asyncio.subprocess import DEVNULL, Process
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -64,6 +72,9 @@ class Row:
     request_per_s: float
     request_p50_ms: float
     request_p99_ms: float
+    open_rate: int  # requests/s offered in the open-loop phase
+    open_p50_ms: float
+    open_p99_ms: float
     delivered_per_s: float
     delivered: int
     failed: int
@@ -201,19 +212,21 @@ async def one_run(
         rng = random.Random(latency_ms)
         per_client = args.topups // args.clients
 
+        async def make_request(shop: int) -> None:
+            await confirm_topup(
+                core,
+                queue,
+                party_id=shop,
+                msisdn=f"07{rng.choice('12')}{rng.randrange(10**7):07d}",  # Safaricom
+                amount_minor=rng.randrange(10, 60) * 100,
+                channel="bench",
+            )
+
         async def client(index: int) -> None:
             mine = shops[index :: args.clients]
             for n in range(per_client):
-                number = f"07{rng.choice('12')}{rng.randrange(10**7):07d}"  # Safaricom
                 t0 = time.perf_counter()
-                await confirm_topup(
-                    core,
-                    queue,
-                    party_id=mine[n % len(mine)],
-                    msisdn=number,
-                    amount_minor=rng.randrange(10, 60) * 100,
-                    channel="bench",
-                )
+                await make_request(mine[n % len(mine)])
                 latencies.append(time.perf_counter() - t0)
 
         groups = {
@@ -228,7 +241,6 @@ async def one_run(
         t0 = time.perf_counter()
         await asyncio.gather(*(client(i) for i in range(args.clients)))
         request_s = time.perf_counter() - t0
-        await queue.close()
         total = per_client * args.clients
         finals = await wait_final(core, total, timeout_s=args.timeout)
         groups["postgres"] = pids_named("postgres")  # backends the workers opened since
@@ -245,6 +257,12 @@ async def one_run(
                     )
                 )
             ).one()
+        seconds = (last - first).total_seconds()
+        # Latency at a steady offered rate, from each request's due time (no coordinated
+        # omission), while the workers deliver them.
+        opened = await open_loop(args.rate, args.open_topups, shops, make_request)
+        finals = await wait_final(core, total + args.open_topups, timeout_s=args.timeout)
+        await queue.close()
         async with (
             aiohttp.ClientSession() as http,
             http.get(f"{sandbox_url}/sandbox/stats") as resp,
@@ -256,7 +274,6 @@ async def one_run(
             report = await verify_ledger(session)
         if not report.ok:
             raise SystemExit(f"ledger verify failed: {report.problems[:5]}")
-        seconds = (last - first).total_seconds()
         return Row(
             latency_ms=latency_ms,
             topups=total,
@@ -266,6 +283,9 @@ async def one_run(
             request_per_s=total / request_s,
             request_p50_ms=pct(latencies, 0.50),
             request_p99_ms=pct(latencies, 0.99),
+            open_rate=args.rate,
+            open_p50_ms=pct(opened, 0.50),
+            open_p99_ms=pct(opened, 0.99),
             delivered_per_s=total / seconds,
             delivered=finals[TopupState.DELIVERED],
             failed=finals[TopupState.FAILED],
@@ -274,6 +294,29 @@ async def one_run(
         )
     finally:
         await stop(procs)
+
+
+async def open_loop(
+    rate: int, count: int, shops: list[int], request: Callable[[int], Awaitable[None]]
+) -> list[float]:
+    """``count`` requests at ``rate``/s whatever their latency; each timed from its due time.
+    The first second is warm-up (pools, caches after the closed-loop phase) and not counted."""
+    latencies: list[float] = []
+
+    async def one(shop: int, due: float) -> None:
+        await request(shop)
+        if due - start >= 1.0:
+            latencies.append(time.perf_counter() - due)
+
+    tasks = []
+    start = time.perf_counter()
+    for i in range(count):
+        due = start + i / rate
+        if (wait := due - time.perf_counter()) > 0:
+            await asyncio.sleep(wait)
+        tasks.append(asyncio.create_task(one(shops[i % len(shops)], due)))
+    await asyncio.gather(*tasks)
+    return latencies
 
 
 async def wait_final(core: Core, total: int, *, timeout_s: float) -> dict[str, int]:
@@ -311,6 +354,7 @@ async def bench(args: argparse.Namespace) -> list[Row]:
         async with open_core(settings) as core:
             await upgrade(core.engine)
             await seed_demo(core, retailers=args.retailers)
+            gc.freeze()  # what a long-running server does after start-up: a lighter full GC
             async with core.sessions() as session:
                 shops = list(
                     (
@@ -335,7 +379,8 @@ async def bench(args: argparse.Namespace) -> list[Row]:
 def render(rows: list[Row]) -> None:
     table = Table(title="Top-ups: request → delivered through the worker (PostgreSQL, sandbox)")
     for name in ("latency ms", "top-ups", "clients", "workers×jobs", "requests/s",
-                 "req p50/p99 ms", "delivered/s", "failed", "seconds"):  # fmt: skip
+                 "closed p50/p99 ms", "open-loop", "open p50/p99 ms", "delivered/s", "failed",
+                 "seconds"):  # fmt: skip
         table.add_column(name, justify="right")
     for r in rows:
         table.add_row(
@@ -345,6 +390,8 @@ def render(rows: list[Row]) -> None:
             f"{r.workers}×{r.max_jobs}",
             f"{r.request_per_s:,.0f}",
             f"{r.request_p50_ms:.1f} / {r.request_p99_ms:.1f}",
+            f"{r.open_rate}/s",
+            f"{r.open_p50_ms:.1f} / {r.open_p99_ms:.1f}",
             f"{r.delivered_per_s:,.0f}",
             str(r.failed),
             f"{r.seconds:.1f}",
@@ -358,12 +405,14 @@ def render(rows: list[Row]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--topups", type=int, default=6000)
+    parser.add_argument("--topups", type=int, default=8000)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--retailers", type=int, default=256)
-    parser.add_argument("--workers", type=int, default=2, help="airgate worker processes")
+    parser.add_argument("--workers", type=int, default=1, help="airgate worker processes")
     parser.add_argument("--max-jobs", type=int, default=256, help="concurrent jobs per worker")
     parser.add_argument("--latencies", default="0,200", help="sandbox latency per run, ms")
+    parser.add_argument("--rate", type=int, default=500, help="open-loop requests/s")
+    parser.add_argument("--open-topups", type=int, default=4000, help="open-loop requests")
     parser.add_argument("--timeout", type=float, default=300, help="s to wait for final states")
     parser.add_argument(
         "--pg",

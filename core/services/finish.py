@@ -33,7 +33,7 @@ log = get_logger(__name__)
 topup_t = Topup.__table__  # type: ignore[attr-defined]
 account_t = Account.__table__  # type: ignore[attr-defined]
 
-MAX_BATCH = 64  # outcomes per transaction: bounds the locks held and the latency added
+MAX_BATCH = 16  # outcomes per transaction: bounds how long it holds retailers' account locks
 
 _OPEN = (
     select(topup_t.c.id)
