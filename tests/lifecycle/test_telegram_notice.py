@@ -1,0 +1,106 @@
+"""The retailer linked on Telegram hears there; a bot it blocked falls back to SMS.
+
+A local fake Bot API (aiohttp) records every ``sendMessage``; the real worker calls it over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from sqlalchemy import select
+
+from core.models import Notification, Party
+from core.services.topups import confirm_topup
+from tests.e2e.conftest import free_port
+from tests.lifecycle.conftest import Rig
+from tests.lifecycle.test_paths import _shop, number
+
+TOKEN = "123456:TEST-token"
+BLOCKED_CHAT = 666
+
+
+class FakeBotApi:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def send_message(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != TOKEN:
+            return web.json_response({"ok": False, "error_code": 401}, status=401)
+        body = await request.json()
+        if body["chat_id"] == str(BLOCKED_CHAT):
+            return web.json_response(
+                {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked"},
+                status=403,
+            )
+        self.sent.append(body)
+        return web.json_response({"ok": True, "result": {"message_id": len(self.sent)}})
+
+
+@pytest.fixture
+async def bot_api() -> AsyncIterator[tuple[FakeBotApi, str]]:
+    fake = FakeBotApi()
+    app = web.Application()
+    app.router.add_post("/bot{token}/sendMessage", fake.send_message)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield fake, f"http://127.0.0.1:{port}/bot"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+def rig_overrides(bot_api: tuple[FakeBotApi, str]) -> dict[str, Any]:
+    return {"telegram_token": TOKEN, "telegram_api_url": bot_api[1]}
+
+
+async def _link(rig: Rig, party: Party, chat_id: int) -> None:
+    async with rig.core.transaction() as session:
+        row = await session.get(Party, party.id)
+        assert row is not None
+        row.telegram_user_id = chat_id
+
+
+async def test_a_linked_retailer_hears_on_telegram(
+    rig: Rig, bot_api: tuple[FakeBotApi, str]
+) -> None:
+    fake, _url = bot_api
+    shop = await _shop(rig)
+    await _link(rig, shop, 4242)
+    topup = await confirm_topup(
+        rig.core, rig.queue, party_id=shop.id, msisdn=number(0), amount_minor=5_000,
+        channel="test",
+    )  # fmt: skip
+    await rig.wait(topup.id)
+    await rig.wait_sms("+254712345670")  # the customer's receipt is an SMS all the same
+    assert await rig.sms(shop.msisdn) == []
+    [message] = fake.sent
+    assert message["chat_id"] == "4242" and topup.id in message["text"]
+
+
+async def test_a_blocked_bot_falls_back_to_sms(rig: Rig, bot_api: tuple[FakeBotApi, str]) -> None:
+    fake, _url = bot_api
+    shop = await _shop(rig)
+    await _link(rig, shop, BLOCKED_CHAT)
+    topup = await confirm_topup(
+        rig.core, rig.queue, party_id=shop.id, msisdn=number(1), amount_minor=5_000,
+        channel="test",
+    )  # fmt: skip
+    await rig.wait(topup.id)
+    [sms] = await rig.wait_sms(shop.msisdn)
+    assert "FAILED" in sms["message"] and fake.sent == []
+    deadline = time.monotonic() + 5
+    while True:  # the mark is written just after the gateway answered
+        async with rig.core.sessions() as session:
+            [note] = (await session.execute(select(Notification))).scalars()
+        if note.state == "sent" or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert (note.channel, note.recipient, note.state) == ("sms", shop.msisdn, "sent")
