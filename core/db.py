@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from core.errors import SettingsError
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -104,3 +106,23 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
     async with engine.connect() as conn:
         return await conn.run_sync(_rev)
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None  # the package ships its migrations
+    return head
+
+
+async def ensure_migrated(engine: AsyncEngine) -> None:
+    """Refuse to run on a database the code's migrations have not reached, in one line."""
+    current, head = await current_revision(engine), head_revision()
+    if current != head:
+        raise SettingsError(
+            setting="AIRGATE_DATABASE_URL",
+            reason=f"the database is at migration {current or 'none'}, this AirGate needs {head}:"
+            " run `airgate db upgrade`",
+            value=str(engine.url.render_as_string(hide_password=True)),
+        )

@@ -14,6 +14,7 @@ from sqlmodel import col
 from airgate.cli._run import JsonOpt, amount, emit, fail, out, read_pin, run, settings
 from airgate.cli.party import PartyArg
 from core.context import Core
+from core.db import ensure_migrated, make_engine
 from core.errors import AirGateError, InputError, NotFound, RepeatNeedsConfirmation
 from core.jobs.queue import JobQueue
 from core.logging import configure
@@ -196,6 +197,11 @@ def worker(
     async def main() -> None:
         from core.jobs.worker import build_worker, run_worker  # only the worker pays for them
 
+        engine = make_engine(s.effective_database_url)
+        try:
+            await ensure_migrated(engine)
+        finally:
+            await engine.dispose()
         url, _ = await redis_url(configured=s.redis_url, var_dir=s.var_dir)
         out.print(f"worker: provider {s.provider_url}, {s.worker_max_jobs} concurrent jobs")
         await run_worker(build_worker(s, redis_url=url, burst=burst))

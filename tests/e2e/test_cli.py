@@ -145,3 +145,9 @@ def test_credit_limit_from_the_cli(airgate: CliRunner) -> None:
     platform = airgate("party", "credit-limit", "+254700000000", "100", ok=False)
     assert "no parent" in _one_line_error(platform)
     assert "ledger OK" in airgate("ledger", "verify").stdout
+
+
+def test_worker_refuses_an_unmigrated_database_in_one_line(airgate: CliRunner) -> None:
+    result = airgate("worker", ok=False)
+    assert result.returncode == 1
+    assert "run `airgate db upgrade`" in result.stderr and len(result.stderr.splitlines()) == 1
