@@ -30,7 +30,6 @@ from core.i18n import t
 from core.jobs.queue import JobQueue
 from core.logging import get_logger
 from core.models import (
-    Account,
     AccountKind,
     Operator,
     Party,
@@ -51,7 +50,6 @@ from core.services.notify import SMS, Message, Notifier, add_owed, route
 log = get_logger(__name__)
 topup_t = Topup.__table__  # type: ignore[attr-defined]
 party_t = Party.__table__  # type: ignore[attr-defined]
-account_t = Account.__table__  # type: ignore[attr-defined]
 
 TRANSIENT_BACKOFF_MAX_S = 60  # 1, 2, 4 … 60 s between resends while the provider is unavailable
 
@@ -215,6 +213,12 @@ async def _finish(
     """Final state, ledger resolution and owed messages in one transaction (a group commit,
     core/services/finish.py); then the messages go out."""
     topup = job.topup
+    asset = airtime_asset(topup.operator_code)
+    kinds = (
+        (AccountKind.INFLIGHT, AccountKind.SOLD)
+        if state == TopupState.DELIVERED
+        else (AccountKind.MAIN, AccountKind.INFLIGHT)
+    )
     owed = await d.finisher.finish(
         Final(
             topup_id=topup.id,
@@ -230,9 +234,8 @@ async def _finish(
                 "b_operator_txn_id": txn.operator_transaction_id if txn else None,
                 "b_detail": detail[:200] if detail else None,
             },
-            stock_account=AccountRef(
-                AccountKind.MAIN, airtime_asset(topup.operator_code), topup.party_id
-            ).code,
+            stock_account=AccountRef(AccountKind.MAIN, asset, topup.party_id).code,
+            accounts=tuple(AccountRef(kind, asset, topup.party_id).code for kind in kinds),
             owed=_owed(d, job, state, product=await _product_word(d, topup, job.language)),
         )
     )

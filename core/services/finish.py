@@ -54,6 +54,12 @@ _FINAL = (
         detail=bindparam("b_detail"),
     )
 )
+_LOCK_ACCOUNTS = (
+    select(account_t.c.id)
+    .where(account_t.c.code.in_(bindparam("codes", expanding=True)))
+    .order_by(account_t.c.id)
+    .with_for_update(key_share=True)
+)
 _STOCK = select(account_t.c.code, account_t.c.balance_minor).where(
     account_t.c.code.in_(bindparam("codes", expanding=True))
 )
@@ -69,6 +75,9 @@ class Final:
     state: TopupState
     row: dict[str, Any]  # _FINAL's b_* values
     stock_account: str
+    # Every ledger account the resolution will update, locked first in id order (the ledger's own
+    # order), so a batch cannot deadlock with a reservation or another batch.
+    accounts: tuple[str, ...]
     owed: Callable[[int], list[Message]]
     done: asyncio.Future[list[Message] | None] = field(init=False)
 
@@ -88,35 +97,47 @@ class Finisher:
         return await item.done
 
     async def _write_all(self) -> None:
+        batch: list[Final] = []
         try:
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 await self._write_batch(batch)
+        except BaseException as exc:  # cancelled (shutdown): no waiting job may hang
+            for item in [*batch, *self._queue]:
+                if not item.done.done():
+                    item.done.set_exception(exc)
+            self._queue = []
+            raise
         finally:
             self._writer = None
 
     async def _write_batch(self, batch: list[Final]) -> None:
+        # A job cancelled while it waited (arq's time-out, SIGTERM) cancelled its future too:
+        # its outcome is still written, nobody is told.
         try:
             results = await self._write(batch)
         except Exception as exc:  # noqa: BLE001 - any failure: each item alone, below
             if len(batch) == 1:
-                batch[0].done.set_exception(exc)
+                if not batch[0].done.done():
+                    batch[0].done.set_exception(exc)
                 return
             log.warning("finish.batch_failed", size=len(batch), error=type(exc).__name__)
             for item in batch:
                 await self._write_batch([item])
             return
         for item, result in zip(batch, results, strict=True):
-            item.done.set_result(result)
+            if not item.done.done():
+                item.done.set_result(result)
 
     async def _write(self, batch: Sequence[Final]) -> list[list[Message] | None]:
-        # Ledger rows are locked in party order, so two workers' batches cannot deadlock.
-        ordered = sorted(batch, key=lambda item: (item.party_id, item.topup_id))
+        ordered = sorted(batch, key=lambda item: item.topup_id)
         async with self.core.transaction() as session:
             ids = [item.topup_id for item in ordered]
             still_open = set((await session.execute(_OPEN, {"ids": ids})).scalars())
             todo = [item for item in ordered if item.topup_id in still_open]
             if todo:
+                codes = sorted({code for item in todo for code in item.accounts})
+                await session.execute(_LOCK_ACCOUNTS, {"codes": codes})
                 await session.execute(_FINAL, [item.row for item in todo])
             for item in todo:
                 await self._resolve(session, item)

@@ -39,6 +39,10 @@ def _final(topup: Topup, state: TopupState) -> Final:
             "b_detail": None,
         },
         stock_account=f"p{topup.party_id}:main:AIRTIME:{topup.operator_code}",
+        accounts=tuple(
+            f"p{topup.party_id}:{kind}:AIRTIME:{topup.operator_code}"
+            for kind in ("main", "inflight", "sold")
+        ),
         owed=owed,
     )
 
@@ -104,4 +108,28 @@ async def test_batches_of_any_size_commit(core: Core, size: int) -> None:
         *(finisher.finish(_final(t, TopupState.DELIVERED)) for t in topups)
     )
     assert all(r is not None for r in results)
+    await assert_ledger_ok(core)
+
+
+async def test_a_job_cancelled_while_it_waits_does_not_stall_the_others(core: Core) -> None:
+    distributor, (shop,) = await chain(core)
+    await give_retailer_stock(core, distributor, shop, 100_000, "r")
+    topups = [
+        await request_topup(
+            core, party_id=shop.id or 0, msisdn=f"0712{i:06d}", amount_minor=500, channel="t"
+        )
+        for i in range(6)
+    ]
+    finisher = Finisher(core)
+    tasks = [
+        asyncio.create_task(finisher.finish(_final(t, TopupState.DELIVERED))) for t in topups
+    ]
+    await asyncio.sleep(0)  # all six are queued; the writer has started on the first batch
+    tasks[0].cancel()  # arq's time-out or SIGTERM on one job
+    tasks[4].cancel()
+    done = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
+    assert all(isinstance(r, list) for i, r in enumerate(done) if i not in (0, 4)), done
+    async with core.sessions() as session:
+        states = {t.state for t in (await session.execute(select(Topup))).scalars()}
+    assert states == {TopupState.DELIVERED}  # the cancelled ones' outcomes were written too
     await assert_ledger_ok(core)
