@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     # Worker: concurrent deliveries per process (each mostly waits on the provider's HTTP).
     worker_max_jobs: int = Field(default=256, ge=1, le=10_000)
     # The sweeper resumes a top-up not final, untouched this long, whose job is gone.
-    sweeper_interval_s: int = Field(default=30, ge=1)
+    sweeper_interval_s: int = Field(default=30, ge=1, le=60)  # an arq cron: seconds of a minute
     sweeper_stale_s: int = Field(default=60, ge=1)
     log_level: str = "INFO"
     log_json: bool = False

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import and_, bindparam, select, update
 
 from core.context import Core
-from core.errors import OutcomeUnknown, ProviderRejected, ProviderUnavailable
+from core.errors import NotFound, OutcomeUnknown, ProviderRejected, ProviderUnavailable
 from core.i18n import t
 from core.jobs.queue import JobQueue
 from core.logging import get_logger
@@ -96,6 +96,9 @@ class _Job(NamedTuple):
     shop_msisdn: str
     language: str
     telegram_user_id: int | None
+    # (sends, checks) as this step found them: it may only record its successor over exactly
+    # that, so a stale run (a replay, a late copy) cannot roll the row back.
+    expected: tuple[int, int] = (0, 0)
 
 
 # Built once: delivery is the worker's hot path (see docs/BENCHMARKS.md).
@@ -150,6 +153,7 @@ async def advance(
     topup = job.topup
     if topup.state not in OPEN_STATES or (topup.sends, topup.checks) != (sends, checks):
         return topup.state  # finished, escalated, or this job was overtaken by a later one
+    job = job._replace(expected=(sends, checks))
     now = utcnow()
     txn: ProviderTransaction | None = None
     if not fresh:
@@ -173,8 +177,11 @@ async def advance(
 async def _send(d: Delivery, job: _Job, now: datetime) -> ProviderTransaction | str:
     """The provider's transaction, or the state the top-up was left in when there is none."""
     topup = job.topup
-    operator = (await d.core.catalog.get()).operator(topup.operator_code)
-    order = _order(topup, operator, d.core.settings.country)
+    try:
+        operator = (await d.core.catalog.get()).operator(topup.operator_code)
+        order = _order(topup, operator, d.core.settings.country)
+    except (NotFound, LookupError) as exc:  # the catalog cannot route it: a person must look
+        return await _escalate(d, job, detail=f"catalog: {exc}")
     topup.sends += 1
     try:
         return await d.provider.send_topup(order)
@@ -309,7 +316,7 @@ async def _unknown(
     log.info("topup.unknown", topup_id=topup.id, detail=detail, next_check_s=delay_s)
     return await _schedule(
         d,
-        topup,
+        job,
         delay_s=delay_s,
         state=TopupState.UNKNOWN,
         unknown_since=since,
@@ -326,18 +333,29 @@ async def _later(d: Delivery, job: _Job, now: datetime, *, detail: str) -> str:
     delay_s = min(2 ** min(topup.sends + topup.checks, 6), TRANSIENT_BACKOFF_MAX_S)
     log.info("topup.provider_unavailable", topup_id=topup.id, detail=detail, retry_s=delay_s)
     state = TopupState(topup.state)
-    return await _schedule(d, topup, delay_s=delay_s, state=state, detail=detail[:200])
+    return await _schedule(d, job, delay_s=delay_s, state=state, detail=detail[:200])
+
+
+def _unmoved(job: _Job) -> Any:
+    """The row is still open and still where this step found it."""
+    return and_(
+        topup_t.c.id == job.topup.id,
+        topup_t.c.state.in_(OPEN_STATES),
+        topup_t.c.sends == job.expected[0],
+        topup_t.c.checks == job.expected[1],
+    )
 
 
 async def _schedule(
-    d: Delivery, topup: _Open, *, delay_s: float, state: TopupState, **values: object
+    d: Delivery, job: _Job, *, delay_s: float, state: TopupState, **values: object
 ) -> str:
-    """Record the next step (unless another run finished the top-up), then enqueue it."""
+    """Record the next step (unless another run moved the top-up on), then enqueue it."""
+    topup = job.topup
     async with d.core.transaction() as session:
         moved = (
             await session.execute(
                 update(topup_t)
-                .where(topup_t.c.id == topup.id, topup_t.c.state.in_(OPEN_STATES))
+                .where(_unmoved(job))
                 .values(
                     state=state,
                     sends=topup.sends,
@@ -349,7 +367,7 @@ async def _schedule(
             )
         ).first()
     if moved is None:
-        return TopupState.DELIVERED  # finished by a concurrent run; nothing left to schedule
+        return topup.state  # another run moved it on; that run schedules what comes next
     await d.queue.deliver(
         topup.id, sends=topup.sends, checks=topup.checks, fresh=False, defer_s=delay_s
     )
@@ -363,7 +381,7 @@ async def _escalate(d: Delivery, job: _Job, *, detail: str) -> str:
         moved = (
             await session.execute(
                 update(topup_t)
-                .where(topup_t.c.id == topup.id, topup_t.c.state.in_(OPEN_STATES))
+                .where(_unmoved(job))
                 .values(
                     state=TopupState.ESCALATED,
                     sends=topup.sends,

@@ -19,6 +19,7 @@ from sqlmodel import col
 
 from core.context import Core
 from core.errors import (
+    IdempotencyConflict,
     InsufficientStock,
     InvalidAmount,
     LimitExceeded,
@@ -97,13 +98,14 @@ async def request_topup(
     client_key: str | None = None,
     confirm_repeat: bool = False,
 ) -> Topup:
-    """Reserve stock for a top-up and record it; the same ``client_key`` returns the same top-up.
+    """Reserve stock for a top-up and record it; the same ``client_key`` returns the same top-up
+    (IdempotencyConflict if that key was used for another party, number, product or amount).
 
     Airtime: ``amount_minor`` within the product's range (``product_code`` optional). Bundles:
     ``product_code``, priced by the catalog. Raises InputError subclasses for the user to correct,
     Refused subclasses for rules (stock, daily limit, a repeat to confirm), NotFound.
     """
-    topup, _retailer = await _request(
+    topup, _retailer, _created = await _request(
         core,
         party_id=party_id,
         msisdn=msisdn,
@@ -126,7 +128,7 @@ async def _request(
     amount_minor: int | None,
     client_key: str | None,
     confirm_repeat: bool,
-) -> tuple[Topup, _Retailer]:
+) -> tuple[Topup, _Retailer, bool]:
     number = normalize(msisdn, country=core.settings.country)
     catalog = await core.catalog.get()
     operator = catalog.detect(number)
@@ -137,7 +139,14 @@ async def _request(
         # of one retailer cannot both pass the daily limit.
         party = await _locked_party(session, party_id)
         if client_key is not None and (earlier := await _by_client_key(session, client_key)):
-            return earlier, party
+            same = (earlier.party_id, earlier.msisdn, earlier.product_code) == (
+                party_id,
+                number,
+                product.code,
+            )
+            if not same or earlier.amount_minor != amount:
+                raise IdempotencyConflict(key=client_key)
+            return earlier, party, False
         if party.status != PartyStatus.ACTIVE:
             raise PartyInactive(party=party.label, status=party.status)
         if party.role != Role.RETAILER:
@@ -186,7 +195,7 @@ async def _request(
                 currency=operator.currency,
             ) from None
         await session.execute(_INSERT, topup.model_dump())
-    return topup, party
+    return topup, party, True
 
 
 async def confirm_topup(
@@ -207,7 +216,7 @@ async def confirm_topup(
     The first job carries what delivery needs (:func:`delivery.snapshot`), so the worker's first
     step reads nothing before it sends.
     """
-    topup, shop = await _request(
+    topup, shop, created = await _request(
         core,
         party_id=party_id,
         msisdn=msisdn,
@@ -217,7 +226,12 @@ async def confirm_topup(
         client_key=client_key,
         confirm_repeat=confirm_repeat,
     )
-    if topup.state == TopupState.RESERVED and topup.sends == 0:
+    if not created:
+        # A replayed confirmation: its first job may have sent and died before recording it,
+        # so this one looks the reference up before it sends (not fresh).
+        if topup.state == TopupState.RESERVED and topup.sends == 0:
+            await queue.deliver(topup.id, fresh=False)
+    else:
         carried = delivery.snapshot(
             topup,
             shop_name=shop.name,

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from core.context import Core
 from core.errors import (
+    IdempotencyConflict,
     InsufficientStock,
     InvalidAmount,
     InvalidMsisdn,
@@ -115,6 +116,10 @@ async def test_client_key_makes_a_retried_confirmation_the_same_topup(core: Core
         core, party_id=shop, msisdn=CUSTOMER, amount_minor=5_000, channel="t", client_key="k1"
     )
     assert again.id == first.id
+    with pytest.raises(IdempotencyConflict):  # the same key for another amount
+        await request_topup(
+            core, party_id=shop, msisdn=CUSTOMER, amount_minor=6_000, channel="t", client_key="k1"
+        )
     await assert_ledger_ok(core)
 
 
