@@ -40,3 +40,20 @@ async def test_unknown_past_the_window_becomes_a_support_case(rig: Rig) -> None:
     assert case.reason == "unknown_outcome" and reservation and reservation.status == "reserved"
     assert any("still unconfirmed" in n.text for n in notes)
     await assert_ledger_ok(rig.core)
+
+
+async def test_a_topup_the_catalog_cannot_route_escalates_at_once(rig: Rig) -> None:
+    from core.models import Operator
+
+    shop = await _shop(rig)
+    async with rig.core.transaction() as session:  # an operator with no aggregator id
+        operator = await session.get(Operator, "safaricom-ke")
+        assert operator is not None
+        operator.provider_operator_id = None
+    topup = await rig.wait(
+        (await _top_up(rig, shop, 0)).id, states=frozenset({TopupState.ESCALATED})
+    )
+    assert topup.sends == 0 and topup.detail and "no provider operator id" in topup.detail
+    assert (await rig.stats())["requests"] == 0
+    assert await _stock(rig, shop) == (STOCK - 5_000, 5_000, 0)  # held for support to decide
+    await assert_ledger_ok(rig.core)
