@@ -221,11 +221,6 @@ async def _finish(
     core/services/finish.py); then the messages go out."""
     topup = job.topup
     asset = airtime_asset(topup.operator_code)
-    kinds = (
-        (AccountKind.INFLIGHT, AccountKind.SOLD)
-        if state == TopupState.DELIVERED
-        else (AccountKind.MAIN, AccountKind.INFLIGHT)
-    )
     owed = await d.finisher.finish(
         Final(
             topup_id=topup.id,
@@ -242,7 +237,6 @@ async def _finish(
                 "b_detail": detail[:200] if detail else None,
             },
             stock_account=AccountRef(AccountKind.MAIN, asset, topup.party_id).code,
-            accounts=tuple(AccountRef(kind, asset, topup.party_id).code for kind in kinds),
             owed=_owed(d, job, state, product=await _product_word(d, topup, job.language)),
         )
     )

@@ -54,12 +54,6 @@ _FINAL = (
         detail=bindparam("b_detail"),
     )
 )
-_LOCK_ACCOUNTS = (
-    select(account_t.c.id)
-    .where(account_t.c.code.in_(bindparam("codes", expanding=True)))
-    .order_by(account_t.c.id)
-    .with_for_update(key_share=True)
-)
 _STOCK = select(account_t.c.code, account_t.c.balance_minor).where(
     account_t.c.code.in_(bindparam("codes", expanding=True))
 )
@@ -74,12 +68,21 @@ class Final:
     party_id: int
     state: TopupState
     row: dict[str, Any]  # _FINAL's b_* values
-    stock_account: str
-    # Every ledger account the resolution will update, locked first in id order (the ledger's own
-    # order), so a batch cannot deadlock with a reservation or another batch.
-    accounts: tuple[str, ...]
+    stock_account: str  # the retailer's main account of the asset (also its lock order)
     owed: Callable[[int], list[Message]]
     done: asyncio.Future[list[Message] | None] = field(init=False)
+
+
+def _lock_order(item: Final) -> tuple[int, str, bool, str]:
+    """Items in the order that locks ledger accounts in id order, as every ledger write does.
+
+    A party's accounts of one asset are created main, then inflight (its first reservation needs
+    stock), then sold (its first capture), so their ids rise in that order. Per party and asset, a
+    release (main, inflight) therefore goes before a capture (inflight, sold); parties in id order
+    keep two batches from crossing. A reservation locks main then inflight of one party and asset,
+    so it cannot wait in a cycle with a batch either.
+    """
+    return (item.party_id, item.stock_account, item.state == TopupState.DELIVERED, item.topup_id)
 
 
 class Finisher:
@@ -130,14 +133,12 @@ class Finisher:
                 item.done.set_result(result)
 
     async def _write(self, batch: Sequence[Final]) -> list[list[Message] | None]:
-        ordered = sorted(batch, key=lambda item: item.topup_id)
+        ordered = sorted(batch, key=_lock_order)
         async with self.core.transaction() as session:
             ids = [item.topup_id for item in ordered]
             still_open = set((await session.execute(_OPEN, {"ids": ids})).scalars())
             todo = [item for item in ordered if item.topup_id in still_open]
             if todo:
-                codes = sorted({code for item in todo for code in item.accounts})
-                await session.execute(_LOCK_ACCOUNTS, {"codes": codes})
                 await session.execute(_FINAL, [item.row for item in todo])
             for item in todo:
                 await self._resolve(session, item)

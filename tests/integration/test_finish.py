@@ -39,10 +39,6 @@ def _final(topup: Topup, state: TopupState) -> Final:
             "b_detail": None,
         },
         stock_account=f"p{topup.party_id}:main:AIRTIME:{topup.operator_code}",
-        accounts=tuple(
-            f"p{topup.party_id}:{kind}:AIRTIME:{topup.operator_code}"
-            for kind in ("main", "inflight", "sold")
-        ),
         owed=owed,
     )
 
