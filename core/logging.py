@@ -10,6 +10,10 @@ import structlog
 def configure(*, level: str, json: bool) -> None:
     logging.basicConfig(level=level.upper(), format="%(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin chatter is not news
+    # arq logs every job's arguments at INFO: a top-up's carry the customer's number, which never
+    # reaches a log line. Its warnings and errors (failed jobs) still show; our own lines say what
+    # each job did.
+    logging.getLogger("arq").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )

@@ -157,6 +157,10 @@ def test_a_topup_reaches_the_phone_and_a_declined_one_gives_the_stock_back(rig: 
     assert (stock["available"], stock["reserved"], stock["sold"]) == (495_000, 0, 5_000)
     assert "ledger OK" in rig.cli("ledger", "verify").stdout
     rig.stop_all()
+    # A full phone number never reaches a log line (docs/SECURITY.md), arq's included.
+    worker_log = rig.log("worker")
+    assert "topup.final" in worker_log
+    assert "+254712345670" not in worker_log and "712345670" not in worker_log
 
 
 def test_the_repeat_guard_names_repeat_and_the_pin_is_asked_once(rig: Rig) -> None:
