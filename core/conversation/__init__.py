@@ -1,0 +1,1 @@
+"""The conversation engine both channels share: ``Turn`` in, ``Screen`` out (ARCHITECTURE.md)."""

@@ -1,0 +1,39 @@
+"""What a channel adapter hands the engine and what it gets back: nothing channel-specific."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Expects(StrEnum):
+    """The free input a screen waits for (a channel may render a keypad or a hint)."""
+
+    CHOICE = "choice"  # one of the options
+    MSISDN = "msisdn"
+    AMOUNT = "amount"
+    PIN = "pin"
+    TEXT = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    channel: str  # "ussd", "telegram"
+    session_id: str  # the channel's session (a USSD session id, a Telegram chat)
+    user_ref: str  # who is talking: an E.164 number, a Telegram user id
+    input: str  # the last input only; a dialect strips Africa's Talking's path
+    is_new: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    label: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Screen:
+    text: str
+    options: tuple[Option, ...] = field(default=())
+    expects: Expects = Expects.CHOICE
+    final: bool = False  # the session ends with this screen

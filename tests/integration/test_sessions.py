@@ -1,0 +1,71 @@
+"""Conversation sessions in real Redis: compare-and-set, TTL, expiry, size."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from core.conversation.sessions import Session, SessionConflict, SessionStore, session_key
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+async def test_a_session_round_trips_and_versions_rise(redis: aioredis.Redis) -> None:
+    store = SessionStore(redis, ttl_s={"ussd": 180})
+    assert await store.load("ussd", "s1") is None
+    saved = await store.save("ussd", "s1", Session(state="menu", data={"n": "0712345670"}))
+    assert saved.version == 1
+    loaded = await store.load("ussd", "s1")
+    assert loaded == Session(state="menu", data={"n": "0712345670"}, version=1)
+    loaded.state = "amount"
+    assert (await store.save("ussd", "s1", loaded)).version == 2
+    assert 170_000 < await redis.pttl(session_key("ussd", "s1")) <= 180_000
+
+
+async def test_of_two_concurrent_turns_only_one_applies(redis: aioredis.Redis) -> None:
+    store = SessionStore(redis, ttl_s={"ussd": 180})
+    await store.save("ussd", "s2", Session(state="menu"))
+    reads = await asyncio.gather(*(store.load("ussd", "s2") for _ in range(10)))
+    for i, session in enumerate(reads):
+        assert session is not None
+        session.data["turn"] = i
+    results = await asyncio.gather(
+        *(store.save("ussd", "s2", s) for s in reads if s is not None), return_exceptions=True
+    )
+    applied = [r for r in results if isinstance(r, Session)]
+    assert len(applied) == 1
+    assert sum(isinstance(r, SessionConflict) for r in results) == 9
+    final = await store.load("ussd", "s2")
+    assert final is not None and final.data == applied[0].data and final.version == 2
+
+
+async def test_a_new_session_cannot_overwrite_one_another_turn_created(
+    redis: aioredis.Redis,
+) -> None:
+    store = SessionStore(redis, ttl_s={"ussd": 180})
+    await store.save("ussd", "s3", Session(state="menu"))
+    with pytest.raises(SessionConflict):
+        await store.save("ussd", "s3", Session(state="menu"))  # read as "no session" earlier
+
+
+async def test_an_expired_session_reads_as_none(redis: aioredis.Redis) -> None:
+    store = SessionStore(redis, ttl_s={"ussd": 1})
+    await store.save("ussd", "s4", Session(state="menu"))
+    await asyncio.sleep(1.1)
+    assert await store.load("ussd", "s4") is None
+
+
+async def test_a_mid_journey_session_stays_under_1_kb(redis: aioredis.Redis) -> None:
+    store = SessionStore(redis, ttl_s={"ussd": 180})
+    data = {"flow": "airtime", "msisdn": "+254788123456", "operator": "airtel-ke", "amount": 50000}
+    await store.save("ussd", "ATUid_0123456789abcdef0123456789abcdef", Session("confirm", data))
+    used = await redis.memory_usage(session_key("ussd", "ATUid_0123456789abcdef0123456789abcdef"))
+    assert used is not None and used <= 1024
