@@ -15,15 +15,12 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
-from functools import partial
 from typing import Any
 
 import aiohttp
-import phonenumbers
 
 from core.errors import OutcomeUnknown, ProviderRejected, ProviderUnavailable
-from core.money import MINOR_PER_MAJOR
+from core.providers import reloadly_wire as wire
 from core.providers.port import (
     ProviderBalance,
     ProviderOperator,
@@ -35,7 +32,6 @@ from core.settings import Settings
 
 PROVIDER = "reloadly"
 ACCEPT = "application/com.reloadly.topups-v1+json"
-DATE_FORMAT = "%Y-%m-%d %H:%M:%S"  # Reloadly's dates, UTC
 # Renew a token this long before it expires: 10 % of its life, at most a minute.
 RENEW_MARGIN_MAX_S = 60.0
 RENEW_MARGIN_SHARE = 0.1
@@ -46,20 +42,6 @@ CLOCK_SLACK = timedelta(days=1)
 REPORT_PAGE_SIZE = 200  # the report's largest page: fewest round trips
 # Status codes that say "not processed, ask again later" rather than "no".
 RETRY_LATER = frozenset({408, 425, 429})
-
-STATUSES = {
-    "SUCCESSFUL": ProviderStatus.DELIVERED,
-    "PROCESSING": ProviderStatus.PENDING,
-    "FAILED": ProviderStatus.FAILED,
-    "REFUNDED": ProviderStatus.FAILED,
-}
-
-_loads = partial(json.loads, parse_float=Decimal)  # 123.45 stays exactly 12345 cents
-
-
-class _Malformed(Exception):
-    """A 2xx answer we cannot read: for a send, the outcome is unknown."""
-
 
 @contextmanager
 def _translated(what: str, *, may_apply: bool) -> Iterator[None]:
@@ -73,7 +55,7 @@ def _translated(what: str, *, may_apply: bool) -> Iterator[None]:
         yield
     except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.InvalidURL) as e:
         raise ProviderUnavailable(provider=PROVIDER, detail=f"{what}: not sent, {_name(e)}") from e
-    except (aiohttp.ClientError, TimeoutError, _Malformed) as e:
+    except (aiohttp.ClientError, TimeoutError, wire.Malformed) as e:
         error = OutcomeUnknown if may_apply else ProviderUnavailable
         raise error(provider=PROVIDER, detail=f"{what}: {_name(e)}") from e
 
@@ -141,24 +123,24 @@ class ReloadlyProvider:
     async def send_topup(self, order: TopupOrder) -> ProviderTransaction:
         payload: dict[str, Any] = {
             "operatorId": order.operator_id,
-            "amount": _major(order.amount_minor),
+            "amount": wire.major(order.amount_minor),
             "useLocalAmount": True,
             "customIdentifier": order.reference,
             "recipientPhone": {"countryCode": order.country, "number": order.msisdn},
         }
         if order.sender_msisdn:
             payload["senderPhone"] = {
-                "countryCode": _region(order.sender_msisdn, order.country),
+                "countryCode": wire.region(order.sender_msisdn, order.country),
                 "number": order.sender_msisdn,
             }
         status, raw = await self._call("POST", "/topups", body=payload, may_apply=True)
         if 200 <= status < 300:
             with _translated("send", may_apply=True):
-                tx = _transaction(_json(raw))
+                tx = wire.transaction(wire.parse_json(raw))
                 if tx.reference != order.reference:
-                    raise _Malformed(f"answer for {tx.reference!r}, not {order.reference!r}")
+                    raise wire.Malformed(f"answer for {tx.reference!r}, not {order.reference!r}")
             return tx
-        code, message = _error_fields(raw)
+        code, message = wire.error_fields(raw)
         if 400 <= status < 500 and "DUPLICATE" in code.upper():
             return await self._original(order.reference)
         raise self._refusal(status, code, message, may_apply=True)
@@ -174,7 +156,7 @@ class ReloadlyProvider:
     async def transactions(
         self, *, start: datetime, end: datetime
     ) -> AsyncIterator[ProviderTransaction]:
-        start, end = _utc(start), _utc(end)
+        start, end = wire.utc(start), wire.utc(end)
         page, total_pages = 1, 1
         while page <= total_pages:
             # The report's endDate is inclusive to the second; [start, end) is kept here.
@@ -189,24 +171,24 @@ class ReloadlyProvider:
         with _translated("balance", may_apply=False):
             try:
                 return ProviderBalance(
-                    balance_minor=_minor(body["balance"]), currency=str(body["currencyCode"])
+                    balance_minor=wire.minor(body["balance"]), currency=str(body["currencyCode"])
                 )
             except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-                raise _Malformed(f"balance: {exc!r}") from exc
+                raise wire.Malformed(f"balance: {exc!r}") from exc
 
     async def detect_operator(self, *, msisdn: str, country: str) -> ProviderOperator:
         path = f"/operators/auto-detect/phone/{msisdn.lstrip('+')}/countries/{country}"
         body = await self._read(path, params={"suggestedAmountsMap": "false"})
         with _translated("detect", may_apply=False):
-            return _operator(body)
+            return wire.operator(body)
 
     async def operators(self, *, country: str) -> list[ProviderOperator]:
         params = {"includeBundles": "true", "includeData": "true", "suggestedAmountsMap": "false"}
         body = await self._read(f"/operators/countries/{country}", params=params)
         with _translated("operators", may_apply=False):
             if not isinstance(body, list):
-                raise _Malformed("operators: not a list")
-            return [_operator(item) for item in body]
+                raise wire.Malformed("operators: not a list")
+            return [wire.operator(item) for item in body]
 
     # HTTP
 
@@ -226,7 +208,7 @@ class ReloadlyProvider:
     ) -> tuple[list[ProviderTransaction], int]:
         """One page of the transactions report and the page count. Any failure, a 4xx included,
         is ProviderUnavailable: a lookup that did not work says nothing about the top-up."""
-        params = {"startDate": _date(start), "endDate": _date(end), "page": str(page)}
+        params = {"startDate": wire.date(start), "endDate": wire.date(end), "page": str(page)}
         params["size"] = self._page_size
         if reference is not None:
             params["customIdentifier"] = reference
@@ -235,15 +217,15 @@ class ReloadlyProvider:
         except ProviderRejected as exc:
             raise ProviderUnavailable(provider=PROVIDER, detail=f"report: {exc}") from exc
         with _translated("report", may_apply=False):
-            found = [_transaction(item) for item in _content(body)]
+            found = [wire.transaction(item) for item in wire.content(body)]
             return found, int(body.get("totalPages", 0)) if found else 0
 
     async def _read(self, path: str, *, params: dict[str, str] | None = None) -> Any:
         status, raw = await self._call("GET", path, params=params, may_apply=False)
         if status != 200:
-            raise self._refusal(status, *_error_fields(raw), may_apply=False)
+            raise self._refusal(status, *wire.error_fields(raw), may_apply=False)
         with _translated(path, may_apply=False):
-            return _json(raw)
+            return wire.parse_json(raw)
 
     async def _call(
         self,
@@ -298,15 +280,15 @@ class ReloadlyProvider:
             ) as resp:
                 status, raw = resp.status, await resp.read()
             if status != 200:
-                code, message = _error_fields(raw)
+                code, message = wire.error_fields(raw)
                 raise ProviderUnavailable(
                     provider=PROVIDER, detail=f"token refused: HTTP {status} {code} {message}"
                 )
             try:
-                body = _json(raw)
+                body = wire.parse_json(raw)
                 token, expires_in = str(body["access_token"]), float(body["expires_in"])
             except (KeyError, TypeError, ValueError) as exc:
-                raise _Malformed(f"token: {exc!r}") from exc
+                raise wire.Malformed(f"token: {exc!r}") from exc
         margin = min(RENEW_MARGIN_MAX_S, expires_in * RENEW_MARGIN_SHARE)
         self._token, self._renew_at = token, time.monotonic() + expires_in - margin
 
@@ -329,114 +311,3 @@ class ReloadlyProvider:
         if status >= 500 or status in RETRY_LATER or not may_apply:
             return ProviderUnavailable(provider=PROVIDER, detail=f"{detail} {code}".strip())
         return OutcomeUnknown(provider=PROVIDER, detail=f"unexpected {detail}")  # 1xx/3xx
-
-
-# Wire formats
-
-
-def _json(raw: bytes) -> Any:
-    try:
-        return _loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _Malformed(f"not JSON: {raw[:80]!r}") from exc
-
-
-def _error_fields(raw: bytes) -> tuple[str, str]:
-    """``(errorCode, message)`` of an error body, whatever shape it has."""
-    try:
-        body = _loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return "", raw[:200].decode(errors="replace").strip()
-    if not isinstance(body, dict):
-        return "", str(body)[:200]
-    return str(body.get("errorCode") or ""), str(body.get("message") or "")
-
-
-def _content(page: Any) -> list[Any]:
-    content = page.get("content") if isinstance(page, dict) else None
-    if not isinstance(content, list):
-        raise _Malformed("report: no content list")
-    return content
-
-
-def _transaction(item: Any) -> ProviderTransaction:
-    try:
-        status = STATUSES[item["status"]]
-        delivered = item.get("deliveredAmount")
-        return ProviderTransaction(
-            reference=str(item["customIdentifier"]),
-            status=status,
-            transaction_id=int(item["transactionId"]),
-            operator_transaction_id=str(item.get("operatorTransactionId") or "") or None,
-            delivered_minor=(
-                _minor(delivered)
-                if status is ProviderStatus.DELIVERED and delivered is not None
-                else None
-            ),
-            currency=str(
-                item.get("deliveredAmountCurrencyCode") or item["requestedAmountCurrencyCode"]
-            ),
-            at=_parse_date(str(item["transactionDate"])),
-            message=str(item.get("message") or ""),
-        )
-    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-        raise _Malformed(f"transaction: {exc!r}") from exc
-
-
-def _operator(item: Any) -> ProviderOperator:
-    try:
-        local = bool(item.get("supportsLocalAmounts"))
-        lo, hi = (
-            (item.get("localMinAmount"), item.get("localMaxAmount"))
-            if local
-            else (item.get("minAmount"), item.get("maxAmount"))
-        )
-        fixed = (item.get("localFixedAmounts") if local else None) or item.get("fixedAmounts")
-        return ProviderOperator(
-            operator_id=int(item.get("operatorId") or item["id"]),
-            name=str(item["name"]),
-            country=str(item["country"]["isoName"]),
-            currency=str(item["destinationCurrencyCode"]),
-            bundle=bool(item.get("bundle") or item.get("data")),
-            denomination_type=str(item["denominationType"]),
-            min_minor=_minor(lo) if lo is not None else None,
-            max_minor=_minor(hi) if hi is not None else None,
-            fixed_amounts_minor=tuple(_minor(a) for a in fixed or ()),
-        )
-    except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as exc:
-        raise _Malformed(f"operator: {exc!r}") from exc
-
-
-def _major(amount_minor: int) -> int | float:
-    """Cents → a JSON number in major units; ``cents / 100``'s repr is the exact 2-decimal text."""
-    whole, cents = divmod(amount_minor, MINOR_PER_MAJOR)
-    return whole if not cents else amount_minor / MINOR_PER_MAJOR
-
-
-def _minor(value: Any) -> int:
-    """A JSON number in major units (Decimal, int or numeric string) → cents, half up."""
-    if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
-        raise ValueError(f"not an amount: {value!r}")
-    scaled = Decimal(value) * MINOR_PER_MAJOR
-    return int(scaled.quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
-def _date(at: datetime) -> str:
-    return _utc(at).strftime(DATE_FORMAT)
-
-
-def _parse_date(text: str) -> datetime:
-    """``2026-05-02 10:35:00`` (UTC) or ISO 8601 with an offset."""
-    return _utc(datetime.fromisoformat(text))
-
-
-def _utc(at: datetime) -> datetime:
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-
-
-def _region(msisdn: str, default: str) -> str:
-    try:
-        region = phonenumbers.region_code_for_number(phonenumbers.parse(msisdn, None))
-    except phonenumbers.NumberParseException:
-        return default
-    return region or default
