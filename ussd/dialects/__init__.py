@@ -1,0 +1,1 @@
+"""One small module per USSD gateway: parse its request into a ``Turn``, render a page back."""
