@@ -1,8 +1,9 @@
 """``airgate serve``: one aiohttp application for every inbound HTTP route.
 
-Today: ``/health`` and ``/metrics``. The USSD dialects (``ussd/``), the Telegram webhook (``bot/``)
-and the reseller API (``api/``) mount their routes here as they land. Resources are built in a
-cleanup context and reached through typed AppKeys; nothing connects at import.
+``/health``, ``/metrics`` and the USSD gateways (``/ussd/{gateway}``, ussd/app.py); the Telegram
+webhook (``bot/``) and the reseller API (``api/``) mount their routes here as they land. Resources
+(the core, Redis, the job queue and the one conversation engine) are built in a cleanup context and
+reached through typed AppKeys; nothing connects at import.
 """
 
 from __future__ import annotations
@@ -17,11 +18,17 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.context import Core, open_core
+from core.conversation.engine import Engine
+from core.conversation.flows import FLOWS
+from core.conversation.sessions import SessionStore
+from core.jobs.queue import JobQueue
 from core.redis import redis_url
 from core.settings import Settings
+from ussd import app as ussd
 
 CORE = web.AppKey("core", Core)
 REDIS = web.AppKey("redis", aioredis.Redis)
+ENGINE = web.AppKey("engine", Engine)
 
 
 def build_app(settings: Settings) -> web.Application:
@@ -31,15 +38,26 @@ def build_app(settings: Settings) -> web.Application:
         url, _started = await redis_url(configured=settings.redis_url, var_dir=settings.var_dir)
         async with open_core(settings) as core:
             app[CORE] = core
-            app[REDIS] = aioredis.Redis.from_url(url)
+            app[REDIS] = redis = aioredis.Redis.from_url(url)
+            queue = await JobQueue.connect(url)
+            store = SessionStore(
+                redis,
+                ttl_s={
+                    "ussd": settings.ussd_session_ttl_s,
+                    "telegram": settings.telegram_session_ttl_s,
+                },
+            )
+            app[ENGINE] = Engine(core=core, store=store, queue=queue, flows=FLOWS)
             try:
                 yield
             finally:
-                await app[REDIS].aclose()
+                await queue.close()
+                await redis.aclose()
 
     app.cleanup_ctx.append(resources)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
+    ussd.add_routes(app, settings=settings, engine=ENGINE)
     return app
 
 

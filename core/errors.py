@@ -51,8 +51,12 @@ class AirGateError(Exception):
         super().__init__(self.template.format(**fields, **self._shown(fields)))
 
     def _shown(self, fields: dict[str, Any]) -> dict[str, Any]:
-        """Extra values for the English text only (e.g. amounts formatted for people)."""
+        """Extra values for people (e.g. amounts formatted), beside the raw fields."""
         return {}
+
+    def shown_fields(self) -> dict[str, Any]:
+        """The fields a translated text may use: the raw ones and the formatted ones."""
+        return {**self.fields, **self._shown(self.fields)}
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.fields.items())

@@ -6,14 +6,39 @@ the result down. A bad value becomes one human line (:class:`SettingsError`), ne
 
 from __future__ import annotations
 
+from ipaddress import ip_network
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import SettingsError
+
+
+class UssdGateway(BaseModel):
+    """One USSD gateway's route (``/ussd/{name}``): how it proves itself and its screen size.
+
+    The secret travels as ``?token=`` in the callback URL (what Africa's Talking, Hubtel and Arkesel
+    can all be given) or, with ``secret_in = "header"``, as ``X-AirGate-Secret``. Empty: the shared
+    ``AIRGATE_USSD_SECRET``. ``allow_ips``: the gateway's addresses or networks; empty allows any.
+    """
+
+    enabled: bool = True
+    secret: str = ""
+    secret_in: Literal["query", "header"] = "query"
+    allow_ips: list[str] = []
+    gsm7_limit: int = Field(default=182, ge=40, le=182)
+    ucs2_limit: int = Field(default=80, ge=20, le=80)
+
+    @field_validator("allow_ips")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ip_network(item, strict=False)  # ValueError names the bad one
+        return value
 
 
 class Settings(BaseSettings):
@@ -65,6 +90,18 @@ class Settings(BaseSettings):
     # The sweeper resumes a top-up not final, untouched this long, whose job is gone.
     sweeper_interval_s: int = Field(default=30, ge=1, le=60)  # an arq cron: seconds of a minute
     sweeper_stale_s: int = Field(default=60, ge=1)
+    # A retailer holding less than this of an operator's stock shows in its distributor's
+    # low-stock list (USSD menu 3, the bot).
+    low_stock_minor: int = Field(default=100_000, ge=0)  # KES 1,000
+    # Conversation sessions live this long after their last turn (a USSD gateway ends a session
+    # after ~180 s anyway; a Telegram chat waits longer for an answer).
+    ussd_session_ttl_s: int = Field(default=180, ge=30, le=3600)
+    telegram_session_ttl_s: int = Field(default=900, ge=60, le=86_400)
+    # USSD gateways: the secret every gateway route demands unless its own is set. Empty: one is
+    # generated and kept in var_dir/ussd_secret (`airgate phone` reads it there).
+    ussd_secret: str = ""
+    # Per gateway, as JSON: {"africastalking": {"allow_ips": ["196.201.214.0/24"]}, ...}.
+    ussd_gateways: dict[str, UssdGateway] = {}
     log_level: str = "INFO"
     log_json: bool = False
 

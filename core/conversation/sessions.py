@@ -5,6 +5,9 @@ the other gets :class:`SessionConflict` and must not answer as if it had applied
 answers "please wait" or replays). Sessions are compact JSON under
 ``airgate:s:{channel}:{session_id}`` with a TTL per channel, refreshed on every write; an expired
 session reads as ``None`` and the engine starts over, saying so.
+
+The same write may set or delete the user's *resume point* (``airgate:r:{channel}:{user_ref}``,
+2 minutes): the journey a redial offers to continue. One script, one round trip per turn.
 """
 
 from __future__ import annotations
@@ -18,14 +21,22 @@ import redis.asyncio as aioredis
 from core.errors import Conflict
 
 KEY_PREFIX = "airgate:s"
+RESUME_PREFIX = "airgate:r"
+RESUME_TTL_MS = 120_000  # "redialling within 2 minutes offers to continue"
 
-# Write only if the stored version is still the one we read (0: no session yet); then bump it.
+# Write only if the stored version is still the one we read (0: no session yet); then bump it,
+# and set (ARGV[4] 'set') or delete ('del') the resume point.
 _CAS = """
 local current = redis.call('GET', KEYS[1])
 local version = 0
 if current then version = cjson.decode(current)['v'] end
 if version ~= tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+if ARGV[4] == 'set' then
+  redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[6])
+elseif ARGV[4] == 'del' then
+  redis.call('DEL', KEYS[2])
+end
 return 1
 """
 
@@ -52,6 +63,18 @@ def session_key(channel: str, session_id: str) -> str:
     return f"{KEY_PREFIX}:{channel}:{session_id}"
 
 
+def resume_key(channel: str, user_ref: str) -> str:
+    return f"{RESUME_PREFIX}:{channel}:{user_ref}"
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """What to do with the user's resume point in the same write: keep it, set it, or drop it."""
+
+    user_ref: str
+    point: dict[str, Any] | None  # None: delete it
+
+
 class SessionStore:
     def __init__(self, redis: aioredis.Redis, *, ttl_s: dict[str, int]) -> None:
         self._redis = redis
@@ -65,18 +88,31 @@ class SessionStore:
         body = json.loads(raw)
         return Session(state=body["s"], data=body["d"], version=int(body["v"]))
 
-    async def save(self, channel: str, session_id: str, session: Session) -> Session:
+    async def save(
+        self, channel: str, session_id: str, session: Session, *, resume: Resume | None = None
+    ) -> Session:
         """Write ``session`` over the version it was read at; raise SessionConflict if another
         turn wrote first. Returns it at its new version."""
         key = session_key(channel, session_id)
         new_version = session.version + 1
-        written = await self._cas(
-            keys=[key], args=[session.version, session.dumps(new_version), self._ttl_ms[channel]]
-        )
+        keys = [key]
+        args: list[str | int] = [session.version, session.dumps(new_version), self._ttl_ms[channel]]
+        if resume is not None:
+            keys.append(resume_key(channel, resume.user_ref))
+            if resume.point is None:
+                args.append("del")
+            else:
+                point = json.dumps(resume.point, separators=(",", ":"), ensure_ascii=False)
+                args += ["set", point, RESUME_TTL_MS]
+        written = await self._cas(keys=keys, args=args)
         if not written:
             raise SessionConflict(key=key)
         session.version = new_version
         return session
+
+    async def resume_point(self, channel: str, user_ref: str) -> dict[str, Any] | None:
+        raw = await self._redis.get(resume_key(channel, user_ref))
+        return None if raw is None else dict(json.loads(raw))
 
     async def end(self, channel: str, session_id: str) -> None:
         await self._redis.delete(session_key(channel, session_id))

@@ -37,3 +37,4 @@ class Screen:
     options: tuple[Option, ...] = field(default=())
     expects: Expects = Expects.CHOICE
     final: bool = False  # the session ends with this screen
+    page: int = 0  # which page of the options a channel that paginates shows (USSD: 98 More)

@@ -2,6 +2,7 @@
 
 from core.models.audit import AuditEvent
 from core.models.catalog import Agreement, NumberPrefix, Operator, Product, ProductKind
+from core.models.channel import UssdSessionEnd
 from core.models.ledger import Account, AccountKind, Reservation, ReservationStatus, Transfer
 from core.models.party import Party, PartyStatus, Role
 from core.models.topup import (
@@ -34,4 +35,5 @@ __all__ = [
     "Topup",
     "TopupState",
     "Transfer",
+    "UssdSessionEnd",
 ]

@@ -15,6 +15,7 @@ from sqlmodel import col
 from core.context import Core
 from core.errors import (
     AlreadyExists,
+    InvalidMsisdn,
     NotFound,
     NotPermitted,
     PartyInactive,
@@ -184,13 +185,23 @@ async def set_status(core: Core, *, actor: Actor, ref: str | int, status: PartyS
 
 
 async def set_pin(
-    core: Core, *, actor: Actor, ref: str | int, pin: Pin, current: Pin | None = None
+    core: Core,
+    *,
+    actor: Actor,
+    ref: str | int,
+    pin: Pin | None = None,
+    pin_hash: str | None = None,
+    current: Pin | None = None,
 ) -> Party:
-    """Set a new PIN; this also clears the failure count and any lock.
+    """Set a new PIN (or its hash, made by ``core.pins``: a conversation keeps only the hash of
+    the new PIN between hops); this also clears the failure count and any lock.
 
     A party changing its own PIN must give the current one (checked, and counted like any try),
     so a stolen phone cannot reset the PIN or lift the lockout.
     """
+    if (pin is None) == (pin_hash is None):
+        raise ValueError("give the new PIN or its hash")
+    new_hash = pin_hash if pin is None else core.pins.hash(pin)
     if actor.party_id is not None:
         async with core.sessions() as session:
             target = await get_party(session, ref, country=core.settings.country)
@@ -202,7 +213,7 @@ async def set_pin(
         party = await get_party(session, ref, country=core.settings.country, lock=True)
         if actor.party_id != party.id:
             await _may_manage(session, actor, party)
-        party.pin_hash = core.pins.hash(pin)
+        party.pin_hash = new_hash
         party.pin_failed_attempts = 0
         party.pin_locked = False
         await record(session, actor=actor, action="party.set_pin", subject_party_id=party.id)
@@ -261,7 +272,45 @@ async def check_pin(core: Core, *, party_id: int, pin: Pin, channel: str) -> Par
 
 
 async def _unlocker(session: AsyncSession, party: Party) -> str:
+    """Whom a locked party calls: its distributor (name and number), or AirGate support."""
     parent = await session.get(Party, party.parent_id) if party.parent_id else None
     if parent is None or parent.role == Role.PLATFORM:
         return "AirGate support"
-    return f"your distributor {parent.label}"
+    return parent.label
+
+
+async def unlocker_of(core: Core, party: Party) -> str:
+    async with core.sessions() as session:
+        return await _unlocker(session, party)
+
+
+async def identify(core: Core, *, channel: str, user_ref: str) -> Party | None:
+    """Who is talking: by Telegram user id on Telegram, by phone number elsewhere; None if
+    nobody registered is."""
+    async with core.sessions() as session:
+        if channel == "telegram":
+            query = select(Party).where(col(Party.telegram_user_id) == int(user_ref))
+            return (await session.execute(query)).scalar()
+        try:
+            return await get_party(session, user_ref, country=core.settings.country)
+        except (NotFound, InvalidMsisdn):
+            return None
+
+
+async def set_language(core: Core, *, actor: Actor, party_id: int, language: str) -> None:
+    if language not in LANGUAGES:
+        raise NotFound(kind="language", key=language)
+    async with core.transaction() as session:
+        party = await session.get(Party, party_id)
+        if party is None:
+            raise NotFound(kind="party", key=str(party_id))
+        if actor.party_id not in (None, party_id):
+            await _may_manage(session, actor, party)
+        previous, party.language = party.language, language
+        await record(
+            session,
+            actor=actor,
+            action="party.language",
+            subject_party_id=party_id,
+            details={"from": previous, "to": language},
+        )

@@ -2,7 +2,9 @@
 
 * intake:    the operator's airtime enters the platform (issuance → platform), once per reference;
 * sell:      a seller's stock goes to its direct buyer at the agreed discount; the buyer pays from
-             its cash first and the rest from its available credit, all in one transaction;
+             its cash first and the rest from its available credit, all in one transaction. The
+             seller sells, or the buyer buys (the credit limit is the seller's standing approval:
+             a purchase beyond cash plus available credit is refused);
 * deposit:   cash a buyer handed its seller outside AirGate; it first repays used credit, the rest
              becomes cash; a reference is recorded once per seller, a repeat is refused;
 * clawback:  a seller takes stock back from its buyer, with a reason;
@@ -32,7 +34,7 @@ from core.errors import (
     NotPermitted,
     Refused,
 )
-from core.models import AccountKind, Operator, Party
+from core.models import Account, AccountKind, Operator, Party
 from core.money import airtime_asset, cash_asset, discounted_price, format_minor
 from core.services.audit import Actor, record
 from core.services.catalog import agreement_for, get_operator
@@ -67,14 +69,21 @@ async def _currency(session: AsyncSession, currency: str) -> str:
 
 
 async def _pair(
-    core: Core, session: AsyncSession, seller_ref: str | int, buyer_ref: str | int, actor: Actor
+    core: Core,
+    session: AsyncSession,
+    seller_ref: str | int,
+    buyer_ref: str | int,
+    actor: Actor,
+    *,
+    buyer_may_act: bool = False,
 ) -> tuple[Party, Party]:
     country = core.settings.country
     seller = await get_party(session, seller_ref, country=country)
     buyer = await get_party(session, buyer_ref, country=country, lock=True)
     if buyer.parent_id != seller.id:
         raise NotPermitted(reason=f"{buyer.label} does not buy from {seller.label}")
-    if not actor.is_admin and actor.party_id != seller.id:
+    allowed = (seller.id, buyer.id) if buyer_may_act else (seller.id,)
+    if not actor.is_admin and actor.party_id not in allowed:
         raise NotPermitted(reason=f"only {seller.label} or an admin can do this")
     ensure_active(seller)
     ensure_active(buyer)
@@ -140,7 +149,7 @@ async def sell(
     _positive(face_minor)
     key = _reference(key, what="a key") if key is not None else uuid.uuid4().hex
     async with core.transaction() as session:
-        seller, buyer = await _pair(core, session, seller_ref, buyer_ref, actor)
+        seller, buyer = await _pair(core, session, seller_ref, buyer_ref, actor, buyer_may_act=True)
         operator = await get_operator(session, operator_code)
         agreement = await agreement_for(
             session, seller_id=seller.id or 0, buyer_id=buyer.id or 0, operator_code=operator_code
@@ -379,6 +388,90 @@ async def set_credit_limit(
 
 
 @dataclass(frozen=True, slots=True)
+class Quote:
+    """What buying ``face_minor`` would cost the buyer, and how it would be paid."""
+
+    seller: Party
+    face_minor: int
+    price_minor: int
+    cash_minor: int  # from the buyer's cash
+    credit_minor: int  # the rest, on credit
+    payable_minor: int  # cash plus available credit: more than this is refused
+    currency: str
+
+
+async def quote(core: Core, *, buyer_id: int, operator_code: str, face_minor: int) -> Quote:
+    """The price :func:`sell` would charge now, without moving anything."""
+    _positive(face_minor)
+    async with core.sessions() as session:
+        buyer = await get_party(session, buyer_id, country=core.settings.country)
+        if buyer.parent_id is None:
+            raise NotPermitted(reason=f"{buyer.label} has no seller")
+        seller = await get_party(session, buyer.parent_id, country=core.settings.country)
+        operator = await get_operator(session, operator_code)
+        agreement = await agreement_for(
+            session, seller_id=seller.id or 0, buyer_id=buyer_id, operator_code=operator_code
+        )
+        balances = await account_balances(session, buyer_id)
+    price = discounted_price(face_minor, agreement.discount_bps if agreement else 0)
+    cash = cash_asset(operator.currency)
+    in_cash = max(balances.get((cash, AccountKind.MAIN), 0), 0)
+    credit = max(balances.get((cash, AccountKind.CREDIT), 0), 0)
+    cash_part = min(price, in_cash)
+    return Quote(
+        seller=seller,
+        face_minor=face_minor,
+        price_minor=price,
+        cash_minor=cash_part,
+        credit_minor=price - cash_part,
+        payable_minor=in_cash + credit,
+        currency=operator.currency,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LowStock:
+    party_id: int
+    name: str
+    msisdn: str
+    operator_code: str
+    available_minor: int
+
+
+async def low_stock(
+    core: Core, *, distributor_id: int, threshold_minor: int, limit: int = 100
+) -> list[LowStock]:
+    """A distributor's retailers holding less than ``threshold_minor`` of an operator's stock
+    they carry, lowest first (one line per retailer and operator)."""
+    party_t = Party.__table__  # type: ignore[attr-defined]
+    account_t = Account.__table__  # type: ignore[attr-defined]
+    query = (
+        select(
+            party_t.c.id,
+            party_t.c.name,
+            party_t.c.msisdn,
+            account_t.c.asset,
+            account_t.c.balance_minor,
+        )
+        .join(account_t, account_t.c.party_id == party_t.c.id)
+        .where(
+            party_t.c.parent_id == distributor_id,
+            account_t.c.kind == AccountKind.MAIN,
+            account_t.c.asset.like("AIRTIME:%"),
+            account_t.c.balance_minor < threshold_minor,
+        )
+        .order_by(account_t.c.balance_minor, party_t.c.id)
+        .limit(limit)
+    )
+    async with core.sessions() as session:
+        rows = (await session.execute(query)).all()
+    return [
+        LowStock(pid, name, msisdn, asset.partition(":")[2], available)
+        for pid, name, msisdn, asset, available in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
 class Balance:
     """A party's position: stock per operator and cash with credit, in minor units."""
 
@@ -416,11 +509,15 @@ async def balance(core: Core, *, ref: str | int) -> Balance:
 
 __all__ = [
     "Balance",
+    "LowStock",
+    "Quote",
     "Receipt",
     "balance",
     "clawback",
     "deposit",
     "intake",
+    "low_stock",
+    "quote",
     "sell",
     "set_credit_limit",
 ]

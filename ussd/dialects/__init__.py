@@ -1,1 +1,6 @@
-"""One small module per USSD gateway: parse its request into a ``Turn``, render a page back."""
+"""One module per USSD gateway; each exports ``DIALECT``. Add a gateway: a module and a line."""
+
+from ussd.dialects import africastalking
+from ussd.gateway import Dialect
+
+DIALECTS: tuple[Dialect, ...] = (africastalking.DIALECT,)

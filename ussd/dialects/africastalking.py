@@ -9,6 +9,11 @@ that restarted the session can give.
 
 from __future__ import annotations
 
+from aiohttp import web
+
+from core.conversation.types import Turn
+from ussd.gateway import Dialect, Echo, SessionEnd, field_text, phone, read_form, whole
+
 CONTINUE, END = "CON", "END"
 
 
@@ -30,3 +35,42 @@ def last_input(text: str, *, previous_path: str | None) -> str:
 def reply(page: str, *, final: bool) -> str:
     """The ``text/plain`` body: ``CON`` keeps the session open, ``END`` closes it."""
     return f"{END if final else CONTINUE} {page}"
+
+
+async def parse(request: web.Request) -> tuple[Turn, Echo]:
+    """Form fields ``sessionId``, ``phoneNumber`` and ``text`` (``serviceCode`` and
+    ``networkCode`` are not needed: the operator comes from the catalog)."""
+    form = await read_form(request)
+    session_id = field_text(form, "sessionId")
+    msisdn = phone(field_text(form, "phoneNumber"))
+    text = field_text(form, "text", required=False)
+    turn = Turn("ussd", f"at:{session_id}", msisdn, text, is_new=text == "")
+    return turn, {}
+
+
+def respond(page: str, final: bool, _echo: Echo) -> web.Response:
+    return web.Response(text=reply(page, final=final), content_type="text/plain")
+
+
+async def session_end(request: web.Request) -> SessionEnd:
+    """The end-of-session notification: ``status`` Success | Incomplete | Failed, with
+    ``errorMessage``, ``hopsCount``, ``durationInMillis`` and ``cost``."""
+    form = await read_form(request)
+    return SessionEnd(
+        session_id=f"at:{field_text(form, 'sessionId')}",
+        msisdn=phone(field_text(form, "phoneNumber")),
+        status=field_text(form, "status")[:16],
+        error=field_text(form, "errorMessage", required=False)[:200] or None,
+        hops=whole(field_text(form, "hopsCount", required=False)),
+        duration_ms=whole(field_text(form, "durationInMillis", required=False)),
+        cost=field_text(form, "cost", required=False)[:24] or None,
+    )
+
+
+DIALECT = Dialect(
+    name="africastalking",
+    parse=parse,
+    reply=respond,
+    last_input=lambda text, previous: last_input(text, previous_path=previous),
+    session_end=session_end,
+)

@@ -1,0 +1,261 @@
+"""``Engine.handle(turn) -> Screen``: the one conversation engine every channel calls.
+
+Invariant: a turn applies only if the session it read is still the stored one (compare-and-set,
+core/conversation/sessions.py). A turn that loses, or a gateway's retry of a hop already answered,
+gets the winner's current screen again and changes nothing.
+
+Wired here for every step, so no flow wires them: ``00`` the main menu, ``0`` back (or cancel on a
+confirmation), ``98`` the next page of options, a wrong answer re-prompting the same screen with
+the reason on top, an expired session saying so and starting over, and the offer to continue a
+journey dropped less than 2 minutes ago (never past a PIN: see ``Step.resumable``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from core.context import Core
+from core.conversation.flow import MENU, Ctx, Flow, Reprompt, Step, Zero, end
+from core.conversation.sessions import Resume, Session, SessionConflict, SessionStore
+from core.conversation.types import Expects, Option, Screen, Turn
+from core.errors import AirGateError, InputError, WrongPin
+from core.i18n import DEFAULT_LANGUAGE, catalogue, t
+from core.jobs.queue import JobQueue
+from core.logging import get_logger
+from core.models import PartyStatus
+from core.services import parties
+
+MAIN, BACK, MORE = "00", "0", "98"
+RESUME, END = "resume", "end"
+# Session data the engine owns; everything else belongs to the flow's steps.
+_ENGINE_KEYS = frozenset({"p", "r", "l", "h", "pg", "m", "x", "rs", "rd"})
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Style:
+    """How a channel shows screens.
+
+    ``pages``: how many pages a screen takes there (USSD: by the gateway's character limit).
+    ``last_input``: for a gateway that sends the whole path of inputs (Africa's Talking), how to
+    take the newest input from it given the previous hop's path, which the session keeps.
+    """
+
+    pages: Callable[[Screen], int] = lambda _screen: 1
+    last_input: Callable[[str, str | None], str] | None = None
+
+
+PLAIN = Style()
+
+
+class Engine:
+    def __init__(
+        self, *, core: Core, store: SessionStore, queue: JobQueue, flows: dict[str, Flow]
+    ) -> None:
+        self.core = core
+        self.store = store
+        self.queue = queue
+        self.flows = flows  # by party role
+
+    async def handle(self, turn: Turn, style: Style = PLAIN) -> Screen:
+        session = None if turn.is_new else await self.store.load(turn.channel, turn.session_id)
+        try:
+            if session is None:
+                session = Session(state=MENU)
+                screen = await self._start(turn, session, style, expired=not turn.is_new)
+            else:
+                answered = await self._replayed(turn, session, style)
+                if answered is not None:
+                    return answered
+                screen = await self._apply(self._ctx(turn, session), style)
+            await self._save(turn, session, screen)
+        except SessionConflict:
+            log.info("turn lost to a concurrent one", channel=turn.channel)
+            stored = await self.store.load(turn.channel, turn.session_id)
+            if stored is None:
+                return end(t(DEFAULT_LANGUAGE, "start.expired"))
+            return await self._current(self._ctx(turn, stored), style)
+        return screen
+
+    def _ctx(self, turn: Turn, session: Session) -> Ctx:
+        return Ctx(core=self.core, queue=self.queue, turn=turn, session=session)
+
+    # -- starting -------------------------------------------------------------------------------
+
+    async def _start(self, turn: Turn, session: Session, style: Style, *, expired: bool) -> Screen:
+        data = session.data
+        if style.last_input is not None:
+            data["m"] = turn.input
+        party = await parties.identify(self.core, channel=turn.channel, user_ref=turn.user_ref)
+        if party is None:
+            return end(t(DEFAULT_LANGUAGE, "start.unregistered"))
+        lang = party.language
+        if party.role not in self.flows:
+            return end(t(lang, "start.not_here"))
+        if party.status != PartyStatus.ACTIVE:
+            return end(t(lang, "start.inactive", status=t(lang, f"status.{party.status}")))
+        if party.pin_locked:
+            unlocker = await parties.unlocker_of(self.core, party)
+            return end(t(lang, "error.pin_locked", unlocker=unlocker))
+        data.update(p=party.id, r=party.role, l=lang)
+        ctx = self._ctx(turn, session)
+        point = await self.store.resume_point(turn.channel, turn.user_ref)
+        if point is not None and point["d"].get("p") == party.id:
+            session.state = RESUME
+            data.update(rs=point["s"], rd=point["d"])
+            what = ctx.t(f"menu.{point['s'].split('.')[0]}")
+            return Screen(
+                ctx.t("start.resume", what=what),
+                (Option(ctx.t("start.continue"), "1"), Option(ctx.t("start.over"), "2")),
+            )
+        screen = await self._show(ctx, self.flows[party.role].steps[MENU])
+        return _above(ctx.t("start.expired"), screen) if expired else screen
+
+    async def _resume(self, ctx: Ctx, text: str) -> Screen:
+        data = ctx.data
+        state, kept = data.pop("rs"), data.pop("rd")
+        if text == "1":
+            data.update({k: v for k, v in kept.items() if k not in _ENGINE_KEYS})
+            ctx.session.state = state
+            data["h"] = [MENU]
+        elif text == "2":
+            return await self._menu(ctx)
+        else:
+            data.update(rs=state, rd=kept)
+            raise Reprompt(key="error.choose")
+        return await self._current(ctx, PLAIN)
+
+    # -- a turn ---------------------------------------------------------------------------------
+
+    async def _replayed(self, turn: Turn, session: Session, style: Style) -> Screen | None:
+        """The answer to a hop already answered (a gateway retry), or None for a new hop."""
+        if session.state == END:
+            return end(str(session.data.get("x", "")))
+        if style.last_input is not None and turn.input == session.data.get("m"):
+            return await self._current(self._ctx(turn, session), style)
+        return None
+
+    async def _apply(self, ctx: Ctx, style: Style) -> Screen:
+        data = ctx.data
+        raw = ctx.turn.input
+        if style.last_input is not None:
+            raw, data["m"] = style.last_input(raw, data.get("m")), raw
+        text = raw.strip()
+        state = ctx.session.state
+        try:
+            if state == RESUME:
+                return await self._resume(ctx, text)
+            step = self._flow(ctx).steps[state]
+            if text == MAIN:
+                return await self._menu(ctx)
+            page = int(data.get("pg", 0))
+            if text == MORE and step.expects == Expects.CHOICE:
+                screen = await self._show(ctx, step)
+                data["pg"] = min(page + 1, max(style.pages(screen) - 1, 0))
+                return replace(screen, page=data["pg"])
+            if text == BACK:
+                return await self._zero(ctx, step, page)
+            return await self._answer(ctx, step, text)
+        except Reprompt as exc:
+            fields = exc.shown_fields()
+            reason = ctx.t(fields.pop("key"), **fields)
+            return _above(reason, await self._current(ctx, style))
+        except (InputError, WrongPin) as exc:
+            return _above(self.describe(ctx.lang, exc), await self._current(ctx, style))
+        except AirGateError as exc:  # a rule said no (stock, limit, lock…): say it, end
+            return end(self.describe(ctx.lang, exc))
+
+    async def _zero(self, ctx: Ctx, step: Step, page: int) -> Screen:
+        if page:
+            ctx.data["pg"] = page - 1
+            return replace(await self._show(ctx, step), page=page - 1)
+        if step.zero == Zero.CANCEL:
+            return end(ctx.t("common.cancelled"))
+        history: list[str] = ctx.data.get("h", [])
+        if not history:
+            return await self._menu(ctx)
+        ctx.session.state = history.pop()
+        ctx.data.pop("pg", None)
+        return await self._show(ctx, self._flow(ctx).steps[ctx.session.state])
+
+    async def _answer(self, ctx: Ctx, step: Step, text: str) -> Screen:
+        value = text
+        if step.expects == Expects.CHOICE:
+            screen = await self._show(ctx, step)
+            index = int(text) - 1 if text.isascii() and text.isdigit() and len(text) < 4 else -1
+            if not 0 <= index < len(screen.options):
+                raise Reprompt(key="error.choose")
+            value = screen.options[index].value
+        result = await step.answer(ctx, value)
+        if isinstance(result, Screen):
+            return result
+        state = ctx.session.state
+        self._flow(ctx).move(ctx.session, result)
+        ctx.data.setdefault("h", []).append(state)
+        ctx.data.pop("pg", None)
+        screen = await self._show(ctx, self._flow(ctx).steps[ctx.session.state])
+        return _above(ctx.notice, screen) if ctx.notice else screen
+
+    async def _menu(self, ctx: Ctx) -> Screen:
+        ctx.session.state = MENU
+        for key in ("h", "pg"):
+            ctx.data.pop(key, None)
+        return await self._show(ctx, self._flow(ctx).steps[MENU])
+
+    async def _current(self, ctx: Ctx, style: Style) -> Screen:
+        """The screen the session is on, at its page."""
+        state = ctx.session.state
+        if state == END:
+            return end(str(ctx.data.get("x", "")))
+        if state == RESUME:
+            what = ctx.t(f"menu.{str(ctx.data['rs']).split('.')[0]}")
+            return Screen(
+                ctx.t("start.resume", what=what),
+                (Option(ctx.t("start.continue"), "1"), Option(ctx.t("start.over"), "2")),
+            )
+        screen = await self._show(ctx, self._flow(ctx).steps[state])
+        return replace(screen, page=min(int(ctx.data.get("pg", 0)), style.pages(screen) - 1))
+
+    async def _show(self, ctx: Ctx, step: Step) -> Screen:
+        screen = await step.show(ctx)
+        return screen if screen.final else replace(screen, expects=step.expects)
+
+    def _flow(self, ctx: Ctx) -> Flow:
+        return self.flows[ctx.role]
+
+    # -- saving ---------------------------------------------------------------------------------
+
+    async def _save(self, turn: Turn, session: Session, screen: Screen) -> None:
+        """Write the session (a final screen ends it, kept briefly so a retry replays it) and,
+        in the same round trip, the user's resume point."""
+        data = session.data
+        resume: Resume | None = None
+        if screen.final:
+            session.state = END
+            session.data = {"x": screen.text, **({"m": data["m"]} if "m" in data else {})}
+            resume = Resume(turn.user_ref, None) if "p" in data else None
+        elif session.state == MENU:
+            resume = Resume(turn.user_ref, None)
+        elif session.state != RESUME and self._flow_step(data, session.state).resumable:
+            kept = {k: v for k, v in data.items() if k not in _ENGINE_KEYS or k == "p"}
+            resume = Resume(turn.user_ref, {"s": session.state, "d": kept})
+        await self.store.save(turn.channel, turn.session_id, session, resume=resume)
+
+    def _flow_step(self, data: dict[str, Any], state: str) -> Step:
+        return self.flows[str(data["r"])].steps[state]
+
+    @staticmethod
+    def describe(lang: str, exc: AirGateError) -> str:
+        """The one place an error becomes words for a user, in their language."""
+        key = f"error.{exc.code}"
+        if key not in catalogue(DEFAULT_LANGUAGE):
+            log.warning("no text for an error", code=exc.code, error=type(exc).__name__)
+            key = "error.unexpected"
+        return t(lang, key, **exc.shown_fields())
+
+
+def _above(line: str, screen: Screen) -> Screen:
+    return replace(screen, text=f"{line}\n{screen.text}") if line else screen

@@ -1,0 +1,58 @@
+"""What several flows ask for: a phone number, an amount, a PIN; and how money reads on a screen."""
+
+from __future__ import annotations
+
+from core.conversation.flow import Ctx, Reprompt
+from core.errors import NotFound
+from core.models import Operator
+from core.money import format_minor, parse_major
+from core.msisdn import national, normalize
+from core.security import Pin
+from core.services import parties
+
+MAX_AMOUNT_CHARS = 15  # "1,000,000.00" and some slack; longer is not an amount
+
+
+def money(amount_minor: int, currency: str) -> str:
+    return format_minor(amount_minor, currency)
+
+
+async def take_number(ctx: Ctx, text: str) -> tuple[str, Operator]:
+    """A customer's number in any accepted form, as E.164, and its operator."""
+    msisdn = normalize(text, country=ctx.core.settings.country)  # InvalidMsisdn: re-prompt
+    catalog = await ctx.core.catalog.get()
+    try:
+        return msisdn, catalog.detect(msisdn)
+    except NotFound:
+        raise Reprompt(key="error.no_operator", number=national(msisdn)) from None
+
+
+def take_amount(text: str) -> int:
+    """Whole or decimal major units (``500``, ``1,000``, ``99.50``) as minor units, above zero."""
+    try:
+        amount = parse_major(text) if len(text) <= MAX_AMOUNT_CHARS else 0
+    except ValueError:
+        amount = 0
+    if amount <= 0:
+        raise Reprompt(key="error.amount_format")
+    return amount
+
+
+async def check_pin(ctx: Ctx, text: str) -> None:
+    """The party's PIN, or WrongPin (re-prompt with attempts left) / PinLocked (the end)."""
+    await parties.check_pin(
+        ctx.core, party_id=ctx.party_id, pin=Pin(text), channel=ctx.turn.channel
+    )
+
+
+async def operator(ctx: Ctx, code: str) -> Operator:
+    return (await ctx.core.catalog.get()).operator(code)
+
+
+async def operators(ctx: Ctx) -> list[Operator]:
+    """The operators of this deployment's country, by name."""
+    catalog = await ctx.core.catalog.get()
+    country = ctx.core.settings.country
+    return sorted(
+        (op for op in catalog.operators.values() if op.country == country), key=lambda o: o.name
+    )

@@ -1,0 +1,145 @@
+"""A distributor on USSD: sell stock to one of its retailers, and see who is low on stock.
+
+The retailer is found by number and must be the distributor's own (said at once, and checked again
+by :func:`core.services.stock.sell`, which is what enforces it).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from core.conversation.flow import MENU, Ctx, Reprompt, Step, T, Zero, end, prompt
+from core.conversation.flows.common import check_pin, money, operator, operators, take_amount
+from core.conversation.types import Expects, Option, Screen
+from core.errors import InvalidMsisdn, NotFound
+from core.msisdn import national
+from core.services import stock
+from core.services.audit import Actor
+from core.services.parties import get_party
+
+
+class S(StrEnum):
+    SELL_NUMBER = "sell.number"
+    SELL_OPERATOR = "sell.operator"
+    SELL_AMOUNT = "sell.amount"
+    SELL_CONFIRM = "sell.confirm"
+    LOW_STOCK = "low_stock.list"
+
+
+TABLE: list[list[str]] = [
+    # trigger  source  destination
+    [T.SELL, MENU, S.SELL_NUMBER],
+    [T.NEXT, S.SELL_NUMBER, S.SELL_OPERATOR],
+    [T.NEXT, S.SELL_OPERATOR, S.SELL_AMOUNT],
+    [T.NEXT, S.SELL_AMOUNT, S.SELL_CONFIRM],
+    [T.LOW_STOCK, MENU, S.LOW_STOCK],
+]
+
+
+async def retailer(ctx: Ctx, text: str) -> str:
+    try:
+        async with ctx.core.sessions() as session:
+            party = await get_party(session, text, country=ctx.core.settings.country)
+    except (NotFound, InvalidMsisdn):
+        party = None
+    if party is None or party.parent_id != ctx.party_id:
+        raise Reprompt(key="sell.not_yours")
+    ctx.data.update(rid=party.id, rn=party.name[:24], rm=party.msisdn)
+    return T.NEXT
+
+
+async def show_operators(ctx: Ctx) -> Screen:
+    options = tuple(Option(op.name, op.code) for op in await operators(ctx))
+    return Screen(ctx.t("sell.operator", name=ctx.data["rn"]), options)
+
+
+async def pick_operator(ctx: Ctx, code: str) -> str:
+    ctx.data["o"] = code
+    return T.NEXT
+
+
+async def amount(ctx: Ctx, text: str) -> str:
+    ctx.data["a"] = take_amount(text)
+    return T.NEXT
+
+
+async def show_confirm(ctx: Ctx) -> Screen:
+    quote = await stock.quote(
+        ctx.core, buyer_id=ctx.data["rid"], operator_code=ctx.data["o"], face_minor=ctx.data["a"]
+    )
+    op = await operator(ctx, ctx.data["o"])
+    return Screen(
+        ctx.t(
+            "sell.confirm",
+            amount=money(quote.face_minor, op.currency),
+            operator=op.name,
+            name=ctx.data["rn"],
+            number=national(ctx.data["rm"]),
+            price=money(quote.price_minor, op.currency),
+        )
+    )
+
+
+async def sell(ctx: Ctx, text: str) -> Screen:
+    await check_pin(ctx, text)
+    receipt = await stock.sell(
+        ctx.core,
+        actor=Actor.party(ctx.party_id, ctx.turn.channel),
+        seller_ref=ctx.party_id,
+        buyer_ref=ctx.data["rid"],
+        operator_code=ctx.data["o"],
+        face_minor=ctx.data["a"],
+        key=ctx.turn_key(),
+    )
+    op = await operator(ctx, ctx.data["o"])
+    return end(
+        ctx.t(
+            "sell.done",
+            amount=money(receipt.face_minor, op.currency),
+            operator=op.name,
+            name=ctx.data["rn"],
+            price=money(receipt.price_minor, op.currency),
+            ref=receipt.reference,
+        )
+    )
+
+
+async def show_low(ctx: Ctx) -> Screen:
+    rows = await stock.low_stock(
+        ctx.core,
+        distributor_id=ctx.party_id,
+        threshold_minor=ctx.core.settings.low_stock_minor,
+    )
+    if not rows:
+        return end(ctx.t("low_stock.none"))
+    catalog = await ctx.core.catalog.get()
+    options = []
+    for row in rows:
+        op = catalog.operators.get(row.operator_code)
+        name, currency = (op.name, op.currency) if op else (row.operator_code, "")
+        label = f"{row.name[:16]} {name} {money(row.available_minor, currency)}"
+        options.append(Option(label, f"{row.party_id}"))
+    return Screen(ctx.t("low_stock.title"), tuple(options))
+
+
+async def low_detail(ctx: Ctx, party_id: str) -> Screen:
+    position = await stock.balance(ctx.core, ref=int(party_id))
+    party = position.party
+    if party.parent_id != ctx.party_id:  # pragma: no cover - the list holds only our retailers
+        raise Reprompt(key="sell.not_yours")
+    catalog = await ctx.core.catalog.get()
+    lines = [f"{party.name} {national(party.msisdn)}"]
+    for code, amounts in position.stock.items():
+        op = catalog.operators.get(code)
+        name, currency = (op.name, op.currency) if op else (code, "")
+        lines.append(f"{name}: {money(amounts['available'], currency)}")
+    return end("\n".join(lines))
+
+
+STEPS: dict[str, Step] = {
+    S.SELL_NUMBER: Step(prompt("sell.number"), retailer, Expects.MSISDN),
+    S.SELL_OPERATOR: Step(show_operators, pick_operator),
+    S.SELL_AMOUNT: Step(prompt("sell.amount"), amount, Expects.AMOUNT),
+    S.SELL_CONFIRM: Step(show_confirm, sell, Expects.PIN, Zero.CANCEL),
+    S.LOW_STOCK: Step(show_low, low_detail),
+}

@@ -1,0 +1,55 @@
+"""The main menus, and each role's machine: its menu plus the flows it may enter.
+
+The retailer's numbering is a contract (printed on posters, remembered by thumbs): append, never
+renumber. What a party may do is still checked by the core services, not by which menu it saw.
+"""
+
+from __future__ import annotations
+
+from core.conversation.flow import MENU, Flow, Step, T, choices, fire
+from core.conversation.flows import account, distributor, money, support, topup
+
+RETAILER_MENU = [
+    (T.AIRTIME, "menu.airtime"),  # 1
+    (T.DATA, "menu.data"),  # 2
+    (T.BALANCE, "menu.balance"),  # 3
+    (T.BUY, "menu.buy"),  # 4
+    (T.STATEMENT, "menu.statement"),  # 5
+    (T.SUPPORT, "menu.support"),  # 6
+    (T.ACCOUNT, "menu.account"),  # 7
+]
+DISTRIBUTOR_MENU = [
+    (T.BALANCE, "menu.balance"),  # 1
+    (T.SELL, "menu.sell"),  # 2
+    (T.LOW_STOCK, "menu.low_stock"),  # 3
+    (T.STATEMENT, "menu.statement"),  # 4
+    (T.ACCOUNT, "menu.account"),  # 5
+]
+
+RETAILER = Flow(
+    name="retailer",
+    initial=MENU,
+    table=[*topup.TABLE, *money.BALANCE_TABLE, *money.BUY_TABLE, *support.TABLE, *account.TABLE],
+    steps={
+        MENU: Step(choices("menu.title", RETAILER_MENU), fire),
+        **topup.STEPS,
+        **money.STEPS,
+        **support.STEPS,
+        **account.STEPS,
+    },
+)
+_DISTRIBUTOR_MONEY: dict[str, Step] = {
+    s: money.STEPS[s] for s in (money.S.BALANCE_PIN, money.S.STATEMENT_PIN)
+}
+DISTRIBUTOR = Flow(
+    name="distributor",
+    initial=MENU,
+    table=[*money.BALANCE_TABLE, *distributor.TABLE, *account.TABLE],
+    steps={
+        MENU: Step(choices("menu.title", DISTRIBUTOR_MENU), fire),
+        **_DISTRIBUTOR_MONEY,
+        **distributor.STEPS,
+        **account.STEPS,
+    },
+)
+FLOWS = {"retailer": RETAILER, "distributor": DISTRIBUTOR}

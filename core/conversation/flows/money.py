@@ -1,0 +1,167 @@
+"""The party's own money: balance, mini statement, and buying stock from its distributor.
+
+Balance and statement ask for the PIN first (a shared phone shows nothing without it). Buying
+shows the price after the distributor's discount and how it will be paid (cash first, then
+credit) before the PIN; :func:`core.services.stock.sell` refuses what cash plus credit cannot pay.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from core.conversation.flow import MENU, Ctx, Reprompt, Step, T, Zero, end, prompt
+from core.conversation.flows.common import check_pin, money, operator, operators, take_amount
+from core.conversation.types import Expects, Option, Screen
+from core.services import stock
+from core.services.audit import Actor
+from core.services.statement import recent
+
+STATEMENT_LINES = 5
+
+
+class S(StrEnum):
+    BALANCE_PIN = "balance.pin"
+    STATEMENT_PIN = "statement.pin"
+    BUY_OPERATOR = "buy.operator"
+    BUY_AMOUNT = "buy.amount"
+    BUY_CONFIRM = "buy.confirm"
+
+
+BALANCE_TABLE: list[list[str]] = [
+    # trigger  source  destination
+    [T.BALANCE, MENU, S.BALANCE_PIN],
+    [T.STATEMENT, MENU, S.STATEMENT_PIN],
+]
+BUY_TABLE: list[list[str]] = [
+    [T.BUY, MENU, S.BUY_OPERATOR],
+    [T.NEXT, S.BUY_OPERATOR, S.BUY_AMOUNT],
+    [T.NEXT, S.BUY_AMOUNT, S.BUY_CONFIRM],
+]
+
+
+async def balance(ctx: Ctx, text: str) -> Screen:
+    await check_pin(ctx, text)
+    position = await stock.balance(ctx.core, ref=ctx.party_id)
+    catalog = await ctx.core.catalog.get()
+    lines = []
+    for code, amounts in position.stock.items():
+        op = catalog.operators.get(code)
+        name, currency = (op.name, op.currency) if op else (code, "")
+        lines.append(f"{name}: {money(amounts['available'], currency)}")
+    for currency, amounts in position.cash.items():
+        lines.append(ctx.t("balance.cash", cash=money(amounts["cash"], currency)))
+        if amounts["credit_limit"]:
+            lines.append(
+                ctx.t(
+                    "balance.credit",
+                    available=money(amounts["credit_available"], currency),
+                    limit=money(amounts["credit_limit"], currency),
+                )
+            )
+    return end("\n".join([ctx.t("balance.title"), *(lines or [ctx.t("balance.empty")])]))
+
+
+async def statement(ctx: Ctx, text: str) -> Screen:
+    await check_pin(ctx, text)
+    catalog = await ctx.core.catalog.get()
+    lines = [ctx.t("statement.title")]
+    for move in await recent(ctx.core, party_id=ctx.party_id, limit=STATEMENT_LINES):
+        family, _, code = move.asset.partition(":")
+        op = catalog.operators.get(code) if family == "AIRTIME" else None
+        what = op.name if op else code
+        sign = "+" if move.amount_minor > 0 else "-"
+        lines.append(
+            f"{move.at:%d/%m} {sign}{money(abs(move.amount_minor), '')} {what} "
+            + ctx.t(f"statement.{move.kind}" if move.kind in _KINDS else "statement.other")
+        )
+    if len(lines) == 1:
+        lines.append(ctx.t("statement.empty"))
+    return end("\n".join(lines))
+
+
+_KINDS = frozenset(
+    {"reserve", "release", "sale", "payment", "credit_payment", "deposit", "repayment", "clawback"}
+)
+
+
+async def show_operators(ctx: Ctx) -> Screen:
+    options = tuple(Option(op.name, op.code) for op in await operators(ctx))
+    return Screen(ctx.t("buy.operator"), options)
+
+
+async def pick_operator(ctx: Ctx, code: str) -> str:
+    ctx.data["o"] = code
+    return T.NEXT
+
+
+async def show_buy_amount(ctx: Ctx) -> Screen:
+    return Screen(ctx.t("buy.amount", operator=(await operator(ctx, ctx.data["o"])).name))
+
+
+async def buy_amount(ctx: Ctx, text: str) -> str:
+    face = take_amount(text)
+    quote = await stock.quote(
+        ctx.core, buyer_id=ctx.party_id, operator_code=ctx.data["o"], face_minor=face
+    )
+    if quote.price_minor > quote.payable_minor:
+        raise Reprompt(
+            key="buy.too_much",
+            price=money(quote.price_minor, quote.currency),
+            payable=money(quote.payable_minor, quote.currency),
+        )
+    ctx.data["a"] = face
+    return T.NEXT
+
+
+async def show_buy_confirm(ctx: Ctx) -> Screen:
+    quote = await stock.quote(
+        ctx.core, buyer_id=ctx.party_id, operator_code=ctx.data["o"], face_minor=ctx.data["a"]
+    )
+    op = await operator(ctx, ctx.data["o"])
+    return Screen(
+        ctx.t(
+            "buy.confirm",
+            amount=money(quote.face_minor, op.currency),
+            operator=op.name,
+            price=money(quote.price_minor, op.currency),
+            cash=money(quote.cash_minor, op.currency),
+            credit=money(quote.credit_minor, op.currency),
+        )
+    )
+
+
+async def buy(ctx: Ctx, text: str) -> Screen:
+    await check_pin(ctx, text)
+    seller = (
+        await stock.quote(
+            ctx.core, buyer_id=ctx.party_id, operator_code=ctx.data["o"], face_minor=ctx.data["a"]
+        )
+    ).seller
+    receipt = await stock.sell(
+        ctx.core,
+        actor=Actor.party(ctx.party_id, ctx.turn.channel),
+        seller_ref=seller.id or 0,
+        buyer_ref=ctx.party_id,
+        operator_code=ctx.data["o"],
+        face_minor=ctx.data["a"],
+        key=ctx.turn_key(),
+    )
+    op = await operator(ctx, ctx.data["o"])
+    return end(
+        ctx.t(
+            "buy.done",
+            amount=money(receipt.face_minor, op.currency),
+            operator=op.name,
+            price=money(receipt.price_minor, op.currency),
+            ref=receipt.reference,
+        )
+    )
+
+
+STEPS: dict[str, Step] = {
+    S.BALANCE_PIN: Step(prompt("balance.pin"), balance, Expects.PIN),
+    S.STATEMENT_PIN: Step(prompt("statement.pin"), statement, Expects.PIN),
+    S.BUY_OPERATOR: Step(show_operators, pick_operator),
+    S.BUY_AMOUNT: Step(show_buy_amount, buy_amount, Expects.AMOUNT),
+    S.BUY_CONFIRM: Step(show_buy_confirm, buy, Expects.PIN, Zero.CANCEL),
+}

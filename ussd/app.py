@@ -1,0 +1,116 @@
+"""The USSD routes: ``POST /ussd/{gateway}`` for each dialect, guarded, into the shared engine.
+
+A route only translates (STYLE.md rule 2): guard → dialect parse → ``Engine.handle`` → the page
+the screen asked for, rendered within the gateway's limit → dialect reply. Whatever fails inside
+the engine (a database away) is logged and answered as a polite END: a 5xx would make the gateway
+drop the user with a network error instead.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import Counter, Histogram
+
+from core.conversation.engine import Engine, Style
+from core.conversation.flow import end
+from core.conversation.types import Screen
+from core.i18n import DEFAULT_LANGUAGE, t
+from core.logging import get_logger
+from core.models import UssdSessionEnd
+from core.settings import Settings, UssdGateway
+from ussd.dialects import DIALECTS
+from ussd.gateway import BadRequest, Dialect, Guard, guard_for
+from ussd.render import Limits, pages
+
+log = get_logger(__name__)
+
+HOPS = Counter("airgate_ussd_hops_total", "USSD hops answered", ["gateway", "final"])
+REFUSED = Counter("airgate_ussd_refused_total", "USSD requests refused", ["gateway", "status"])
+HOP_SECONDS = Histogram(
+    "airgate_ussd_hop_seconds",
+    "Time to answer a USSD hop",
+    ["gateway"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    dialect: Dialect
+    guard: Guard
+    limits: Limits
+    engine: web.AppKey[Engine]
+
+    def style(self) -> Style:
+        return Style(
+            pages=lambda screen: len(pages(screen, self.limits)), last_input=self.dialect.last_input
+        )
+
+    async def hop(self, request: web.Request) -> web.Response:
+        name = self.dialect.name
+        if not self.guard.allows(request):
+            REFUSED.labels(name, "403").inc()
+            return web.Response(status=403, text="forbidden")
+        started = time.perf_counter()
+        try:
+            turn, echo = await self.dialect.parse(request)
+        except BadRequest as exc:
+            REFUSED.labels(name, "400").inc()
+            return web.Response(status=400, text=f"bad request: {exc}")
+        try:
+            screen = await request.app[self.engine].handle(turn, self.style())
+        except Exception:
+            log.exception("USSD hop failed", gateway=name)
+            screen = end(t(DEFAULT_LANGUAGE, "error.unexpected"))
+        response = self.dialect.reply(self.page(screen), screen.final, echo)
+        HOPS.labels(name, str(screen.final).lower()).inc()
+        HOP_SECONDS.labels(name).observe(time.perf_counter() - started)
+        return response
+
+    def page(self, screen: Screen) -> str:
+        all_pages = pages(screen, self.limits)
+        return all_pages[min(screen.page, len(all_pages) - 1)]
+
+    async def session_end(self, request: web.Request) -> web.Response:
+        """Accept and record a gateway's end-of-session report."""
+        if not self.guard.allows(request):
+            REFUSED.labels(self.dialect.name, "403").inc()
+            return web.Response(status=403, text="forbidden")
+        assert self.dialect.session_end is not None
+        try:
+            report = await self.dialect.session_end(request)
+        except BadRequest as exc:
+            return web.Response(status=400, text=f"bad request: {exc}")
+        row = UssdSessionEnd(
+            gateway=self.dialect.name,
+            session_id=report.session_id,
+            msisdn=report.msisdn,
+            status=report.status,
+            error=report.error,
+            hops=report.hops,
+            duration_ms=report.duration_ms,
+            cost=report.cost,
+        )
+        async with request.app[self.engine].core.transaction() as session:
+            session.add(row)
+        return web.Response(text="ok")
+
+
+def add_routes(app: web.Application, *, settings: Settings, engine: web.AppKey[Engine]) -> None:
+    """Mount every enabled gateway's routes; ``engine`` is the app's key for the shared engine."""
+    for dialect in DIALECTS:
+        config = settings.ussd_gateways.get(dialect.name, UssdGateway())
+        if not config.enabled:
+            continue
+        gateway = Gateway(
+            dialect=dialect,
+            guard=guard_for(settings, dialect.name, config),
+            limits=Limits(gsm7=config.gsm7_limit, ucs2=config.ucs2_limit),
+            engine=engine,
+        )
+        app.router.add_post(f"/ussd/{dialect.name}", gateway.hop)
+        if dialect.session_end is not None:
+            app.router.add_post(f"/ussd/{dialect.name}/end", gateway.session_end)

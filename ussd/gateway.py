@@ -1,0 +1,156 @@
+"""What a USSD dialect module provides, and how every gateway route is guarded.
+
+A dialect reads its gateway's request into a ``Turn`` (plus the fields its reply must echo) and
+writes a page of text back in its gateway's format. Adding a gateway is one module in
+``ussd/dialects/`` and one line in its ``DIALECTS``.
+
+Invariant: a request that does not carry the gateway's secret, or comes from outside its allowed
+networks, gets 403 before anything is read; a request the dialect cannot read gets 400 with a
+one-line reason. Neither ever reaches the engine, and no response carries a traceback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from core.conversation.types import Turn
+from core.errors import InvalidMsisdn
+from core.msisdn import normalize
+from core.settings import Settings, UssdGateway
+
+SECRET_HEADER = "X-AirGate-Secret"
+SECRET_QUERY = "token"
+MAX_FIELD_CHARS = 512  # no gateway field is longer; a longer one is not a gateway's request
+
+
+class BadRequest(Exception):
+    """The request is not one this dialect can read: 400, with this message."""
+
+
+Echo = dict[str, Any]  # request fields the reply must carry back (Hubtel, Arkesel)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnd:
+    """A gateway's report that a session ended (Africa's Talking's notification)."""
+
+    session_id: str
+    msisdn: str
+    status: str
+    error: str | None = None
+    hops: int | None = None
+    duration_ms: int | None = None
+    cost: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    name: str  # the route: POST /ussd/{name}
+    parse: Callable[[web.Request], Awaitable[tuple[Turn, Echo]]]
+    reply: Callable[[str, bool, Echo], web.Response]  # (page, final, echo)
+    # For a gateway that sends the whole path of inputs: the newest input given the last path.
+    last_input: Callable[[str, str | None], str] | None = None
+    # For a gateway that reports how sessions ended: POST /ussd/{name}/end.
+    session_end: Callable[[web.Request], Awaitable[SessionEnd]] | None = None
+
+
+def field_text(fields: Any, name: str, *, required: bool = True) -> str:
+    """A request field as text, bounded; BadRequest names what is missing or wrong."""
+    value = fields.get(name)
+    if value is None or value == "":
+        if required:
+            raise BadRequest(f"missing {name}")
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise BadRequest(f"{name} must be text")
+    text = str(value)
+    if len(text) > MAX_FIELD_CHARS:
+        raise BadRequest(f"{name} is too long")
+    return text
+
+
+async def read_form(request: web.Request) -> Any:
+    try:
+        return await request.post()
+    except (ValueError, UnicodeDecodeError, AssertionError) as exc:
+        raise BadRequest("the body is not a form") from exc
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("the body is not JSON") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("the body is not a JSON object")
+    return body
+
+
+def phone(text: str) -> str:
+    """The caller's number as E.164 (gateways send ``+254…`` or ``254…``)."""
+    candidate = text if text.startswith("+") else f"+{text}"
+    try:
+        return normalize(candidate, country="ZZ")
+    except InvalidMsisdn:
+        raise BadRequest("the phone number is not valid") from None
+
+
+def whole(text: str) -> int | None:
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 12 else None
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """One gateway's secret and allowed networks."""
+
+    secret: str
+    secret_in: str
+    networks: tuple[IPv4Network | IPv6Network, ...] = field(default=())
+
+    def allows(self, request: web.Request) -> bool:
+        given = (
+            request.headers.get(SECRET_HEADER, "")
+            if self.secret_in == "header"
+            else request.query.get(SECRET_QUERY, "")
+        )
+        if not hmac.compare_digest(given.encode(), self.secret.encode()):
+            return False
+        if not self.networks:
+            return True
+        try:
+            address = ip_address(request.remote or "")
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+
+def guard_for(settings: Settings, name: str, config: UssdGateway) -> Guard:
+    secret = config.secret or shared_secret(settings)
+    networks = tuple(ip_network(item, strict=False) for item in config.allow_ips)
+    return Guard(secret=secret, secret_in=config.secret_in, networks=networks)
+
+
+def shared_secret(settings: Settings) -> str:
+    """``AIRGATE_USSD_SECRET``, or one generated once and kept in ``var_dir/ussd_secret`` (0600)
+    so the embedded demo's routes are guarded too and ``airgate phone`` can dial them."""
+    if settings.ussd_secret:
+        return settings.ussd_secret
+    path = Path(settings.var_dir) / "ussd_secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(24))
+    return path.read_text().strip()
