@@ -102,7 +102,8 @@ class Engine:
             return end(t(lang, "error.pin_locked", unlocker=unlocker))
         data.update(p=party.id, r=party.role, l=lang)
         ctx = self._ctx(turn, session)
-        point = await self.store.resume_point(turn.channel, turn.user_ref)
+        # A redial may continue a dropped journey; a hop of a session we lost starts over.
+        point = None if expired else await self.store.resume_point(turn.channel, turn.user_ref)
         if point is not None and point["d"].get("p") == party.id:
             session.state = RESUME
             data.update(rs=point["s"], rd=point["d"])

@@ -40,6 +40,8 @@ class AtPhone:
     inputs: list[str] = field(default_factory=list)
 
     async def dial(self) -> str:
+        """A new session, as every dial is for the gateway."""
+        self.session_id = f"ATUid_{next(_sessions)}"
         self.inputs = []
         return await self._post("")
 

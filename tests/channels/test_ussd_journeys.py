@@ -1,0 +1,253 @@
+"""Every retailer and distributor journey on USSD, over HTTP, with the real engine and services."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+from sqlalchemy import select
+
+from core.context import Core
+from core.models import Party, SupportCase, Topup
+from core.services import stock
+from core.services.seed import DISTRIBUTOR_MSISDN
+from tests.channels.conftest import AtPhone
+
+PIN = "1234"
+
+
+async def _to_confirm(phone: AtPhone, number: str = "0788123456", amount: str = "500") -> str:
+    await phone.dial()
+    await phone.send("1")
+    await phone.send(number)
+    return await phone.send(amount)
+
+
+async def test_a_wrong_number_reprompts_with_the_reason(phone: AtPhone) -> None:
+    await phone.dial()
+    await phone.send("1")
+    again = await phone.send("07881")
+    assert again == "CON That is not a valid phone number.\nEnter the customer's phone number:"
+    assert (await phone.send("+254 788 123 456")).startswith("CON Airtel 0788123456")
+
+
+async def test_an_amount_out_of_range_reprompts_with_the_range(phone: AtPhone) -> None:
+    await phone.dial()
+    await phone.send("1")
+    await phone.send("0788123456")
+    assert (await phone.send("2")).startswith("CON Amount must be KES 5 to KES 10,000.\nAirtel")
+    assert (await phone.send("lots")).startswith("CON Enter an amount in numbers, like 500.")
+    assert (await phone.send("50")).startswith("CON Top up KES 50 to 0788123456 (Airtel)?")
+
+
+async def test_wrong_pins_count_down_then_lock_and_say_whom_to_call(
+    phone: AtPhone, core: Core
+) -> None:
+    await _to_confirm(phone)
+    first = await phone.send("9999")
+    assert first.startswith("CON Wrong PIN. 2 attempt(s) left.\nTop up KES 500")
+    assert (await phone.send("9998")).startswith("CON Wrong PIN. 1 attempt(s) left.")
+    locked = await phone.send("9997")
+    assert locked == (
+        "END Your PIN is locked after too many wrong tries. "
+        f"Call Demo Distributor ({DISTRIBUTOR_MSISDN}) to unlock it."
+    )
+    assert (await phone.redial().dial()).startswith("END Your PIN is locked")
+    async with core.sessions() as session:
+        assert (await session.execute(select(Topup))).first() is None
+
+
+async def test_back_and_main_menu_work_on_every_screen(phone: AtPhone) -> None:
+    menu = await phone.dial()
+    await phone.send("1")
+    await phone.send("0788123456")
+    assert await phone.send("0") == "CON Enter the customer's phone number:"
+    assert await phone.send("0") == menu
+    await phone.send("2")
+    assert await phone.send("00") == menu
+    await phone.send("1")
+    await phone.send("0788123456")
+    await phone.send("500")
+    assert await phone.send("00") == menu  # even on a PIN screen
+
+
+async def test_a_choice_not_on_the_list_reprompts(phone: AtPhone) -> None:
+    await phone.dial()
+    assert (await phone.send("9")).startswith("CON Choose a number from the list.\nAirGate")
+
+
+async def test_data_bundle_with_pin(phone: AtPhone, core: Core) -> None:
+    await phone.dial()
+    await phone.send("2")
+    bundles = await phone.send("0712345678")
+    assert bundles.startswith("CON Safaricom bundles for 0712345678:\n1. 200 SMS 24h KES 10")
+    confirm = await phone.send("3")  # the third cheapest: 1GB 7 days
+    assert confirm.startswith("CON Buy 1GB 7 days (KES 250) for 0712345678 (Safaricom)?")
+    done = await phone.send(PIN)
+    assert done.startswith("END Top-up of KES 250 to 0712345678 accepted.")
+    async with core.sessions() as session:
+        topup = (await session.execute(select(Topup))).scalar_one()
+    assert topup.product_code == "safaricom-ke:data-1gb-7d"
+
+
+async def test_balance_and_statement_after_a_top_up(phone: AtPhone) -> None:
+    await _to_confirm(phone)
+    await phone.send(PIN)
+    await phone.dial()
+    await phone.send("3")
+    balance = await phone.send(PIN)
+    assert balance.startswith("END Your balance:\nAirtel: KES 4,500\n")
+    assert "Cash: KES" in balance
+    await phone.dial()
+    await phone.send("5")
+    statement = await phone.send(PIN)
+    assert statement.startswith("END Last movements:\n")
+    assert statement.split("\n")[1].endswith(" -500 Airtel top-up")  # newest first
+
+
+async def test_buying_stock_shows_the_price_and_how_it_is_paid(phone: AtPhone, core: Core) -> None:
+    await phone.dial()
+    await phone.send("4")
+    await phone.send("1")  # Airtel (operators by name)
+    confirm = await phone.send("1000")
+    assert confirm.startswith("CON Buy KES 1,000 Airtel for KES 975 (cash KES 975, credit KES 0)?")
+    done = await phone.send(PIN)
+    assert done.startswith("END Bought KES 1,000 Airtel stock for KES 975. Ref ")
+    position = await stock.balance(core, ref=phone.msisdn)
+    assert position.stock["airtel-ke"]["available"] == 6_000_00
+
+
+async def test_buying_more_than_cash_and_credit_reprompts(phone: AtPhone) -> None:
+    await phone.dial()
+    await phone.send("4")
+    await phone.send("1")
+    too_much = await phone.send("900000")
+    assert too_much.startswith("CON That costs KES 877,500; you can pay KES ")
+
+
+async def test_support_opens_one_case_per_top_up(phone: AtPhone, core: Core) -> None:
+    await _to_confirm(phone)
+    await phone.send(PIN)
+    await phone.dial()
+    await phone.send("6")
+    opened = await phone.send("1")
+    assert opened.startswith("END Case 1 opened for T")
+    await phone.dial()
+    await phone.send("6")
+    assert (await phone.send("1")).startswith("END Case 1 is already open for T")
+    async with core.sessions() as session:
+        assert len((await session.execute(select(SupportCase))).all()) == 1
+
+
+async def test_change_pin_then_the_new_one_works(phone: AtPhone) -> None:
+    await phone.dial()
+    await phone.send("7")
+    await phone.send("1")
+    await phone.send("4321")
+    mismatch = await phone.send("4322")
+    assert mismatch == "CON The PINs did not match.\nEnter your new PIN (4 to 6 digits):"
+    await phone.send("4321")
+    await phone.send("4321")
+    assert await phone.send(PIN) == "END Your PIN was changed."
+    await phone.dial()
+    await phone.send("3")
+    assert (await phone.send("4321")).startswith("END Your balance:")
+
+
+async def test_language_change_is_used_from_the_next_screen(phone: AtPhone, core: Core) -> None:
+    await phone.dial()
+    await phone.send("7")
+    languages = await phone.send("2")
+    assert "1. English\n2. Francais\n3. Kiswahili" in languages
+    assert (await phone.send("3")).startswith("END Lugha")
+    menu = await phone.dial()
+    assert "1. " in menu and "Airtime top-up" not in menu
+    async with core.sessions() as session:
+        party = (
+            await session.execute(select(Party).where(Party.msisdn == phone.msisdn))  # type: ignore[arg-type]
+        ).scalar_one()
+    assert party.language == "sw"
+
+
+async def test_an_unregistered_number_is_told_how_to_join(phone: AtPhone) -> None:
+    stranger = AtPhone(phone.client, "+254711999999")
+    assert (await stranger.dial()).startswith("END This number is not registered with AirGate.")
+
+
+async def test_a_dropped_journey_resumes_within_two_minutes_but_not_past_the_pin(
+    phone: AtPhone,
+) -> None:
+    await _to_confirm(phone)  # dropped on the PIN screen
+    again = phone.redial()
+    offer = await again.dial()
+    assert offer == "CON Continue where you left off (Airtime top-up)?\n1. Continue\n2. Start over"
+    resumed = await again.send("1")
+    assert resumed.startswith("CON Top up KES 500 to 0788123456 (Airtel)?")
+    assert (await again.send(PIN)).startswith("END Top-up of KES 500")
+    assert (await phone.redial().dial()).startswith("CON AirGate")  # finished: nothing to resume
+
+
+async def test_start_over_forgets_the_dropped_journey(phone: AtPhone) -> None:
+    await _to_confirm(phone)
+    again = phone.redial()
+    await again.dial()
+    assert (await again.send("2")).startswith("CON AirGate\n1. Airtime top-up")
+    assert (await phone.redial().dial()).startswith("CON AirGate")
+
+
+async def test_an_expired_session_says_so_and_starts_over(phone: AtPhone, redis_url: str) -> None:
+    await phone.dial()
+    await phone.send("1")
+    client = aioredis.Redis.from_url(redis_url)
+    await client.delete(f"airgate:s:ussd:at:{phone.session_id}")
+    await client.aclose()
+    expired = await phone.send("0788123456")
+    assert expired.startswith("CON Your session expired. Starting again.\nAirGate\n1. Airtime")
+
+
+async def test_concurrent_copies_of_one_hop_apply_once_and_answer_alike(
+    phone: AtPhone, core: Core
+) -> None:
+    await _to_confirm(phone)
+    phone.inputs.append(PIN)
+    path = "*".join(phone.inputs)
+    answers = await asyncio.gather(*(phone._post(path) for _ in range(8)))
+    async with core.sessions() as session:
+        topups = (await session.execute(select(Topup))).scalars().all()
+    assert len(topups) == 1
+    assert all(a.startswith("END Top-up of KES 500") and topups[0].id in a for a in answers)
+
+
+async def test_a_gateway_retry_of_an_answered_hop_changes_nothing(phone: AtPhone) -> None:
+    await phone.dial()
+    await phone.send("1")
+    number = await phone.send("0788123456")
+    assert await phone._post("1*0788123456") == number
+
+
+async def test_distributor_sells_stock_to_its_retailer(client: object, core: Core) -> None:
+    distributor = AtPhone(client, DISTRIBUTOR_MSISDN)  # type: ignore[arg-type]
+    menu = await distributor.dial()
+    assert menu.startswith("CON AirGate\n1. My balance\n2. Sell stock\n3. Low-stock retailers")
+    await distributor.send("2")
+    assert (await distributor.send("0799999999")).startswith("CON That number is not one of")
+    await distributor.send("0700000002")
+    await distributor.send("1")  # Airtel
+    confirm = await distributor.send("2000")
+    assert confirm.startswith("CON Sell KES 2,000 Airtel to Demo Shop 002")
+    assert "for KES 1,950?" in confirm
+    assert (await distributor.send(PIN)).startswith("END Sold KES 2,000 Airtel to Demo Shop 002")
+    position = await stock.balance(core, ref="+254700000002")
+    assert position.stock["airtel-ke"]["available"] == 7_000_00
+
+
+async def test_distributor_sees_low_stock_retailers(client: object, core: Core) -> None:
+    shop = AtPhone(client, "+254700000003")  # type: ignore[arg-type]
+    await _to_confirm(shop, amount="4500")
+    await shop.send(PIN)  # 500 of Airtel left: under the 1,000 threshold
+    distributor = AtPhone(client, DISTRIBUTOR_MSISDN)  # type: ignore[arg-type]
+    await distributor.dial()
+    low = await distributor.send("3")
+    assert low.startswith("CON Low on stock:\n1. Demo Shop 003 Airtel KES 500")
+    detail = await distributor.send("1")
+    assert detail.startswith("END Demo Shop 003 0700000003\n")

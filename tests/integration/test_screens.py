@@ -1,0 +1,100 @@
+"""Every screen of every menu, in every language, fits a USSD page without being cut.
+
+The renderer never exceeds the limit (it cuts as a last resort, ussd/render.py); this checks the
+texts are written so that it never has to: worst-case values in every catalogue text, and every
+step's screen from a real database, with the longest re-prompt reason above it.
+"""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+
+from core.context import Core
+from core.conversation.flow import Ctx
+from core.conversation.flows import FLOWS
+from core.conversation.sessions import Session
+from core.conversation.types import Expects, Turn
+from core.i18n import LANGUAGES, catalogue, t
+from core.jobs.queue import JobQueue
+from core.services.seed import DISTRIBUTOR_MSISDN, seed_demo
+from ussd.render import Limits, cost, pages
+
+LIMITS = Limits()
+# The longest value each placeholder takes in practice.
+WORST = {
+    "amount": "KES 1,000,000.50",
+    "available": "KES 1,000,000.50",
+    "needed": "KES 1,000,000.50",
+    "price": "KES 1,000,000.50",
+    "payable": "KES 1,000,000.50",
+    "cash": "KES 1,000,000.50",
+    "credit": "KES 1,000,000.50",
+    "limit": "KES 1,000,000.50",
+    "low": "KES 1,000,000.50",
+    "high": "KES 1,000,000.50",
+    "number": "0788123456",
+    "operator": "Safaricom",
+    "bundle": "5GB 30 days",
+    "ref": "a1b2c3d4e5f6a1b2c3d4e5f6:12",
+    "case": "123456",
+    "name": "N" * 24,
+    "unlocker": "Demo Distributor Nairobi West (+254700000100)",
+    "what": "Low-stock retailers",
+    "status": "pending approval",
+    "seconds": "119",
+    "attempts_left": "2",
+    "product": "airtime",
+    "shop": "S" * 30,
+    "stock": "KES 1,000,000.50",
+}
+
+
+def _fields(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_text_with_worst_case_values_fits_one_page(language: str) -> None:
+    for key, template in catalogue(language).items():
+        text = template.format(**{name: WORST[name] for name in _fields(template)})
+        assert cost(text)[0] <= LIMITS.gsm7, f"{language}:{key} is {cost(text)[0]}: {text!r}"
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_every_step_of_every_menu_fits_with_a_reason_above(core: Core, language: str) -> None:
+    await seed_demo(core, retailers=3)
+    reasons = [t(language, "error.choose"), t(language, "error.amount_format")]
+    longest_reason = max([*reasons, t(language, "error.wrong_pin", attempts_left=2)], key=len)
+    roles = {"retailer": "+254700000001", "distributor": DISTRIBUTOR_MSISDN}
+    for role, flow in FLOWS.items():
+        for state, step in flow.steps.items():
+            data = {
+                "p": 2 if role == "distributor" else 3,
+                "r": role,
+                "l": language,
+                "n": "+254788123456",
+                "o": "airtel-ke",
+                "a": 99_999_900,
+                "b": "safaricom-ke:data-5gb-30d",
+                "rid": 3,
+                "rn": "N" * 24,
+                "rm": "+254700000001",
+                "ago": 119,
+            }
+            if state.startswith("data."):
+                data["o"] = "safaricom-ke"
+            ctx = Ctx(
+                core=core,
+                queue=JobQueue(None),  # type: ignore[arg-type]  # shows never enqueue
+                turn=Turn("ussd", "s", roles[role], ""),
+                session=Session(state=state, data=data),
+            )
+            screen = await step.show(ctx)
+            if step.expects != Expects.CHOICE and not screen.final:
+                screen = type(screen)(f"{longest_reason}\n{screen.text}", screen.options)
+            rendered = pages(screen, LIMITS)
+            where = f"{language}:{role}:{state}"
+            assert all(cost(page)[0] <= LIMITS.gsm7 for page in rendered), where
+            assert rendered[0].startswith(screen.text), f"{where} was cut: {rendered[0]!r}"
