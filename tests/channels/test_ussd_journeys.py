@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 
 import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
+
+from airgate.server import build_app
 
 from core.context import Core
 from core.models import Party, SupportCase, Topup
 from core.services import stock
 from core.services.seed import DISTRIBUTOR_MSISDN
+from core.settings import Settings, UssdGateway
 from tests.channels.conftest import AtPhone
 
 PIN = "1234"
@@ -251,3 +255,23 @@ async def test_distributor_sees_low_stock_retailers(client: object, core: Core) 
     assert low.startswith("CON Low on stock:\n1. Demo Shop 003 Airtel KES 500")
     detail = await distributor.send("1")
     assert detail.startswith("END Demo Shop 003 0700000003\n")
+
+
+async def test_a_small_gateway_pages_the_menu_and_keeps_its_numbers(
+    app_settings: Settings, client: TestClient
+) -> None:
+    small = app_settings.model_copy(
+        update={"ussd_gateways": {"africastalking": UssdGateway(gsm7_limit=70)}}
+    )
+    async with TestClient(TestServer(build_app(small))) as small_client:
+        phone = AtPhone(small_client, "+254700000001")
+        first = await phone.dial()
+        assert first.endswith("\n98 More") and "1. Airtime top-up" in first
+        assert all(len(page) - 4 <= 70 for page in [first])
+        second = await phone.send("98")
+        assert "\n0 Back" in second and "1. Airtime" not in second
+        assert await phone.send("0") == first
+        await phone.send("98")
+        await phone.send("98")
+        account = await phone.send("7")  # its number on the last page, chosen from there
+        assert account.startswith("CON My account")
