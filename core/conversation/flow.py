@@ -158,7 +158,8 @@ class Flow:
             model=None,
             states=[str(state) for state in self.steps],
             transitions=[
-                [str(trigger), _plain(source), str(dest)] for trigger, source, dest in self.table
+                {"trigger": str(trigger), "source": _plain(source), "dest": str(dest)}
+                for trigger, source, dest in self.table
             ],
             initial=self.initial,
             auto_transitions=False,

@@ -9,10 +9,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
 from airgate.server import build_app
-
 from core.context import Core
-from core.models import Party, SupportCase, Topup
-from core.services import stock
+from core.models import Party, PartyStatus, SupportCase, Topup
+from core.services import parties, stock
+from core.services.audit import Actor
 from core.services.seed import DISTRIBUTOR_MSISDN
 from core.settings import Settings, UssdGateway
 from tests.channels.conftest import AtPhone
@@ -275,3 +275,24 @@ async def test_a_small_gateway_pages_the_menu_and_keeps_its_numbers(
         await phone.send("98")
         account = await phone.send("7")  # its number on the last page, chosen from there
         assert account.startswith("CON My account")
+
+
+async def test_a_suspended_retailer_is_told_so(phone: AtPhone, core: Core) -> None:
+    await parties.set_status(
+        core, actor=Actor.system(), ref=phone.msisdn, status=PartyStatus.SUSPENDED
+    )
+    assert await phone.dial() == (
+        "END Your AirGate account is suspended. Please call your distributor."
+    )
+
+
+async def test_a_pin_change_dropped_after_the_first_pin_resumes_before_it(
+    phone: AtPhone,
+) -> None:
+    await phone.dial()
+    await phone.send("7")
+    await phone.send("1")
+    await phone.send("4321")  # dropped on "enter the new PIN again"
+    again = phone.redial()
+    assert (await again.dial()).startswith("CON Continue where you left off (My account)?")
+    assert await again.send("1") == "CON Enter your new PIN (4 to 6 digits):"
