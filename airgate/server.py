@@ -39,7 +39,7 @@ def build_app(settings: Settings) -> web.Application:
         async with open_core(settings) as core:
             app[CORE] = core
             app[REDIS] = redis = aioredis.Redis.from_url(url)
-            queue = await JobQueue.connect(url)
+            queue = JobQueue.on_pool(redis.connection_pool)
             store = SessionStore(
                 redis,
                 ttl_s={
@@ -51,7 +51,6 @@ def build_app(settings: Settings) -> web.Application:
             try:
                 yield
             finally:
-                await queue.close()
                 await redis.aclose()
 
     app.cleanup_ctx.append(resources)

@@ -10,6 +10,7 @@ import structlog
 def configure(*, level: str, json: bool) -> None:
     logging.basicConfig(level=level.upper(), format="%(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin chatter is not news
+    logging.getLogger("transitions").setLevel(logging.WARNING)  # a line per state change
     # arq logs every job's arguments at INFO: a top-up's carry the customer's number, which never
     # reaches a log line. Its warnings and errors (failed jobs) still show; our own lines say what
     # each job did.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from airgate.cli import agreement, db, money, party, sandbox, topup
+from airgate.cli import agreement, db, money, party, phone, sandbox, topup
 from airgate.cli import run as running
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app.command("balance")(money.balance)
 app.command("seed")(running.seed)
 app.command("serve")(running.serve)
 app.command("demo")(running.demo)
+app.command("phone")(phone.phone)
 app.command("sandbox")(sandbox.sandbox)
 app.command("worker")(topup.worker)
 

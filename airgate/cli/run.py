@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from airgate.cli._run import JsonOpt, emit, fail, out, run, settings
+from airgate.cli.phone import Line, LineDown, line_for, logs_to, ring
 from core.context import Core, open_core
 from core.db import upgrade
 from core.errors import AirGateError
@@ -107,7 +108,7 @@ def _until_stopped(main: Coroutine[Any, Any, None]) -> None:
     """Run ``main`` until a signal stops it; what could not start is one line, exit 1."""
     try:
         asyncio.run(_cancelled_is_done(main))
-    except (CannotRun, AirGateError) as exc:
+    except (CannotRun, AirGateError, LineDown) as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot start: {exc}")
@@ -198,6 +199,7 @@ def _print_demo(s: Settings, *, url: str, started: bool, sandbox: bool) -> None:
     _say("Demo", "distributor +254700000100, retailers +254700000001…, PIN 1234")
     _say("Try", "airgate topup send +254700000001 0712345670 50   (PIN 1234)")
     _say("", "airgate topup list")
+    _say("Phone", "airgate phone +254700000001   (in another terminal: the USSD menu, PIN 1234)")
     if sandbox and s.sms_url.rstrip("/") == sandbox_url:
         _say("SMS", f"curl {sandbox_url}/sandbox/sms   (what the retailer and customer got)")
     elif s.sms_url.rstrip("/") == sandbox_url:
@@ -207,7 +209,7 @@ def _print_demo(s: Settings, *, url: str, started: bool, sandbox: bool) -> None:
     _say("", "Ctrl-C stops the demo")
 
 
-async def _demo(s: Settings, *, retailers: int) -> None:
+async def _demo(s: Settings, *, retailers: int, phone: Line | None) -> None:
     from airgate.server import build_app
 
     _stop_on_signal()
@@ -230,7 +232,11 @@ async def _demo(s: Settings, *, retailers: int) -> None:
             )
             worker = await _start_worker(stack, s, url=url)
             _print_demo(s, url=url, started=started, sandbox=sandbox)
-            await asyncio.wait([worker])  # not `await worker`: a signal must not cancel it
+            # asyncio.wait, not `await worker`: a signal must not cancel it.
+            ends = [worker] if phone is None else [worker, ring(phone)]
+            done, _ = await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+            if worker not in done:
+                return ends[1].result()  # the phone quit (or says why it could not go on)
             raise CannotRun(f"the worker stopped: {worker.exception()!r}")
     finally:
         if started:
@@ -239,12 +245,20 @@ async def _demo(s: Settings, *, retailers: int) -> None:
 
 def demo(
     retailers: Annotated[int, typer.Option(min=1, max=999_999, help="Retailers to seed.")] = 10,
+    phone: Annotated[
+        str | None,
+        typer.Option(metavar="NUMBER", help="Then dial in from NUMBER; quitting stops the demo."),
+    ] = None,
 ) -> None:
     """Everything in one process on embedded defaults: migrate, seed if empty, start Redis, the
     sandbox (aggregator and SMS stand-in), the worker and HTTP."""
     s = settings()
     configure(level=s.log_level, json=s.log_json)
-    _until_stopped(_demo(s, retailers=retailers))
+    line = None if phone is None else line_for(s, phone)
+    if line is not None:  # the phone has the terminal: the logs go to a file
+        logs_to(s.var_dir / "demo.log")
+        _say("Logs", str(s.var_dir / "demo.log"))
+    _until_stopped(_demo(s, retailers=retailers, phone=line))
 
 
 def seed(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError
 
 from core.jobs import scripts
@@ -37,6 +38,12 @@ class JobQueue:
     @classmethod
     async def connect(cls, url: str) -> JobQueue:
         return cls(await create_pool(redis_settings(url), default_queue_name=QUEUE))
+
+    @classmethod
+    def on_pool(cls, pool: ConnectionPool) -> JobQueue:
+        """A queue on an existing connection pool, without connecting: ``airgate serve`` starts
+        (and reports itself degraded on /health) while Redis is away."""
+        return cls(ArqRedis(pool, default_queue_name=QUEUE))
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -296,3 +296,9 @@ async def test_a_pin_change_dropped_after_the_first_pin_resumes_before_it(
     again = phone.redial()
     assert (await again.dial()).startswith("CON Continue where you left off (My account)?")
     assert await again.send("1") == "CON Enter your new PIN (4 to 6 digits):"
+
+
+async def test_an_empty_low_stock_list_ends_the_session(client: TestClient) -> None:
+    distributor = AtPhone(client, DISTRIBUTOR_MSISDN)
+    await distributor.dial()
+    assert await distributor.send("3") == "END None of your retailers is low on stock."
