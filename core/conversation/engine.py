@@ -146,6 +146,13 @@ class Engine:
             raw, data["m"] = style.last_input(raw, data.get("m")), raw
         text = raw.strip()
         state = ctx.session.state
+        screen = await self._on(ctx, state, text, style)
+        if state != RESUME and self._flow(ctx).steps[state].expects == Expects.PIN:
+            return replace(screen, erase_input=True)
+        return screen
+
+    async def _on(self, ctx: Ctx, state: str, text: str, style: Style) -> Screen:
+        data = ctx.data
         try:
             if state == RESUME:
                 return await self._resume(ctx, text)

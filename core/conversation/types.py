@@ -38,3 +38,5 @@ class Screen:
     expects: Expects = Expects.CHOICE
     final: bool = False  # the session ends with this screen
     page: int = 0  # which page of the options a channel that paginates shows (USSD: 98 More)
+    # The input answered was a PIN: a channel that keeps a history (Telegram) deletes it.
+    erase_input: bool = False

@@ -1,0 +1,1 @@
+"""Local fakes of outside services that tests run real clients against."""
