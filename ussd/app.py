@@ -22,7 +22,7 @@ from core.logging import get_logger
 from core.models import UssdSessionEnd
 from core.settings import Settings, UssdGateway
 from ussd.dialects import DIALECTS
-from ussd.gateway import BadRequest, Dialect, Guard, guard_for
+from ussd.gateway import BadRequest, Dialect, Guard, Hangup, guard_for
 from ussd.render import Limits, pages
 
 log = get_logger(__name__)
@@ -60,6 +60,8 @@ class Gateway:
         except BadRequest as exc:
             REFUSED.labels(name, "400").inc()
             return web.Response(status=400, text=f"bad request: {exc}")
+        except Hangup:
+            return self.dialect.reply("", True, {})
         try:
             screen = await request.app[self.engine].handle(turn, self.style())
         except Exception:

@@ -1,8 +1,9 @@
 """What a USSD dialect module provides, and how every gateway route is guarded.
 
-A dialect reads its gateway's request into a ``Turn`` (plus the fields its reply must echo) and
-writes a page of text back in its gateway's format. Adding a gateway is one module in
-``ussd/dialects/`` and one line in its ``DIALECTS``.
+A dialect reads its gateway's request into a ``Turn`` (plus the fields its reply must echo), or
+raises ``Hangup`` when the request only says the user left, and writes a page of text back in its
+gateway's format. Adding a gateway is one module in ``ussd/dialects/`` and one line in its
+``DIALECTS``.
 
 Invariant: a request that does not carry the gateway's secret, or comes from outside its allowed
 networks, gets 403 before anything is read; a request the dialect cannot read gets 400 with a
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from core.conversation.types import Turn
 from core.errors import InvalidMsisdn
@@ -30,10 +33,19 @@ from core.settings import Settings, UssdGateway
 SECRET_HEADER = "X-AirGate-Secret"
 SECRET_QUERY = "token"
 MAX_FIELD_CHARS = 512  # no gateway field is longer; a longer one is not a gateway's request
+SESSION_ID_COLUMN_CHARS = 96  # ussd_session_end.session_id, the dialect's prefix included
+# Control characters (tab and line breaks aside) and lone surrogates: no gateway sends them, and
+# neither Redis (UTF-8) nor PostgreSQL (no NUL) can store them.
+_UNSTORABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
 class BadRequest(Exception):
     """The request is not one this dialect can read: 400, with this message."""
+
+
+class Hangup(Exception):
+    """The gateway reports that the user already left (Hubtel's ``Release``, ``Timeout``): the
+    route answers the dialect's empty final reply and the engine is not called."""
 
 
 Echo = dict[str, Any]  # request fields the reply must carry back (Hubtel, Arkesel)
@@ -41,7 +53,8 @@ Echo = dict[str, Any]  # request fields the reply must carry back (Hubtel, Arkes
 
 @dataclass(frozen=True, slots=True)
 class SessionEnd:
-    """A gateway's report that a session ended (Africa's Talking's notification)."""
+    """A gateway's report that a session ended (Africa's Talking's notification). A session id
+    longer than its ``ussd_session_end`` column is a BadRequest, not a failed insert."""
 
     session_id: str
     msisdn: str
@@ -50,6 +63,10 @@ class SessionEnd:
     hops: int | None = None
     duration_ms: int | None = None
     cost: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.session_id) > SESSION_ID_COLUMN_CHARS:
+            raise BadRequest("the session id is too long")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,20 +92,26 @@ def field_text(fields: Any, name: str, *, required: bool = True) -> str:
     text = str(value)
     if len(text) > MAX_FIELD_CHARS:
         raise BadRequest(f"{name} is too long")
+    if _UNSTORABLE.search(text):
+        raise BadRequest(f"{name} has characters that are not text")
     return text
 
 
 async def read_form(request: web.Request) -> Any:
+    """The form fields; a body aiohttp cannot read as a form is a BadRequest, never a 500."""
     try:
         return await request.post()
-    except (ValueError, UnicodeDecodeError, AssertionError) as exc:
+    # LookupError: an unknown charset; BadHttpMessage: a multipart line too long; RuntimeError: a
+    # part's unknown Content-Transfer-Encoding.
+    except (ValueError, LookupError, AssertionError, RuntimeError, BadHttpMessage) as exc:
         raise BadRequest("the body is not a form") from exc
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object; anything else is a BadRequest, never a 500."""
     try:
         body = await request.json()
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, LookupError, RecursionError) as exc:  # an unknown charset; too deep
         raise BadRequest("the body is not JSON") from exc
     if not isinstance(body, dict):
         raise BadRequest("the body is not a JSON object")
@@ -105,7 +128,8 @@ def phone(text: str) -> str:
 
 
 def whole(text: str) -> int | None:
-    return int(text) if text.isascii() and text.isdigit() and len(text) < 12 else None
+    """A count as the gateway wrote it, or None: at most 9 digits, so it fits a 32-bit column."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +146,8 @@ class Guard:
             if self.secret_in == "header"
             else request.query.get(SECRET_QUERY, "")
         )
-        if not hmac.compare_digest(given.encode(), self.secret.encode()):
+        # A header's non-UTF-8 bytes arrive as surrogates: compare them as bytes, never fail.
+        if not hmac.compare_digest(given.encode(errors="surrogatepass"), self.secret.encode()):
             return False
         if not self.networks:
             return True
