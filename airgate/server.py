@@ -1,7 +1,8 @@
 """``airgate serve``: one aiohttp application for every inbound HTTP route.
 
-``/health``, ``/metrics`` and the USSD gateways (``/ussd/{gateway}``, ussd/app.py); the Telegram
-webhook (``bot/``) and the reseller API (``api/``) mount their routes here as they land. Resources
+``/health``, ``/metrics``, the USSD gateways (``/ussd/{gateway}``, ussd/app.py) and, when a bot
+token is set, the Telegram webhook (``/telegram/webhook``, bot/webhook.py); the reseller API
+(``api/``) mounts its routes here when it lands. Resources
 (the core, Redis, the job queue and the one conversation engine) are built in a cleanup context and
 reached through typed AppKeys; nothing connects at import.
 """
@@ -9,6 +10,7 @@ reached through typed AppKeys; nothing connects at import.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -16,12 +18,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from telegram.ext import Application
 
+from bot import webhook as telegram_webhook
+from bot.channel import TelegramChannel
 from core.context import Core, open_core
 from core.conversation.engine import Engine
 from core.conversation.flows import FLOWS
 from core.conversation.sessions import SessionStore
 from core.jobs.queue import JobQueue
+from core.logging import get_logger
 from core.redis import redis_url
 from core.settings import Settings
 from ussd import app as ussd
@@ -29,6 +35,9 @@ from ussd import app as ussd
 CORE = web.AppKey("core", Core)
 REDIS = web.AppKey("redis", aioredis.Redis)
 ENGINE = web.AppKey("engine", Engine)
+TELEGRAM = web.AppKey("telegram", Application)
+
+log = get_logger(__name__)
 
 
 def build_app(settings: Settings) -> web.Application:
@@ -47,9 +56,12 @@ def build_app(settings: Settings) -> web.Application:
                     "telegram": settings.telegram_session_ttl_s,
                 },
             )
-            app[ENGINE] = Engine(core=core, store=store, queue=queue, flows=FLOWS)
+            app[ENGINE] = engine = Engine(core=core, store=store, queue=queue, flows=FLOWS)
             try:
-                yield
+                async with AsyncExitStack() as stack:
+                    if settings.telegram_token:
+                        app[TELEGRAM] = await _start_bot(stack, settings, engine, redis)
+                    yield
             finally:
                 await redis.aclose()
 
@@ -57,7 +69,28 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     ussd.add_routes(app, settings=settings, engine=ENGINE)
+    if settings.telegram_token:
+        telegram_webhook.add_route(app, settings=settings, application=TELEGRAM)
+    else:
+        log.info("Telegram bot off: AIRGATE_TELEGRAM_TOKEN is not set")
     return app
+
+
+async def _start_bot(
+    stack: AsyncExitStack, settings: Settings, engine: Engine, redis: aioredis.Redis
+) -> Application:  # type: ignore[type-arg]
+    """The bot's application, initialised (getMe), and registered as the webhook when a public
+    URL is configured."""
+    application = TelegramChannel(engine=engine, redis=redis, settings=settings).build()
+    await application.initialize()
+    stack.push_async_callback(application.shutdown)
+    if settings.telegram_webhook_url:
+        await application.bot.set_webhook(
+            settings.telegram_webhook_url,
+            secret_token=telegram_webhook.webhook_secret(settings),
+            allowed_updates=["message", "callback_query"],
+        )
+    return application
 
 
 async def health(request: web.Request) -> web.Response:

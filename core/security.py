@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from core.errors import InvalidPin
@@ -66,12 +67,23 @@ class PinHasher:
 
 def load_pepper(*, configured: str, var_dir: Path) -> bytes:
     """The configured pepper, or one generated once and kept in ``var_dir/pin_pepper`` (0600)."""
+    return kept_secret(
+        configured=configured, path=var_dir / "pin_pepper", make=secrets.token_hex
+    ).encode()
+
+
+def kept_secret(*, configured: str, path: Path, make: Callable[[int], str]) -> str:
+    """``configured`` if set, else a secret made once (``make(32)``) and kept in ``path`` (0600):
+    what the embedded defaults use for the PIN pepper and the webhook secrets. Safe when two
+    processes start at once: one creates the file, the other reads it."""
     if configured:
-        return configured.encode()
-    path = var_dir / "pin_pepper"
+        return configured
     if not path.exists():
-        var_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
         with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
+            handle.write(make(32))
+    return path.read_text().strip()

@@ -78,6 +78,14 @@ class Settings(BaseSettings):
     # Telegram: notifications now, the bot with issue 5. Empty token: no Telegram at all.
     telegram_token: str = ""
     telegram_api_url: str = "https://api.telegram.org/bot"
+    # The bot's webhook (served by `airgate serve` at /telegram/webhook): the public HTTPS URL to
+    # register with setWebhook (empty: register nothing; use `airgate bot --polling` in
+    # development), and the secret Telegram sends back in X-Telegram-Bot-Api-Secret-Token (empty:
+    # generated once into var_dir/telegram_webhook_secret).
+    telegram_webhook_url: str = ""
+    telegram_webhook_secret: str = Field(default="", pattern=r"^[A-Za-z0-9_-]{0,256}$")
+    # How long an invite link (`airgate party invite`) can be used.
+    telegram_invite_ttl_s: int = Field(default=259_200, ge=60)  # 72 h
     # Top-up guards (docs/TOPUPS.md). A party's own daily_limit_minor overrides the default.
     topup_daily_limit_minor: int = Field(default=20_000_000, ge=0)  # KES 200,000
     topup_repeat_window_s: int = Field(default=120, ge=0)

@@ -13,7 +13,6 @@ one-line reason. Neither ever reaches the engine, and no response carries a trac
 from __future__ import annotations
 
 import hmac
-import os
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -28,6 +27,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 from core.conversation.types import Turn
 from core.errors import InvalidMsisdn
 from core.msisdn import normalize
+from core.security import kept_secret
 from core.settings import Settings, UssdGateway
 
 SECRET_HEADER = "X-AirGate-Secret"
@@ -167,15 +167,5 @@ def guard_for(settings: Settings, name: str, config: UssdGateway) -> Guard:
 def shared_secret(settings: Settings) -> str:
     """``AIRGATE_USSD_SECRET``, or one generated once and kept in ``var_dir/ussd_secret`` (0600)
     so the embedded demo's routes are guarded too and ``airgate phone`` can dial them."""
-    if settings.ussd_secret:
-        return settings.ussd_secret
     path = Path(settings.var_dir) / "ussd_secret"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first
-            return path.read_text().strip()
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(24))
-    return path.read_text().strip()
+    return kept_secret(configured=settings.ussd_secret, path=path, make=secrets.token_urlsafe)

@@ -46,6 +46,9 @@ class Style:
 
     pages: Callable[[Screen], int] = lambda _screen: 1
     last_input: Callable[[str, str | None], str] | None = None
+    # A chat outlives its journeys (Telegram): a new turn or input after a final screen starts a
+    # new one. On USSD the gateway ends the session, and a hop after the end is a retry.
+    restart_after_end: bool = False
 
 
 PLAIN = Style()
@@ -61,11 +64,16 @@ class Engine:
         self.flows = flows  # by party role
 
     async def handle(self, turn: Turn, style: Style = PLAIN) -> Screen:
-        session = None if turn.is_new else await self.store.load(turn.channel, turn.session_id)
+        # A USSD session id is new on each dial; a chat (Telegram) keeps its id across journeys,
+        # so its new journey writes over the stored version.
+        fresh = turn.is_new and not style.restart_after_end
+        session = None if fresh else await self.store.load(turn.channel, turn.session_id)
         try:
-            if session is None:
-                session = Session(state=MENU)
-                screen = await self._start(turn, session, style, expired=not turn.is_new)
+            restart = turn.is_new or (session is not None and session.state == END)
+            if session is None or (restart and style.restart_after_end):
+                expired = session is None and not turn.is_new
+                session = Session(state=MENU, version=session.version if session else 0)
+                screen = await self._start(turn, session, style, expired=expired)
             else:
                 answered = await self._replayed(turn, session, style)
                 if answered is not None:
@@ -91,6 +99,8 @@ class Engine:
             data["m"] = turn.input
         party = await parties.identify(self.core, channel=turn.channel, user_ref=turn.user_ref)
         if party is None:
+            if turn.channel == "telegram":  # known by a Telegram account nobody linked yet
+                return Screen(t(DEFAULT_LANGUAGE, "start.unlinked"), (), Expects.CONTACT, True)
             return end(t(DEFAULT_LANGUAGE, "start.unregistered"))
         lang = party.language
         if party.role not in self.flows:

@@ -14,6 +14,7 @@ class Expects(StrEnum):
     AMOUNT = "amount"
     PIN = "pin"
     TEXT = "text"
+    CONTACT = "contact"  # the user's own phone contact (Telegram's "share my number")
 
 
 @dataclass(frozen=True, slots=True)

@@ -152,7 +152,7 @@ def ensure_active(party: Party) -> None:
         raise PartyInactive(party=party.label, status=party.status)
 
 
-async def _may_manage(session: AsyncSession, actor: Actor, party: Party) -> None:
+async def may_manage(session: AsyncSession, actor: Actor, party: Party) -> None:
     """Admins manage anyone; a party manages the parties below it."""
     if actor.is_admin:
         return
@@ -172,7 +172,7 @@ async def _may_manage(session: AsyncSession, actor: Actor, party: Party) -> None
 async def set_status(core: Core, *, actor: Actor, ref: str | int, status: PartyStatus) -> Party:
     async with core.transaction() as session:
         party = await get_party(session, ref, country=core.settings.country)
-        await _may_manage(session, actor, party)
+        await may_manage(session, actor, party)
         previous, party.status = party.status, status
         await record(
             session,
@@ -212,7 +212,7 @@ async def set_pin(
     async with core.transaction() as session:
         party = await get_party(session, ref, country=core.settings.country, lock=True)
         if actor.party_id != party.id:
-            await _may_manage(session, actor, party)
+            await may_manage(session, actor, party)
         party.pin_hash = new_hash
         party.pin_failed_attempts = 0
         party.pin_locked = False
@@ -223,7 +223,7 @@ async def set_pin(
 async def unlock(core: Core, *, actor: Actor, ref: str | int) -> Party:
     async with core.transaction() as session:
         party = await get_party(session, ref, country=core.settings.country)
-        await _may_manage(session, actor, party)
+        await may_manage(session, actor, party)
         party.pin_failed_attempts = 0
         party.pin_locked = False
         await record(session, actor=actor, action="party.unlock", subject_party_id=party.id)
@@ -305,7 +305,7 @@ async def set_language(core: Core, *, actor: Actor, party_id: int, language: str
         if party is None:
             raise NotFound(kind="party", key=str(party_id))
         if actor.party_id not in (None, party_id):
-            await _may_manage(session, actor, party)
+            await may_manage(session, actor, party)
         previous, party.language = party.language, language
         await record(
             session,

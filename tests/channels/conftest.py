@@ -63,3 +63,55 @@ class AtPhone:
 @pytest.fixture
 def phone(client: TestClient) -> AtPhone:
     return AtPhone(client, "+254700000001")
+
+
+from tests.fakes.telegram_api import FakeTelegram, fake_telegram  # noqa: E402, F401
+
+HOOK_SECRET = "hook-secret_0123"
+
+
+@dataclass
+class Telegram:
+    """The real app's webhook route in front of the real PTB Application, the fake Bot API
+    behind it: a test posts updates as Telegram would and reads the chats the fake keeps."""
+
+    client: TestClient
+    fake: FakeTelegram
+
+    async def send(self, update: dict[str, object], *, secret: str = HOOK_SECRET) -> int:
+        headers = {"X-Telegram-Bot-Api-Secret-Token": secret}
+        response = await self.client.post("/telegram/webhook", json=update, headers=headers)
+        return response.status
+
+    async def say(self, user_id: int, text: str) -> None:
+        update = (
+            self.fake.user_command(user_id, text)
+            if text.startswith("/")
+            else self.fake.user_message(user_id, text)
+        )
+        assert await self.send(update) == 200
+
+    async def press(self, user_id: int, label: str) -> None:
+        assert await self.send(self.fake.press(user_id, label)) == 200
+
+    def screen(self, user_id: int) -> str:
+        return self.fake.last(user_id).text
+
+
+@pytest.fixture
+async def telegram(
+    app_settings: Settings,
+    core: Core,
+    fake_telegram: FakeTelegram,  # noqa: F811
+) -> AsyncIterator[Telegram]:
+    await seed_demo(core, retailers=3)
+    fake_telegram.limits = False
+    settings = app_settings.model_copy(
+        update={
+            "telegram_token": fake_telegram.token,
+            "telegram_api_url": fake_telegram.base_url,
+            "telegram_webhook_secret": HOOK_SECRET,
+        }
+    )
+    async with TestClient(TestServer(build_app(settings))) as client:
+        yield Telegram(client, fake_telegram)

@@ -1,0 +1,228 @@
+"""The Telegram channel: python-telegram-bot handlers that turn updates into the engine's turns.
+
+Invariant: every update is handled at most once (its ``update_id`` is claimed in Redis first, so a
+webhook retry or a second instance behind the same webhook does nothing), and a chat can act only
+for the party its Telegram account is linked to (the engine identifies the party by that account;
+an unlinked account is only offered ways to link). No ConversationHandler and no PTB persistence:
+the conversation is the shared engine's, in the same Redis sessions as USSD.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+from telegram import Message, ReplyKeyboardRemove, Update
+from telegram.error import BadRequest, TelegramError
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+
+from bot import render
+from core.conversation.engine import Engine, Style
+from core.conversation.flow import T
+from core.conversation.types import Screen, Turn
+from core.errors import AirGateError, AlreadyExists, InputError, NotFound, WrongPin
+from core.i18n import DEFAULT_LANGUAGE, t
+from core.logging import get_logger
+from core.msisdn import national, normalize
+from core.security import Pin
+from core.services import links, parties
+from core.settings import Settings
+
+log = get_logger(__name__)
+
+CHANNEL = "telegram"
+SEEN_PREFIX = "airgate:tg:update:"
+SEEN_TTL_S = 86_400  # Telegram retries a webhook delivery for hours at most
+PENDING_PREFIX = "airgate:tg:pending:"  # a shared contact waiting for its PIN
+PENDING_TTL_S = 300
+STYLE = Style(pages=render.pages, restart_after_end=True)
+# Commands that jump to a menu item: the option values to choose, in order, from the main menu.
+SHORTCUTS: dict[str, Sequence[str]] = {
+    "menu": (),
+    "balance": (T.BALANCE,),
+    "topup": (T.AIRTIME,),
+    "language": (T.ACCOUNT, T.LANGUAGE),
+}
+
+Context = ContextTypes.DEFAULT_TYPE
+
+
+class TelegramChannel:
+    def __init__(self, *, engine: Engine, redis: aioredis.Redis, settings: Settings) -> None:
+        self.engine = engine
+        self.redis = redis
+        self.settings = settings
+
+    def build(self, *, polling: bool = False) -> Application:  # type: ignore[type-arg]
+        # PTB 22 warns on every RetryAfter unless durations are timedeltas; we want those anyway.
+        os.environ.setdefault("PTB_TIMEDELTA", "true")
+        builder: ApplicationBuilder = (  # type: ignore[type-arg]
+            ApplicationBuilder()
+            .token(self.settings.telegram_token)
+            .base_url(self.settings.telegram_api_url)
+            .base_file_url(self.settings.telegram_api_url.replace("/bot", "/file/bot", 1))
+        )
+        if not polling:
+            builder = builder.updater(None)
+        application = builder.build()
+        application.add_handler(TypeHandler(Update, self.once), group=-1)
+        application.add_handler(CommandHandler("start", self.on_start))
+        application.add_handler(CommandHandler("help", self.on_help))
+        application.add_handler(CommandHandler(list(SHORTCUTS), self.on_shortcut))
+        application.add_handler(CallbackQueryHandler(self.on_button))
+        application.add_handler(MessageHandler(filters.CONTACT, self.on_contact))
+        application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, self.on_text))
+        return application
+
+    # -- handlers -------------------------------------------------------------------------------
+
+    async def once(self, update: Update, _context: Context) -> None:
+        claimed = await self.redis.set(
+            f"{SEEN_PREFIX}{update.update_id}", 1, nx=True, ex=SEEN_TTL_S
+        )
+        if not claimed:
+            log.info("repeated update ignored", update_id=update.update_id)
+            raise ApplicationHandlerStop
+
+    async def on_start(self, update: Update, context: Context) -> None:
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None:
+            return
+        if context.args:
+            try:
+                party = await links.redeem(
+                    self.engine.core, self.redis, code=context.args[0], telegram_user_id=user.id
+                )
+            except NotFound:
+                await message.reply_text(t(DEFAULT_LANGUAGE, "link.bad_code"))
+                return
+            except AlreadyExists:
+                await message.reply_text(t(DEFAULT_LANGUAGE, "link.taken"))
+                return
+            await message.reply_text(
+                t(party.language, "link.done", name=party.name), reply_markup=ReplyKeyboardRemove()
+            )
+        await self._show(message, await self._turn(update, "", new=True))
+
+    async def on_help(self, update: Update, _context: Context) -> None:
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None:
+            return
+        party = await parties.identify(self.engine.core, channel=CHANNEL, user_ref=str(user.id))
+        await message.reply_text(t(party.language if party else DEFAULT_LANGUAGE, "link.help"))
+
+    async def on_shortcut(self, update: Update, _context: Context) -> None:
+        message = update.effective_message
+        if message is None or not message.text:
+            return
+        command = message.text.split()[0][1:].split("@")[0].lower()
+        screen = await self._turn(update, "", new=True)
+        for value in SHORTCUTS.get(command, ()):
+            numbers = [str(i) for i, o in enumerate(screen.options, 1) if o.value == value]
+            if screen.final or not numbers:
+                break  # not on this role's menu: show where we are
+            screen = await self._turn(update, numbers[0])
+        await self._show(message, screen)
+
+    async def on_button(self, update: Update, _context: Context) -> None:
+        query = update.callback_query
+        if query is None:
+            return
+        await query.answer()  # every press is answered, or the client shows a spinner
+        if not isinstance(query.message, Message) or not query.data:
+            return
+        screen = await self._turn(update, query.data[:8])
+        try:
+            await query.message.edit_text(screen.text, reply_markup=render.buttons(screen))
+        except BadRequest as exc:
+            if "not modified" not in str(exc).lower():
+                raise
+
+    async def on_text(self, update: Update, _context: Context) -> None:
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None or message.text is None:
+            return
+        pending = await self.redis.get(f"{PENDING_PREFIX}{user.id}")
+        if pending is not None:
+            await self._erase(message)
+            await self._link_by_pin(message, user.id, int(pending), message.text)
+            return
+        screen = await self._turn(update, message.text[:64])
+        if screen.erase_input:
+            await self._erase(message)
+        await self._show(message, screen)
+
+    async def on_contact(self, update: Update, _context: Context) -> None:
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None or message.contact is None:
+            return
+        if message.contact.user_id != user.id:
+            await message.reply_text(t(DEFAULT_LANGUAGE, "link.not_yours"))
+            return
+        raw = message.contact.phone_number
+        try:
+            msisdn = normalize(raw if raw.startswith("+") else f"+{raw}", country="ZZ")
+        except InputError:
+            msisdn = ""
+        party = await parties.identify(self.engine.core, channel="ussd", user_ref=msisdn)
+        if party is None:
+            number = national(msisdn) if msisdn else raw[:20]
+            await message.reply_text(t(DEFAULT_LANGUAGE, "link.not_registered", number=number))
+            return
+        await self.redis.set(f"{PENDING_PREFIX}{user.id}", str(party.id), ex=PENDING_TTL_S)
+        await message.reply_text(
+            t(party.language, "link.pin", number=national(party.msisdn)),
+            reply_markup=ReplyKeyboardRemove(),
+        )
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    async def _turn(self, update: Update, text: str, *, new: bool = False) -> Screen:
+        chat, user = update.effective_chat, update.effective_user
+        assert chat is not None and user is not None
+        turn = Turn(CHANNEL, str(chat.id), str(user.id), text, is_new=new)
+        return await self.engine.handle(turn, STYLE)
+
+    async def _show(self, message: Message, screen: Screen) -> None:
+        await message.reply_text(screen.text, reply_markup=render.markup(screen))
+
+    async def _link_by_pin(self, message: Message, user_id: int, party_id: int, text: str) -> None:
+        core = self.engine.core
+        try:
+            party = await parties.check_pin(core, party_id=party_id, pin=Pin(text), channel=CHANNEL)
+        except (WrongPin, InputError) as exc:
+            await message.reply_text(self.engine.describe(DEFAULT_LANGUAGE, exc))
+            return
+        except AirGateError as exc:  # locked now, or the party is no longer active
+            await self.redis.delete(f"{PENDING_PREFIX}{user_id}")
+            await message.reply_text(self.engine.describe(DEFAULT_LANGUAGE, exc))
+            return
+        await self.redis.delete(f"{PENDING_PREFIX}{user_id}")
+        try:
+            await links.link(core, party_id=party_id, telegram_user_id=user_id, how="contact")
+        except AlreadyExists:
+            await message.reply_text(t(party.language, "link.taken"))
+            return
+        await message.reply_text(t(party.language, "link.done", name=party.name))
+        chat_id = message.chat_id
+        turn = Turn(CHANNEL, str(chat_id), str(user_id), "", is_new=True)
+        await self._show(message, await self.engine.handle(turn, STYLE))
+
+    @staticmethod
+    async def _erase(message: Message) -> None:
+        """A PIN does not stay in the chat's history."""
+        try:
+            await message.delete()
+        except TelegramError as exc:  # too old, or already gone: nothing more we can do
+            log.warning("could not delete a PIN message", error=str(exc))

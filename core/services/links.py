@@ -1,0 +1,91 @@
+"""Linking a Telegram account to a party: one-time invite codes, or the party's phone plus PIN.
+
+Invariant: a Telegram account acts for at most one party (a unique column) and only after proof:
+a code the party's distributor (or an admin) made for it, used once and within its lifetime, or
+the party's own phone number shared from that Telegram account together with the party's PIN
+(checked and counted like any PIN try). Codes live in Redis with their TTL and are taken with
+GETDEL, so two redemptions of one code cannot both succeed.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from sqlalchemy import select, update
+from sqlmodel import col
+
+from core.context import Core
+from core.errors import AlreadyExists, NotFound
+from core.models import Party
+from core.services.audit import Actor, record
+from core.services.parties import ensure_active, get_party, may_manage
+
+INVITE_PREFIX = "airgate:tg:invite:"
+party_t = Party.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    code: str  # goes in t.me/<bot>?start=CODE: 1-64 of A-Za-z0-9_-
+    party: Party
+    ttl_s: int
+
+
+async def invite(
+    core: Core, redis: aioredis.Redis, *, actor: Actor, party_ref: str | int, ttl_s: int
+) -> Invite:
+    async with core.transaction() as session:
+        party = await get_party(session, party_ref, country=core.settings.country)
+        if actor.party_id != party.id:
+            await may_manage(session, actor, party)
+        ensure_active(party)
+        code = secrets.token_urlsafe(12)  # 96 bits, 16 characters
+        await redis.set(INVITE_PREFIX + code, str(party.id), ex=ttl_s)
+        await record(
+            session,
+            actor=actor,
+            action="telegram.invite",
+            subject_party_id=party.id,
+            details={"ttl_s": ttl_s},
+        )
+    return Invite(code=code, party=party, ttl_s=ttl_s)
+
+
+async def redeem(core: Core, redis: aioredis.Redis, *, code: str, telegram_user_id: int) -> Party:
+    """Link the party a code was made for; NotFound for a code unknown, used or expired."""
+    if not (1 <= len(code) <= 64 and code.replace("-", "").replace("_", "").isalnum()):
+        raise NotFound(kind="invite", key=code[:16])
+    party_id = await redis.getdel(INVITE_PREFIX + code)
+    if party_id is None:
+        raise NotFound(kind="invite", key=code[:16])
+    return await link(core, party_id=int(party_id), telegram_user_id=telegram_user_id, how="code")
+
+
+async def link(core: Core, *, party_id: int, telegram_user_id: int, how: str) -> Party:
+    """Make ``telegram_user_id`` act for ``party_id`` (replacing the party's earlier account).
+    AlreadyExists when that Telegram account already acts for another party."""
+    async with core.transaction() as session:
+        holder = (
+            await session.execute(
+                select(Party).where(col(Party.telegram_user_id) == telegram_user_id)
+            )
+        ).scalar()
+        if holder is not None and holder.id != party_id:
+            raise AlreadyExists(kind="Telegram link", key=str(telegram_user_id))
+        party = await get_party(session, party_id, country=core.settings.country, lock=True)
+        ensure_active(party)
+        await session.execute(
+            update(party_t)
+            .where(party_t.c.id == party_id)
+            .values(telegram_user_id=telegram_user_id)
+        )
+        await record(
+            session,
+            actor=Actor.party(party_id, "telegram"),
+            action="telegram.link",
+            subject_party_id=party_id,
+            details={"how": how},
+        )
+    return party

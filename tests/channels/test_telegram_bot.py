@@ -1,0 +1,135 @@
+"""The Telegram bot: the real PTB Application behind the real webhook route, a fake Bot API."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from sqlalchemy import select
+
+from core.context import Core
+from core.i18n import t
+from core.models import Party, Topup
+from core.services import links
+from core.services.audit import Actor
+from tests.channels.conftest import Telegram
+
+SHOP = "+254700000001"
+USER = 5001
+
+
+async def _linked(telegram: Telegram, core: Core, redis_url: str, user: int = USER) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    code = (await links.invite(core, client, actor=Actor.system(), party_ref=SHOP, ttl_s=600)).code
+    await client.aclose()
+    await telegram.say(user, f"/start {code}")
+
+
+async def test_a_wrong_or_missing_secret_is_refused_and_nothing_happens(
+    telegram: Telegram,
+) -> None:
+    update = telegram.fake.user_command(USER, "/start")
+    assert await telegram.send(update, secret="wrong") == 403
+    assert await telegram.send(update, secret="") == 403
+    assert telegram.fake.calls_to("sendMessage") == []
+
+
+async def test_an_unlinked_account_is_offered_the_ways_to_link(telegram: Telegram) -> None:
+    await telegram.say(USER, "/start")
+    message = telegram.fake.last(USER)
+    assert message.text.startswith("This Telegram account is not linked to AirGate.")
+    assert message.reply_markup["keyboard"][0][0]["request_contact"] is True
+
+
+async def test_an_invite_code_links_once(telegram: Telegram, core: Core, redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    code = (await links.invite(core, client, actor=Actor.system(), party_ref=SHOP, ttl_s=600)).code
+    await client.aclose()
+    await telegram.say(USER, f"/start {code}")
+    texts = [m.text for m in telegram.fake.chat(USER)]
+    assert texts[-2] == "Linked to Demo Shop 001. Welcome to AirGate."
+    assert texts[-1] == "AirGate"
+    assert [b["text"] for row in telegram.fake.last(USER).buttons for b in row][:2] == [
+        "Airtime top-up",
+        "Data bundle",
+    ]
+    await telegram.say(USER + 1, f"/start {code}")  # used: someone else cannot reuse it
+    assert telegram.screen(USER + 1).startswith("This link is not valid or has expired.")
+    async with core.sessions() as session:
+        party = (await session.execute(select(Party).where(Party.msisdn == SHOP))).scalar_one()  # type: ignore[arg-type]
+    assert party.telegram_user_id == USER
+
+
+async def test_top_up_with_buttons_and_pin_the_pin_message_is_deleted(
+    telegram: Telegram, core: Core, redis_url: str
+) -> None:
+    await _linked(telegram, core, redis_url)
+    menu = telegram.fake.last(USER)
+    await telegram.press(USER, "Airtime top-up")
+    assert telegram.fake.last(USER).message_id == menu.message_id  # edited in place
+    assert telegram.screen(USER) == "Enter the customer's phone number:"
+    await telegram.say(USER, "0788123456")
+    assert telegram.screen(USER).startswith("Airtel 0788123456\nAmount")
+    await telegram.say(USER, "500")
+    assert telegram.screen(USER).startswith("Top up KES 500 to 0788123456 (Airtel)?")
+    await telegram.say(USER, "1234")
+    async with core.sessions() as session:
+        topup = (await session.execute(select(Topup))).scalar_one()
+    assert telegram.screen(USER).startswith(
+        f"Top-up of KES 500 to 0788123456 accepted. Ref {topup.id}"
+    )
+    assert topup.channel == "telegram"
+    users_texts = [m.text for m in telegram.fake.chat(USER, include_user=True) if not m.from_bot]
+    assert "1234" not in users_texts and "500" in users_texts
+
+
+async def test_a_repeated_update_is_ignored(telegram: Telegram, core: Core, redis_url: str) -> None:
+    await _linked(telegram, core, redis_url)
+    update = telegram.fake.user_command(USER, "/menu")
+    sent = len(telegram.fake.calls_to("sendMessage"))
+    assert await telegram.send(update) == 200
+    assert await telegram.send(update) == 200
+    assert len(telegram.fake.calls_to("sendMessage")) == sent + 1
+
+
+async def test_balance_command_asks_the_pin_then_shows_the_balance(
+    telegram: Telegram, core: Core, redis_url: str
+) -> None:
+    await _linked(telegram, core, redis_url)
+    await telegram.say(USER, "/balance")
+    assert telegram.screen(USER) == "Enter your PIN to see your balance:"
+    await telegram.say(USER, "1234")
+    assert telegram.screen(USER).startswith("Your balance:\nAirtel: KES 5,000")
+
+
+async def test_language_change_from_the_command(
+    telegram: Telegram, core: Core, redis_url: str
+) -> None:
+    await _linked(telegram, core, redis_url)
+    await telegram.say(USER, "/language")
+    await telegram.press(USER, "Kiswahili")
+    assert telegram.screen(USER) == "Lugha imewekwa kuwa Kiswahili."
+    await telegram.press(USER, "\U0001f3e0 00")  # the next journey is in Swahili
+    labels = [b["text"] for row in telegram.fake.last(USER).buttons for b in row]
+    assert labels[0] == t("sw", "menu.airtime") != t("en", "menu.airtime")
+
+
+async def test_sharing_ones_contact_and_pin_links(telegram: Telegram, core: Core) -> None:
+    await telegram.say(USER, "/start")
+    assert await telegram.send(telegram.fake.user_contact(USER, SHOP.lstrip("+"))) == 200
+    assert (
+        telegram.screen(USER)
+        == "Enter your AirGate PIN to link this Telegram account to 0700000001:"
+    )
+    await telegram.say(USER, "9999")
+    assert telegram.screen(USER) == "Wrong PIN. 2 attempt(s) left."
+    await telegram.say(USER, "1234")
+    texts = [m.text for m in telegram.fake.chat(USER)]
+    assert "Linked to Demo Shop 001. Welcome to AirGate." in texts
+    assert texts[-1] == "AirGate"
+    users_texts = [m.text for m in telegram.fake.chat(USER, include_user=True) if not m.from_bot]
+    assert "1234" not in users_texts and "9999" not in users_texts
+
+
+async def test_someone_elses_contact_does_not_link(telegram: Telegram) -> None:
+    update = telegram.fake.user_contact(USER, SHOP, contact_user_id=USER + 7)
+    assert await telegram.send(update) == 200
+    assert telegram.screen(USER) == "Share your own phone number with the button below."
