@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from telegram.ext import Application
 
 from bot import webhook as telegram_webhook
-from bot.channel import TelegramChannel
+from bot.channel import ALLOWED_UPDATES, TelegramChannel
 from core.context import Core, open_core
 from core.conversation.engine import Engine
 from core.conversation.flows import FLOWS
@@ -48,15 +48,7 @@ def build_app(settings: Settings) -> web.Application:
         async with open_core(settings) as core:
             app[CORE] = core
             app[REDIS] = redis = aioredis.Redis.from_url(url)
-            queue = JobQueue.on_pool(redis.connection_pool)
-            store = SessionStore(
-                redis,
-                ttl_s={
-                    "ussd": settings.ussd_session_ttl_s,
-                    "telegram": settings.telegram_session_ttl_s,
-                },
-            )
-            app[ENGINE] = engine = Engine(core=core, store=store, queue=queue, flows=FLOWS)
+            app[ENGINE] = engine = conversation_engine(core, redis)
             try:
                 async with AsyncExitStack() as stack:
                     if settings.telegram_token:
@@ -76,6 +68,14 @@ def build_app(settings: Settings) -> web.Application:
     return app
 
 
+def conversation_engine(core: Core, redis: aioredis.Redis) -> Engine:
+    """The one engine of a process: sessions and the job queue on ``redis``, every role's flow."""
+    settings = core.settings
+    ttl_s = {"ussd": settings.ussd_session_ttl_s, "telegram": settings.telegram_session_ttl_s}
+    queue = JobQueue.on_pool(redis.connection_pool)
+    return Engine(core=core, store=SessionStore(redis, ttl_s=ttl_s), queue=queue, flows=FLOWS)
+
+
 async def _start_bot(
     stack: AsyncExitStack, settings: Settings, engine: Engine, redis: aioredis.Redis
 ) -> Application:  # type: ignore[type-arg]
@@ -88,7 +88,7 @@ async def _start_bot(
         await application.bot.set_webhook(
             settings.telegram_webhook_url,
             secret_token=telegram_webhook.webhook_secret(settings),
-            allowed_updates=["message", "callback_query"],
+            allowed_updates=ALLOWED_UPDATES,
         )
     return application
 

@@ -47,6 +47,7 @@ SEEN_TTL_S = 86_400  # Telegram retries a webhook delivery for hours at most
 PENDING_PREFIX = "airgate:tg:pending:"  # a shared contact waiting for its PIN
 PENDING_TTL_S = 300
 STYLE = Style(pages=render.pages, restart_after_end=True)
+ALLOWED_UPDATES = ["message", "callback_query"]  # what the handlers read; Telegram sends no more
 # Commands that jump to a menu item: the option values to choose, in order, from the main menu.
 SHORTCUTS: dict[str, Sequence[str]] = {
     "menu": (),
@@ -77,6 +78,7 @@ class TelegramChannel:
             builder = builder.updater(None)
         application = builder.build()
         application.add_handler(TypeHandler(Update, self.once), group=-1)
+        application.add_error_handler(self.on_error)
         application.add_handler(CommandHandler("start", self.on_start))
         application.add_handler(CommandHandler("help", self.on_help))
         application.add_handler(CommandHandler(list(SHORTCUTS), self.on_shortcut))
@@ -110,9 +112,9 @@ class TelegramChannel:
             except AlreadyExists:
                 await message.reply_text(t(DEFAULT_LANGUAGE, "link.taken"))
                 return
-            await message.reply_text(
-                t(party.language, "link.done", name=party.name), reply_markup=ReplyKeyboardRemove()
-            )
+            screen = await self._turn(update, "", new=True)
+            await self._show(message, screen, above=t(party.language, "link.done", name=party.name))
+            return
         await self._show(message, await self._turn(update, "", new=True))
 
     async def on_help(self, update: Update, _context: Context) -> None:
@@ -186,6 +188,11 @@ class TelegramChannel:
             reply_markup=ReplyKeyboardRemove(),
         )
 
+    async def on_error(self, update: object, context: Context) -> None:
+        """A handler failed (Telegram away, a 429, a bug): one log line, no token, no number."""
+        update_id = update.update_id if isinstance(update, Update) else None
+        log.error("telegram update failed", update_id=update_id, error=repr(context.error))
+
     # -- helpers --------------------------------------------------------------------------------
 
     async def _turn(self, update: Update, text: str, *, new: bool = False) -> Screen:
@@ -194,8 +201,10 @@ class TelegramChannel:
         turn = Turn(CHANNEL, str(chat.id), str(user.id), text, is_new=new)
         return await self.engine.handle(turn, STYLE)
 
-    async def _show(self, message: Message, screen: Screen) -> None:
-        await message.reply_text(screen.text, reply_markup=render.markup(screen))
+    async def _show(self, message: Message, screen: Screen, *, above: str = "") -> None:
+        """One message per update: a private chat takes about one a second."""
+        text = f"{above}\n\n{screen.text}" if above else screen.text
+        await message.reply_text(text, reply_markup=render.markup(screen))
 
     async def _link_by_pin(self, message: Message, user_id: int, party_id: int, text: str) -> None:
         core = self.engine.core
@@ -214,10 +223,9 @@ class TelegramChannel:
         except AlreadyExists:
             await message.reply_text(t(party.language, "link.taken"))
             return
-        await message.reply_text(t(party.language, "link.done", name=party.name))
-        chat_id = message.chat_id
-        turn = Turn(CHANNEL, str(chat_id), str(user_id), "", is_new=True)
-        await self._show(message, await self.engine.handle(turn, STYLE))
+        turn = Turn(CHANNEL, str(message.chat_id), str(user_id), "", is_new=True)
+        screen = await self.engine.handle(turn, STYLE)
+        await self._show(message, screen, above=t(party.language, "link.done", name=party.name))
 
     @staticmethod
     async def _erase(message: Message) -> None:

@@ -11,6 +11,9 @@ def configure(*, level: str, json: bool) -> None:
     logging.basicConfig(level=level.upper(), format="%(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin chatter is not news
     logging.getLogger("transitions").setLevel(logging.WARNING)  # a line per state change
+    # httpx (python-telegram-bot's client) logs each request's URL at INFO, and a Bot API URL
+    # carries the bot's token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     # arq logs every job's arguments at INFO: a top-up's carry the customer's number, which never
     # reaches a log line. Its warnings and errors (failed jobs) still show; our own lines say what
     # each job did.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from airgate.cli import agreement, db, money, party, phone, sandbox, topup
+from airgate.cli import agreement, bot, db, money, party, phone, sandbox, topup
 from airgate.cli import run as running
 
 app = typer.Typer(
@@ -25,6 +25,8 @@ app.command("seed")(running.seed)
 app.command("serve")(running.serve)
 app.command("demo")(running.demo)
 app.command("phone")(phone.phone)
+app.command("bot")(bot.bot)
+party.app.command("invite")(bot.invite)
 app.command("sandbox")(sandbox.sandbox)
 app.command("worker")(topup.worker)
 
