@@ -52,6 +52,10 @@ class T(StrEnum):
     LANGUAGE = "language"
     SELL = "sell"
     LOW_STOCK = "low_stock"
+    RETAILERS = "retailers"
+    TODAY = "today"
+    UNLOCK = "unlock"
+    INVITE = "invite"
 
 
 class Reprompt(AirGateError):

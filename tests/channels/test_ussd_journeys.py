@@ -302,3 +302,51 @@ async def test_an_empty_low_stock_list_ends_the_session(client: TestClient) -> N
     distributor = AtPhone(client, DISTRIBUTOR_MSISDN)
     await distributor.dial()
     assert await distributor.send("3") == "END None of your retailers is low on stock."
+
+
+async def test_distributor_sees_its_retailers_and_unlocks_one(
+    client: TestClient, core: Core
+) -> None:
+    shop = AtPhone(client, "+254700000002")
+    await _to_confirm(shop)
+    for wrong in ("9999", "9998", "9997"):
+        await shop.send(wrong)  # locked
+    distributor = AtPhone(client, DISTRIBUTOR_MSISDN)
+    await distributor.dial()
+    listed = await distributor.send("6")
+    assert listed.startswith("CON Your retailers:\n1. Demo Shop 001 KES 15,000\n")
+    assert "2. Demo Shop 002 KES 15,000 LOCKED" in listed
+    detail = await distributor.send("2")
+    assert detail.startswith("CON Demo Shop 002 0700000002\nStock: KES 15,000\nLast top-up: never")
+    assert "2. Unlock PIN" in detail
+    assert await distributor.send("2") == "END Demo Shop 002: PIN unlocked."
+    assert (await shop.redial().dial()).startswith("CON AirGate")
+
+
+async def test_distributor_sells_from_the_retailer_screen_and_sees_todays_sales(
+    client: TestClient, core: Core
+) -> None:
+    shop = AtPhone(client, "+254700000001")
+    await _to_confirm(shop)
+    await shop.send(PIN)
+    distributor = AtPhone(client, DISTRIBUTOR_MSISDN)
+    await distributor.dial()
+    await distributor.send("6")
+    await distributor.send("1")
+    assert (await distributor.send("1")).startswith("CON Sell Demo Shop 001 stock of which")
+    await distributor.send("1")  # Airtel
+    await distributor.send("1000")
+    assert (await distributor.send(PIN)).startswith("END Sold KES 1,000 Airtel to Demo Shop 001")
+    await distributor.dial()
+    today = await distributor.send("7")
+    assert today == "END Today: 0 top-ups delivered, KES 0. 1 still in progress."
+
+
+async def test_distributor_invites_a_retailer_to_telegram(client: TestClient) -> None:
+    distributor = AtPhone(client, DISTRIBUTOR_MSISDN)
+    await distributor.dial()
+    await distributor.send("6")
+    await distributor.send("3")
+    invited = await distributor.send("2")
+    assert invited.startswith("END Invite code for Demo Shop 003: ")
+    assert "/start " in invited and "within 72 h." in invited

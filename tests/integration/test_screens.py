@@ -48,6 +48,11 @@ WORST = {
     "product": "airtime",
     "shop": "S" * 30,
     "stock": "KES 1,000,000.50",
+    "last": "25/11 18:45",
+    "count": "1234",
+    "open": "12",
+    "hours": "72",
+    "code": "Wdl8X0dBrS1nvPMy",
 }
 
 

@@ -7,7 +7,7 @@ renumber. What a party may do is still checked by the core services, not by whic
 from __future__ import annotations
 
 from core.conversation.flow import MENU, Flow, Step, T, choices, fire
-from core.conversation.flows import account, distributor, money, support, topup
+from core.conversation.flows import account, distributor, money, retailers, support, topup
 
 RETAILER_MENU = [
     (T.AIRTIME, "menu.airtime"),  # 1
@@ -24,6 +24,8 @@ DISTRIBUTOR_MENU = [
     (T.LOW_STOCK, "menu.low_stock"),  # 3
     (T.STATEMENT, "menu.statement"),  # 4
     (T.ACCOUNT, "menu.account"),  # 5
+    (T.RETAILERS, "menu.retailers"),  # 6
+    (T.TODAY, "menu.today"),  # 7
 ]
 
 RETAILER = Flow(
@@ -44,11 +46,12 @@ _DISTRIBUTOR_MONEY: dict[str, Step] = {
 DISTRIBUTOR = Flow(
     name="distributor",
     initial=MENU,
-    table=[*money.BALANCE_TABLE, *distributor.TABLE, *account.TABLE],
+    table=[*money.BALANCE_TABLE, *distributor.TABLE, *retailers.TABLE, *account.TABLE],
     steps={
         MENU: Step(choices("menu.title", DISTRIBUTOR_MENU), fire),
         **_DISTRIBUTOR_MONEY,
         **distributor.STEPS,
+        **retailers.STEPS,
         **account.STEPS,
     },
 )
