@@ -17,6 +17,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Any
@@ -120,11 +121,22 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 
 def phone(text: str) -> str:
     """The caller's number as E.164 (gateways send ``+254…`` or ``254…``)."""
+    e164 = _e164(text) if len(text) <= 16 else None  # E.164: at most 15 digits and a "+"
+    if e164 is None:
+        raise BadRequest("the phone number is not valid")
+    return e164
+
+
+@lru_cache(maxsize=65_536)
+def _e164(text: str) -> str | None:
+    """Cached: every hop of a session carries the same number, and parsing and validating it
+    with phonenumbers costs more CPU than the rest of the hop's parsing (bench/ussd_journey.py).
+    """
     candidate = text if text.startswith("+") else f"+{text}"
     try:
         return normalize(candidate, country="ZZ")
     except InvalidMsisdn:
-        raise BadRequest("the phone number is not valid") from None
+        return None
 
 
 def whole(text: str) -> int | None:
