@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 
 from core.errors import InvalidMsisdn
@@ -25,6 +27,7 @@ def normalize(raw: str, *, country: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+@lru_cache(maxsize=65_536)
 def national(msisdn: str) -> str:
     """``"+254788123456"`` → ``"0788123456"``: how a local user writes it (screens, receipts)."""
     number = phonenumbers.parse(msisdn, None)

@@ -9,7 +9,8 @@ drop the user with a network error instead.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import replace
+from functools import lru_cache
 
 from aiohttp import web
 from prometheus_client import Counter, Histogram
@@ -37,49 +38,58 @@ HOP_SECONDS = Histogram(
 )
 
 
-@dataclass(frozen=True, slots=True)
 class Gateway:
-    dialect: Dialect
-    guard: Guard
-    limits: Limits
-    engine: web.AppKey[Engine]
+    """One gateway's routes; what every hop needs is built once here."""
 
-    def style(self) -> Style:
-        return Style(
-            pages=lambda screen: len(pages(screen, self.limits)), last_input=self.dialect.last_input
-        )
+    def __init__(
+        self, *, dialect: Dialect, guard: Guard, limits: Limits, engine: web.AppKey[Engine]
+    ) -> None:
+        self.dialect = dialect
+        self.guard = guard
+        self.limits = limits
+        self.engine = engine
+        self.style = Style(pages=self.page_count, last_input=dialect.last_input)
+        name = dialect.name
+        self._hops = {True: HOPS.labels(name, "true"), False: HOPS.labels(name, "false")}
+        self._seconds = HOP_SECONDS.labels(name)
+        self._refused = {status: REFUSED.labels(name, status) for status in ("400", "403")}
 
     async def hop(self, request: web.Request) -> web.Response:
-        name = self.dialect.name
         if not self.guard.allows(request):
-            REFUSED.labels(name, "403").inc()
+            self._refused["403"].inc()
             return web.Response(status=403, text="forbidden")
         started = time.perf_counter()
         try:
             turn, echo = await self.dialect.parse(request)
         except BadRequest as exc:
-            REFUSED.labels(name, "400").inc()
+            self._refused["400"].inc()
             return web.Response(status=400, text=f"bad request: {exc}")
         except Hangup:
             return self.dialect.reply("", True, {})
         try:
-            screen = await request.app[self.engine].handle(turn, self.style())
+            screen = await request.app[self.engine].handle(turn, self.style)
         except Exception:
-            log.exception("USSD hop failed", gateway=name)
+            log.exception("USSD hop failed", gateway=self.dialect.name)
             screen = end(t(DEFAULT_LANGUAGE, "error.unexpected"))
         response = self.dialect.reply(self.page(screen), screen.final, echo)
-        HOPS.labels(name, str(screen.final).lower()).inc()
-        HOP_SECONDS.labels(name).observe(time.perf_counter() - started)
+        self._hops[screen.final].inc()
+        self._seconds.observe(time.perf_counter() - started)
         return response
 
     def page(self, screen: Screen) -> str:
-        all_pages = pages(screen, self.limits)
+        all_pages = self._pages(screen)
         return all_pages[min(screen.page, len(all_pages) - 1)]
+
+    def page_count(self, screen: Screen) -> int:
+        return len(self._pages(screen))
+
+    def _pages(self, screen: Screen) -> list[str]:
+        return _paged(replace(screen, page=0, erase_input=False), self.limits)
 
     async def session_end(self, request: web.Request) -> web.Response:
         """Accept and record a gateway's end-of-session report."""
         if not self.guard.allows(request):
-            REFUSED.labels(self.dialect.name, "403").inc()
+            self._refused["403"].inc()
             return web.Response(status=403, text="forbidden")
         assert self.dialect.session_end is not None
         try:
@@ -99,6 +109,13 @@ class Gateway:
         async with request.app[self.engine].core.transaction() as session:
             session.add(row)
         return web.Response(text="ok")
+
+
+@lru_cache(maxsize=4096)
+def _paged(screen: Screen, limits: Limits) -> list[str]:
+    """Screens repeat (every caller sees the same menu): a Screen is a frozen value, so its pages
+    are computed once."""
+    return pages(screen, limits)
 
 
 def add_routes(app: web.Application, *, settings: Settings, engine: web.AppKey[Engine]) -> None:

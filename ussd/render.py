@@ -9,6 +9,7 @@ later pages). Option numbers stay those of the whole list, so ``4`` means the sa
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from core.conversation.types import Screen
@@ -21,6 +22,10 @@ _GSM_BASIC = frozenset(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 _GSM_EXTENDED = frozenset("^{}\\[~]|€\f")
+# ASCII that GSM 03.38 lacks (control characters but LF, CR and FF; DEL; the backtick), and the
+# ASCII it has only as escaped extension characters, which cost two.
+_NON_GSM_ASCII = re.compile("[\x00-\x09\x0b\x0e-\x1f\x7f`]")
+_ASCII_EXTENDED = "^{}\\[~]|\f"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +36,8 @@ class Limits:
 
 def cost(text: str) -> tuple[int, bool]:
     """(length as the gateway counts it, whether it needs UCS-2)."""
+    if text.isascii() and not _NON_GSM_ASCII.search(text):  # the usual case, no Python loop
+        return len(text) + sum(text.count(c) for c in _ASCII_EXTENDED), False
     if all(c in _GSM_BASIC or c in _GSM_EXTENDED for c in text):
         return sum(2 if c in _GSM_EXTENDED else 1 for c in text), False
     return len(text), True  # UCS-2: one unit per character in the Basic Multilingual Plane

@@ -97,7 +97,7 @@ class Engine:
         data = session.data
         if style.last_input is not None:
             data["m"] = turn.input
-        party = await parties.identify(self.core, channel=turn.channel, user_ref=turn.user_ref)
+        party = await parties.who(self.core, channel=turn.channel, user_ref=turn.user_ref)
         if party is None:
             if turn.channel == "telegram":  # known by a Telegram account nobody linked yet
                 return Screen(t(DEFAULT_LANGUAGE, "start.unlinked"), (), Expects.CONTACT, True)

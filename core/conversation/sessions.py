@@ -12,11 +12,13 @@ The same write may set or delete the user's *resume point* (``airgate:r:{channel
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from core.errors import Conflict
 
@@ -79,7 +81,7 @@ class SessionStore:
     def __init__(self, redis: aioredis.Redis, *, ttl_s: dict[str, int]) -> None:
         self._redis = redis
         self._ttl_ms = {channel: seconds * 1000 for channel, seconds in ttl_s.items()}
-        self._cas = redis.register_script(_CAS)
+        self._cas_sha = hashlib.sha1(_CAS.encode()).hexdigest()
 
     async def load(self, channel: str, session_id: str) -> Session | None:
         raw = await self._redis.get(session_key(channel, session_id))
@@ -96,19 +98,27 @@ class SessionStore:
         key = session_key(channel, session_id)
         new_version = session.version + 1
         keys = [key]
-        args: list[str | int] = [session.version, session.dumps(new_version), self._ttl_ms[channel]]
+        args = [str(session.version), session.dumps(new_version), str(self._ttl_ms[channel])]
         if resume is not None:
             keys.append(resume_key(channel, resume.user_ref))
             if resume.point is None:
                 args.append("del")
             else:
                 point = json.dumps(resume.point, separators=(",", ":"), ensure_ascii=False)
-                args += ["set", point, RESUME_TTL_MS]
-        written = await self._cas(keys=keys, args=args)
+                args += ["set", point, str(RESUME_TTL_MS)]
+        # EVALSHA itself: redis-py's Script wrapper costs as much CPU as the command's reply.
+        try:
+            written = await self._evalsha(keys, args)
+        except NoScriptError:  # a restarted or flushed Redis: load it, once
+            await self._redis.script_load(_CAS)
+            written = await self._evalsha(keys, args)
         if not written:
             raise SessionConflict(key=key)
         session.version = new_version
         return session
+
+    async def _evalsha(self, keys: list[str], args: list[str]) -> Any:
+        return await self._redis.evalsha(self._cas_sha, len(keys), *keys, *args)  # type: ignore[misc]
 
     async def resume_point(self, channel: str, user_ref: str) -> dict[str, Any] | None:
         raw = await self._redis.get(resume_key(channel, user_ref))

@@ -7,7 +7,9 @@ past the lockout, and a wrong try is committed even though the caller then sees 
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from typing import NamedTuple
+
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -271,7 +273,7 @@ async def check_pin(core: Core, *, party_id: int, pin: Pin, channel: str) -> Par
     raise WrongPin(attempts_left=max_attempts - failed)
 
 
-async def _unlocker(session: AsyncSession, party: Party) -> str:
+async def _unlocker(session: AsyncSession, party: Party | Who) -> str:
     """Whom a locked party calls: its distributor (name and number), or AirGate support."""
     parent = await session.get(Party, party.parent_id) if party.parent_id else None
     if parent is None or parent.role == Role.PLATFORM:
@@ -279,9 +281,52 @@ async def _unlocker(session: AsyncSession, party: Party) -> str:
     return parent.label
 
 
-async def unlocker_of(core: Core, party: Party) -> str:
+async def unlocker_of(core: Core, party: Party | Who) -> str:
     async with core.sessions() as session:
         return await _unlocker(session, party)
+
+
+class Who(NamedTuple):
+    """Who is talking, as a conversation starts: what the engine needs, nothing more."""
+
+    id: int
+    role: str
+    name: str
+    status: str
+    language: str
+    pin_locked: bool
+    parent_id: int | None
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+
+_WHO_COLUMNS = (
+    party_t.c.id,
+    party_t.c.role,
+    party_t.c.name,
+    party_t.c.status,
+    party_t.c.language,
+    party_t.c.pin_locked,
+    party_t.c.parent_id,
+)
+_WHO_BY_MSISDN = select(*_WHO_COLUMNS).where(party_t.c.msisdn == bindparam("ref"))
+_WHO_BY_TELEGRAM = select(*_WHO_COLUMNS).where(party_t.c.telegram_user_id == bindparam("ref"))
+
+
+async def who(core: Core, *, channel: str, user_ref: str) -> Who | None:
+    """:func:`identify` on the hot path (the first hop of every USSD session): a prebuilt
+    statement in one round trip, no transaction. ``user_ref`` is already E.164 (the gateway's
+    number, validated by the dialect) or a Telegram user id."""
+    ref: int | str = user_ref
+    query = _WHO_BY_MSISDN
+    if channel == "telegram":
+        query, ref = _WHO_BY_TELEGRAM, int(user_ref) if user_ref.isdigit() else -1
+    async with core.engine.connect() as conn:
+        autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        row = (await autocommit.execute(query, {"ref": ref})).first()
+    return None if row is None else Who(*row)
 
 
 async def identify(core: Core, *, channel: str, user_ref: str) -> Party | None:

@@ -69,3 +69,13 @@ async def test_a_mid_journey_session_stays_under_1_kb(redis: aioredis.Redis) -> 
     await store.save("ussd", "ATUid_0123456789abcdef0123456789abcdef", Session("confirm", data))
     used = await redis.memory_usage(session_key("ussd", "ATUid_0123456789abcdef0123456789abcdef"))
     assert used is not None and used <= 1024
+
+
+async def test_a_redis_that_lost_its_scripts_still_takes_the_write(redis: aioredis.Redis) -> None:
+    store = SessionStore(redis, ttl_s={"ussd": 180})
+    await store.save("ussd", "s1", Session(state="menu"))
+    await redis.script_flush()  # a restarted Redis forgets loaded scripts
+    saved = await store.save("ussd", "s1", Session(state="airtime.number", version=1))
+    assert saved.version == 2
+    loaded = await store.load("ussd", "s1")
+    assert loaded is not None and loaded.state == "airtime.number"

@@ -69,3 +69,15 @@ def test_every_page_fits_and_every_option_appears_once_in_order(
     expected = list(range(1, len(options) + 1))
     it = iter(numbers)
     assert all(n in it for n in expected), (numbers, result)
+
+
+def test_the_ascii_fast_path_counts_as_the_alphabet_does() -> None:
+    from ussd.render import _GSM_BASIC, _GSM_EXTENDED
+
+    for code in range(128):
+        text = chr(code) + "a"
+        if all(c in _GSM_BASIC or c in _GSM_EXTENDED for c in text):
+            expected = (sum(2 if c in _GSM_EXTENDED else 1 for c in text), False)
+        else:
+            expected = (len(text), True)
+        assert cost(text) == expected, repr(chr(code))
