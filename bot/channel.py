@@ -9,8 +9,12 @@ the conversation is the shared engine's, in the same Redis sessions as USSD.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
 from telegram import Message, ReplyKeyboardRemove, Update
@@ -36,7 +40,7 @@ from core.i18n import DEFAULT_LANGUAGE, t
 from core.logging import get_logger
 from core.msisdn import national, normalize
 from core.security import Pin
-from core.services import links, parties
+from core.services import links, parties, statement
 from core.settings import Settings
 
 log = get_logger(__name__)
@@ -46,6 +50,8 @@ SEEN_PREFIX = "airgate:tg:update:"
 SEEN_TTL_S = 86_400  # Telegram retries a webhook delivery for hours at most
 PENDING_PREFIX = "airgate:tg:pending:"  # a shared contact waiting for its PIN
 PENDING_TTL_S = 300
+STATEMENT_PREFIX = "airgate:tg:statement:"  # a statement asked for, waiting for the PIN
+STATEMENT_MAX_DAYS = 366
 STYLE = Style(pages=render.pages, restart_after_end=True)
 ALLOWED_UPDATES = ["message", "callback_query"]  # what the handlers read; Telegram sends no more
 # Commands that jump to a menu item: the option values to choose, in order, from the main menu.
@@ -81,6 +87,7 @@ class TelegramChannel:
         application.add_error_handler(self.on_error)
         application.add_handler(CommandHandler("start", self.on_start))
         application.add_handler(CommandHandler("help", self.on_help))
+        application.add_handler(CommandHandler("statement", self.on_statement))
         application.add_handler(CommandHandler(list(SHORTCUTS), self.on_shortcut))
         application.add_handler(CallbackQueryHandler(self.on_button))
         application.add_handler(MessageHandler(filters.CONTACT, self.on_contact))
@@ -160,6 +167,11 @@ class TelegramChannel:
             await self._erase(message)
             await self._link_by_pin(message, user.id, int(pending), message.text)
             return
+        wanted = await self.redis.get(f"{STATEMENT_PREFIX}{user.id}")
+        if wanted is not None:
+            await self._erase(message)
+            await self._send_statement(message, user.id, json.loads(wanted), message.text)
+            return
         screen = await self._turn(update, message.text[:64])
         if screen.erase_input:
             await self._erase(message)
@@ -192,6 +204,30 @@ class TelegramChannel:
         """A handler failed (Telegram away, a 429, a bug): one log line, no token, no number."""
         update_id = update.update_id if isinstance(update, Update) else None
         log.error("telegram update failed", update_id=update_id, error=repr(context.error))
+
+    async def on_statement(self, update: Update, context: Context) -> None:
+        """``/statement [FROM] [TO]``: every movement in the range as a CSV document, after the
+        PIN (the dates are local days, both included; this month by default)."""
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None:
+            return
+        party = await parties.who(self.engine.core, channel=CHANNEL, user_ref=str(user.id))
+        if party is None:
+            await message.reply_text(t(DEFAULT_LANGUAGE, "start.unlinked"))
+            return
+        today = datetime.now(ZoneInfo(self.settings.timezone)).date()
+        try:
+            dates = [date.fromisoformat(arg) for arg in (context.args or [])[:2]]
+        except ValueError:
+            dates = [today, today - timedelta(days=1)]  # refused below
+        start = dates[0] if dates else today.replace(day=1)
+        end = dates[1] if len(dates) > 1 else today
+        if not start <= end or (end - start).days > STATEMENT_MAX_DAYS:
+            await message.reply_text(t(party.language, "statement.csv_dates"))
+            return
+        wanted = {"p": party.id, "l": party.language, "f": start.isoformat(), "t": end.isoformat()}
+        await self.redis.set(f"{STATEMENT_PREFIX}{user.id}", json.dumps(wanted), ex=PENDING_TTL_S)
+        await message.reply_text(t(party.language, "statement.csv_pin", start=start, end=end))
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -226,6 +262,31 @@ class TelegramChannel:
         turn = Turn(CHANNEL, str(message.chat_id), str(user_id), "", is_new=True)
         screen = await self.engine.handle(turn, STYLE)
         await self._show(message, screen, above=t(party.language, "link.done", name=party.name))
+
+    async def _send_statement(
+        self, message: Message, user_id: int, wanted: dict[str, Any], text: str
+    ) -> None:
+        core, lang = self.engine.core, str(wanted["l"])
+        try:
+            await parties.check_pin(core, party_id=int(wanted["p"]), pin=Pin(text), channel=CHANNEL)
+        except (WrongPin, InputError) as exc:
+            await message.reply_text(self.engine.describe(lang, exc))
+            return
+        except AirGateError as exc:
+            await self.redis.delete(f"{STATEMENT_PREFIX}{user_id}")
+            await message.reply_text(self.engine.describe(lang, exc))
+            return
+        await self.redis.delete(f"{STATEMENT_PREFIX}{user_id}")
+        zone = ZoneInfo(self.settings.timezone)
+        start, end = date.fromisoformat(wanted["f"]), date.fromisoformat(wanted["t"])
+        since = datetime.combine(start, time.min, zone)
+        until = datetime.combine(end + timedelta(days=1), time.min, zone)
+        moves = await statement.between(core, party_id=int(wanted["p"]), since=since, until=until)
+        await message.reply_document(
+            document=statement.as_csv(moves, zone=self.settings.timezone),
+            filename=f"airgate-statement-{start}-{end}.csv",
+            caption=t(lang, "statement.csv_caption", start=start, end=end, count=len(moves)),
+        )
 
     @staticmethod
     async def _erase(message: Message) -> None:

@@ -130,3 +130,22 @@ async def test_someone_elses_contact_does_not_link(telegram: Telegram) -> None:
     update = telegram.fake.user_contact(USER, SHOP, contact_user_id=USER + 7)
     assert await telegram.send(update) == 200
     assert telegram.screen(USER) == "Share your own phone number with the button below."
+
+
+async def test_a_statement_for_a_date_range_comes_as_a_csv_document_after_the_pin(
+    telegram: Telegram, core: Core, redis_url: str
+) -> None:
+    await _linked(telegram, core, redis_url)
+    await telegram.say(USER, "/statement 2026-13-01")
+    assert telegram.screen(USER).startswith("Send /statement for this month, or /statement")
+    await telegram.say(USER, "/statement")
+    assert telegram.screen(USER).startswith("Enter your PIN to receive your statement from ")
+    await telegram.say(USER, "1234")
+    document = telegram.fake.documents[-1]
+    rows = document.content.decode().splitlines()
+    assert rows[0] == "date,time,kind,asset,amount,reference"
+    assert {row.split(",")[2] for row in rows[1:]} >= {"sale", "payment"}  # the seeded stock
+    assert document.filename.startswith("airgate-statement-") and document.filename.endswith(".csv")
+    assert document.caption.endswith(f": {len(rows) - 1} movements.")
+    users_texts = [m.text for m in telegram.fake.chat(USER, include_user=True) if not m.from_bot]
+    assert "1234" not in users_texts
