@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
 from telegram import Message, ReplyKeyboardRemove, Update
+from telegram.constants import ChatType
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
     Application,
@@ -97,11 +98,14 @@ class TelegramChannel:
     # -- handlers -------------------------------------------------------------------------------
 
     async def once(self, update: Update, _context: Context) -> None:
-        claimed = await self.redis.set(
-            f"{SEEN_PREFIX}{update.update_id}", 1, nx=True, ex=SEEN_TTL_S
-        )
-        if not claimed:
+        """Runs before every handler: a repeated update, or one from a group (where others could
+        press a party's buttons), goes no further."""
+        key = f"{SEEN_PREFIX}{update.update_id}"
+        if not await self.redis.set(key, 1, nx=True, ex=SEEN_TTL_S):
             log.info("repeated update ignored", update_id=update.update_id)
+            raise ApplicationHandlerStop
+        chat = update.effective_chat
+        if chat is None or chat.type != ChatType.PRIVATE:
             raise ApplicationHandlerStop
 
     async def on_start(self, update: Update, context: Context) -> None:
@@ -118,6 +122,9 @@ class TelegramChannel:
                 return
             except AlreadyExists:
                 await message.reply_text(t(DEFAULT_LANGUAGE, "link.taken"))
+                return
+            except AirGateError as exc:  # the party was suspended since the code was made
+                await message.reply_text(self.engine.describe(DEFAULT_LANGUAGE, exc))
                 return
             screen = await self._turn(update, "", new=True)
             await self._show(message, screen, above=t(party.language, "link.done", name=party.name))

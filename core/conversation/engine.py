@@ -12,6 +12,7 @@ journey dropped less than 2 minutes ago (never past a PIN: see ``Step.resumable`
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -30,7 +31,7 @@ from core.services import parties
 MAIN, BACK, MORE = "00", "0", "98"
 RESUME, END = "resume", "end"
 # Session data the engine owns; everything else belongs to the flow's steps.
-_ENGINE_KEYS = frozenset({"p", "r", "l", "h", "pg", "m", "x", "rs", "rd"})
+_ENGINE_KEYS = frozenset({"p", "r", "l", "h", "pg", "m", "x", "rs", "rd", "k"})
 
 log = get_logger(__name__)
 
@@ -68,25 +69,40 @@ class Engine:
         # so its new journey writes over the stored version.
         fresh = turn.is_new and not style.restart_after_end
         session = None if fresh else await self.store.load(turn.channel, turn.session_id)
+        # Whatever answers this turn, a PIN typed into a chat does not stay there.
+        erase = session is not None and self._expects_pin(session)
+        screen = await self._turn(turn, session, style)
+        return replace(screen, erase_input=True) if erase else screen
+
+    async def _turn(self, turn: Turn, session: Session | None, style: Style) -> Screen:
+        restart = turn.is_new or (session is not None and session.state == END)
+        if session is None or (restart and style.restart_after_end):
+            expired = session is None and not turn.is_new
+            session = Session(state=MENU, version=session.version if session else 0)
+            screen = await self._start(turn, session, style, expired=expired)
+        else:
+            answered = await self._replayed(turn, session, style)
+            if answered is not None:
+                return answered
+            screen = await self._apply(self._ctx(turn, session), style)
         try:
-            restart = turn.is_new or (session is not None and session.state == END)
-            if session is None or (restart and style.restart_after_end):
-                expired = session is None and not turn.is_new
-                session = Session(state=MENU, version=session.version if session else 0)
-                screen = await self._start(turn, session, style, expired=expired)
-            else:
-                answered = await self._replayed(turn, session, style)
-                if answered is not None:
-                    return answered
-                screen = await self._apply(self._ctx(turn, session), style)
             await self._save(turn, session, screen)
         except SessionConflict:
             log.info("turn lost to a concurrent one", channel=turn.channel)
+            if screen.final:
+                # This turn may have moved money (keyed by the turn, so a concurrent copy found
+                # the same result): its own receipt is the truth, not the winner's screen.
+                return screen
             stored = await self.store.load(turn.channel, turn.session_id)
             if stored is None:
                 return end(t(DEFAULT_LANGUAGE, "start.expired"))
             return await self._current(self._ctx(turn, stored), style)
         return screen
+
+    def _expects_pin(self, session: Session) -> bool:
+        flow = self.flows.get(str(session.data.get("r")))
+        step = flow.steps.get(session.state) if flow else None
+        return step is not None and step.expects == Expects.PIN
 
     def _ctx(self, turn: Turn, session: Session) -> Ctx:
         return Ctx(core=self.core, queue=self.queue, turn=turn, session=session)
@@ -110,7 +126,9 @@ class Engine:
         if party.pin_locked:
             unlocker = await parties.unlocker_of(self.core, party)
             return end(t(lang, "error.pin_locked", unlocker=unlocker))
-        data.update(p=party.id, r=party.role, l=lang)
+        # "k": this journey's own, for idempotency keys: a chat's session id is reused, and its
+        # versions start again after an expiry, so (chat, version) alone would repeat.
+        data.update(p=party.id, r=party.role, l=lang, k=secrets.token_hex(4))
         ctx = self._ctx(turn, session)
         # A redial may continue a dropped journey; a hop of a session we lost starts over.
         point = None if expired else await self.store.resume_point(turn.channel, turn.user_ref)
@@ -156,10 +174,7 @@ class Engine:
             raw, data["m"] = style.last_input(raw, data.get("m")), raw
         text = raw.strip()
         state = ctx.session.state
-        screen = await self._on(ctx, state, text, style)
-        if state != RESUME and self._flow(ctx).steps[state].expects == Expects.PIN:
-            return replace(screen, erase_input=True)
-        return screen
+        return await self._on(ctx, state, text, style)
 
     async def _on(self, ctx: Ctx, state: str, text: str, style: Style) -> Screen:
         data = ctx.data

@@ -97,8 +97,9 @@ class Ctx:
 
     def turn_key(self) -> str:
         """The idempotency key of this turn: the same hop replayed makes the same request."""
-        where = f"{self.turn.channel}:{self.turn.session_id}".encode()
-        return f"{hashlib.blake2b(where, digest_size=12).hexdigest()}:{self.session.version}"
+        journey = f"{self.turn.channel}:{self.turn.session_id}:{self.data.get('k', '')}"
+        digest = hashlib.blake2b(journey.encode(), digest_size=12).hexdigest()
+        return f"{digest}:{self.session.version}"
 
 
 Show = Callable[[Ctx], Awaitable[Screen]]

@@ -149,3 +149,46 @@ async def test_a_statement_for_a_date_range_comes_as_a_csv_document_after_the_pi
     assert document.caption.endswith(f": {len(rows) - 1} movements.")
     users_texts = [m.text for m in telegram.fake.chat(USER, include_user=True) if not m.from_bot]
     assert "1234" not in users_texts
+
+
+async def _top_up(telegram: Telegram, amount: str) -> None:
+    await telegram.say(USER, "/topup")
+    await telegram.say(USER, "0788123456")
+    await telegram.say(USER, amount)
+    await telegram.say(USER, "1234")
+
+
+async def test_a_journey_after_an_expired_session_is_a_new_top_up(
+    telegram: Telegram, core: Core, redis_url: str
+) -> None:
+    """A chat's session id never changes and its versions restart after an expiry: the turn's
+    idempotency key must still differ, or the second top-up would replay the first."""
+    await _linked(telegram, core, redis_url)
+    client = aioredis.Redis.from_url(redis_url)
+    for amount in ("50", "60"):
+        await client.delete(f"airgate:s:telegram:{USER}")  # 15 minutes of silence
+        await _top_up(telegram, amount)  # the same versions as the journey before
+    await client.aclose()
+    assert telegram.screen(USER).startswith("Top-up of KES 60 to 0788123456 accepted.")
+    async with core.sessions() as session:
+        amounts = sorted(t.amount_minor for t in (await session.execute(select(Topup))).scalars())
+    assert amounts == [5_000, 6_000]
+
+
+async def test_a_group_chat_gets_nothing(telegram: Telegram) -> None:
+    update = telegram.fake.user_command(USER, "/start", chat_id=-100123)
+    assert await telegram.send(update) == 200
+    assert telegram.fake.calls_to("sendMessage") == []
+
+
+async def test_a_wrong_current_pin_in_a_pin_change_asks_again(
+    telegram: Telegram, core: Core, redis_url: str
+) -> None:
+    await _linked(telegram, core, redis_url)
+    await telegram.press(USER, "My account")
+    await telegram.press(USER, "Change PIN")
+    for text in ("4321", "4321", "9999"):
+        await telegram.say(USER, text)
+    assert telegram.screen(USER).startswith("Wrong PIN. 2 attempt(s) left.")
+    await telegram.say(USER, "1234")
+    assert telegram.screen(USER) == "Your PIN was changed."

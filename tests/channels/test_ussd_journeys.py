@@ -319,7 +319,9 @@ async def test_distributor_sees_its_retailers_and_unlocks_one(
     detail = await distributor.send("2")
     assert detail.startswith("CON Demo Shop 002 0700000002\nStock: KES 15,000\nLast top-up: never")
     assert "2. Unlock PIN" in detail
-    assert await distributor.send("2") == "END Demo Shop 002: PIN unlocked."
+    confirm = await distributor.send("2")
+    assert confirm.startswith("CON Unlock the PIN of Demo Shop 002?\nEnter your PIN")
+    assert await distributor.send(PIN) == "END Demo Shop 002: PIN unlocked."
     assert (await shop.redial().dial()).startswith("CON AirGate")
 
 
@@ -347,6 +349,12 @@ async def test_distributor_invites_a_retailer_to_telegram(client: TestClient) ->
     await distributor.dial()
     await distributor.send("6")
     await distributor.send("3")
-    invited = await distributor.send("2")
+    assert (await distributor.send("2")).startswith("CON Invite Demo Shop 003 to Telegram?")
+    assert (await distributor.send("0")) == "END Cancelled. Nothing was done."
+    await distributor.dial()
+    await distributor.send("6")
+    await distributor.send("3")
+    await distributor.send("2")
+    invited = await distributor.send(PIN)
     assert invited.startswith("END Invite code for Demo Shop 003: ")
     assert "/start " in invited and "within 72 h." in invited

@@ -89,6 +89,7 @@ async def test_every_step_of_every_menu_fits_with_a_reason_above(core: Core, lan
                 "rn": "N" * 24,
                 "rm": "+254700000001",
                 "ago": 119,
+                "act": "invite",
             }
             if state.startswith("data."):
                 data["o"] = "safaricom-ke"

@@ -55,9 +55,10 @@ async def current_pin(ctx: Ctx, text: str) -> Screen:
         ctx.core,
         actor=Actor.party(ctx.party_id, ctx.turn.channel),
         ref=ctx.party_id,
-        pin_hash=ctx.data.pop("nh"),
+        pin_hash=ctx.data["nh"],  # kept until it is set: a wrong current PIN asks again
         current=Pin(text),
     )
+    del ctx.data["nh"]
     return end(ctx.t("account.pin_changed"))
 
 
