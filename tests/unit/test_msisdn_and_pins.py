@@ -36,7 +36,11 @@ def test_pin_format(digits: str) -> None:
 def test_pin_hash_verifies_only_with_the_same_pepper_and_hides_the_pin() -> None:
     hasher = PinHasher(b"p" * 32)
     stored = hasher.hash(Pin("4321"))
-    assert "4321" not in stored and stored.startswith("hmac-sha256$v1$")
+    scheme, version, salt, digest = stored.split("$")
+    assert (scheme, version) == ("hmac-sha256", "v1")
+    # Salt and digest are hex of fixed sizes: no field is the PIN. (Not `"4321" not in stored`:
+    # one random hex string in about a thousand contains those four digits.)
+    assert len(salt) == 32 and len(digest) == 64 and int(salt + digest, 16) >= 0
     assert hasher.hash(Pin("4321")) != stored  # salted
     assert hasher.verify(Pin("4321"), stored)
     assert not hasher.verify(Pin("4322"), stored)
