@@ -36,6 +36,9 @@ from core.settings import Settings, UssdGateway
 from tests.channels.conftest import SECRET
 from ussd.gateway import SECRET_HEADER, phone
 
+# A fault run of about a minute on both databases: with the crash runs, outside `-m "not slow"`.
+pytestmark = pytest.mark.slow
+
 ALLOWED = {200, 400, 403, 413}
 END_ROUTE = "africastalking/end"
 FIELDS: dict[str, tuple[str, ...]] = {
