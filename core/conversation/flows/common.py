@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from core.conversation.flow import Ctx, Reprompt
+from collections.abc import Callable
+
+from core.conversation.flow import Ctx, Reprompt, Step, T
+from core.conversation.types import Option, Screen
 from core.errors import NotFound
 from core.models import Operator
 from core.money import format_minor, parse_major
@@ -47,6 +50,20 @@ async def check_pin(ctx: Ctx, text: str) -> None:
 
 async def operator(ctx: Ctx, code: str) -> Operator:
     return (await ctx.core.catalog.get()).operator(code)
+
+
+def operator_choice(text_key: str, **fields: Callable[[Ctx], object]) -> Step:
+    """A step choosing one of the country's operators (kept as ``o``), then ``next``."""
+
+    async def show(ctx: Ctx) -> Screen:
+        options = tuple(Option(op.name, op.code) for op in await operators(ctx))
+        return Screen(ctx.t(text_key, **{k: f(ctx) for k, f in fields.items()}), options)
+
+    async def pick(ctx: Ctx, code: str) -> str:
+        ctx.data["o"] = code
+        return T.NEXT
+
+    return Step(show, pick)
 
 
 async def operators(ctx: Ctx) -> list[Operator]:

@@ -9,7 +9,13 @@ from __future__ import annotations
 from enum import StrEnum
 
 from core.conversation.flow import MENU, Ctx, Reprompt, Step, T, Zero, end, prompt
-from core.conversation.flows.common import check_pin, money, operator, operators, take_amount
+from core.conversation.flows.common import (
+    check_pin,
+    money,
+    operator,
+    operator_choice,
+    take_amount,
+)
 from core.conversation.types import Expects, Option, Screen
 from core.errors import InvalidMsisdn, NotFound
 from core.msisdn import national
@@ -45,16 +51,6 @@ async def retailer(ctx: Ctx, text: str) -> str:
     if party is None or party.parent_id != ctx.party_id:
         raise Reprompt(key="sell.not_yours")
     ctx.data.update(rid=party.id, rn=party.name[:24], rm=party.msisdn)
-    return T.NEXT
-
-
-async def show_operators(ctx: Ctx) -> Screen:
-    options = tuple(Option(op.name, op.code) for op in await operators(ctx))
-    return Screen(ctx.t("sell.operator", name=ctx.data["rn"]), options)
-
-
-async def pick_operator(ctx: Ctx, code: str) -> str:
-    ctx.data["o"] = code
     return T.NEXT
 
 
@@ -138,7 +134,7 @@ async def low_detail(ctx: Ctx, party_id: str) -> Screen:
 
 STEPS: dict[str, Step] = {
     S.SELL_NUMBER: Step(prompt("sell.number"), retailer, Expects.MSISDN),
-    S.SELL_OPERATOR: Step(show_operators, pick_operator),
+    S.SELL_OPERATOR: operator_choice("sell.operator", name=lambda ctx: ctx.data["rn"]),
     S.SELL_AMOUNT: Step(prompt("sell.amount"), amount, Expects.AMOUNT),
     S.SELL_CONFIRM: Step(show_confirm, sell, Expects.PIN, Zero.CANCEL),
     S.LOW_STOCK: Step(show_low, low_detail),

@@ -10,8 +10,14 @@ from __future__ import annotations
 from enum import StrEnum
 
 from core.conversation.flow import MENU, Ctx, Reprompt, Step, T, Zero, end, prompt
-from core.conversation.flows.common import check_pin, money, operator, operators, take_amount
-from core.conversation.types import Expects, Option, Screen
+from core.conversation.flows.common import (
+    check_pin,
+    money,
+    operator,
+    operator_choice,
+    take_amount,
+)
+from core.conversation.types import Expects, Screen
 from core.services import stock
 from core.services.audit import Actor
 from core.services.statement import recent
@@ -84,16 +90,6 @@ _KINDS = frozenset(
 )
 
 
-async def show_operators(ctx: Ctx) -> Screen:
-    options = tuple(Option(op.name, op.code) for op in await operators(ctx))
-    return Screen(ctx.t("buy.operator"), options)
-
-
-async def pick_operator(ctx: Ctx, code: str) -> str:
-    ctx.data["o"] = code
-    return T.NEXT
-
-
 async def show_buy_amount(ctx: Ctx) -> Screen:
     return Screen(ctx.t("buy.amount", operator=(await operator(ctx, ctx.data["o"])).name))
 
@@ -161,7 +157,7 @@ async def buy(ctx: Ctx, text: str) -> Screen:
 STEPS: dict[str, Step] = {
     S.BALANCE_PIN: Step(prompt("balance.pin"), balance, Expects.PIN),
     S.STATEMENT_PIN: Step(prompt("statement.pin"), statement, Expects.PIN),
-    S.BUY_OPERATOR: Step(show_operators, pick_operator),
+    S.BUY_OPERATOR: operator_choice("buy.operator"),
     S.BUY_AMOUNT: Step(show_buy_amount, buy_amount, Expects.AMOUNT),
     S.BUY_CONFIRM: Step(show_buy_confirm, buy, Expects.PIN, Zero.CANCEL),
 }
