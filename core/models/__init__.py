@@ -1,10 +1,18 @@
 """SQL tables (SQLModel). Importing this package registers every table on ``SQLModel.metadata``."""
 
 from core.models.audit import AuditEvent
+from core.models.broadcast import (
+    Broadcast,
+    BroadcastRecipient,
+    BroadcastState,
+    PartyTag,
+    RecipientState,
+)
 from core.models.catalog import Agreement, NumberPrefix, Operator, Product, ProductKind
 from core.models.channel import UssdSessionEnd
 from core.models.ledger import Account, AccountKind, Reservation, ReservationStatus, Transfer
 from core.models.party import Party, PartyStatus, Role
+from core.models.stock import RequestState, StockRequest
 from core.models.topup import (
     CaseState,
     Notification,
@@ -15,6 +23,13 @@ from core.models.topup import (
 )
 
 __all__ = [
+    "StockRequest",
+    "RequestState",
+    "RecipientState",
+    "PartyTag",
+    "BroadcastState",
+    "BroadcastRecipient",
+    "Broadcast",
     "Account",
     "AccountKind",
     "Agreement",

@@ -34,6 +34,9 @@ class Party(SQLModel, table=True):
     status: str = Field(default=PartyStatus.ACTIVE, sa_type=String(16))
     language: str = Field(default="en", sa_type=String(8))
     telegram_user_id: int | None = Field(default=None, sa_type=BigInteger, unique=True)
+    # The user blocked the bot (Telegram said so): messages go by SMS until they write to it again.
+    telegram_blocked: bool = False
+    region: str | None = Field(default=None, sa_type=String(40), index=True)
     pin_hash: str | None = Field(default=None, sa_type=String(160))
     pin_failed_attempts: int = 0
     pin_locked: bool = False
@@ -41,6 +44,8 @@ class Party(SQLModel, table=True):
     credit_limit_minor: int = Field(default=0, sa_type=BigInteger)
     # Top-ups per local day; None: the platform default (AIRGATE_TOPUP_DAILY_LIMIT_MINOR).
     daily_limit_minor: int | None = Field(default=None, sa_type=BigInteger)
+    # Stock per operator below which the party is alerted; None: AIRGATE_LOW_STOCK_MINOR.
+    low_stock_minor: int | None = Field(default=None, sa_type=BigInteger)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
 
     @property
