@@ -191,6 +191,13 @@ class ProviderUnavailable(ProviderError):
     code = "provider_unavailable"
 
 
+class Throttled(ProviderUnavailable):
+    """Not sent: the provider asks us to wait ``retry_after_s`` (Telegram's 429)."""
+
+    code = "throttled"
+    template = "{provider}: too many requests, retry after {retry_after_s} s"
+
+
 class OutcomeUnknown(ProviderError):
     code = "outcome_unknown"
 
@@ -198,3 +205,9 @@ class OutcomeUnknown(ProviderError):
 class ProviderRejected(ProviderError):
     code = "provider_rejected"
     template = "{provider} refused: {detail} ({error_code})"
+
+
+class RecipientBlocked(ProviderRejected):
+    """The user blocked the bot (or deleted their account): nothing reaches them there."""
+
+    code = "recipient_blocked"

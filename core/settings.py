@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     telegram_webhook_secret: str = Field(default="", pattern=r"^[A-Za-z0-9_-]{0,256}$")
     # How long an invite link (`airgate party invite`) can be used.
     telegram_invite_ttl_s: int = Field(default=259_200, ge=60)  # 72 h
+    # Telegram's flood limits (about 30 messages a second for a bot, one a second per chat),
+    # kept by every sending process together (core/ratelimit.py). A little under the ceilings:
+    # a message reserved on time can still reach Telegram a few milliseconds late.
+    telegram_rate_per_s: float = Field(default=29.0, gt=0, le=1000)
+    telegram_chat_interval_s: float = Field(default=1.05, ge=0, le=60)
     # Top-up guards (docs/TOPUPS.md). A party's own daily_limit_minor overrides the default.
     topup_daily_limit_minor: int = Field(default=20_000_000, ge=0)  # KES 200,000
     topup_repeat_window_s: int = Field(default=120, ge=0)

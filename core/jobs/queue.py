@@ -20,6 +20,7 @@ log = get_logger(__name__)
 
 DELIVER = "deliver"
 NOTIFY = "notify"
+BROADCAST = "broadcast"
 QUEUE = "airgate:queue"
 
 
@@ -66,6 +67,10 @@ class JobQueue:
 
     async def notify(self, notification_id: int, *, attempts: int) -> bool:
         return await self._enqueue(NOTIFY, ([notification_id],), f"n{notification_id}:{attempts}")
+
+    async def broadcast(self, broadcast_id: int, *, part: int = 0) -> bool:
+        """Enqueue (a part of) a broadcast's sending; parts run one after another (a lease)."""
+        return await self._enqueue(BROADCAST, (broadcast_id, part), f"bc{broadcast_id}:{part}")
 
     async def _enqueue(
         self, function: str, args: tuple[Any, ...], job_id: str, *, defer_s: float = 0

@@ -21,6 +21,8 @@ from core.logging import get_logger
 from core.providers.reloadly import ReloadlyProvider
 from core.providers.sms import AfricasTalkingSms
 from core.providers.telegram import TelegramSender
+from core.ratelimit import Limiter
+from core.services.broadcast import Sender
 from core.services.delivery import Delivery, advance
 from core.services.finish import Finisher
 from core.services.notify import Notifier
@@ -40,7 +42,15 @@ async def _startup(ctx: dict[str, Any]) -> None:
     stack.push_async_callback(sms.close)
     telegram = None
     if settings.telegram_token:
-        telegram = TelegramSender(api_url=settings.telegram_api_url, token=settings.telegram_token)
+        limiter = Limiter(
+            ctx["redis"],
+            bot=settings.telegram_token.partition(":")[0],  # the bot's id, not its secret
+            rate=settings.telegram_rate_per_s,
+            chat_interval_s=settings.telegram_chat_interval_s,
+        )
+        telegram = TelegramSender(
+            api_url=settings.telegram_api_url, token=settings.telegram_token, limiter=limiter
+        )
         stack.push_async_callback(telegram.close)
     notifier = Notifier(core=core, sms=sms, telegram=telegram)
     notifier.start()
@@ -53,6 +63,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
         queue=JobQueue(ctx["redis"]),
         finisher=Finisher(core),
     )
+    ctx["broadcasts"] = Sender(core=core, redis=ctx["redis"], sms=sms, telegram=telegram)
     log.info("worker.ready", telegram=telegram is not None, max_jobs=settings.worker_max_jobs)
 
 
@@ -61,7 +72,7 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
         await ctx["stack"].aclose()
 
 
-# The function names are the job names core.jobs.queue enqueues (DELIVER, NOTIFY).
+# The function names are the job names core.jobs.queue enqueues (DELIVER, NOTIFY, BROADCAST).
 async def deliver(
     ctx: dict[str, Any],
     topup_id: str,
@@ -82,14 +93,24 @@ async def notify(ctx: dict[str, Any], ids: list[int]) -> int:
     return await delivery.notifier.send_ids(ids)
 
 
+async def broadcast(ctx: dict[str, Any], broadcast_id: int, part: int) -> bool:
+    """Send a part of a broadcast (a job's time-out's worth), then enqueue the next part."""
+    sender: Sender = ctx["broadcasts"]
+    done = await sender.run(broadcast_id, budget_s=broadcast_budget_s(ctx["settings"]))
+    if not done:
+        await ctx["delivery"].queue.broadcast(broadcast_id, part=part + 1)
+    return done
+
+
 async def sweeper(ctx: dict[str, Any]) -> None:
     delivery: Delivery = ctx["delivery"]
     report = await sweep(delivery.core, delivery.queue)
-    if report.topups_resumed or report.notifications_resumed:
+    if report.topups_resumed or report.notifications_resumed or report.broadcasts_resumed:
         log.warning(
             "sweeper.resumed",
             topups=report.topups_resumed,
             notifications=report.notifications_resumed,
+            broadcasts=report.broadcasts_resumed,
         )
 
 
@@ -117,6 +138,11 @@ def job_timeout_s(settings: Settings) -> float:
     return 2 * (settings.provider_timeout_s + settings.provider_connect_timeout_s) + 5
 
 
+def broadcast_budget_s(settings: Settings) -> float:
+    """A broadcast job sends for this long, well inside the job time-out, then hands over."""
+    return max(5.0, job_timeout_s(settings) - 10)
+
+
 def build_worker(
     settings: Settings, *, redis_url: str, burst: bool = False, handle_signals: bool = True
 ) -> Worker:
@@ -125,7 +151,7 @@ def build_worker(
     # job whose worker died, so a long sweeper time-out would slow every crash recovery.
     timeout_s = job_timeout_s(settings)
     return _Worker(
-        functions=[deliver, notify],
+        functions=[deliver, notify, broadcast],
         cron_jobs=[
             cron(
                 sweeper,

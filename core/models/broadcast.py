@@ -35,6 +35,8 @@ class RecipientState(StrEnum):
 class Broadcast(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
     party_id: int = Field(foreign_key="party.id", index=True)  # the distributor who sent it
+    # The confirming turn's idempotency key: a retried confirmation finds this broadcast.
+    key: str = Field(sa_type=String(96), unique=True)
     text: str = Field(sa_type=String(800))
     # How the audience was chosen, for the record: "all", "low:SAFARICOM", "tag:nairobi".
     audience: str = Field(sa_type=String(80))

@@ -1,9 +1,11 @@
 """``AfricasTalkingSms``: the :class:`~core.providers.port.SmsSender` over Africa's Talking's
 messaging API (``airgate sandbox`` is its sink by default). See docs/PROVIDERS.md.
 
-Errors: the gateway unreachable, timing out or answering 5xx (or an unreadable 2xx) is
-:class:`ProviderUnavailable` (the outbox tries again); any other 4xx, a wrong ``apiKey`` included,
-is :class:`ProviderRejected`. aiohttp's errors become ours in one place, :func:`_translated`.
+Errors: the gateway unreachable or answering 5xx (or an unreadable 2xx) is
+:class:`ProviderUnavailable`; a time-out or a dropped connection once the request was out is
+:class:`OutcomeUnknown` (the notification outbox tries both again: at least once; a broadcast does
+not: at most once); any other 4xx, a wrong ``apiKey`` included, is :class:`ProviderRejected`.
+aiohttp's errors become ours in one place, :func:`_translated`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from core.errors import ProviderRejected, ProviderUnavailable
+from core.errors import OutcomeUnknown, ProviderRejected, ProviderUnavailable
 from core.providers.port import SmsReceipt
 from core.settings import Settings
 
@@ -31,10 +33,13 @@ class _Malformed(Exception):
 
 @contextmanager
 def _translated() -> Iterator[None]:
-    """The one place aiohttp's errors become ours: all of them mean "try again later"."""
+    """The one place aiohttp's errors become ours. A time-out or a connection lost once the
+    request was out may have sent the messages (OutcomeUnknown); the rest were not sent."""
     try:
         yield
-    except (aiohttp.ClientError, TimeoutError, _Malformed) as exc:
+    except (TimeoutError, aiohttp.ServerDisconnectedError) as exc:
+        raise OutcomeUnknown(provider=PROVIDER, detail=type(exc).__name__) from exc
+    except (aiohttp.ClientError, _Malformed) as exc:
         text = str(exc)
         detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
         raise ProviderUnavailable(provider=PROVIDER, detail=detail) from exc

@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.context import Core
-from core.errors import ProviderRejected, ProviderUnavailable
+from core.errors import OutcomeUnknown, ProviderRejected, ProviderUnavailable, RecipientBlocked
 from core.logging import get_logger
 from core.models import Notification, NotificationState, Party
 from core.models.types import utcnow
@@ -50,11 +50,22 @@ class Message:
     attempts: int = 0
 
 
-def route(*, telegram_on: bool, telegram_user_id: int | None, msisdn: str) -> tuple[str, str]:
-    """(channel, recipient) of a message to a party: Telegram when linked and on, else SMS."""
-    if telegram_on and telegram_user_id is not None:
+def route(
+    *, telegram_on: bool, telegram_user_id: int | None, msisdn: str, blocked: bool = False
+) -> tuple[str, str]:
+    """(channel, recipient) of a message to a party: Telegram when linked, on and not blocked by
+    the user, else SMS."""
+    if telegram_on and telegram_user_id is not None and not blocked:
         return TELEGRAM, str(telegram_user_id)
     return SMS, msisdn
+
+
+async def mark_blocked(core: Core, party_ids: Sequence[int]) -> None:
+    """These users blocked the bot: later messages to them go by SMS (until they write to it)."""
+    async with core.transaction() as session:
+        await session.execute(
+            update(party_t).where(party_t.c.id.in_(list(party_ids))).values(telegram_blocked=True)
+        )
 
 
 _INSERT = notification_t.insert().returning(notification_t.c.id, sort_by_parameter_order=True)
@@ -156,9 +167,11 @@ class Notifier:
                 except ProviderRejected as exc:
                     # Blocked the bot or unknown chat: the message still goes, by SMS.
                     log.info("notify.telegram_refused", notification=message.id, detail=str(exc))
+                    if isinstance(exc, RecipientBlocked) and message.party_id is not None:
+                        await mark_blocked(self.core, [message.party_id])
                     message.channel, message.recipient = SMS, await self._msisdn_of(message)
             receipts = await self.sms.send(to=[message.recipient], message=message.text)
-        except ProviderUnavailable as exc:
+        except (ProviderUnavailable, OutcomeUnknown) as exc:  # at least once: sent again later
             log.info("notify.later", notification=message.id, detail=str(exc))
             return NotificationState.PENDING
         except ProviderRejected as exc:

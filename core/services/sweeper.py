@@ -5,11 +5,13 @@ whose ``(sends, checks)`` names its next job. A row overdue by more than ``sweep
 re-enqueued under that same job id: if the job still exists, arq refuses the copy; if it is gone
 (the enqueue after commit never happened, Redis lost it), the copy resumes the top-up, which then
 asks the provider before sending anything. Pending notifications older than the same delay are
-re-sent the same way.
+re-sent the same way, and a broadcast still sending whose sender's lease has lapsed (its worker
+died) is enqueued again (core/services/broadcast.py: the lease keeps it to one sender).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -21,6 +23,7 @@ from core.jobs.queue import JobQueue
 from core.models import Notification, NotificationState, Topup
 from core.models.topup import OPEN_STATES
 from core.models.types import utcnow
+from core.services import broadcast
 
 BATCH = 1_000  # rows per sweep and kind; the next sweep takes the rest
 
@@ -30,6 +33,7 @@ class SweepReport:
     topups_overdue: int
     topups_resumed: int
     notifications_resumed: int
+    broadcasts_resumed: int = 0
 
 
 async def sweep(core: Core, queue: JobQueue) -> SweepReport:
@@ -60,6 +64,13 @@ async def sweep(core: Core, queue: JobQueue) -> SweepReport:
     renotified = 0
     for note_id, attempts in notes:
         renotified += await queue.notify(int(note_id or 0), attempts=attempts)
+    rebroadcast = 0
+    for broadcast_id in await broadcast.open_broadcasts(core):
+        if not await broadcast.leased(queue.redis, broadcast_id):  # nobody is sending it
+            rebroadcast += await queue.broadcast(broadcast_id, part=int(time.time()))
     return SweepReport(
-        topups_overdue=len(overdue), topups_resumed=resumed, notifications_resumed=renotified
+        topups_overdue=len(overdue),
+        topups_resumed=resumed,
+        notifications_resumed=renotified,
+        broadcasts_resumed=rebroadcast,
     )

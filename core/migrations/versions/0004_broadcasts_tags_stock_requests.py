@@ -20,6 +20,7 @@ def upgrade() -> None:
     op.create_table('broadcast',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('party_id', sa.Integer(), nullable=False),
+    sa.Column('key', sa.String(length=96), nullable=False),
     sa.Column('text', sa.String(length=800), nullable=False),
     sa.Column('audience', sa.String(length=80), nullable=False),
     sa.Column('state', sa.String(length=10), nullable=False),
@@ -29,7 +30,8 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['party_id'], ['party.id'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('key')
     )
     with op.batch_alter_table('broadcast', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_broadcast_party_id'), ['party_id'], unique=False)
