@@ -112,6 +112,7 @@ class TelegramChannel:
         message, user = update.effective_message, update.effective_user
         if message is None or user is None:
             return
+        await links.unblocked(self.engine.core, telegram_user_id=user.id)  # back from a block
         if context.args:
             try:
                 party = await links.redeem(

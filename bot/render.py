@@ -19,7 +19,7 @@ from telegram import (
 from core.conversation.types import Expects, Screen
 from core.i18n import DEFAULT_LANGUAGE, t
 
-PER_PAGE = 8  # options per message; more go behind "98"
+PER_PAGE = 10  # options per message (a whole main menu); more go behind "98"
 BACK, MORE, MAIN = "0", "98", "00"
 
 Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup

@@ -63,6 +63,17 @@ async def redeem(core: Core, redis: aioredis.Redis, *, code: str, telegram_user_
     return await link(core, party_id=int(party_id), telegram_user_id=telegram_user_id, how="code")
 
 
+async def unblocked(core: Core, *, telegram_user_id: int) -> None:
+    """The user (re)started the bot: messages may go to Telegram again (core/services/notify.py
+    routes by SMS while ``telegram_blocked``)."""
+    async with core.transaction() as session:
+        await session.execute(
+            update(party_t)
+            .where(party_t.c.telegram_user_id == telegram_user_id, party_t.c.telegram_blocked)
+            .values(telegram_blocked=False)
+        )
+
+
 async def link(core: Core, *, party_id: int, telegram_user_id: int, how: str) -> Party:
     """Make ``telegram_user_id`` act for ``party_id`` (replacing the party's earlier account).
     AlreadyExists when that Telegram account already acts for another party."""
@@ -79,7 +90,7 @@ async def link(core: Core, *, party_id: int, telegram_user_id: int, how: str) ->
         await session.execute(
             update(party_t)
             .where(party_t.c.id == party_id)
-            .values(telegram_user_id=telegram_user_id)
+            .values(telegram_user_id=telegram_user_id, telegram_blocked=False)
         )
         await record(
             session,

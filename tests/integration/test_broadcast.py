@@ -65,20 +65,9 @@ class Rig:
         return Sender(core=self.core, redis=self.redis, sms=sms, telegram=telegram, **kwargs)  # type: ignore[arg-type]
 
     async def add_retailers(self, count: int, *, telegram_every: int = 1, first: int = 1) -> None:
-        """``count`` retailers of the demo distributor; one in ``telegram_every`` linked."""
-        rows = [
-            {
-                "role": Role.RETAILER,
-                "parent_id": self.distributor_id,
-                "name": f"Shop {i}",
-                "msisdn": f"+2547110{i:05d}",
-                "telegram_user_id": CHAT_BASE + i if i % telegram_every == 0 else None,
-            }
-            for i in range(first, first + count)
-        ]
-        async with self.core.transaction() as session:
-            for row in rows:
-                session.add(Party(**row))
+        await add_retailers(
+            self.core, self.distributor_id, count, telegram_every=telegram_every, first=first
+        )
 
     async def create(self, audience: str = "all", text: str = "Safaricom stock in") -> int:
         created = await broadcast.create(
@@ -90,6 +79,25 @@ class Rig:
             actor=Actor.cli(),
         )
         return created.id
+
+
+async def add_retailers(
+    core: Core, distributor_id: int, count: int, *, telegram_every: int = 1, first: int = 1
+) -> None:
+    """``count`` retailers of ``distributor_id``, numbered from ``first``; retailer i is
+    +2547110iiiii, and one in ``telegram_every`` is linked to Telegram user CHAT_BASE + i."""
+    async with core.transaction() as session:
+        for i in range(first, first + count):
+            linked = i % telegram_every == 0
+            session.add(
+                Party(
+                    role=Role.RETAILER,
+                    parent_id=distributor_id,
+                    name=f"Shop {i}",
+                    msisdn=f"+2547110{i:05d}",
+                    telegram_user_id=CHAT_BASE + i if linked else None,
+                )
+            )
 
 
 @pytest.fixture
@@ -220,7 +228,7 @@ async def broadcast_to(rig: Rig, n: int) -> None:
     # The demo distributor has no Telegram: its final report came by SMS.
     assert rig.sms.sms_by_number[DISTRIBUTOR_MSISDN][-1].message.startswith(f"Broadcast {bid}")
     rate = len(sent) / elapsed
-    assert rate > 10, f"{rate:.1f} messages/s"  # the ceiling is 30: bench/broadcast.py measures
+    assert rate > 10, f"{rate:.1f} messages/s"  # the ceiling is 30: bench/bot_telegram.py measures
 
     # The next broadcast reaches those who blocked the bot by SMS instead.
     async with rig.core.transaction() as session:

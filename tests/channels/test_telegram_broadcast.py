@@ -1,0 +1,89 @@
+"""A distributor broadcasts from the bot: compose, audience, preview with the count, PIN; the
+worker's sender then delivers it and edits the progress into the distributor's chat."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from sqlalchemy import select, update
+
+from core.context import Core
+from core.models import Broadcast, Party, Role
+from core.providers.sms import AfricasTalkingSms
+from core.providers.telegram import TelegramSender
+from core.services import broadcast, links
+from core.services.audit import Actor
+from core.services.seed import DEMO_PIN, DISTRIBUTOR_MSISDN
+from tests.channels.conftest import Telegram
+
+BOSS = 7001  # the distributor's Telegram user
+SHOPS = {"+254700000001": 7101, "+254700000002": 7102, "+254700000003": 7103}
+
+
+async def test_a_distributor_broadcasts_to_its_retailers(
+    telegram: Telegram, core: Core, redis_url: str
+) -> None:
+    redis = aioredis.Redis.from_url(redis_url)
+    code = await links.invite(
+        core, redis, actor=Actor.system(), party_ref=DISTRIBUTOR_MSISDN, ttl_s=600
+    )
+    await telegram.say(BOSS, f"/start {code.code}")
+    async with core.transaction() as session:
+        for msisdn, user in SHOPS.items():
+            await session.execute(
+                update(Party).where(Party.msisdn == msisdn).values(telegram_user_id=user)
+            )
+        await session.execute(  # a retailer of another distributor is not in the audience
+            update(Party)
+            .where(Party.role == Role.RETAILER, Party.msisdn.notin_(list(SHOPS)))  # type: ignore[attr-defined]
+            .values(parent_id=None)
+        )
+
+    await telegram.press(BOSS, "Broadcast")
+    assert telegram.screen(BOSS).startswith("Type your message to your retailers")
+    await telegram.say(BOSS, "  New Safaricom stock in,\n call me  ")
+    await telegram.press(BOSS, "All my retailers")
+    preview = telegram.screen(BOSS)
+    assert preview.startswith('Send to 3 retailers (3 Telegram, 0 SMS): "New Safaricom stock in')
+    await telegram.say(BOSS, DEMO_PIN)
+    assert telegram.screen(BOSS).startswith("Broadcast 1 to 3 retailers is on its way.")
+    async with core.sessions() as session:
+        row = (await session.execute(select(Broadcast))).scalar_one()
+    assert (row.text, row.audience, row.progress_chat_id) == (
+        "New Safaricom stock in, call me",
+        "all",
+        BOSS,
+    )
+
+    fake = telegram.fake
+    sender = TelegramSender(api_url=fake.base_url, token=fake.token)
+    sms = AfricasTalkingSms.from_settings(core.settings)
+    try:
+        done = await broadcast.Sender(core=core, redis=redis, sms=sms, telegram=sender).run(
+            row.id or 0, budget_s=30
+        )
+    finally:
+        await sender.close()
+        await sms.close()
+        await redis.aclose()
+    assert done
+    for user in SHOPS.values():
+        assert fake.last(user).text == "Demo Distributor: New Safaricom stock in, call me"
+    report = fake.last(BOSS).text
+    assert report.startswith("Broadcast 1 done: 3 of 3 delivered, 0 failed, 0 blocked the bot")
+
+
+async def test_restarting_the_bot_after_blocking_it_brings_messages_back_to_telegram(
+    telegram: Telegram, core: Core
+) -> None:
+    async with core.transaction() as session:
+        await session.execute(
+            update(Party)
+            .where(Party.msisdn == "+254700000001")
+            .values(telegram_user_id=7101, telegram_blocked=True)
+        )
+    await telegram.say(7101, "/start")  # what Telegram's "Restart bot" sends
+    async with core.sessions() as session:
+        party = (
+            await session.execute(select(Party).where(Party.msisdn == "+254700000001"))
+        ).scalar_one()
+    assert party.telegram_blocked is False
