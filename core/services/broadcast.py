@@ -330,6 +330,7 @@ class _Row:
     channel: str
     recipient: str
     attempts: int
+    msisdn: str  # where an SMS goes (a Telegram row's too, if the bot was turned off meanwhile)
 
 
 class Sender:
@@ -424,7 +425,9 @@ class Sender:
                     recipient_t.c.channel,
                     recipient_t.c.recipient,
                     recipient_t.c.attempts,
+                    party_t.c.msisdn,
                 )
+                .join(party_t, party_t.c.id == recipient_t.c.party_id)
                 .where(
                     recipient_t.c.broadcast_id == broadcast_id,
                     recipient_t.c.state == RecipientState.PENDING,
@@ -515,7 +518,7 @@ class Sender:
             if not mine:
                 continue
             try:
-                receipts = await self.sms.send(to=[r.recipient for r in mine], message=text)
+                receipts = await self.sms.send(to=[r.msisdn for r in mine], message=text)
             except ProviderRejected as exc:
                 await self._set([r.id for r in mine], RecipientState.FAILED, str(exc))
                 continue
@@ -528,8 +531,8 @@ class Sender:
                 await self._set([r.id for r in mine], RecipientState.UNCONFIRMED, str(exc))
                 continue
             accepted = {r.number for r in receipts if r.accepted}
-            await self._set([r.id for r in mine if r.recipient in accepted], RecipientState.SENT)
-            refused = [r.id for r in mine if r.recipient not in accepted]
+            await self._set([r.id for r in mine if r.msisdn in accepted], RecipientState.SENT)
+            refused = [r.id for r in mine if r.msisdn not in accepted]
             await self._set(refused, RecipientState.FAILED, "refused by the SMS gateway")
 
     async def _finish(self, row: Broadcast, author: Party, progress: _Progress) -> None:

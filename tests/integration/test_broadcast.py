@@ -299,3 +299,16 @@ async def test_progress_is_edited_into_the_distributors_chat(rig: Rig) -> None:
     report = rig.fake.last(4242)
     assert report.text is not None and report.text.startswith(f"Broadcast {bid} done: 8 of 8")
     assert len(rig.fake.chat(4242)) == 1  # one message, edited in place
+
+
+async def test_with_the_bot_turned_off_every_recipient_gets_an_sms(rig: Rig) -> None:
+    await rig.add_retailers(5)  # all linked to Telegram when the broadcast was confirmed
+    bid = await rig.create()
+    sms = AfricasTalkingSms.from_settings(rig.core.settings)
+    rig.opened.append(sms)
+    sender = Sender(core=rig.core, redis=rig.redis, sms=sms, telegram=None)
+    assert await sender.run(bid, budget_s=30)
+    numbers = Counter(record.number for record in rig.sms.sms)
+    assert all(numbers[f"+2547110{i:05d}"] == 1 for i in range(1, 6))
+    assert rig.fake.calls_to("sendMessage") == []
+    assert await states(rig.core, bid) == Counter({RecipientState.SENT: 5})
