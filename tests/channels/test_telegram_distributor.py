@@ -1,5 +1,6 @@
-"""A distributor broadcasts from the bot: compose, audience, preview with the count, PIN; the
-worker's sender then delivers it and edits the progress into the distributor's chat."""
+"""A distributor in the bot: sells stock to a retailer with buttons and the PIN; broadcasts
+(compose, audience, preview with the count, PIN; the worker's sender then delivers it and edits
+the progress into the distributor's chat)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from core.context import Core
 from core.models import Broadcast, Party, Role
 from core.providers.sms import AfricasTalkingSms
 from core.providers.telegram import TelegramSender
-from core.services import broadcast, links
+from core.services import broadcast, links, stock
 from core.services.audit import Actor
 from core.services.seed import DEMO_PIN, DISTRIBUTOR_MSISDN
 from tests.channels.conftest import Telegram
@@ -19,14 +20,40 @@ BOSS = 7001  # the distributor's Telegram user
 SHOPS = {"+254700000001": 7101, "+254700000002": 7102, "+254700000003": 7103}
 
 
-async def test_a_distributor_broadcasts_to_its_retailers(
-    telegram: Telegram, core: Core, redis_url: str
-) -> None:
-    redis = aioredis.Redis.from_url(redis_url)
+async def _boss(telegram: Telegram, core: Core, redis: aioredis.Redis) -> None:
     code = await links.invite(
         core, redis, actor=Actor.system(), party_ref=DISTRIBUTOR_MSISDN, ttl_s=600
     )
     await telegram.say(BOSS, f"/start {code.code}")
+
+
+async def test_a_distributor_sells_stock_with_buttons_and_pin(
+    telegram: Telegram, core: Core, redis_url: str
+) -> None:
+    redis = aioredis.Redis.from_url(redis_url)
+    await _boss(telegram, core, redis)
+    await redis.aclose()
+    before = await stock.balance(core, ref="+254700000001")
+    await telegram.press(BOSS, "Sell stock")
+    await telegram.say(BOSS, "0700000001")
+    assert telegram.screen(BOSS).startswith("Sell Demo Shop 001 stock of which operator?")
+    await telegram.press(BOSS, "Safaricom")
+    await telegram.say(BOSS, "1,000")
+    assert telegram.screen(BOSS).startswith("Sell KES 1,000 Safaricom to Demo Shop 001")
+    await telegram.say(BOSS, DEMO_PIN)
+    assert telegram.screen(BOSS).startswith("Sold KES 1,000 Safaricom to Demo Shop 001 for")
+    after = await stock.balance(core, ref="+254700000001")
+    gained = after.stock["safaricom-ke"]["available"] - before.stock["safaricom-ke"]["available"]
+    assert gained == 100_000
+    # The PIN did not stay in the chat.
+    assert all(m.text != DEMO_PIN for m in telegram.fake.chat(BOSS, include_user=True))
+
+
+async def test_a_distributor_broadcasts_to_its_retailers(
+    telegram: Telegram, core: Core, redis_url: str
+) -> None:
+    redis = aioredis.Redis.from_url(redis_url)
+    await _boss(telegram, core, redis)
     async with core.transaction() as session:
         for msisdn, user in SHOPS.items():
             await session.execute(
