@@ -12,7 +12,7 @@ from core.context import Core
 from core.errors import NotPermitted
 from core.models import Party, PartyStatus, Role
 from core.money import format_minor, parse_major
-from core.services import parties, stock
+from core.services import alerts, parties, stock
 from core.services.audit import Actor
 
 app = typer.Typer(no_args_is_help=True, help="Parties: the platform, distributors, retailers.")
@@ -216,3 +216,46 @@ def credit_limit(
 
     changed = run(work)
     emit(party_dict(changed), as_json=as_json, human=lambda: _print_party(changed))
+
+
+@app.command("low-stock")
+def low_stock(
+    party: PartyArg,
+    amount: Annotated[
+        str,
+        typer.Argument(
+            help="Alert below this much of an operator's stock, in major units (e.g. 500), "
+            "or 'default' for AIRGATE_LOW_STOCK_MINOR."
+        ),
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Set a party's own low-stock threshold: it is told once when its stock falls below it."""
+    threshold_minor: int | None = None
+    if amount.strip().lower() != "default":
+        try:
+            threshold_minor = parse_major(amount)
+        except ValueError as exc:
+            fail(str(exc))
+
+    async def work(core: Core) -> tuple[Party, int]:
+        changed = await alerts.set_threshold(
+            core, actor=Actor.cli(), ref=party, threshold_minor=threshold_minor
+        )
+        return changed, alerts.threshold_of(core, changed.low_stock_minor)
+
+    changed, effective_minor = run(work)
+
+    def human() -> None:
+        source = "its own" if changed.low_stock_minor is not None else "the default"
+        out.print(
+            f"#{changed.id} {changed.name}: low-stock alert below "
+            f"{format_minor(effective_minor)} of an operator's stock ({source})"
+        )
+
+    data = {
+        **party_dict(changed),
+        "low_stock_minor": changed.low_stock_minor,
+        "effective_low_stock_minor": effective_minor,
+    }
+    emit(data, as_json=as_json, human=human)

@@ -56,6 +56,13 @@ class T(StrEnum):
     TODAY = "today"
     UNLOCK = "unlock"
     INVITE = "invite"
+    BROADCAST = "broadcast"
+    TAG = "tag"
+    CASES = "cases"  # a distributor's support queue
+    DEPOSIT = "deposit"
+    REQUESTS = "requests"
+    APPROVE = "approve"
+    REFUSE = "refuse"
 
 
 class Reprompt(AirGateError):

@@ -12,7 +12,9 @@ One step (:func:`advance`) per job:
 - delivered → capture + notifications; failed or refused → release + notifications;
 - pending, time-out → ``unknown``: status queries on the configured back-off;
 - provider unavailable → the same reference again after a short back-off;
-- still open after ``topup_unknown_window_s`` → ``escalated``: a support case, stock still held.
+- still open after ``topup_unknown_window_s`` → ``escalated``: a support case, stock still held;
+  the retailer is told, and so is its distributor, whose support queue lists the case
+  (core/services/support.py ``queue``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.context import Core
 from core.errors import NotFound, OutcomeUnknown, ProviderRejected, ProviderUnavailable
@@ -34,6 +37,7 @@ from core.models import (
     Operator,
     Party,
     ProductKind,
+    Role,
     SupportCase,
     Topup,
     TopupState,
@@ -105,6 +109,13 @@ class _Job(NamedTuple):
 _LOAD = select(
     *_OPEN_COLUMNS, party_t.c.name, party_t.c.msisdn, party_t.c.language, party_t.c.telegram_user_id
 ).where(topup_t.c.id == bindparam("id"), party_t.c.id == topup_t.c.party_id)
+_shop_t = party_t.alias("shop")
+# The retailer's distributor, told of an escalated top-up (its support queue).
+_PARENT = (
+    select(party_t.c.id, party_t.c.msisdn, party_t.c.language, party_t.c.telegram_user_id)
+    .join(_shop_t, _shop_t.c.parent_id == party_t.c.id)
+    .where(_shop_t.c.id == bindparam("id"), party_t.c.role == Role.DISTRIBUTOR)
+)
 
 
 def snapshot(
@@ -368,6 +379,28 @@ async def _schedule(
     return state
 
 
+async def _to_distributor(
+    d: Delivery, session: AsyncSession, job: _Job, fields: dict[str, object]
+) -> list[Message]:
+    """The escalation's message to the retailer's distributor (none if its parent is not one)."""
+    parent = (await session.execute(_PARENT, {"id": job.topup.party_id})).first()
+    if parent is None:
+        return []
+    parent_id, msisdn, language, telegram_user_id = parent
+    channel, recipient = route(
+        telegram_on=d.notifier.telegram_on, telegram_user_id=telegram_user_id, msisdn=msisdn
+    )
+    return [
+        Message(
+            key=f"{job.topup.id}:escalated:parent",
+            party_id=parent_id,
+            channel=channel,
+            recipient=recipient,
+            text=t(language, "alert.case", **fields, name=job.shop_name[:24]),
+        )
+    ]
+
+
 async def _escalate(d: Delivery, job: _Job, *, detail: str) -> str:
     """Unresolved past the window: a support case; the stock stays held until it is resolved."""
     topup = job.topup
@@ -390,15 +423,15 @@ async def _escalate(d: Delivery, job: _Job, *, detail: str) -> str:
         case = SupportCase(topup_id=topup.id, party_id=topup.party_id, reason="unknown_outcome")
         session.add(case)
         await session.flush()
-        text = t(
-            job.language,
-            "topup.escalated",
-            amount=format_minor(topup.amount_minor, topup.currency),
-            number=national(topup.msisdn),
-            case=case.id,
-            ref=topup.id,
-        )
-        owed = await add_owed(session, [_retailer(d, job, f"{topup.id}:escalated")(text)])
+        fields: dict[str, object] = {
+            "amount": format_minor(topup.amount_minor, topup.currency),
+            "number": national(topup.msisdn),
+            "case": case.id,
+        }
+        text = t(job.language, "topup.escalated", **fields, ref=topup.id)
+        messages = [_retailer(d, job, f"{topup.id}:escalated")(text)]
+        messages += await _to_distributor(d, session, job, fields)
+        owed = await add_owed(session, messages)
     log.warning("topup.escalated", topup_id=topup.id, case=case.id, detail=detail)
     await d.notifier.send(owed)
     return TopupState.ESCALATED

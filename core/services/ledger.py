@@ -14,7 +14,9 @@ transfers are inserted with ``ON CONFLICT (idempotency_key) DO NOTHING RETURNING
 concurrent duplicate waits on the unique index and then gets no row, so a replay is recognised
 without aborting the transaction -- and then every balance delta is applied in one guarded UPDATE.
 If it returns fewer rows than it targets, a guard failed: :class:`Overdraft` is raised and the
-caller's transaction rolls back.
+caller's transaction rolls back. It returns each balance as it left it, and the posting reports
+every account's :class:`Move` (before, after): low-stock alerts fire on a crossing seen there
+(core/services/alerts.py, docs/ALERTS.md).
 
 On PostgreSQL, reserve, capture and release (the top-up hot path) run these steps as ONE prepared
 statement of data-modifying CTEs (``core/services/ledger_pg.py``): the same keys, guards, lock
@@ -27,8 +29,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -77,11 +79,29 @@ class Leg:
     memo: str | None = None
 
 
+class Move(NamedTuple):
+    """One account's balance just before and just after a posting.
+
+    ``new_minor`` is what the guarded UPDATE returned, and the UPDATE applied ``new - old`` to the
+    row it held locked, so ``old_minor`` is the balance this posting itself found: of concurrent
+    postings to one account, each sees its own step (docs/ALERTS.md).
+    """
+
+    old_minor: int
+    new_minor: int
+
+    def fell_below(self, threshold_minor: int) -> bool:
+        """This posting took the balance from at or above ``threshold_minor`` to below it."""
+        return self.old_minor >= threshold_minor > self.new_minor
+
+
 @dataclass(frozen=True, slots=True)
 class Posting:
     transfer_ids: tuple[int, ...]
     replayed: bool  # True: this key was posted before; nothing changed now
     by_kind: dict[str, int]  # amount posted per transfer kind (the original's, on a replay)
+    # The balances this posting moved, per account (empty on a replay: nothing moved now).
+    moves: dict[AccountRef, Move] = field(default_factory=dict)
 
     def amount(self, kind: str) -> int:
         return self.by_kind.get(kind, 0)
@@ -231,23 +251,24 @@ class Ledger:
                     raise IdempotencyConflict(key=op_key)
                 return await self.replay(session, op_key=op_key, anchor=legs[0], ids=ids)
             posted.append(new_id)
-        await self._apply(session, legs=legs, ids=ids)
+        moves = await self._apply(session, legs=legs, ids=ids)
         return Posting(
             transfer_ids=tuple(posted),
             replayed=False,
             by_kind=_by_kind((leg.kind, leg.amount_minor) for leg in legs),
+            moves=moves,
         )
 
     async def _apply(
         self, session: AsyncSession, *, legs: Sequence[Leg], ids: dict[AccountRef, int]
-    ) -> None:
+    ) -> dict[AccountRef, Move]:
         deltas: dict[AccountRef, int] = defaultdict(int)
         for leg in legs:
             deltas[leg.debit] -= leg.amount_minor
             deltas[leg.credit] += leg.amount_minor
         moving = {ref: d for ref, d in deltas.items() if d}
         if not moving:
-            return
+            return {}
         by_id = {ids[ref]: d for ref, d in moving.items()}
         delta = case(by_id, value=account_t.c.id)
         targets = account_t.c.id.in_(sorted(by_id))
@@ -268,12 +289,13 @@ class Ledger:
             .where(targets)
             .where(or_(account_t.c.is_system, account_t.c.balance_minor + delta >= 0))
             .values(balance_minor=account_t.c.balance_minor + delta)
-            .returning(account_t.c.id)
+            .returning(account_t.c.id, account_t.c.balance_minor)
         )
-        updated = set((await session.execute(stmt)).scalars())
+        updated: dict[int, int] = dict((await session.execute(stmt)).all())
         if len(updated) != len(by_id):
             refused = next(ref for ref in moving if ids[ref] not in updated)
             await self._raise_overdraft(session, refused, needed=-moving[refused], ids=ids)
+        return {ref: Move(updated[ids[ref]] - d, updated[ids[ref]]) for ref, d in moving.items()}
 
     async def _raise_overdraft(
         self, session: AsyncSession, ref: AccountRef, *, needed: int, ids: dict[AccountRef, int]

@@ -17,7 +17,8 @@ every invariant of ``core/services/ledger.py`` (see its docstring and docs/LEDGE
   tests/integration/test_ledger_fastpath.py. Fewer than two rows updated means the debit was
   refused (the credit only grows): :class:`Overdraft` names the debited account with its balance,
   read under a row lock; the transfer inserted by ``t`` is still in the transaction, which the
-  caller rolls back on the exception, as on the generic path;
+  caller rolls back on the exception, as on the generic path. Both return the balance they leave,
+  reported as the posting's ``moves`` (what low-stock alerts read: core/services/alerts.py);
 * reserve inserts the reservation row only if both balances moved; capture and release first flip
   the reservation with ``UPDATE … WHERE status = 'reserved' RETURNING`` (one resolution wins) and
   find the accounts by code (they are not known before the reservation row is read).
@@ -45,6 +46,7 @@ from core.services.ledger import (
     AccountRef,
     Ledger,
     Leg,
+    Move,
     Overdraft,
     Posting,
     checked_legs,
@@ -67,15 +69,19 @@ k AS (
     FROM k
     WHERE a.id = k.lo AND (a.is_system OR
         a.balance_minor + CASE WHEN a.id = k.debit THEN -k.amount ELSE k.amount END >= 0)
-    RETURNING a.id
+    RETURNING a.id, a.balance_minor
 ), hi AS (
     UPDATE account a
     SET balance_minor = a.balance_minor + CASE WHEN a.id = k.debit THEN -k.amount ELSE k.amount END
     FROM k
     WHERE a.id = k.hi AND EXISTS (SELECT FROM lo) AND (a.is_system OR
         a.balance_minor + CASE WHEN a.id = k.debit THEN -k.amount ELSE k.amount END >= 0)
-    RETURNING a.id
+    RETURNING a.id, a.balance_minor
 )"""
+# The two balances as ``lo`` and ``hi`` left them (NULL where nothing was updated).
+_BALANCES = (
+    "(SELECT balance_minor FROM lo) AS lo_balance, (SELECT balance_minor FROM hi) AS hi_balance"
+)
 
 # $1 key, $2 asset, $3 main (debited), $4 inflight, $5 amount, $6 reservation id, $7 now,
 # $8 party id, $9 'reserved'.
@@ -93,7 +99,7 @@ WITH t AS (
     WHERE (SELECT count(*) FROM lo) + (SELECT count(*) FROM hi) = 2
 )
 SELECT (SELECT id FROM t) AS transfer_id,
-       (SELECT count(*) FROM lo) + (SELECT count(*) FROM hi) AS updated
+       (SELECT count(*) FROM lo) + (SELECT count(*) FROM hi) AS updated, {_BALANCES}
 """
 
 # $1 reservation id, $2 outcome, $3 now, $4 kind of the credited account, $5 key, $6 transfer
@@ -121,7 +127,7 @@ WITH r AS (
 ), {_APPLY}
 SELECT leg.party_id, leg.asset, leg.amount_minor, leg.debit_id, leg.credit_id,
        (SELECT id FROM t) AS transfer_id,
-       (SELECT count(*) FROM lo) + (SELECT count(*) FROM hi) AS updated
+       (SELECT count(*) FROM lo) + (SELECT count(*) FROM hi) AS updated, {_BALANCES}
 FROM leg
 """
 
@@ -190,7 +196,7 @@ class PgFastPath:
         [leg] = checked_legs(op_key, [reserve_leg(reservation_id, party_id, asset, amount_minor)])
         ids = await self._ledger.resolve(session, [leg.debit, leg.credit])
         debit, credit = ids[leg.debit], ids[leg.credit]
-        transfer_id, updated = await _fetch(
+        transfer_id, updated, *balances = await _fetch(
             session,
             RESERVE,
             (
@@ -205,7 +211,7 @@ class PgFastPath:
                 ReservationStatus.RESERVED.value,
             ),
         )
-        return await self._outcome(session, op_key, leg, ids, transfer_id, updated)
+        return await self._outcome(session, op_key, leg, ids, transfer_id, updated, balances)
 
     async def resolve(
         self, session: AsyncSession, reservation_id: str, outcome: ReservationStatus
@@ -228,12 +234,12 @@ class PgFastPath:
         )
         if row is None:
             return await self._ledger.already_resolved(session, reservation_id, outcome)
-        party_id, asset, amount, debit, credit, transfer_id, updated = row
+        party_id, asset, amount, debit, credit, transfer_id, updated, *balances = row
         leg = resolution_leg(reservation_id, outcome, party_id, asset, amount)
         if debit is None or credit is None:  # an account to create: the generic path does it
             return await self._ledger.post(session, op_key=op_key, legs=[leg])
         ids = {leg.debit: debit, leg.credit: credit}
-        return await self._outcome(session, op_key, leg, ids, transfer_id, updated)
+        return await self._outcome(session, op_key, leg, ids, transfer_id, updated, balances)
 
     async def _outcome(
         self,
@@ -243,13 +249,27 @@ class PgFastPath:
         ids: dict[AccountRef, int],
         transfer_id: int | None,
         updated: int,
+        balances: list[int],
     ) -> Posting:
-        """What the statement did, as ``Ledger.post`` would have reported it."""
+        """What the statement did, as ``Ledger.post`` would have reported it (``balances``: the
+        lower and the higher account id's balance after it)."""
         if transfer_id is None:  # the key was posted before: a replay or a conflict
             return await self._ledger.replay(session, op_key=op_key, anchor=leg, ids=ids)
         if updated != 2:  # the credit only grows, so the guard that refused is the debit's
             [available] = await _fetch(session, BALANCE, (ids[leg.debit],))
             raise Overdraft(leg.debit, available, leg.amount_minor)
+        lo_balance, hi_balance = balances
+        debit_first = ids[leg.debit] < ids[leg.credit]
+        debit_new, credit_new = (
+            (lo_balance, hi_balance) if debit_first else (hi_balance, lo_balance)
+        )
+        amount = leg.amount_minor
         return Posting(
-            transfer_ids=(transfer_id,), replayed=False, by_kind={leg.kind: leg.amount_minor}
+            transfer_ids=(transfer_id,),
+            replayed=False,
+            by_kind={leg.kind: amount},
+            moves={
+                leg.debit: Move(debit_new + amount, debit_new),
+                leg.credit: Move(credit_new - amount, credit_new),
+            },
         )

@@ -30,9 +30,12 @@ class RetailerRow:
     stock_minor: int  # available stock, all operators (face value)
     lowest_minor: int | None  # the smallest stock of an operator it carries
     last_topup_at: datetime | None
+    own_threshold_minor: int | None = None  # its own low-stock threshold (Party.low_stock_minor)
 
     def low(self, threshold_minor: int) -> bool:
-        return self.lowest_minor is not None and self.lowest_minor < threshold_minor
+        """Below its own threshold, else ``threshold_minor`` (the default; core/services/alerts)."""
+        limit = threshold_minor if self.own_threshold_minor is None else self.own_threshold_minor
+        return self.lowest_minor is not None and self.lowest_minor < limit
 
 
 async def retailers_of(
@@ -64,6 +67,7 @@ async def retailers_of(
             func.coalesce(stock.c.total, 0),
             stock.c.lowest,
             last.c.at,
+            party_t.c.low_stock_minor,
         )
         .outerjoin(stock, stock.c.party_id == party_t.c.id)
         .outerjoin(last, last.c.party_id == party_t.c.id)

@@ -3,8 +3,9 @@
 * intake:    the operator's airtime enters the platform (issuance → platform), once per reference;
 * sell:      a seller's stock goes to its direct buyer at the agreed discount; the buyer pays from
              its cash first and the rest from its available credit, all in one transaction. The
-             seller sells, or the buyer buys (the credit limit is the seller's standing approval:
-             a purchase beyond cash plus available credit is refused);
+             seller sells, or the buyer buys (a purchase beyond cash plus available credit is
+             refused; a buyer's own purchase that needs credit is a stock request the seller
+             approves, core/services/requests.py, which sells inside its decision's transaction);
 * deposit:   cash a buyer handed its seller outside AirGate; it first repays used credit, the rest
              becomes cash; a reference is recorded once per seller, a repeat is refused;
 * clawback:  a seller takes stock back from its buyer, with a reason;
@@ -18,9 +19,11 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.context import Core
@@ -34,8 +37,10 @@ from core.errors import (
     NotPermitted,
     Refused,
 )
+from core.jobs.queue import JobQueue
 from core.models import Account, AccountKind, Operator, Party
 from core.money import airtime_asset, cash_asset, discounted_price, format_minor
+from core.services import alerts
 from core.services.audit import Actor, record
 from core.services.catalog import agreement_for, get_operator
 from core.services.ledger import AccountRef, Leg, Overdraft, account_balances
@@ -88,6 +93,16 @@ async def _pair(
     ensure_active(seller)
     ensure_active(buyer)
     return seller, buyer
+
+
+@asynccontextmanager
+async def _unit(core: Core, within: AsyncSession | None) -> AsyncIterator[AsyncSession]:
+    """The caller's transaction when it passes one (it commits), else a new one."""
+    if within is not None:
+        yield within
+        return
+    async with core.transaction() as session:
+        yield session
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,11 +159,18 @@ async def sell(
     operator_code: str,
     face_minor: int,
     key: str | None = None,
+    cash_only: bool = False,
+    within: AsyncSession | None = None,
+    queue: JobQueue | None = None,
 ) -> Receipt:
-    """Sell ``face_minor`` of an operator's airtime to a direct buyer at the agreed discount."""
+    """Sell ``face_minor`` of an operator's airtime to a direct buyer at the agreed discount.
+
+    ``cash_only``: refuse (InsufficientFunds) rather than pay any of it on credit (a buyer's own
+    purchase). ``within``: post in the caller's transaction, which commits it.
+    """
     _positive(face_minor)
     key = _reference(key, what="a key") if key is not None else uuid.uuid4().hex
-    async with core.transaction() as session:
+    async with _unit(core, within) as session:
         seller, buyer = await _pair(core, session, seller_ref, buyer_ref, actor, buyer_may_act=True)
         operator = await get_operator(session, operator_code)
         agreement = await agreement_for(
@@ -158,6 +180,13 @@ async def sell(
         stock, cash = airtime_asset(operator_code), cash_asset(operator.currency)
         balances = await account_balances(session, buyer.id or 0)
         cash_part = min(price, max(balances.get((cash, AccountKind.MAIN), 0), 0))
+        if cash_only and cash_part < price:
+            raise InsufficientFunds(
+                party=buyer.label,
+                available_minor=cash_part,
+                needed_minor=price,
+                currency=operator.currency,
+            )
         legs = [
             Leg(
                 "sale",
@@ -214,6 +243,17 @@ async def sell(
                     "credit_minor": price - cash_part,
                 },
             )
+        # The seller's own stock fell: told once per crossing (core/services/alerts.py).
+        owed = await alerts.owe_low_stock(
+            core,
+            session,
+            holder=alerts.Holder.of(seller),
+            posting=posting,
+            operator=operator,
+            tag=f"t{posting.transfer_ids[0]}",
+        )
+    if within is None:  # else sent once the caller commits (or by the sweeper)
+        await alerts.send_owed(queue, owed)
     paid, on_credit = posting.amount("payment"), posting.amount("credit_payment")
     return Receipt(
         reference=key,
@@ -297,6 +337,7 @@ async def clawback(
     amount_minor: int,
     reason: str,
     key: str | None = None,
+    queue: JobQueue | None = None,
 ) -> Receipt:
     """Take stock back from a buyer (a mistaken sale, fraud); the reason is kept on the transfer."""
     _positive(amount_minor)
@@ -306,7 +347,7 @@ async def clawback(
     key = _reference(key, what="a key") if key is not None else uuid.uuid4().hex
     async with core.transaction() as session:
         seller, buyer = await _pair(core, session, seller_ref, buyer_ref, actor)
-        await get_operator(session, operator_code)
+        operator = await get_operator(session, operator_code)
         stock = airtime_asset(operator_code)
         leg = Leg(
             "clawback",
@@ -336,6 +377,15 @@ async def clawback(
                 reference=key,
                 details={"operator": operator_code, "amount_minor": amount_minor, "reason": reason},
             )
+        owed = await alerts.owe_low_stock(  # the buyer's stock fell: as for a sale's seller
+            core,
+            session,
+            holder=alerts.Holder.of(buyer),
+            posting=posting,
+            operator=operator,
+            tag=f"t{posting.transfer_ids[0]}",
+        )
+    await alerts.send_owed(queue, owed)
     return Receipt(reference=key, replayed=posting.replayed, face_minor=amount_minor)
 
 
@@ -441,8 +491,9 @@ class LowStock:
 async def low_stock(
     core: Core, *, distributor_id: int, threshold_minor: int, limit: int = 100
 ) -> list[LowStock]:
-    """A distributor's retailers holding less than ``threshold_minor`` of an operator's stock
-    they carry, lowest first (one line per retailer and operator)."""
+    """A distributor's retailers holding less than their threshold of an operator's stock they
+    carry, lowest first (one line per retailer and operator). The threshold is the retailer's own
+    ``low_stock_minor``, else ``threshold_minor`` (the rule of core/services/alerts.py)."""
     party_t = Party.__table__  # type: ignore[attr-defined]
     account_t = Account.__table__  # type: ignore[attr-defined]
     query = (
@@ -458,7 +509,8 @@ async def low_stock(
             party_t.c.parent_id == distributor_id,
             account_t.c.kind == AccountKind.MAIN,
             account_t.c.asset.like("AIRTIME:%"),
-            account_t.c.balance_minor < threshold_minor,
+            account_t.c.balance_minor
+            < func.coalesce(party_t.c.low_stock_minor, literal(threshold_minor)),
         )
         .order_by(account_t.c.balance_minor, party_t.c.id)
         .limit(limit)

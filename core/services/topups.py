@@ -2,6 +2,8 @@
 
 Invariant: a confirmed top-up exists exactly when its stock is reserved (same transaction), and it
 is delivered by the worker (core/services/delivery.py), never here. The caller has checked the PIN.
+A reservation that takes the retailer's stock below its threshold owes it a low-stock alert, written
+in the same transaction (core/services/alerts.py).
 Its id (:func:`new_topup_id`) is the reservation id, the job id stem and the provider's reference.
 """
 
@@ -33,10 +35,11 @@ from core.models import Operator, Party, PartyStatus, Product, ProductKind, Role
 from core.models.types import utcnow
 from core.money import airtime_asset
 from core.msisdn import normalize
-from core.services import delivery
+from core.services import alerts, delivery
 from core.services.catalog import check_airtime_amount
 from core.services.catalog_snapshot import Catalog
 from core.services.ledger import Overdraft
+from core.services.notify import Message
 
 party_t = Party.__table__  # type: ignore[attr-defined]
 topup_t = Topup.__table__  # type: ignore[attr-defined]
@@ -51,6 +54,7 @@ _LOCK_PARTY = (
         party_t.c.daily_limit_minor,
         party_t.c.language,
         party_t.c.telegram_user_id,
+        party_t.c.low_stock_minor,
     )
     .where(party_t.c.id == bindparam("party_id"))
     .with_for_update(key_share=True)
@@ -103,9 +107,10 @@ async def request_topup(
 
     Airtime: ``amount_minor`` within the product's range (``product_code`` optional). Bundles:
     ``product_code``, priced by the catalog. Raises InputError subclasses for the user to correct,
-    Refused subclasses for rules (stock, daily limit, a repeat to confirm), NotFound.
+    Refused subclasses for rules (stock, daily limit, a repeat to confirm), NotFound. A low-stock
+    alert it owes waits for the sweeper (:func:`confirm_topup` enqueues it at once).
     """
-    topup, _retailer, _created = await _request(
+    topup, _retailer, _created, _alerts = await _request(
         core,
         party_id=party_id,
         msisdn=msisdn,
@@ -128,7 +133,7 @@ async def _request(
     amount_minor: int | None,
     client_key: str | None,
     confirm_repeat: bool,
-) -> tuple[Topup, _Retailer, bool]:
+) -> tuple[Topup, _Retailer, bool, list[Message]]:
     number = normalize(msisdn, country=core.settings.country)
     catalog = await core.catalog.get()
     operator = catalog.detect(number)
@@ -146,7 +151,7 @@ async def _request(
             )
             if not same or earlier.amount_minor != amount:
                 raise IdempotencyConflict(key=client_key)
-            return earlier, party, False
+            return earlier, party, False, []
         if party.status != PartyStatus.ACTIVE:
             raise PartyInactive(party=party.label, status=party.status)
         if party.role != Role.RETAILER:
@@ -179,7 +184,7 @@ async def _request(
         )
         asset = airtime_asset(operator.code)
         try:
-            await core.ledger.reserve(
+            posting = await core.ledger.reserve(
                 session,
                 reservation_id=topup.id,
                 party_id=party_id,
@@ -195,7 +200,16 @@ async def _request(
                 currency=operator.currency,
             ) from None
         await session.execute(_INSERT, topup.model_dump())
-    return topup, party, True
+        # Told once per crossing of its threshold, in this transaction (core/services/alerts.py).
+        owed = await alerts.owe_low_stock(
+            core,
+            session,
+            holder=party.holder,
+            posting=posting,
+            operator=operator,
+            tag=topup.id,
+        )
+    return topup, party, True, owed
 
 
 async def confirm_topup(
@@ -210,13 +224,14 @@ async def confirm_topup(
     client_key: str | None = None,
     confirm_repeat: bool = False,
 ) -> Topup:
-    """:func:`request_topup`, then its delivery job, enqueued after the commit. If the enqueue
-    fails (Redis away, a crash just here) the sweeper enqueues it from the row.
+    """:func:`request_topup`, then its delivery job (and the send of a low-stock alert it owes),
+    enqueued after the commit. If the enqueue fails (Redis away, a crash just here) the sweeper
+    enqueues it from the row.
 
     The first job carries what delivery needs (:func:`delivery.snapshot`), so the worker's first
     step reads nothing before it sends.
     """
-    topup, shop, created = await _request(
+    topup, shop, created, owed = await _request(
         core,
         party_id=party_id,
         msisdn=msisdn,
@@ -240,6 +255,7 @@ async def confirm_topup(
             telegram_user_id=shop.telegram_user_id,
         )
         await queue.deliver(topup.id, fresh=True, snapshot=carried)
+        await alerts.send_owed(queue, owed)
     return topup
 
 
@@ -273,10 +289,22 @@ class _Retailer(NamedTuple):
     daily_limit_minor: int | None
     language: str
     telegram_user_id: int | None
+    low_stock_minor: int | None
 
     @property
     def label(self) -> str:
         return f"{self.name} ({self.msisdn})"
+
+    @property
+    def holder(self) -> alerts.Holder:
+        return alerts.Holder(
+            self.id,
+            self.role,
+            self.msisdn,
+            self.language,
+            self.telegram_user_id,
+            self.low_stock_minor,
+        )
 
 
 async def _locked_party(session: AsyncSession, party_id: int) -> _Retailer:

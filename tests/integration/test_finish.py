@@ -78,6 +78,7 @@ async def test_a_batch_finishes_each_once_and_isolates_a_bad_item(core: Core) ->
             r.id: r.status for r in (await session.execute(select(Reservation))).scalars()
         }
         notes = list((await session.execute(select(Notification))).scalars())
+    notes = [n for n in notes if not n.key.startswith("low:")]  # stock alerts: test_alerts.py
     for i, topup in enumerate(topups):
         if i == 5:
             assert rows[topup.id].state == TopupState.RESERVED

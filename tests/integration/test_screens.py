@@ -55,6 +55,22 @@ WORST = {
     "open": "12",
     "hours": "72",
     "code": "Wdl8X0dBrS1nvPMy",
+    "request": "1234567",
+    "seller": "S" * 30,
+    "reference": "X" * 24,
+    "why": "not enough stock at the distributor",
+    "reason": "signale par la boutique",
+    "phone": "0788123456",
+    "age": "siku 365",
+    "telegram": "1234",
+    "sms": "1234",
+    "excerpt": "M" * 37 + "...",
+    "id": "123456",
+    "sent": "1234",
+    "total": "1234",
+    "failed": "1234",
+    "blocked": "1234",
+    "unconfirmed": "8",
 }
 
 
@@ -90,9 +106,16 @@ async def test_every_step_of_every_menu_fits_with_a_reason_above(core: Core, lan
                 "rm": "+254700000001",
                 "ago": 119,
                 "act": "invite",
+                "q": 1_234_567,
+                "qt": 0,
+                "dr": "X" * 24,
+                "bt": "M" * 300,
+                "ba": "all",
             }
             if state.startswith("data."):
                 data["o"] = "safaricom-ke"
+            if state.startswith("requests."):
+                data["act"] = "approve"
             ctx = Ctx(
                 core=core,
                 queue=JobQueue(None),  # type: ignore[arg-type]  # shows never enqueue

@@ -37,6 +37,7 @@ FAST = {
     "topup_status_backoff_s": [1],
     "sweeper_interval_s": 1,
     "sweeper_stale_s": 1,
+    "low_stock_minor": 0,  # no stock alerts among these messages (tests/integration/test_alerts.py)
 }
 SANDBOX = SandboxConfig(hang_s=3.0, settle_s=1.5, slow_ms=1500, seed=7)
 
@@ -121,6 +122,7 @@ async def rig_parts(
     tmp_path: Path,
     sandbox_config: SandboxConfig,
     rig_overrides: dict[str, Any],
+    _sqlite_from_template: None,
 ) -> AsyncIterator[tuple[Settings, str]]:
     from core.settings import load_settings
     from tests.conftest import TEST_PEPPER

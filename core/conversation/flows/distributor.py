@@ -86,6 +86,7 @@ async def sell(ctx: Ctx, text: str) -> Screen:
         operator_code=ctx.data["o"],
         face_minor=ctx.data["a"],
         key=ctx.turn_key(),
+        queue=ctx.queue,  # a low-stock alert goes at once
     )
     op = await operator(ctx, ctx.data["o"])
     return end(

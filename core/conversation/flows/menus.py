@@ -7,7 +7,17 @@ renumber. What a party may do is still checked by the core services, not by whic
 from __future__ import annotations
 
 from core.conversation.flow import MENU, Flow, Step, T, choices, fire
-from core.conversation.flows import account, distributor, money, retailers, support, topup
+from core.conversation.flows import (
+    account,
+    broadcast,
+    cases,
+    distributor,
+    money,
+    requests,
+    retailers,
+    support,
+    topup,
+)
 
 RETAILER_MENU = [
     (T.AIRTIME, "menu.airtime"),  # 1
@@ -26,6 +36,9 @@ DISTRIBUTOR_MENU = [
     (T.ACCOUNT, "menu.account"),  # 5
     (T.RETAILERS, "menu.retailers"),  # 6
     (T.TODAY, "menu.today"),  # 7
+    (T.REQUESTS, "requests.menu"),  # 8
+    (T.BROADCAST, "broadcast.menu"),  # 9
+    (T.CASES, "cases.menu"),  # 10
 ]
 
 RETAILER = Flow(
@@ -46,13 +59,24 @@ _DISTRIBUTOR_MONEY: dict[str, Step] = {
 DISTRIBUTOR = Flow(
     name="distributor",
     initial=MENU,
-    table=[*money.BALANCE_TABLE, *distributor.TABLE, *retailers.TABLE, *account.TABLE],
+    table=[
+        *money.BALANCE_TABLE,
+        *distributor.TABLE,
+        *retailers.TABLE,
+        *account.TABLE,
+        *broadcast.TABLE,
+        *requests.TABLE,
+        *cases.TABLE,
+    ],
     steps={
         MENU: Step(choices("menu.title", DISTRIBUTOR_MENU), fire),
         **_DISTRIBUTOR_MONEY,
         **distributor.STEPS,
         **retailers.STEPS,
         **account.STEPS,
+        **broadcast.STEPS,
+        **requests.STEPS,
+        **cases.STEPS,
     },
 )
 FLOWS = {"retailer": RETAILER, "distributor": DISTRIBUTOR}

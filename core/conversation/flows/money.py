@@ -2,7 +2,9 @@
 
 Balance and statement ask for the PIN first (a shared phone shows nothing without it). Buying
 shows the price after the distributor's discount and how it will be paid (cash first, then
-credit) before the PIN; :func:`core.services.stock.sell` refuses what cash plus credit cannot pay.
+credit) before the PIN; what cash plus credit cannot pay is refused. What cash covers is bought at
+once; a purchase that needs credit becomes a stock request the distributor approves or refuses
+(:mod:`core.services.requests`), and the retailer hears of the decision by SMS or Telegram.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from core.conversation.flows.common import (
     take_amount,
 )
 from core.conversation.types import Expects, Screen
-from core.services import stock
+from core.errors import InsufficientFunds
+from core.services import requests, stock
 from core.services.audit import Actor
 from core.services.statement import recent
 
@@ -116,7 +119,7 @@ async def show_buy_confirm(ctx: Ctx) -> Screen:
     op = await operator(ctx, ctx.data["o"])
     return Screen(
         ctx.t(
-            "buy.confirm",
+            "requests.buy_confirm" if quote.credit_minor else "buy.confirm",
             amount=money(quote.face_minor, op.currency),
             operator=op.name,
             price=money(quote.price_minor, op.currency),
@@ -128,20 +131,26 @@ async def show_buy_confirm(ctx: Ctx) -> Screen:
 
 async def buy(ctx: Ctx, text: str) -> Screen:
     await check_pin(ctx, text)
-    seller = (
-        await stock.quote(
-            ctx.core, buyer_id=ctx.party_id, operator_code=ctx.data["o"], face_minor=ctx.data["a"]
-        )
-    ).seller
-    receipt = await stock.sell(
-        ctx.core,
-        actor=Actor.party(ctx.party_id, ctx.turn.channel),
-        seller_ref=seller.id or 0,
-        buyer_ref=ctx.party_id,
-        operator_code=ctx.data["o"],
-        face_minor=ctx.data["a"],
-        key=ctx.turn_key(),
+    actor = Actor.party(ctx.party_id, ctx.turn.channel)
+    quote = await stock.quote(
+        ctx.core, buyer_id=ctx.party_id, operator_code=ctx.data["o"], face_minor=ctx.data["a"]
     )
+    if quote.credit_minor:
+        return await _request(ctx, actor)
+    try:
+        receipt = await stock.sell(
+            ctx.core,
+            actor=actor,
+            seller_ref=quote.seller.id or 0,
+            buyer_ref=ctx.party_id,
+            operator_code=ctx.data["o"],
+            face_minor=ctx.data["a"],
+            key=ctx.turn_key(),
+            queue=ctx.queue,
+            cash_only=True,
+        )
+    except InsufficientFunds:  # cash was spent since the quote: the credit part needs approval
+        return await _request(ctx, actor)
     op = await operator(ctx, ctx.data["o"])
     return end(
         ctx.t(
@@ -152,6 +161,18 @@ async def buy(ctx: Ctx, text: str) -> Screen:
             ref=receipt.reference,
         )
     )
+
+
+async def _request(ctx: Ctx, actor: Actor) -> Screen:
+    made = await requests.create(
+        ctx.core,
+        buyer_id=ctx.party_id,
+        operator_code=ctx.data["o"],
+        face_minor=ctx.data["a"],
+        actor=actor,
+        queue=ctx.queue,
+    )
+    return end(ctx.t("requests.sent", request=made.request.id, seller=made.seller.name[:30]))
 
 
 STEPS: dict[str, Step] = {

@@ -1,29 +1,40 @@
 """A distributor's retailers: the list (stock, low-stock and lock flags), one retailer (sell to
-it, unlock its PIN, invite it to Telegram), and today's sales.
+it, record a deposit of cash it handed over, unlock its PIN, invite it to Telegram), and today's
+sales.
 
 What the distributor may do to a retailer is checked by the services (``stock.sell``,
-``parties.unlock``, ``links.invite``: only one's own retailers), not by the list it was shown.
+``parties.unlock``, ``links.invite``, ``stock.deposit``: only one's own retailers), not by the list
+it was shown. A deposit repays the retailer's used credit first, the rest becomes its cash; its
+reference (an M-Pesa code, or one made here) is recorded once per distributor.
 """
 
 from __future__ import annotations
 
+import secrets
 from enum import StrEnum
 
-from core.conversation.flow import MENU, Ctx, Reprompt, Step, T, Zero, end
-from core.conversation.flows.common import check_pin, money
+from core.conversation.flow import MENU, Ctx, Reprompt, Step, T, Zero, end, prompt
+from core.conversation.flows.common import check_pin, money, take_amount
 from core.conversation.flows.distributor import S as Sell
 from core.conversation.types import Expects, Option, Screen
+from core.errors import DuplicateReference
 from core.msisdn import national
-from core.services import links, parties, reports
+from core.services import links, parties, reports, stock
 from core.services.audit import Actor
 
 CURRENCY = "KES"  # stock totals add every operator's face value; the deployment's currency
+# A deposit's reference as typed: an M-Pesa code is 10 characters; more would not fit the screens.
+REFERENCE_CHARS = 24
+AUTO_REFERENCE = "1"  # the option "make one for me" on the reference step
 
 
 class S(StrEnum):
     LIST = "retailers.list"
     ONE = "retailers.one"
     CONFIRM = "retailers.confirm"  # unlock or invite, with the distributor's PIN
+    DEPOSIT_AMOUNT = "retailers.deposit_amount"
+    DEPOSIT_REF = "retailers.deposit_ref"
+    DEPOSIT_CONFIRM = "retailers.deposit_confirm"
     TODAY = "today.sales"
 
 
@@ -34,6 +45,9 @@ TABLE: list[list[str]] = [
     [T.SELL, S.ONE, Sell.SELL_OPERATOR],
     [T.UNLOCK, S.ONE, S.CONFIRM],
     [T.INVITE, S.ONE, S.CONFIRM],
+    [T.DEPOSIT, S.ONE, S.DEPOSIT_AMOUNT],
+    [T.NEXT, S.DEPOSIT_AMOUNT, S.DEPOSIT_REF],
+    [T.NEXT, S.DEPOSIT_REF, S.DEPOSIT_CONFIRM],
     [T.TODAY, MENU, S.TODAY],
 ]
 
@@ -80,6 +94,7 @@ async def show_one(ctx: Ctx) -> Screen:
     if row.pin_locked:
         options.append(Option(ctx.t("retailers.unlock"), T.UNLOCK))
     options.append(Option(ctx.t("retailers.invite"), T.INVITE))
+    options.append(Option(ctx.t("deposit.option"), T.DEPOSIT))  # last: the others keep numbers
     return Screen(text, tuple(options))
 
 
@@ -108,6 +123,65 @@ async def confirm(ctx: Ctx, text: str) -> Screen:
     return end(ctx.t("retailers.invited", name=name, code=made.code, hours=ttl_s // 3600))
 
 
+async def deposit_amount(ctx: Ctx, text: str) -> str:
+    ctx.data["a"] = take_amount(text)
+    return T.NEXT
+
+
+async def show_deposit_ref(ctx: Ctx) -> Screen:
+    return Screen(ctx.t("deposit.reference"), (Option(ctx.t("deposit.auto"), AUTO_REFERENCE),))
+
+
+async def deposit_ref(ctx: Ctx, text: str) -> str:
+    """The payment's reference as typed, or one made here (short, to be written down)."""
+    if text == AUTO_REFERENCE:
+        reference = f"DEP-{secrets.token_hex(4).upper()}"
+    elif len(text) <= REFERENCE_CHARS and stock.REFERENCE.fullmatch(text):
+        reference = text
+    else:
+        raise Reprompt(key="deposit.bad_reference")
+    ctx.data["dr"] = reference
+    return T.NEXT
+
+
+async def show_deposit_confirm(ctx: Ctx) -> Screen:
+    return Screen(
+        ctx.t(
+            "deposit.confirm",
+            amount=money(ctx.data["a"], CURRENCY),
+            name=ctx.data["rn"],
+            reference=ctx.data["dr"],
+        )
+    )
+
+
+async def record_deposit(ctx: Ctx, text: str) -> Screen:
+    await check_pin(ctx, text)
+    reference = ctx.data["dr"]
+    try:
+        receipt = await stock.deposit(
+            ctx.core,
+            actor=Actor.party(ctx.party_id, ctx.turn.channel),
+            receiver_ref=ctx.party_id,
+            payer_ref=ctx.data["rid"],
+            amount_minor=ctx.data["a"],
+            reference=reference,
+            currency=CURRENCY,
+        )
+    except DuplicateReference:
+        return end(ctx.t("deposit.duplicate", reference=reference))
+    return end(
+        ctx.t(
+            "deposit.done",
+            amount=money(receipt.price_minor, CURRENCY),
+            name=ctx.data["rn"],
+            credit=money(receipt.credit_minor, CURRENCY),
+            cash=money(receipt.cash_minor, CURRENCY),
+            reference=reference,
+        )
+    )
+
+
 async def show_today(ctx: Ctx) -> Screen:
     sales = await reports.today_sales(ctx.core, distributor_id=ctx.party_id)
     return end(
@@ -128,5 +202,12 @@ STEPS: dict[str, Step] = {
     S.LIST: Step(show_list, pick),
     S.ONE: Step(show_one, act),
     S.CONFIRM: Step(show_confirm, confirm, Expects.PIN, Zero.CANCEL, resumable=False),
+    S.DEPOSIT_AMOUNT: Step(
+        prompt("deposit.amount", name=lambda ctx: ctx.data["rn"]), deposit_amount, Expects.AMOUNT
+    ),
+    S.DEPOSIT_REF: Step(show_deposit_ref, deposit_ref, Expects.TEXT),
+    S.DEPOSIT_CONFIRM: Step(
+        show_deposit_confirm, record_deposit, Expects.PIN, Zero.CANCEL, resumable=False
+    ),
     S.TODAY: Step(show_today, _nothing),
 }
