@@ -12,7 +12,7 @@ from core.context import Core
 from core.errors import NotPermitted
 from core.models import Party, PartyStatus, Role
 from core.money import format_minor, parse_major
-from core.services import alerts, parties, stock
+from core.services import alerts, parties, stock, tags
 from core.services.audit import Actor
 
 app = typer.Typer(no_args_is_help=True, help="Parties: the platform, distributors, retailers.")
@@ -259,3 +259,49 @@ def low_stock(
         "effective_low_stock_minor": effective_minor,
     }
     emit(data, as_json=as_json, human=human)
+
+
+@app.command("region")
+def region(
+    party: PartyArg,
+    name: Annotated[str, typer.Argument(help="The region (e.g. nairobi), or 'none'.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Set a party's region: a broadcast can go to a region's retailers."""
+    value = None if name.strip().lower() == "none" else name
+
+    async def work(core: Core) -> Party:
+        return await tags.set_region(core, actor=Actor.cli(), ref=party, region=value)
+
+    changed = run(work)
+    emit(
+        {**party_dict(changed), "region": changed.region},
+        as_json=as_json,
+        human=lambda: out.print(f"#{changed.id} {changed.name}: region {changed.region or '-'}"),
+    )
+
+
+@app.command("tag")
+def tag(
+    party: PartyArg,
+    add: Annotated[
+        list[str] | None, typer.Argument(help="Tags to add (e.g. kiosk route-7).")
+    ] = None,
+    remove: Annotated[
+        list[str] | None, typer.Option("--remove", "-r", help="A tag to remove (repeatable).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add or remove a party's tags: a broadcast can go to the retailers with a tag."""
+
+    async def work(core: Core) -> tuple[Party, list[str]]:
+        return await tags.retag(
+            core, actor=Actor.cli(), ref=party, add=add or [], remove=remove or []
+        )
+
+    changed, now = run(work)
+    emit(
+        {**party_dict(changed), "tags": now},
+        as_json=as_json,
+        human=lambda: out.print(f"#{changed.id} {changed.name}: tags {' '.join(now) or '-'}"),
+    )
