@@ -43,6 +43,8 @@ async def _tamper(database_url: str) -> None:
     await engine.dispose()
 
 
+# About 30 processes, each importing the whole app: a minute alone, longer beside other workers.
+@pytest.mark.timeout(300)
 def test_a_distributor_day_through_the_cli(cli: CliRunner, database_url: str) -> None:
     assert f"revision {head_revision()}" in cli("db", "upgrade").stdout
     assert "3 operators" in cli("catalog", "load", "--demo").stdout

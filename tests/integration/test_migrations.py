@@ -11,7 +11,7 @@ from core.context import Core
 from core.db import current_revision, head_revision, upgrade
 
 
-async def test_upgrade_from_empty_matches_the_models(core: Core) -> None:
+async def test_upgrade_from_empty_matches_the_models(core: Core, fresh_database: None) -> None:
     await upgrade(core.engine)  # idempotent on an up-to-date database
     assert await current_revision(core.engine) == head_revision()
 
