@@ -29,8 +29,6 @@ import gc
 import json
 import os
 import random
-import signal
-import socket
 import sys
 import tempfile
 import time
@@ -40,8 +38,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import aiohttp
-import asyncpg  # type: ignore[import-untyped]
-import redis.asyncio as aioredis
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
@@ -57,9 +53,24 @@ from core.services.topups import confirm_topup
 from core.services.verify import verify_ledger
 from core.settings import Settings, load_settings
 
+from _common import (  # isort: skip (bench/, the script's own folder)
+    AIRGATE,
+    PEPPER,
+    add_server_flags,
+    cpu_s,
+    flush_redis,
+    free_port,
+    machine_busy_s,
+    note_load,
+    pct,
+    pg_url,
+    pids_named,
+    recreate_database,
+    stop,
+    wait_http,
+)
+
 BENCH_DB = "airgate_bench_topups"
-PEPPER = "bench-pepper-0123456789abcdef"
-AIRGATE = str(Path(sys.executable).parent / "airgate")
 
 
 @dataclass
@@ -83,94 +94,10 @@ class Row:
     cpu_ms: dict[str, float]
 
 
-def cpu_s(pids: list[int]) -> float:
-    """User + system CPU seconds of these processes so far (Linux /proc)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_s() -> float:
-    """CPU seconds all cores spent busy since boot (/proc/stat), for the whole-machine total."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def pids_named(name: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == name:
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
-
-
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pg_url(server: str, database: str) -> str:
-    """``server`` is a URL (TCP) or a socket directory (``/var/run/postgresql``)."""
-    if server.startswith("/"):
-        return f"postgresql://postgres@/{database}?host={server}"
-    return f"{server}/{database}"
-
-
-async def recreate(server: str) -> None:
-    conn = await asyncpg.connect(pg_url(server, "test"))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    finally:
-        await conn.close()
-
-
-async def wait_http(url: str, timeout_s: float = 15) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as http:
-        while True:
-            try:
-                async with http.get(url) as resp:
-                    if resp.status < 500:
-                        return
-            except aiohttp.ClientError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{url} did not answer")
-            await asyncio.sleep(0.1)
-
-
 async def start(*args: str, env: dict[str, str]) -> Process:
     return await asyncio.create_subprocess_exec(
         AIRGATE, *args, env=env, stdout=DEVNULL, stderr=DEVNULL
     )
-
-
-async def stop(procs: list[Process]) -> None:
-    for proc in procs:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            await asyncio.wait_for(proc.wait(), 20)
-        except TimeoutError:
-            proc.kill()
 
 
 async def one_run(
@@ -190,9 +117,7 @@ async def one_run(
         AIRGATE_WORKER_MAX_JOBS=str(args.max_jobs),
         AIRGATE_LOG_LEVEL="WARNING",
     )
-    redis = aioredis.Redis.from_url(settings.redis_url)
-    await redis.flushdb()
-    await redis.aclose()
+    await flush_redis(settings.redis_url)
     sandbox = await start(
         "sandbox",
         "--port",
@@ -204,7 +129,7 @@ async def one_run(
     )
     procs = [sandbox]
     try:
-        await wait_http(f"{sandbox_url}/sandbox/stats")
+        await wait_http(f"{sandbox_url}/sandbox/stats", sandbox, timeout_s=15)
         procs += [await start("worker", env=env) for _ in range(args.workers)]
         await asyncio.sleep(2)  # let the workers connect before the clock starts
         queue = await JobQueue.connect(settings.redis_url)
@@ -293,7 +218,7 @@ async def one_run(
             cpu_ms=cpu,
         )
     finally:
-        await stop(procs)
+        await stop(procs, timeout_s=20)
 
 
 async def open_loop(
@@ -339,7 +264,7 @@ async def wait_final(core: Core, total: int, *, timeout_s: float) -> dict[str, i
 
 async def bench(args: argparse.Namespace) -> list[Row]:
     rows = []
-    await recreate(args.pg)
+    await recreate_database(args.pg, BENCH_DB)
     with tempfile.TemporaryDirectory(prefix="ag-bench-") as tmp:
         redis_url = args.redis
         if redis_url == "embedded":
@@ -414,21 +339,11 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=500, help="open-loop requests/s")
     parser.add_argument("--open-topups", type=int, default=4000, help="open-loop requests")
     parser.add_argument("--timeout", type=float, default=300, help="s to wait for final states")
-    parser.add_argument(
-        "--pg",
-        default="/var/run/postgresql",
-        help="server URL (postgresql://postgres@127.0.0.1:5432) or socket directory",
-    )
-    parser.add_argument(
-        "--redis",
-        default="redis://127.0.0.1:6379/0",
-        help="a Redis URL whose database the run flushes (the tests use 1-15), or 'embedded'",
-    )
+    add_server_flags(parser, redis_extra=", or 'embedded'")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     args.latencies = [int(x) for x in args.latencies.split(",")]
-    if (load := os.getloadavg()[0]) > 0.5:
-        print(f"note: load average {load:.2f} at start; is something else busy?", file=sys.stderr)
+    note_load()
     rows = asyncio.run(bench(args))
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=2))

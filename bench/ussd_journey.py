@@ -47,7 +47,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -56,16 +55,31 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import aiohttp
-import asyncpg  # type: ignore[import-untyped]
 import redis.asyncio as aioredis
 from aiohttp import web
 from rich.console import Console
 from rich.table import Table
 
+from _common import (  # isort: skip (bench/, the script's own folder)
+    AIRGATE,
+    PEPPER,
+    add_server_flags,
+    cpu_s,
+    flush_redis,
+    free_port,
+    machine_busy_s,
+    note_load,
+    pct,
+    pg_url,
+    pids_named,
+    recreate_database,
+    stop,
+    sys_s,
+    wait_http,
+)
+
 BENCH_DB = "airgate_bench_ussd"
-PEPPER = "bench-pepper-0123456789abcdef"
 SECRET = "bench-ussd-secret"
-AIRGATE = str(Path(sys.executable).parent / "airgate")
 ROUTE = "/ussd/africastalking"
 CUSTOMER = "0788123456"
 JOURNEY = ["", "1", f"1*{CUSTOMER}", f"1*{CUSTOMER}*500", f"1*{CUSTOMER}*500*0"]
@@ -108,68 +122,7 @@ class Memory:
     sample_resume: str
 
 
-# -- /proc --------------------------------------------------------------------------------------
-
-
-def cpu_s(pids: list[int]) -> float:
-    """User + system CPU seconds of these processes so far (Linux /proc)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def sys_s(pid: int) -> float:
-    """System (kernel) CPU seconds of one process so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return int(fields[12]) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_s() -> float:
-    """CPU seconds all cores spent busy since boot (/proc/stat)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def pids_named(name: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == name:
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
-
-
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # -- set-up -------------------------------------------------------------------------------------
-
-
-def pg_url(server: str, database: str) -> str:
-    """``server`` is a URL (TCP) or a socket directory (``/var/run/postgresql``)."""
-    if server.startswith("/"):
-        return f"postgresql://postgres@/{database}?host={server}"
-    return f"{server}/{database}"
 
 
 async def prepare_database(args: argparse.Namespace, var_dir: Path, retailers: int) -> float:
@@ -179,12 +132,7 @@ async def prepare_database(args: argparse.Namespace, var_dir: Path, retailers: i
     from core.services.seed import seed_demo
     from core.settings import load_settings
 
-    conn = await asyncpg.connect(pg_url(args.pg, "test"))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    finally:
-        await conn.close()
+    await recreate_database(args.pg, BENCH_DB)
     settings = load_settings(
         database_url=pg_url(args.pg, BENCH_DB), var_dir=var_dir, pin_pepper=PEPPER
     )
@@ -195,47 +143,11 @@ async def prepare_database(args: argparse.Namespace, var_dir: Path, retailers: i
     return time.perf_counter() - t0
 
 
-async def flush(redis_url: str) -> None:
-    redis = aioredis.Redis.from_url(redis_url)
-    try:
-        await redis.flushdb()
-    finally:
-        await redis.aclose()
-
-
-async def wait_http(url: str, proc: Process, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as http:
-        while True:
-            try:
-                async with http.get(url) as resp:
-                    if resp.status < 500:
-                        return
-            except aiohttp.ClientError:
-                pass
-            if proc.returncode is not None:
-                raise SystemExit(f"the server exited ({proc.returncode}) before {url} answered")
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{url} did not answer")
-            await asyncio.sleep(0.1)
-
-
 @dataclass
 class Server:
     proc: Process
     pid: int
     base: str
-
-
-async def stop(server: Server) -> None:
-    proc = server.proc
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(proc.wait(), 30)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
 
 
 async def start_airgate(args: argparse.Namespace, var_dir: Path, port: int) -> Server:
@@ -669,22 +581,22 @@ async def bench(args: argparse.Namespace) -> tuple[list[Load], Memory | None, fl
         if args.only in (None, "airgate"):
             retailers = max(args.retailers, args.live)
             seed_s = await prepare_database(args, var_dir, retailers)
-            await flush(args.redis)
+            await flush_redis(args.redis)
             server = await start_airgate(args, var_dir, free_port())
             try:
                 loads.append(await load(args, "AirGate", server, bare=False))
                 if args.live:
                     mem = await memory(args, server.base)
             finally:
-                await stop(server)
+                await stop([server.proc])
         if args.only in (None, "bare"):
-            await flush(args.redis)
+            await flush_redis(args.redis)
             server = await start_bare(args, free_port())
             try:
                 loads.append(await load(args, "bare handler", server, bare=True))
             finally:
-                await stop(server)
-        await flush(args.redis)
+                await stop([server.proc])
+        await flush_redis(args.redis)
     return loads, mem, seed_s
 
 
@@ -791,16 +703,7 @@ def main() -> None:
     parser.add_argument(
         "--py-spy", help="`py-spy record -f raw` (on the PATH) of the measured window, to here"
     )
-    parser.add_argument(
-        "--pg",
-        default="/var/run/postgresql",
-        help="server URL (postgresql://postgres@127.0.0.1:5432) or socket directory",
-    )
-    parser.add_argument(
-        "--redis",
-        default="redis://127.0.0.1:6379/0",
-        help="a Redis URL whose database the run flushes (the tests use 1-15)",
-    )
+    add_server_flags(parser)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -817,10 +720,7 @@ def main() -> None:
         parser.error("--retailers must be at least --sessions: live sessions share no number")
     if args.profile or args.cprofile or args.py_spy:
         args.live = 0  # the profile is of the journey's hops only
-    if (load_avg := os.getloadavg()[0]) > 0.5:
-        print(
-            f"note: load average {load_avg:.2f} at start; is something else busy?", file=sys.stderr
-        )
+    note_load()
     loads, mem, seed_s = asyncio.run(bench(args))
     if args.json:
         out = {"loads": [asdict(r) for r in loads], "memory": mem and asdict(mem)}

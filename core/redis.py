@@ -5,6 +5,9 @@ The embedded server is a detached ``redis-server`` with its data and socket unde
 process on the same var dir shares it: the first to need it starts it, later ones find its socket
 answering. It outlives the process that started it (like a development database) unless that
 process asks :func:`stop_embedded`; ``airgate demo`` does, for the server it started.
+
+:func:`command` runs one command the way ``Redis.execute_command`` does, for the hot paths (a
+conversation's session reads and writes), without most of its per-command CPU.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 START_TIMEOUT_S = 10.0
@@ -91,3 +96,47 @@ async def redis_url(*, configured: str, var_dir: Path) -> tuple[str, bool]:
     if configured:
         return configured, False
     return await ensure_embedded(var_dir)
+
+
+async def command(pool: aioredis.ConnectionPool, *args: str) -> Any:
+    """``Redis.execute_command(*args)`` on a connection of ``pool``, for commands whose reply
+    needs no parsing callback (GET, EVALSHA) and whose name is one word: the same connections,
+    encoding, reply and errors (a Redis error reply as its ``ResponseError``; a broken
+    connection as ``ConnectionError``).
+
+    What it leaves out is redis-py's check of every connection it hands out: a read with a
+    zero timeout (an ``asyncio`` timer, a cancellation and an extra turn of the loop each time)
+    to see whether the connection has unread data or was closed, under a pool-wide lock. A GET
+    costs ~110 µs of CPU through ``Redis.get`` and ~50 µs here (a USSD hop makes two or three:
+    docs/BENCHMARKS.md, "USSD journey"). Unread data cannot be there: a connection goes back
+    to the pool after a whole reply (here and in redis-py's commands alike), or disconnected by
+    redis-py on any failure or cancellation halfway. A close by the server (its ``timeout``, a
+    restart, ``CLIENT KILL``) is seen without a read: the loop has already fed the connection's
+    reader its end of file, and the connection is then opened again before the command, as
+    redis-py would (tests/integration/test_redis_command.py).
+    """
+    conn = pool.get_available_connection()  # type: ignore[no-untyped-call]  # (not awaited)
+    try:
+        if _closed_by_server(conn):
+            await conn.disconnect(nowait=True)  # send_packed_command connects again
+        await conn.send_packed_command(_pack(conn, args), check_health=False)
+        return await conn.read_response()
+    finally:
+        await pool.release(conn)
+
+
+def _closed_by_server(conn: AbstractConnection) -> bool:
+    """The server closed or reset the connection (its reader already has the end of file)."""
+    reader: asyncio.StreamReader | None = getattr(conn, "_reader", None)
+    return reader is not None and (reader.at_eof() or reader.exception() is not None)
+
+
+def _pack(conn: AbstractConnection, args: tuple[str, ...]) -> list[bytes]:
+    """The bytes ``conn.pack_command(*args)`` sends, for text arguments, in one buffer and a
+    fraction of its CPU."""
+    encoding, errors = conn.encoder.encoding, conn.encoder.encoding_errors
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode(encoding, errors)
+        parts += (b"$%d\r\n" % len(data), data, b"\r\n")
+    return [b"".join(parts)]

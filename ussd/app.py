@@ -84,7 +84,9 @@ class Gateway:
         return len(self._pages(screen))
 
     def _pages(self, screen: Screen) -> list[str]:
-        return _paged(replace(screen, page=0, erase_input=False), self.limits)
+        if screen.page or screen.erase_input:  # the cache's key: the screen as every caller sees it
+            screen = replace(screen, page=0, erase_input=False)
+        return _paged(screen, self.limits)
 
     async def session_end(self, request: web.Request) -> web.Response:
         """Accept and record a gateway's end-of-session report."""

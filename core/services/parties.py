@@ -7,11 +7,13 @@ past the lockout, and a wrong try is committed even though the caller then sees 
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import asyncio
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Select, bindparam, func, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.util import greenlet_spawn
 from sqlmodel import col
 
 from core.context import Core
@@ -28,6 +30,7 @@ from core.models import Party, PartyStatus, Role
 from core.msisdn import normalize
 from core.security import Pin
 from core.services.audit import Actor, record
+from core.services.ledger_pg import _as_sqlalchemy_error
 
 party_t = Party.__table__  # type: ignore[attr-defined]
 
@@ -313,19 +316,68 @@ _WHO_COLUMNS = (
 )
 _WHO_BY_MSISDN = select(*_WHO_COLUMNS).where(party_t.c.msisdn == bindparam("ref"))
 _WHO_BY_TELEGRAM = select(*_WHO_COLUMNS).where(party_t.c.telegram_user_id == bindparam("ref"))
+# The same two lookups as asyncpg statements (PostgreSQL's fast path), from the same columns.
+_WHO_SQL = f"SELECT {', '.join(c.name for c in _WHO_COLUMNS)} FROM {party_t.name} WHERE"
+_WHO_PG_BY_MSISDN = f"{_WHO_SQL} {party_t.c.msisdn.name} = $1::varchar"
+_WHO_PG_BY_TELEGRAM = f"{_WHO_SQL} {party_t.c.telegram_user_id.name} = $1::bigint"
 
 
 async def who(core: Core, *, channel: str, user_ref: str) -> Who | None:
     """:func:`identify` on the hot path (the first hop of every USSD session): a prebuilt
     statement in one round trip, no transaction. ``user_ref`` is already E.164 (the gateway's
-    number, validated by the dialect) or a Telegram user id."""
-    ref: int | str = user_ref
-    query = _WHO_BY_MSISDN
+    number, validated by the dialect) or a Telegram user id.
+
+    Never cached: a party suspended, locked or relinked is seen on its next dial. On PostgreSQL
+    the statement runs on a pooled connection's asyncpg connection directly (:func:`_who_pg`)."""
     if channel == "telegram":
-        query, ref = _WHO_BY_TELEGRAM, int(user_ref) if user_ref.isdigit() else -1
-    async with core.engine.connect() as conn:
+        ref: int | str = int(user_ref) if user_ref.isdigit() else -1
+        query, pg_sql = _WHO_BY_TELEGRAM, _WHO_PG_BY_TELEGRAM
+    else:
+        ref, query, pg_sql = user_ref, _WHO_BY_MSISDN, _WHO_PG_BY_MSISDN
+    if core.engine.dialect.name == "postgresql":
+        return await _who_pg(core.engine, pg_sql, ref)
+    return await _who_generic(core.engine, query, ref)
+
+
+async def _who_generic(engine: AsyncEngine, query: Select[Any], ref: int | str) -> Who | None:
+    async with engine.connect() as conn:
         autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
         row = (await autocommit.execute(query, {"ref": ref})).first()
+    return None if row is None else Who(*row)
+
+
+async def _who_pg(engine: AsyncEngine, sql: str, ref: int | str) -> Who | None:
+    """:func:`who` on PostgreSQL: one prepared statement (asyncpg prepares it once per connection
+    and caches it) on a connection checked out of the engine's pool, outside any transaction as
+    on the AUTOCOMMIT connection of :func:`_who_generic`, without SQLAlchemy's ``Connection``
+    around it: about half the CPU (docs/BENCHMARKS.md, "USSD journey"). Errors are raised as
+    SQLAlchemy would raise them, and a lost connection invalidates the pool as SQLAlchemy does
+    (every connection as old is replaced at its next checkout); tests/integration/
+    test_parties.py fails if either stops working."""
+    try:
+        fairy = await engine.raw_connection()
+    except engine.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(
+            None, None, exc, engine.dialect.loaded_dbapi.Error, dialect=engine.dialect
+        ) from exc
+    try:
+        driver: Any = fairy.driver_connection  # asyncpg.Connection, in no transaction
+        try:
+            row = await driver.fetchrow(sql, ref)
+        except Exception as exc:
+            adapter = fairy.dbapi_connection
+            error = _as_sqlalchemy_error(engine.dialect, adapter, sql, (ref,), exc)
+            orig: Any = error.orig if isinstance(error, DBAPIError) else None
+            lost = driver.is_closed() or (
+                orig is not None and engine.dialect.is_disconnect(orig, adapter, None)
+            )
+            if lost:  # closing the connection is I/O: in a greenlet
+                await greenlet_spawn(engine.sync_engine.pool._invalidate, fairy, exc)
+            raise error from exc
+    finally:
+        # Back to the pool, which may close an overflow connection (I/O: so in a greenlet, and
+        # shielded so that a cancellation of this task cannot cut it short).
+        await asyncio.shield(greenlet_spawn(fairy.close))
     return None if row is None else Who(*row)
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.context import Core
 from core.errors import (
@@ -19,7 +22,7 @@ from core.errors import (
 )
 from core.models import AuditEvent, PartyStatus, Role
 from core.security import Pin
-from core.services import parties
+from core.services import links, parties
 from core.services.audit import Actor
 from tests.helpers import ADMIN, PIN, chain
 
@@ -167,3 +170,109 @@ async def test_changing_ones_own_pin_needs_the_current_one(core: Core) -> None:
     )
     with pytest.raises(PartyInactive):
         await parties.unlock(core, actor=Actor.party(distributor.id, "ussd"), ref=shop.msisdn)
+
+
+# -- who(): the first hop of every conversation --------------------------------------------------
+
+
+def _generic_who(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make who() take the SQLAlchemy path on PostgreSQL too."""
+    queries = {
+        parties._WHO_PG_BY_MSISDN: parties._WHO_BY_MSISDN,
+        parties._WHO_PG_BY_TELEGRAM: parties._WHO_BY_TELEGRAM,
+    }
+
+    async def generic(engine: AsyncEngine, sql: str, ref: int | str) -> parties.Who | None:
+        return await parties._who_generic(engine, queries[sql], ref)
+
+    monkeypatch.setattr(parties, "_who_pg", generic)
+
+
+async def test_who_sees_every_change_the_same_on_either_path(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """who() answers what identify() does, as a Who, on the next call after any change (no cache);
+    on PostgreSQL the fast path (a raw asyncpg statement) and the SQLAlchemy path agree, values
+    and their types, for a party linked, relinked, unlinked, suspended, locked, and for nobody."""
+    distributor, [shop] = await chain(core)
+    assert shop.id and distributor.id
+
+    async def both(channel: str, ref: str) -> parties.Who | None:
+        found = await parties.who(core, channel=channel, user_ref=ref)
+        with monkeypatch.context() as patch:
+            _generic_who(patch)
+            generic = await parties.who(core, channel=channel, user_ref=ref)
+        assert found == generic
+        assert [type(v) for v in found or ()] == [type(v) for v in generic or ()]
+        return found
+
+    async def expected(ref: str) -> parties.Who:
+        party = await parties.identify(core, channel="ussd", user_ref=ref)
+        assert party is not None and party.id is not None
+        return parties.Who(
+            party.id,
+            party.role,
+            party.name,
+            party.status,
+            party.language,
+            party.pin_locked,
+            party.parent_id,
+        )
+
+    unlinked = await both("ussd", shop.msisdn)
+    assert unlinked == await expected(shop.msisdn)
+    assert unlinked is not None and unlinked.role == Role.RETAILER and not unlinked.pin_locked
+    assert unlinked.parent_id == distributor.id and unlinked.label == "Shop 1"
+    assert isinstance(unlinked.id, int) and isinstance(unlinked.pin_locked, bool)
+    for channel, ref in [("ussd", "+254700000999"), ("telegram", "777"), ("telegram", "x7")]:
+        assert await both(channel, ref) is None
+
+    await links.link(core, party_id=shop.id, telegram_user_id=777, how="test")
+    assert await both("telegram", "777") == await expected(shop.msisdn)
+    await links.link(core, party_id=shop.id, telegram_user_id=778, how="test")  # relinked
+    assert await both("telegram", "777") is None
+    assert await both("telegram", "778") == await expected(shop.msisdn)
+
+    await parties.set_status(core, actor=ADMIN, ref=shop.msisdn, status=PartyStatus.SUSPENDED)
+    suspended = await both("ussd", shop.msisdn)
+    assert suspended is not None and suspended.status == PartyStatus.SUSPENDED
+    assert await both("telegram", "778") == suspended == await expected(shop.msisdn)
+
+    await parties.set_status(core, actor=ADMIN, ref=shop.msisdn, status=PartyStatus.ACTIVE)
+    for wrong in ("9999", "9998", "9997"):
+        with pytest.raises((WrongPin, PinLocked)):
+            await parties.check_pin(core, party_id=shop.id, pin=Pin(wrong), channel="ussd")
+    locked = await both("ussd", shop.msisdn)
+    assert locked is not None and locked.pin_locked and locked.status == PartyStatus.ACTIVE
+    assert locked == await expected(shop.msisdn) == await both("telegram", "778")
+
+
+@pytest.mark.parametrize("path", ["fast", "generic"])
+async def test_who_after_postgresql_dropped_its_connections(
+    core: Core, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """Connections the server closed: the first who() fails as SQLAlchemy's would (a DBAPIError)
+    and the pool is invalidated, so every later one gets a new connection, on both paths."""
+    if core.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's connections")
+    if path == "generic":
+        _generic_who(monkeypatch)
+    _, [shop] = await chain(core)
+    hop = [parties.who(core, channel="ussd", user_ref=shop.msisdn) for _ in range(4)]
+    assert all(await asyncio.gather(*hop))  # four connections in the pool
+    url = core.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    admin = await asyncpg.connect(url)
+    try:
+        killed = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    assert killed >= 4
+    await asyncio.sleep(0.2)  # the closes reach the connections
+    with pytest.raises(DBAPIError):
+        await parties.who(core, channel="ussd", user_ref=shop.msisdn)
+    for _ in range(6):
+        found = await parties.who(core, channel="ussd", user_ref=shop.msisdn)
+        assert found is not None and found.id == shop.id
