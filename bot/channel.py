@@ -33,6 +33,7 @@ from telegram.ext import (
 )
 
 from bot import render
+from bot.request import AiohttpRequest
 from core.conversation.engine import Engine, Style
 from core.conversation.flow import T
 from core.conversation.types import Screen, Turn
@@ -80,6 +81,8 @@ class TelegramChannel:
             .token(self.settings.telegram_token)
             .base_url(self.settings.telegram_api_url)
             .base_file_url(self.settings.telegram_api_url.replace("/bot", "/file/bot", 1))
+            .request(AiohttpRequest())
+            .get_updates_request(AiohttpRequest(connections=1))
         )
         if not polling:
             builder = builder.updater(None)
