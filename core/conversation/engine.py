@@ -31,7 +31,7 @@ from core.services import parties
 MAIN, BACK, MORE = "00", "0", "98"
 RESUME, END = "resume", "end"
 # Session data the engine owns; everything else belongs to the flow's steps.
-_ENGINE_KEYS = frozenset({"p", "r", "l", "h", "pg", "m", "x", "rs", "rd", "k"})
+_ENGINE_KEYS = frozenset({"p", "r", "l", "h", "pg", "m", "x", "rs", "rd", "k", "sq"})
 
 log = get_logger(__name__)
 
@@ -113,6 +113,8 @@ class Engine:
         data = session.data
         if style.last_input is not None:
             data["m"] = turn.input
+        if turn.hop is not None:
+            data["sq"] = turn.hop
         party = await parties.who(self.core, channel=turn.channel, user_ref=turn.user_ref)
         if party is None:
             if turn.channel == "telegram":  # known by a Telegram account nobody linked yet
@@ -165,6 +167,8 @@ class Engine:
             return end(str(session.data.get("x", "")))
         if style.last_input is not None and turn.input == session.data.get("m"):
             return await self._current(self._ctx(turn, session), style)
+        if turn.hop is not None and turn.hop <= int(session.data.get("sq", -1)):
+            return await self._current(self._ctx(turn, session), style)
         return None
 
     async def _apply(self, ctx: Ctx, style: Style) -> Screen:
@@ -172,6 +176,8 @@ class Engine:
         raw = ctx.turn.input
         if style.last_input is not None:
             raw, data["m"] = style.last_input(raw, data.get("m")), raw
+        if ctx.turn.hop is not None:
+            data["sq"] = ctx.turn.hop
         text = raw.strip()
         state = ctx.session.state
         return await self._on(ctx, state, text, style)
@@ -194,11 +200,18 @@ class Engine:
             return await self._answer(ctx, step, text)
         except Reprompt as exc:
             fields = exc.shown_fields()
-            reason = ctx.t(fields.pop("key"), **fields)
-            return _above(reason, await self._current(ctx, style))
+            return await self._again(ctx, style, ctx.t(fields.pop("key"), **fields))
         except (InputError, WrongPin) as exc:
-            return _above(self.describe(ctx.lang, exc), await self._current(ctx, style))
+            return await self._again(ctx, style, self.describe(ctx.lang, exc))
         except AirGateError as exc:  # a rule said no (stock, limit, lock…): say it, end
+            return end(self.describe(ctx.lang, exc))
+
+    async def _again(self, ctx: Ctx, style: Style, reason: str) -> Screen:
+        """The current screen again with ``reason`` on top; if showing it is refused now (a rule
+        changed meanwhile), the refusal ends the journey, as any other."""
+        try:
+            return _above(reason, await self._current(ctx, style))
+        except AirGateError as exc:
             return end(self.describe(ctx.lang, exc))
 
     async def _zero(self, ctx: Ctx, step: Step, page: int) -> Screen:
@@ -268,7 +281,7 @@ class Engine:
         resume: Resume | None = None
         if screen.final:
             session.state = END
-            session.data = {"x": screen.text, **({"m": data["m"]} if "m" in data else {})}
+            session.data = {"x": screen.text, **{k: data[k] for k in ("m", "sq") if k in data}}
             resume = Resume(turn.user_ref, None) if "p" in data else None
         elif session.state == MENU:
             resume = Resume(turn.user_ref, None)

@@ -24,6 +24,9 @@ class Turn:
     user_ref: str  # who is talking: an E.164 number, a Telegram user id
     input: str  # the last input only; a dialect strips Africa's Talking's path
     is_new: bool = False
+    # The gateway's own number of this hop in the session (Hubtel's ``Sequence``), where it sends
+    # one: a hop whose number was already applied is a retry, answered with the current screen.
+    hop: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

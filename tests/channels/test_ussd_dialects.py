@@ -166,6 +166,27 @@ async def test_hubtel_gets_its_client_state_back_and_release_when_final(client: 
     }
 
 
+async def test_a_hubtel_hop_retried_with_its_sequence_is_not_applied_twice(
+    client: TestClient,
+) -> None:
+    """Hubtel sends only the last input: without its ``Sequence`` a retried "1" would be taken as
+    the answer to the next screen."""
+    handset = Handset(client, "hubtel")
+    await handset.dial()
+    assert await handset.send("1") == ("Enter the customer's phone number:", False)
+    retry = await handset._hop(handset.post(handset.body(new=False)))  # the same hop again
+    assert retry == ("Enter the customer's phone number:", False)
+    amount = await handset.send("0788123456")
+    assert amount == ("Airtel 0788123456\nAmount (KES 5 to KES 10,000):", False)
+    assert (await handset._hop(handset.post(handset.body(new=False))))[0] == amount[0]
+    await handset.send("500")
+    assert await handset.send("0") == ("Cancelled. Nothing was done.", True)
+    assert await handset._hop(handset.post(handset.body(new=False))) == (
+        "Cancelled. Nothing was done.",
+        True,
+    )
+
+
 async def test_hubtel_release_is_answered_without_the_engine(
     client: TestClient, redis: aioredis.Redis
 ) -> None:

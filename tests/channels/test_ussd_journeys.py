@@ -6,7 +6,8 @@ import asyncio
 
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlmodel import col
 
 from airgate.server import build_app
 from core.context import Core
@@ -243,6 +244,27 @@ async def test_distributor_sells_stock_to_its_retailer(client: object, core: Cor
     assert (await distributor.send(PIN)).startswith("END Sold KES 2,000 Airtel to Demo Shop 002")
     position = await stock.balance(core, ref="+254700000002")
     assert position.stock["airtel-ke"]["available"] == 7_000_00
+
+
+async def test_a_screen_refused_while_shown_again_ends_with_the_reason(
+    client: object, core: Core
+) -> None:
+    """A wrong PIN shows the confirmation again; if the retailer left the distributor meanwhile,
+    showing it is refused, and that refusal ends the journey in words (not an internal error)."""
+    distributor = AtPhone(client, DISTRIBUTOR_MSISDN)  # type: ignore[arg-type]
+    await distributor.dial()
+    await distributor.send("2")
+    await distributor.send("0700000002")
+    await distributor.send("1")
+    assert (await distributor.send("2000")).startswith("CON Sell KES 2,000 Airtel")
+    async with core.transaction() as session:
+        await session.execute(
+            update(Party).where(col(Party.msisdn) == "+254700000002").values(parent_id=None)
+        )
+    reply = await distributor.send("9999")
+    assert reply == "END That is not allowed for your account."
+    position = await stock.balance(core, ref="+254700000002")
+    assert position.stock["airtel-ke"]["available"] == 5_000_00
 
 
 async def test_distributor_sees_low_stock_retailers(client: object, core: Core) -> None:

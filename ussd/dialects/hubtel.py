@@ -18,8 +18,10 @@ TYPES = (INITIATION, RESPONSE, RELEASE, TIMEOUT)
 
 
 async def parse(request: web.Request) -> tuple[Turn, Echo]:
-    """Fields ``Type``, ``SessionId``, ``Mobile``, ``Message`` and ``ClientState``
-    (``ServiceCode``, ``Operator`` and ``Sequence`` are not needed)."""
+    """Fields ``Type``, ``SessionId``, ``Mobile``, ``Message``, ``ClientState`` and ``Sequence``
+    (the hop's number in the session: a retried hop comes with the same number and is answered
+    with the current screen, not applied twice; ``ServiceCode`` and ``Operator`` are not needed).
+    """
     body = await read_json(request)
     kind = field_text(body, "Type")
     if kind not in TYPES:
@@ -31,7 +33,10 @@ async def parse(request: web.Request) -> tuple[Turn, Echo]:
     if kind in (RELEASE, TIMEOUT):
         raise Hangup
     text = "" if kind == INITIATION else message
-    return Turn("ussd", f"hubtel:{session_id}", msisdn, text, is_new=kind == INITIATION), echo
+    sequence = body.get("Sequence")
+    hop = sequence if isinstance(sequence, int) and not isinstance(sequence, bool) else None
+    turn = Turn("ussd", f"hubtel:{session_id}", msisdn, text, is_new=kind == INITIATION, hop=hop)
+    return turn, echo
 
 
 def respond(page: str, final: bool, echo: Echo) -> web.Response:
