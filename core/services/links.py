@@ -4,7 +4,8 @@ Invariant: a Telegram account acts for at most one party (a unique column) and o
 a code the party's distributor (or an admin) made for it, used once and within its lifetime, or
 the party's own phone number shared from that Telegram account together with the party's PIN
 (checked and counted like any PIN try). Codes live in Redis with their TTL and are taken with
-GETDEL, so two redemptions of one code cannot both succeed.
+GETDEL, so two redemptions of one code cannot both succeed; a redemption that does not link puts
+the code back for the rest of its lifetime.
 """
 
 from __future__ import annotations
@@ -57,10 +58,23 @@ async def redeem(core: Core, redis: aioredis.Redis, *, code: str, telegram_user_
     """Link the party a code was made for; NotFound for a code unknown, used or expired."""
     if not (1 <= len(code) <= 64 and code.replace("-", "").replace("_", "").isalnum()):
         raise NotFound(kind="invite", key=code[:16])
-    party_id = await redis.getdel(INVITE_PREFIX + code)
+    key = INVITE_PREFIX + code
+    async with redis.pipeline(transaction=True) as taking:  # MULTI: its time left, and take it
+        taking.pttl(key)
+        taking.getdel(key)
+        left_ms, party_id = await taking.execute()
     if party_id is None:
         raise NotFound(kind="invite", key=code[:16])
-    return await link(core, party_id=int(party_id), telegram_user_id=telegram_user_id, how="code")
+    try:
+        return await link(
+            core, party_id=int(party_id), telegram_user_id=telegram_user_id, how="code"
+        )
+    except BaseException:
+        # Not linked (this account acts for another party, the party was suspended, the
+        # database was away): the code stays good for the rest of its life.
+        if left_ms > 0:
+            await redis.set(key, party_id, px=left_ms, nx=True)
+        raise
 
 
 async def unblocked(core: Core, *, telegram_user_id: int) -> None:

@@ -192,3 +192,19 @@ async def test_a_wrong_current_pin_in_a_pin_change_asks_again(
     assert telegram.screen(USER).startswith("Wrong PIN. 2 attempt(s) left.")
     await telegram.say(USER, "1234")
     assert telegram.screen(USER) == "Your PIN was changed."
+
+
+async def test_an_invite_that_could_not_link_can_still_be_used(
+    telegram: Telegram, core: Core, redis_url: str
+) -> None:
+    """The account already acts for another shop: refused, and the code is not used up."""
+    await _linked(telegram, core, redis_url, user=USER)  # USER acts for SHOP
+    client = aioredis.Redis.from_url(redis_url)
+    other = "+254700000002"
+    code = (await links.invite(core, client, actor=Actor.system(), party_ref=other, ttl_s=600)).code
+    await telegram.say(USER, f"/start {code}")
+    assert telegram.screen(USER).startswith(t("en", "link.taken"))
+    assert 0 < await client.pttl(links.INVITE_PREFIX + code) <= 600_000
+    await client.aclose()
+    await telegram.say(USER + 7, f"/start {code}")  # the shop's own account
+    assert telegram.screen(USER + 7).startswith("Linked to Demo Shop 002.")
