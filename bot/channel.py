@@ -54,7 +54,7 @@ PENDING_PREFIX = "airgate:tg:pending:"  # a shared contact waiting for its PIN
 PENDING_TTL_S = 300
 STATEMENT_PREFIX = "airgate:tg:statement:"  # a statement asked for, waiting for the PIN
 STATEMENT_MAX_DAYS = 366
-STYLE = Style(pages=render.pages, restart_after_end=True)
+STYLE = Style(pages=render.pages, restart_after_end=True, recheck_party=True)
 ALLOWED_UPDATES = ["message", "callback_query"]  # what the handlers read; Telegram sends no more
 # Commands that jump to a menu item: the option values to choose, in order, from the main menu.
 SHORTCUTS: dict[str, Sequence[str]] = {

@@ -50,6 +50,9 @@ class Style:
     # A chat outlives its journeys (Telegram): a new turn or input after a final screen starts a
     # new one. On USSD the gateway ends the session, and a hop after the end is a retry.
     restart_after_end: bool = False
+    # Who is talking is looked up again on every turn (a Telegram account can be unlinked or
+    # linked to another party while its session lives); on USSD the number is the caller's.
+    recheck_party: bool = False
 
 
 PLAIN = Style()
@@ -76,6 +79,8 @@ class Engine:
 
     async def _turn(self, turn: Turn, session: Session | None, style: Style) -> Screen:
         restart = turn.is_new or (session is not None and session.state == END)
+        if session is not None and style.recheck_party and not restart:
+            restart = not await self._still_acting(turn, session)
         if session is None or (restart and style.restart_after_end):
             expired = session is None and not turn.is_new
             session = Session(state=MENU, version=session.version if session else 0)
@@ -98,6 +103,18 @@ class Engine:
                 return end(t(DEFAULT_LANGUAGE, "start.expired"))
             return await self._current(self._ctx(turn, stored), style)
         return screen
+
+    async def _still_acting(self, turn: Turn, session: Session) -> bool:
+        """The session's party is still the one this user acts for, active and unlocked."""
+        if "p" not in session.data:
+            return session.state in (END, RESUME)
+        party = await parties.who(self.core, channel=turn.channel, user_ref=turn.user_ref)
+        return (
+            party is not None
+            and party.id == session.data["p"]
+            and party.status == PartyStatus.ACTIVE
+            and not party.pin_locked
+        )
 
     def _expects_pin(self, session: Session) -> bool:
         flow = self.flows.get(str(session.data.get("r")))

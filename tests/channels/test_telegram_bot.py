@@ -208,3 +208,22 @@ async def test_an_invite_that_could_not_link_can_still_be_used(
     await client.aclose()
     await telegram.say(USER + 7, f"/start {code}")  # the shop's own account
     assert telegram.screen(USER + 7).startswith("Linked to Demo Shop 002.")
+
+
+async def test_an_account_linked_away_mid_journey_can_do_nothing_more(
+    telegram: Telegram, core: Core, redis_url: str
+) -> None:
+    """The shop linked another Telegram account while this one was on the confirmation: the old
+    account's next answer does not act for the shop (its session is fifteen minutes long)."""
+    await _linked(telegram, core, redis_url, user=USER)
+    await telegram.press(USER, "Airtime top-up")
+    await telegram.say(USER, "0788123456")
+    await telegram.say(USER, "500")
+    assert telegram.screen(USER).startswith("Top up KES 500 to 0788123456 (Airtel)?")
+    async with core.sessions() as session:
+        shop = (await session.execute(select(Party).where(Party.msisdn == SHOP))).scalar_one()  # type: ignore[arg-type]
+    await links.link(core, party_id=shop.id or 0, telegram_user_id=USER + 9, how="code")
+    await telegram.say(USER, "1234")
+    assert telegram.screen(USER).startswith("This Telegram account is not linked to AirGate.")
+    async with core.sessions() as session:
+        assert (await session.execute(select(Topup))).scalars().all() == []
