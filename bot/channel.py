@@ -162,7 +162,8 @@ class TelegramChannel:
         await query.answer()  # every press is answered, or the client shows a spinner
         if not isinstance(query.message, Message) or not query.data:
             return
-        screen = await self._turn(update, query.data[:8])
+        number, _, shown = query.data[:16].partition(render.SEP)
+        screen = await self._turn(update, number, shown=shown or None)
         try:
             await query.message.edit_text(screen.text, reply_markup=render.buttons(screen))
         except BadRequest as exc:
@@ -242,10 +243,12 @@ class TelegramChannel:
 
     # -- helpers --------------------------------------------------------------------------------
 
-    async def _turn(self, update: Update, text: str, *, new: bool = False) -> Screen:
+    async def _turn(
+        self, update: Update, text: str, *, new: bool = False, shown: str | None = None
+    ) -> Screen:
         chat, user = update.effective_chat, update.effective_user
         assert chat is not None and user is not None
-        turn = Turn(CHANNEL, str(chat.id), str(user.id), text, is_new=new)
+        turn = Turn(CHANNEL, str(chat.id), str(user.id), text, is_new=new, shown=shown)
         return await self.engine.handle(turn, STYLE)
 
     async def _show(self, message: Message, screen: Screen, *, above: str = "") -> None:

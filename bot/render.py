@@ -1,8 +1,9 @@
 """A ``Screen`` as a Telegram message: its text, and its options as inline buttons.
 
-Invariant: callback data is the option's number in the whole list (as on USSD), or one of the
-engine's keys (``0`` back, ``98`` more, ``00`` main menu): never longer than 64 bytes, never a
-value the engine did not offer.
+Invariant: callback data is the option's number in the whole list (as on USSD) with the screen's
+tag (``3:a1b2c3``: a press on an old message whose list has changed since is asked again), or one
+of the engine's keys (``0`` back, ``98`` more, ``00`` main menu): never longer than 64 bytes,
+never a value the engine did not offer.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from core.i18n import DEFAULT_LANGUAGE, t
 
 PER_PAGE = 10  # options per message (a whole main menu); more go behind "98"
 BACK, MORE, MAIN = "0", "98", "00"
+SEP = ":"  # an option's button: "{number}:{the screen's tag}" (the engine checks the tag)
 
 Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup
 
@@ -40,8 +42,9 @@ def buttons(screen: Screen) -> InlineKeyboardMarkup:
     """The options of the screen's page, then back / more / main menu."""
     first = screen.page * PER_PAGE
     shown = screen.options[first : first + PER_PAGE]
+    tag = screen.tag()
     rows = [
-        [InlineKeyboardButton(option.label, callback_data=str(number))]
+        [InlineKeyboardButton(option.label, callback_data=f"{number}{SEP}{tag}")]
         for number, option in enumerate(shown, start=first + 1)
     ]
     nav = []

@@ -248,6 +248,8 @@ class Engine:
         value = text
         if step.expects == Expects.CHOICE:
             screen = await self._show(ctx, step)
+            if ctx.turn.shown is not None and ctx.turn.shown != screen.tag():
+                raise Reprompt(key="error.stale")  # an old button: the list has changed since
             index = int(text) - 1 if text.isascii() and text.isdigit() and len(text) < 4 else -1
             if not 0 <= index < len(screen.options):
                 raise Reprompt(key="error.choose")

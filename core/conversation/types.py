@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -27,6 +28,9 @@ class Turn:
     # The gateway's own number of this hop in the session (Hubtel's ``Sequence``), where it sends
     # one: a hop whose number was already applied is a retry, answered with the current screen.
     hop: int | None = None
+    # The options the user chose from, as :meth:`Screen.tag` (a Telegram button carries it): a
+    # choice made on a list that has changed since is asked again, not applied to the new list.
+    shown: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,3 +48,8 @@ class Screen:
     page: int = 0  # which page of the options a channel that paginates shows (USSD: 98 More)
     # The input answered was a PIN: a channel that keeps a history (Telegram) deletes it.
     erase_input: bool = False
+
+    def tag(self) -> str:
+        """A short fingerprint of the options (their values, in order)."""
+        values = "\x1f".join(option.value for option in self.options)
+        return hashlib.blake2b(values.encode(), digest_size=3).hexdigest()

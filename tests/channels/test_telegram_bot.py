@@ -227,3 +227,18 @@ async def test_an_account_linked_away_mid_journey_can_do_nothing_more(
     assert telegram.screen(USER).startswith("This Telegram account is not linked to AirGate.")
     async with core.sessions() as session:
         assert (await session.execute(select(Topup))).scalars().all() == []
+
+
+async def test_a_button_on_an_old_message_does_not_pick_from_a_new_list(
+    telegram: Telegram, core: Core, redis_url: str
+) -> None:
+    """The linking message's menu is still in the chat while the session is on the bundle list:
+    its "Data bundle" (option 2) must not choose the second bundle."""
+    await _linked(telegram, core, redis_url)
+    await telegram.say(USER, "/menu")
+    await telegram.press(USER, "Data bundle")  # on the newest menu
+    await telegram.say(USER, "0722123456")
+    bundles = telegram.screen(USER)
+    await telegram.press(USER, "Data bundle")  # only the first menu still has it
+    old = telegram.fake.chat(USER)[0]
+    assert old.text == f"That list has changed since. Choose again.\n{bundles}"
