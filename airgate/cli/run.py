@@ -101,7 +101,18 @@ async def _serve(s: Settings) -> None:
             setting="AIRGATE_HTTP_PORT",
         )
         _say("HTTP", f"http://{s.http_host}:{s.http_port}  (/health, /metrics)")
+        _settle_garbage_collector()
         await asyncio.Event().wait()  # until a signal cancels this task
+
+
+def _settle_garbage_collector() -> None:
+    """What start-up made (modules, the app, the catalogue) lives as long as the process: frozen,
+    the collector's full passes stop walking it, and those passes stall every request in flight
+    (docs/BENCHMARKS.md, "USSD journey")."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def _until_stopped(main: Coroutine[Any, Any, None]) -> None:

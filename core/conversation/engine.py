@@ -12,6 +12,7 @@ journey dropped less than 2 minutes ago (never past a PIN: see ``Step.resumable`
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -132,7 +133,11 @@ class Engine:
             data["m"] = turn.input
         if turn.hop is not None:
             data["sq"] = turn.hop
-        party = await parties.who(self.core, channel=turn.channel, user_ref=turn.user_ref)
+        # Who is calling and where they left off, asked together: one wait instead of two.
+        party, point = await asyncio.gather(
+            parties.who(self.core, channel=turn.channel, user_ref=turn.user_ref),
+            self._resume_point(turn, expired=expired),
+        )
         if party is None:
             if turn.channel == "telegram":  # known by a Telegram account nobody linked yet
                 return Screen(t(DEFAULT_LANGUAGE, "start.unlinked"), (), Expects.CONTACT, True)
@@ -149,8 +154,6 @@ class Engine:
         # versions start again after an expiry, so (chat, version) alone would repeat.
         data.update(p=party.id, r=party.role, l=lang, k=secrets.token_hex(4))
         ctx = self._ctx(turn, session)
-        # A redial may continue a dropped journey; a hop of a session we lost starts over.
-        point = None if expired else await self.store.resume_point(turn.channel, turn.user_ref)
         if point is not None and point["d"].get("p") == party.id:
             session.state = RESUME
             data.update(rs=point["s"], rd=point["d"])
@@ -161,6 +164,12 @@ class Engine:
             )
         screen = await self._show(ctx, self.flows[party.role].steps[MENU])
         return _above(ctx.t("start.expired"), screen) if expired else screen
+
+    async def _resume_point(self, turn: Turn, *, expired: bool) -> dict[str, Any] | None:
+        """A redial may continue a dropped journey; a hop of a session we lost starts over."""
+        if expired:
+            return None
+        return await self.store.resume_point(turn.channel, turn.user_ref)
 
     async def _resume(self, ctx: Ctx, text: str) -> Screen:
         data = ctx.data
