@@ -26,10 +26,10 @@ from core.i18n import t
 from core.jobs.queue import JobQueue
 from core.models import AccountKind, Operator, Party, Role
 from core.money import airtime_asset, format_minor
-from core.services.audit import Actor, record
+from core.services.audit import Actor
 from core.services.ledger import AccountRef, Posting
 from core.services.notify import Message, add_owed, route
-from core.services.parties import get_party, may_manage
+from core.services.parties import change
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,15 +133,11 @@ async def set_threshold(
     """Set a party's own low-stock threshold (None: back to the platform default)."""
     if threshold_minor is not None and threshold_minor < 0:
         raise InvalidAmount(reason="a low-stock threshold cannot be negative")
-    async with core.transaction() as session:
-        party = await get_party(session, ref, country=core.settings.country, lock=True)
-        await may_manage(session, actor, party)
-        previous, party.low_stock_minor = party.low_stock_minor, threshold_minor
-        await record(
-            session,
-            actor=actor,
-            action="party.low_stock",
-            subject_party_id=party.id,
-            details={"from": previous, "to": threshold_minor},
-        )
-    return party
+    return await change(
+        core,
+        actor=actor,
+        ref=ref,
+        field="low_stock_minor",
+        value=threshold_minor,
+        action="party.low_stock",
+    )

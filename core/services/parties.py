@@ -174,6 +174,26 @@ async def may_manage(session: AsyncSession, actor: Actor, party: Party) -> None:
     raise NotPermitted(reason=f"{party.label} is not one of your parties")
 
 
+async def change(
+    core: Core, *, actor: Actor, ref: str | int, field: str, value: object, action: str
+) -> Party:
+    """Set one of a party's own settings (``field``) to ``value`` if ``actor`` may manage it,
+    audited as ``action`` with the value before and after."""
+    async with core.transaction() as session:
+        party = await get_party(session, ref, country=core.settings.country, lock=True)
+        await may_manage(session, actor, party)
+        previous = getattr(party, field)
+        setattr(party, field, value)
+        await record(
+            session,
+            actor=actor,
+            action=action,
+            subject_party_id=party.id,
+            details={"from": previous, "to": value},
+        )
+    return party
+
+
 async def set_status(core: Core, *, actor: Actor, ref: str | int, status: PartyStatus) -> Party:
     async with core.transaction() as session:
         party = await get_party(session, ref, country=core.settings.country)

@@ -15,7 +15,7 @@ from core.context import Core
 from core.errors import InputError
 from core.models import Party, PartyTag
 from core.services.audit import Actor, record
-from core.services.parties import get_party, may_manage
+from core.services.parties import change, get_party, may_manage
 
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 tag_t = PartyTag.__table__  # type: ignore[attr-defined]
@@ -31,18 +31,9 @@ def label(text: str) -> str:
 
 async def set_region(core: Core, *, actor: Actor, ref: str | int, region: str | None) -> Party:
     value = label(region) if region else None
-    async with core.transaction() as session:
-        party = await get_party(session, ref, country=core.settings.country, lock=True)
-        await may_manage(session, actor, party)
-        previous, party.region = party.region, value
-        await record(
-            session,
-            actor=actor,
-            action="party.region",
-            subject_party_id=party.id,
-            details={"from": previous, "to": value},
-        )
-    return party
+    return await change(
+        core, actor=actor, ref=ref, field="region", value=value, action="party.region"
+    )
 
 
 async def retag(
