@@ -31,6 +31,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from sqlalchemy import Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from core.context import Core
@@ -238,15 +239,15 @@ async def create(
     return created
 
 
-async def _by_key(session: Any, key: str) -> Created | None:
+async def _by_key(session: AsyncSession, key: str) -> Created | None:
     row = (await session.execute(select(Broadcast).where(col(Broadcast.key) == key))).scalar()
-    if row is None:
+    if row is None or row.id is None:
         return None
     counts = await _counts_by_channel(session, row.id)
     return Created(row.id, Preview(row.total, counts.get(TELEGRAM, 0), counts.get(SMS, 0)), False)
 
 
-async def _counts_by_channel(session: Any, broadcast_id: int) -> dict[str, int]:
+async def _counts_by_channel(session: AsyncSession, broadcast_id: int) -> dict[str, int]:
     rows = await session.execute(
         select(recipient_t.c.channel, func.count())
         .where(recipient_t.c.broadcast_id == broadcast_id)

@@ -257,20 +257,15 @@ async def refuse(
     if request.state != RequestState.PENDING:
         return Decision(request=request, decided_now=False)
     note = " ".join((note or "").split())[:NOTE_CHARS] or None
-    owed: list[Message] = []
-    async with core.transaction() as session:
-        decided = await _decide(session, request_id, RequestState.REFUSED, note=note)
-        if decided is not None:
-            await record(
-                session,
-                actor=actor,
-                action="stock.request.refuse",
-                subject_party_id=decided.buyer_id,
-                reference=f"req:{request_id}",
-                details={"note": note} if note else {},
-            )
-            owed = await _tell_buyer(core, session, decided, "requests.refused_sms")
-    return await _after(core, queue, request_id, decided, owed)
+    return await _close(
+        core,
+        request_id=request_id,
+        state=RequestState.REFUSED,
+        note=note,
+        actor=actor,
+        details={"note": note} if note else {},
+        queue=queue,
+    )
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -312,21 +307,46 @@ async def _fail(
     core: Core, *, request_id: int, actor: Actor, exc: Refused, queue: JobQueue | None
 ) -> Decision:
     note = str(exc)[:NOTE_CHARS]
+    decision = await _close(
+        core,
+        request_id=request_id,
+        state=RequestState.FAILED,
+        note=note,
+        actor=actor,
+        details={"error": exc.code, "note": note},
+        queue=queue,
+        why=_why(exc),
+    )
+    return replace(decision, why=_why(exc)) if decision.decided_now else decision
+
+
+async def _close(
+    core: Core,
+    *,
+    request_id: int,
+    state: RequestState,
+    note: str | None,
+    actor: Actor,
+    details: dict[str, object],
+    queue: JobQueue | None,
+    why: str | None = None,
+) -> Decision:
+    """Decide a pending request without a sale (refused, or failed): recorded, the buyer told."""
     owed: list[Message] = []
     async with core.transaction() as session:
-        decided = await _decide(session, request_id, RequestState.FAILED, note=note)
+        decided = await _decide(session, request_id, state, note=note)
         if decided is not None:
+            action = "refuse" if state == RequestState.REFUSED else "fail"
             await record(
                 session,
                 actor=actor,
-                action="stock.request.fail",
+                action=f"stock.request.{action}",
                 subject_party_id=decided.buyer_id,
                 reference=f"req:{request_id}",
-                details={"error": exc.code, "note": note},
+                details=details,
             )
-            owed = await _tell_buyer(core, session, decided, "requests.failed_sms", why=_why(exc))
-    decision = await _after(core, queue, request_id, decided, owed)
-    return replace(decision, why=_why(exc)) if decision.decided_now else decision
+            owed = await _tell_buyer(core, session, decided, f"requests.{state}_sms", why=why)
+    return await _after(core, queue, request_id, decided, owed)
 
 
 async def _after(
