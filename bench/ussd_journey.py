@@ -105,6 +105,7 @@ class Load:
     load_before: float
     load_after: float
     hop_p50_ms: list[float] = field(default_factory=list)  # by hop of the journey
+    hop_p99_ms: list[float] = field(default_factory=list)
     error_samples: list[str] = field(default_factory=list)
 
 
@@ -213,10 +214,12 @@ def bare_app(redis_url: str) -> web.Application:
 
     async def hop(request: web.Request) -> web.Response:
         form = await request.post()
-        key = f"bare:s:{form['sessionId']}"
+        session_id, phone = str(form["sessionId"]), str(form["phoneNumber"])
+        text = str(form.get("text", ""))
+        key = f"bare:s:{session_id}"
         redis = request.app[BARE_REDIS]
         await redis.get(key)
-        await redis.set(key, f"{form['phoneNumber']}|{form.get('text', '')}", px=180_000)
+        await redis.set(key, f"{phone}|{text}", px=180_000)
         return web.Response(text="CON ok", content_type="text/plain")
 
     async def health(_request: web.Request) -> web.Response:
@@ -539,6 +542,7 @@ async def load(args: argparse.Namespace, name: str, server: Server, *, bare: boo
         load_before=load_before,
         load_after=load_after,
         hop_p50_ms=[pct(samples, 0.50) for samples in stats.by_hop],
+        hop_p99_ms=[pct(samples, 0.99) for samples in stats.by_hop],
         error_samples=stats.error_samples,
     )
 
@@ -689,9 +693,9 @@ def render_loads(console: Console, args: argparse.Namespace, loads: list[Load]) 
     for r in loads:
         split = ", ".join(f"{name} {us:,.0f}" for name, us in r.cpu_us.items())
         console.print(f"CPU µs per hop, {r.server}: {split}")
-        pairs = zip(JOURNEY, r.hop_p50_ms, strict=True)
-        by_hop = ", ".join(f"{text!r} {ms:.1f}" for text, ms in pairs)
-        console.print(f"  p50 ms by hop: {by_hop}", highlight=False)
+        pairs = zip(JOURNEY, r.hop_p50_ms, r.hop_p99_ms, strict=True)
+        by_hop = ", ".join(f"{text!r} {p50:.1f}/{p99:.1f}" for text, p50, p99 in pairs)
+        console.print(f"  p50/p99 ms by hop: {by_hop}", highlight=False)
         for sample in r.error_samples:
             console.print(f"  error ({r.server}): {sample}")
 

@@ -41,8 +41,11 @@ def masked(msisdn: str) -> str:
     return msisdn[:-6] + "****" + msisdn[-2:] if len(msisdn) > 8 else "****"
 
 
-def carrier_name(msisdn: str) -> str:
-    """The carrier phonenumbers' data assigns to the number's range ("" when unknown)."""
+def carrier_of(msisdn: str) -> tuple[str, str]:
+    """The carrier phonenumbers' data assigns to the number's range ("" when unknown) and the
+    number's region, from one parse."""
     from phonenumbers import carrier
 
-    return carrier.name_for_number(phonenumbers.parse(msisdn, None), "en")
+    number = phonenumbers.parse(msisdn, None)
+    region = phonenumbers.region_code_for_number(number) or ""
+    return carrier.name_for_number(number, "en"), region

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -115,14 +117,60 @@ async def command(pool: aioredis.ConnectionPool, *args: str) -> Any:
     reader its end of file, and the connection is then opened again before the command, as
     redis-py would (tests/integration/test_redis_command.py).
     """
+    conn = await _send(pool, args)
+    try:
+        return await conn.read_response()
+    finally:
+        await pool.release(conn)
+
+
+@asynccontextmanager
+async def sent(pool: aioredis.ConnectionPool, *args: str) -> AsyncIterator[Reply]:
+    """:func:`command` in two halves: the command is sent on entry and its reply read when the
+    body awaits ``reply()``, so the wait for it overlaps the body's own (a query to the
+    database) without a task or another turn of the loop. A reply the body did not read is
+    read on a normal exit; on an exception the connection is closed instead, as redis-py
+    does when a command fails halfway, so no reply is ever left for the next command."""
+    conn = await _send(pool, args)
+    reply = Reply(conn)
+    try:
+        yield reply
+        await reply()
+    except BaseException:
+        await conn.disconnect(nowait=True)
+        raise
+    finally:
+        await pool.release(conn)
+
+
+class Reply:
+    """The reply of :func:`sent`: read from its connection the first time, remembered after."""
+
+    __slots__ = ("_conn", "_done", "_value")
+
+    def __init__(self, conn: AbstractConnection) -> None:
+        self._conn = conn
+        self._done = False
+        self._value: Any = None
+
+    async def __call__(self) -> Any:
+        if not self._done:
+            self._value = await self._conn.read_response()
+            self._done = True
+        return self._value
+
+
+async def _send(pool: aioredis.ConnectionPool, args: tuple[str, ...]) -> AbstractConnection:
+    """A connection of ``pool`` that has just sent ``args`` (released again if sending fails)."""
     conn = pool.get_available_connection()  # type: ignore[no-untyped-call]  # (not awaited)
     try:
         if _closed_by_server(conn):
             await conn.disconnect(nowait=True)  # send_packed_command connects again
         await conn.send_packed_command(_pack(conn, args), check_health=False)
-        return await conn.read_response()
-    finally:
+    except BaseException:
         await pool.release(conn)
+        raise
+    return conn  # type: ignore[no-any-return]
 
 
 def _closed_by_server(conn: AbstractConnection) -> bool:

@@ -12,7 +12,6 @@ journey dropped less than 2 minutes ago (never past a PIN: see ``Step.resumable`
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -133,11 +132,12 @@ class Engine:
             data["m"] = turn.input
         if turn.hop is not None:
             data["sq"] = turn.hop
-        # Who is calling and where they left off, asked together: one wait instead of two.
-        party, point = await asyncio.gather(
-            parties.who(self.core, channel=turn.channel, user_ref=turn.user_ref),
-            self._resume_point(turn, expired=expired),
-        )
+        # Where they left off is asked of Redis before, and read after, who is calling is asked
+        # of the database: one wait for both, without a task (a hop of a session we lost starts
+        # over, without the offer).
+        async with self.store.resume_point(turn.channel, turn.user_ref) as resume_point:
+            party = await parties.who(self.core, channel=turn.channel, user_ref=turn.user_ref)
+            point = None if expired else await resume_point()
         if party is None:
             if turn.channel == "telegram":  # known by a Telegram account nobody linked yet
                 return Screen(t(DEFAULT_LANGUAGE, "start.unlinked"), (), Expects.CONTACT, True)
@@ -164,12 +164,6 @@ class Engine:
             )
         screen = await self._show(ctx, self.flows[party.role].steps[MENU])
         return _above(ctx.t("start.expired"), screen) if expired else screen
-
-    async def _resume_point(self, turn: Turn, *, expired: bool) -> dict[str, Any] | None:
-        """A redial may continue a dropped journey; a hop of a session we lost starts over."""
-        if expired:
-            return None
-        return await self.store.resume_point(turn.channel, turn.user_ref)
 
     async def _resume(self, ctx: Ctx, text: str) -> Screen:
         data = ctx.data

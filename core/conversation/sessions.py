@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +23,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from core.errors import Conflict
-from core.redis import command
+from core.redis import command, sent
 
 KEY_PREFIX = "airgate:s"
 RESUME_PREFIX = "airgate:r"
@@ -125,9 +127,19 @@ class SessionStore:
     async def _evalsha(self, keys: list[str], args: list[str]) -> Any:
         return await command(self._pool, "EVALSHA", self._cas_sha, str(len(keys)), *keys, *args)
 
-    async def resume_point(self, channel: str, user_ref: str) -> dict[str, Any] | None:
-        raw = await command(self._pool, "GET", resume_key(channel, user_ref))
-        return None if raw is None else dict(json.loads(raw))
+    @asynccontextmanager
+    async def resume_point(
+        self, channel: str, user_ref: str
+    ) -> AsyncIterator[Callable[[], Awaitable[dict[str, Any] | None]]]:
+        """The user's resume point, asked for on entry and read when the body awaits what this
+        yields: the question is in flight while the body asks the database who is calling."""
+        async with sent(self._pool, "GET", resume_key(channel, user_ref)) as reply:
+
+            async def point() -> dict[str, Any] | None:
+                raw = await reply()
+                return None if raw is None else dict(json.loads(raw))
+
+            yield point
 
     async def end(self, channel: str, session_id: str) -> None:
         await self._redis.delete(session_key(channel, session_id))

@@ -11,13 +11,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import phonenumbers
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.errors import NotFound
 from core.models import NumberPrefix, Operator, Product
-from core.msisdn import carrier_name
+from core.msisdn import carrier_of
 
 CATALOG_TTL_S = 30.0  # how stale another process's catalog change may be seen here
 
@@ -34,8 +33,7 @@ class Catalog:
         for prefix, code in self.prefixes:
             if msisdn.startswith(prefix):
                 return self.operator(code)
-        carrier = carrier_name(msisdn)
-        country = phonenumbers.region_code_for_number(phonenumbers.parse(msisdn, None))
+        carrier, country = carrier_of(msisdn)
         for operator in sorted(self.operators.values(), key=lambda op: op.code):
             names = operator.carrier_names.split(",")
             if carrier and operator.country == country and carrier in names:

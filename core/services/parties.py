@@ -395,10 +395,22 @@ async def _who_pg(engine: AsyncEngine, sql: str, ref: int | str) -> Who | None:
                 await greenlet_spawn(engine.sync_engine.pool._invalidate, fairy, exc)
             raise error from exc
     finally:
-        # Back to the pool, which may close an overflow connection (I/O: so in a greenlet, and
-        # shielded so that a cancellation of this task cannot cut it short).
-        await asyncio.shield(greenlet_spawn(fairy.close))
+        await _check_in(engine, fairy)
     return None if row is None else Who(*row)
+
+
+async def _check_in(engine: AsyncEngine, fairy: Any) -> None:
+    """Back to the pool. A connection the pool keeps goes back without I/O (it ran no
+    transaction: nothing to roll back), so nothing can cut that short. One the pool closes
+    instead (an overflow connection) is I/O: in a greenlet, and shielded, so that a cancellation
+    of this task cannot leave it half closed; ``asyncio.shield`` is a task of its own, two more
+    turns of the loop, so only then (the first hop of a USSD session waits for them: "USSD
+    journey" in docs/BENCHMARKS.md)."""
+    pool: Any = engine.sync_engine.pool
+    if pool.checkedin() < pool.size():
+        await greenlet_spawn(fairy.close)
+    else:
+        await asyncio.shield(greenlet_spawn(fairy.close))
 
 
 async def identify(core: Core, *, channel: str, user_ref: str) -> Party | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
@@ -276,3 +277,21 @@ async def test_who_after_postgresql_dropped_its_connections(
     for _ in range(6):
         found = await parties.who(core, channel="ussd", user_ref=shop.msisdn)
         assert found is not None and found.id == shop.id
+
+
+async def test_who_beyond_the_pool_gives_every_connection_back(core: Core) -> None:
+    """More first hops at once than the pool keeps: the overflow connections are closed on the
+    way back (shielded I/O) and the kept ones returned without I/O; none is left checked out or
+    counted as overflow, and the pool still answers."""
+    if core.engine.dialect.name != "postgresql":
+        pytest.skip("the fast path's pool")
+    _, [shop] = await chain(core)
+    pool: Any = core.engine.sync_engine.pool
+    burst = pool.size() + 5
+    found = await asyncio.gather(
+        *(parties.who(core, channel="ussd", user_ref=shop.msisdn) for _ in range(burst))
+    )
+    assert all(f is not None and f.id == shop.id for f in found)
+    assert pool.checkedout() == 0
+    assert pool.checkedin() == pool.size() and pool.overflow() <= 0
+    assert await parties.who(core, channel="ussd", user_ref=shop.msisdn) == found[0]

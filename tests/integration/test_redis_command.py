@@ -1,5 +1,6 @@
 """``core.redis.command`` (the session store's GET and EVALSHA) against redis-py's own commands,
-in real Redis: the same replies and errors, and connections the server closed are replaced."""
+in real Redis: the same replies and errors, and connections the server closed are replaced; and
+``core.redis.sent``, a command whose reply is read later, never leaving a reply behind."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
 from core.conversation.sessions import Session, SessionStore
-from core.redis import _pack, command
+from core.redis import _pack, command, sent
 
 
 @pytest.fixture
@@ -63,3 +64,28 @@ async def test_connections_the_server_closed_are_opened_again(redis: aioredis.Re
         loaded = await store.load("ussd", "s1")
         assert loaded is not None and loaded.state == "menu"
     assert await store.save("ussd", "s1", Session(state="end", version=1))
+
+
+async def test_a_reply_read_later_or_not_at_all_is_never_left_behind(
+    redis: aioredis.Redis,
+) -> None:
+    """The pool hands out the connection returned last: a reply left unread on it would be the
+    next command's answer. Read in the body, read on the way out, or the connection closed."""
+    pool = redis.connection_pool
+    await redis.mset({"a": "1", "b": "2"})
+    async with sent(pool, "GET", "a") as reply:
+        assert await command(pool, "GET", "b") == b"2"  # meanwhile, on another connection
+        assert await reply() == b"1"
+        assert await reply() == b"1"  # read once, remembered
+    assert await command(pool, "GET", "b") == b"2"
+    async with sent(pool, "GET", "a"):
+        pass  # never asked: read on the way out
+    assert await command(pool, "GET", "b") == b"2"
+    with pytest.raises(LookupError):
+        async with sent(pool, "GET", "a"):
+            raise LookupError  # the body failed: the connection is closed instead
+    assert await command(pool, "GET", "b") == b"2"
+    with pytest.raises(ResponseError):
+        async with sent(pool, "GET", "a", "extra") as reply:
+            await reply()  # Redis's error reply is raised where it is read
+    assert await command(pool, "GET", "b") == b"2"
