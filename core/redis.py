@@ -100,7 +100,7 @@ async def redis_url(*, configured: str, var_dir: Path) -> tuple[str, bool]:
     return await ensure_embedded(var_dir)
 
 
-async def command(pool: aioredis.ConnectionPool, *args: str) -> Any:
+async def command(pool: aioredis.ConnectionPool, *args: str | bytes) -> Any:
     """``Redis.execute_command(*args)`` on a connection of ``pool``, for commands whose reply
     needs no parsing callback (GET, EVALSHA) and whose name is one word: the same connections,
     encoding, reply and errors (a Redis error reply as its ``ResponseError``; a broken
@@ -125,7 +125,7 @@ async def command(pool: aioredis.ConnectionPool, *args: str) -> Any:
 
 
 @asynccontextmanager
-async def sent(pool: aioredis.ConnectionPool, *args: str) -> AsyncIterator[Reply]:
+async def sent(pool: aioredis.ConnectionPool, *args: str | bytes) -> AsyncIterator[Reply]:
     """:func:`command` in two halves: the command is sent on entry and its reply read when the
     body awaits ``reply()``, so the wait for it overlaps the body's own (a query to the
     database) without a task or another turn of the loop. A reply the body did not read is
@@ -160,7 +160,9 @@ class Reply:
         return self._value
 
 
-async def _send(pool: aioredis.ConnectionPool, args: tuple[str, ...]) -> AbstractConnection:
+async def _send(
+    pool: aioredis.ConnectionPool, args: tuple[str | bytes, ...]
+) -> AbstractConnection:
     """A connection of ``pool`` that has just sent ``args`` (released again if sending fails)."""
     conn = pool.get_available_connection()  # type: ignore[no-untyped-call]  # (not awaited)
     try:
@@ -179,12 +181,12 @@ def _closed_by_server(conn: AbstractConnection) -> bool:
     return reader is not None and (reader.at_eof() or reader.exception() is not None)
 
 
-def _pack(conn: AbstractConnection, args: tuple[str, ...]) -> list[bytes]:
-    """The bytes ``conn.pack_command(*args)`` sends, for text arguments, in one buffer and a
-    fraction of its CPU."""
+def _pack(conn: AbstractConnection, args: tuple[str | bytes, ...]) -> list[bytes]:
+    """The bytes ``conn.pack_command(*args)`` sends, for text and bytes arguments, in one buffer
+    and a fraction of its CPU."""
     encoding, errors = conn.encoder.encoding, conn.encoder.encoding_errors
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
-        data = arg.encode(encoding, errors)
+        data = arg if isinstance(arg, bytes) else arg.encode(encoding, errors)
         parts += (b"$%d\r\n" % len(data), data, b"\r\n")
     return [b"".join(parts)]

@@ -289,7 +289,9 @@ class Engine:
 
     async def _show(self, ctx: Ctx, step: Step) -> Screen:
         screen = await step.show(ctx)
-        return screen if screen.final else replace(screen, expects=step.expects)
+        if screen.final or screen.expects == step.expects:
+            return screen
+        return replace(screen, expects=step.expects)
 
     def _flow(self, ctx: Ctx) -> Flow:
         return self.flows[ctx.role]

@@ -127,11 +127,15 @@ class Step:
 
 
 def choices(text_key: str, items: Sequence[tuple[str, str]]) -> Show:
-    """A static menu: ``items`` are (value, catalogue key of the label)."""
+    """A static menu: ``items`` are (value, catalogue key of the label). Built once per language
+    (the catalogues do not change while running): a main menu is shown on every first hop."""
+    built: dict[str, Screen] = {}
 
     async def show(ctx: Ctx) -> Screen:
-        options = tuple(Option(ctx.t(label), value) for value, label in items)
-        return Screen(ctx.t(text_key), options)
+        if (screen := built.get(ctx.lang)) is None:
+            options = tuple(Option(ctx.t(label), value) for value, label in items)
+            screen = built[ctx.lang] = Screen(ctx.t(text_key), options)
+        return screen
 
     return show
 

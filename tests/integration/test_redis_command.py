@@ -36,8 +36,8 @@ async def test_replies_and_errors_are_redis_pys(redis: aioredis.Redis) -> None:
     with pytest.raises(ResponseError):
         await command(pool, "GET", "k", "extra")  # wrong number of arguments
     assert await command(pool, "GET", "k") == value.encode()  # the connection is still good
-    for args in [("GET", "k"), ("EVALSHA", sha, "1", "é" * 3, value)]:
-        conn = pool.make_connection()
+    for args in [("GET", "k"), ("EVALSHA", sha, "1", "é" * 3, value), ("SET", "k", b"\xc3\xa9")]:
+        conn = pool.make_connection()  # type: ignore[no-untyped-call]
         assert _pack(conn, args) == [b"".join(conn.pack_command(*args))]
 
 
@@ -55,7 +55,7 @@ async def test_connections_the_server_closed_are_opened_again(redis: aioredis.Re
         own, db = await admin.client_id(), str(pool.connection_kwargs.get("db", 0))
         for client in await admin.client_list():
             if int(client["id"]) != own and client["db"] == db:
-                await admin.client_kill_filter(_id=int(client["id"]))
+                await admin.client_kill_filter(_id=str(client["id"]))
     finally:
         await admin.aclose()
         await admin_pool.disconnect()
