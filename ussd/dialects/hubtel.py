@@ -15,6 +15,7 @@ from ussd.gateway import BadRequest, Dialect, Echo, Hangup, field_text, phone, r
 
 INITIATION, RESPONSE, RELEASE, TIMEOUT = "Initiation", "Response", "Release", "Timeout"
 TYPES = (INITIATION, RESPONSE, RELEASE, TIMEOUT)
+MAX_HOP = 1_000_000_000  # a Sequence is a count of hops: 9 digits, as every count (gateway.whole)
 
 
 async def parse(request: web.Request) -> tuple[Turn, Echo]:
@@ -34,7 +35,10 @@ async def parse(request: web.Request) -> tuple[Turn, Echo]:
         raise Hangup
     text = "" if kind == INITIATION else message
     sequence = body.get("Sequence")
-    hop = sequence if isinstance(sequence, int) and not isinstance(sequence, bool) else None
+    # A hop's number, as a count is: at most 9 digits (anything else is no number to go by).
+    hop = None
+    if isinstance(sequence, int) and not isinstance(sequence, bool) and 0 <= sequence < MAX_HOP:
+        hop = sequence
     turn = Turn("ussd", f"hubtel:{session_id}", msisdn, text, is_new=kind == INITIATION, hop=hop)
     return turn, echo
 
