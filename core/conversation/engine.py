@@ -132,12 +132,13 @@ class Engine:
             data["m"] = turn.input
         if turn.hop is not None:
             data["sq"] = turn.hop
-        # Where they left off is asked of Redis before, and read after, who is calling is asked
-        # of the database: one wait for both, without a task (a hop of a session we lost starts
+        # Where they left off is asked of Redis before who is calling is asked of the database,
+        # and read after: one wait for both, without a task (a hop of a session we lost starts
         # over, without the offer).
-        async with self.store.resume_point(turn.channel, turn.user_ref) as resume_point:
-            party = await parties.who(self.core, channel=turn.channel, user_ref=turn.user_ref)
-            point = None if expired else await resume_point()
+        ask = self.store.ask_resume_point
+        resume = None if expired else await ask(turn.channel, turn.user_ref)
+        party = await parties.who(self.core, channel=turn.channel, user_ref=turn.user_ref)
+        point = None if resume is None else await resume()
         if party is None:
             if turn.channel == "telegram":  # known by a Telegram account nobody linked yet
                 return Screen(t(DEFAULT_LANGUAGE, "start.unlinked"), (), Expects.CONTACT, True)

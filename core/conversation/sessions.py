@@ -13,8 +13,7 @@ The same write may set or delete the user's *resume point* (``airgate:r:{channel
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from core.errors import Conflict
-from core.redis import command, sent
+from core.redis import Pipeline
 
 KEY_PREFIX = "airgate:s"
 RESUME_PREFIX = "airgate:r"
@@ -87,12 +86,12 @@ class Resume:
 class SessionStore:
     def __init__(self, redis: aioredis.Redis, *, ttl_s: dict[str, int]) -> None:
         self._redis = redis
-        self._pool = redis.connection_pool  # the hot commands: core.redis.command
+        self._hot = Pipeline(redis.connection_pool)  # GET and EVALSHA on every turn
         self._ttl_ms = {channel: seconds * 1000 for channel, seconds in ttl_s.items()}
         self._cas_sha = hashlib.sha1(_CAS.encode()).hexdigest()
 
     async def load(self, channel: str, session_id: str) -> Session | None:
-        raw = await command(self._pool, "GET", session_key(channel, session_id))
+        raw = await self._hot.execute("GET", session_key(channel, session_id))
         if raw is None:
             return None
         body = _loads(raw)
@@ -130,21 +129,21 @@ class SessionStore:
         return session
 
     async def _evalsha(self, keys: list[str], args: list[str | bytes]) -> Any:
-        return await command(self._pool, "EVALSHA", self._cas_sha, str(len(keys)), *keys, *args)
+        return await self._hot.execute("EVALSHA", self._cas_sha, str(len(keys)), *keys, *args)
 
-    @asynccontextmanager
-    async def resume_point(
+    async def ask_resume_point(
         self, channel: str, user_ref: str
-    ) -> AsyncIterator[Callable[[], Awaitable[dict[str, Any] | None]]]:
-        """The user's resume point, asked for on entry and read when the body awaits what this
-        yields: the question is in flight while the body asks the database who is calling."""
-        async with sent(self._pool, "GET", resume_key(channel, user_ref)) as reply:
+    ) -> Callable[[], Awaitable[dict[str, Any] | None]]:
+        """Ask for the user's resume point now; await what this returns for the answer when it
+        is needed (the question is in flight meanwhile: the engine asks the database who is
+        calling). Not awaiting it is fine: the reply is read and dropped."""
+        reply = await self._hot.ask("GET", resume_key(channel, user_ref))
 
-            async def point() -> dict[str, Any] | None:
-                raw = await reply()
-                return None if raw is None else dict(_loads(raw))
+        async def point() -> dict[str, Any] | None:
+            raw = await reply
+            return None if raw is None else dict(_loads(raw))
 
-            yield point
+        return point
 
     async def end(self, channel: str, session_id: str) -> None:
         await self._redis.delete(session_key(channel, session_id))
