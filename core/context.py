@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from core.db import make_engine, make_sessionmaker, transaction
+from core.db import Lookups, make_engine, make_sessionmaker, transaction
 from core.security import PinHasher, load_pepper
 from core.services.catalog_snapshot import CatalogCache
 from core.services.ledger import Ledger
@@ -23,6 +23,8 @@ class Core:
     ledger: Ledger
     pins: PinHasher
     catalog: CatalogCache
+    # PostgreSQL only: the first hop's lookup of who is calling (core.services.parties.who).
+    lookups: Lookups | None = None
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
         """``async with core.transaction() as session``: commit on success, roll back on error."""
@@ -32,6 +34,10 @@ class Core:
 @asynccontextmanager
 async def open_core(settings: Settings) -> AsyncIterator[Core]:
     engine = make_engine(settings.effective_database_url)
+    lookups = None
+    if engine.dialect.name == "postgresql":
+        dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        lookups = Lookups(dsn)
     try:
         pepper = load_pepper(configured=settings.pin_pepper, var_dir=settings.var_dir)
         sessions = make_sessionmaker(engine)
@@ -42,6 +48,9 @@ async def open_core(settings: Settings) -> AsyncIterator[Core]:
             ledger=Ledger(engine),
             pins=PinHasher(pepper),
             catalog=CatalogCache(sessions),
+            lookups=lookups,
         )
     finally:
+        if lookups is not None:
+            await lookups.close()
         await engine.dispose()

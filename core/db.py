@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 SQLITE_BUSY_TIMEOUT_S = 60  # long enough for a queue of 200 concurrent writers
 PG_POOL_SIZE, PG_MAX_OVERFLOW = 40, 10  # see make_engine
+LOOKUP_CONNECTIONS = 8  # see Lookups
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -41,8 +42,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     # bursts: an overflow connection is closed when it is returned while pool_size connections are
     # idle, so a steady load above pool_size reconnects all the time (with 20 + 20: 160-210
     # connects per 10 s at 32 clients and 13 % fewer reservations/s, docs/BENCHMARKS.md).
-    # At most 50 connections per process: keep processes × 50 under the server's max_connections
-    # (100 by default).
+    # At most 50 connections per process here and 8 in Lookups: keep processes × 58 under the
+    # server's max_connections (100 by default).
     kwargs.setdefault("pool_size", PG_POOL_SIZE)
     kwargs.setdefault("max_overflow", PG_MAX_OVERFLOW)
     return create_async_engine(url, **kwargs)
@@ -126,3 +127,57 @@ async def ensure_migrated(engine: AsyncEngine) -> None:
             " run `airgate db upgrade`",
             value=str(engine.url.render_as_string(hide_password=True)),
         )
+
+
+class Lookups:
+    """A few asyncpg connections of its own for the one read on the first hop of every
+    conversation (who is calling), outside SQLAlchemy's pool: a checkout and check-in through
+    that pool cost more CPU than the query (docs/BENCHMARKS.md, "One write for many").
+
+    :meth:`take` hands out an idle connection, or None: the caller then opens one with
+    :meth:`open` while fewer than ``size`` exist, or else takes SQLAlchemy's path. A connection
+    goes back with :meth:`give_back` after a query that succeeded; after anything else (an
+    error, a cancellation halfway) the caller :meth:`drop`\\ s it, so an idle connection is
+    always one that answered its last query. Used for read-only statements outside any
+    transaction only: nothing to reset between uses.
+    """
+
+    def __init__(self, dsn: str, *, size: int = LOOKUP_CONNECTIONS) -> None:
+        self._dsn = dsn
+        self._size = size
+        self._idle: list[Any] = []
+        self._count = 0  # open or opening
+        self._closed = False
+
+    def take(self) -> Any | None:
+        return self._idle.pop() if self._idle else None
+
+    def can_open(self) -> bool:
+        return not self._closed and self._count < self._size
+
+    async def open(self) -> Any:
+        import asyncpg  # type: ignore[import-untyped]
+
+        self._count += 1
+        try:
+            return await asyncpg.connect(self._dsn)
+        except BaseException:
+            self._count -= 1
+            raise
+
+    def give_back(self, conn: Any) -> None:
+        if self._closed:
+            self.drop(conn)
+        else:
+            self._idle.append(conn)
+
+    def drop(self, conn: Any) -> None:
+        self._count -= 1
+        conn.terminate()  # no I/O to wait for: the socket is closed at once
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            self._count -= 1
+            await conn.close(timeout=5)

@@ -354,9 +354,36 @@ async def who(core: Core, *, channel: str, user_ref: str) -> Who | None:
         query, pg_sql = _WHO_BY_TELEGRAM, _WHO_PG_BY_TELEGRAM
     else:
         ref, query, pg_sql = user_ref, _WHO_BY_MSISDN, _WHO_PG_BY_MSISDN
-    if core.engine.dialect.name == "postgresql":
-        return await _who_pg(core.engine, pg_sql, ref)
+    if core.lookups is not None:
+        return await _who_lookup(core, pg_sql, ref)
     return await _who_generic(core.engine, query, ref)
+
+
+async def _who_lookup(core: Core, sql: str, ref: int | str) -> Who | None:
+    """:func:`who` on PostgreSQL: on a connection of :class:`core.db.Lookups` when one is idle
+    or can be opened, else (or if that one fails) on SQLAlchemy's pool (:func:`_who_pg`), which
+    also raises what SQLAlchemy would for a database that is really away. A read, so asking
+    again is safe."""
+    lookups = core.lookups
+    assert lookups is not None
+    conn = lookups.take()
+    if conn is None and lookups.can_open():
+        try:
+            conn = await lookups.open()
+        except Exception:  # the pool's path below says what is wrong
+            conn = None
+    if conn is None:
+        return await _who_pg(core.engine, sql, ref)
+    try:
+        row = await conn.fetchrow(sql, ref)
+    except Exception:
+        lookups.drop(conn)
+        return await _who_pg(core.engine, sql, ref)
+    except BaseException:  # cancelled halfway: the connection's state is unknown
+        lookups.drop(conn)
+        raise
+    lookups.give_back(conn)
+    return None if row is None else Who(*row)
 
 
 async def _who_generic(engine: AsyncEngine, query: Select[Any], ref: int | str) -> Who | None:

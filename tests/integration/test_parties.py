@@ -177,7 +177,8 @@ async def test_changing_ones_own_pin_needs_the_current_one(core: Core) -> None:
 
 
 def _generic_who(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make who() take the SQLAlchemy path on PostgreSQL too."""
+    """Make who() take the SQLAlchemy path on PostgreSQL too (neither the lookups' connections
+    nor the raw statement on the pool's)."""
     queries = {
         parties._WHO_PG_BY_MSISDN: parties._WHO_BY_MSISDN,
         parties._WHO_PG_BY_TELEGRAM: parties._WHO_BY_TELEGRAM,
@@ -186,7 +187,11 @@ def _generic_who(monkeypatch: pytest.MonkeyPatch) -> None:
     async def generic(engine: AsyncEngine, sql: str, ref: int | str) -> parties.Who | None:
         return await parties._who_generic(engine, queries[sql], ref)
 
+    async def generic_lookup(core: Core, sql: str, ref: int | str) -> parties.Who | None:
+        return await generic(core.engine, sql, ref)
+
     monkeypatch.setattr(parties, "_who_pg", generic)
+    monkeypatch.setattr(parties, "_who_lookup", generic_lookup)
 
 
 async def test_who_sees_every_change_the_same_on_either_path(
@@ -288,10 +293,40 @@ async def test_who_beyond_the_pool_gives_every_connection_back(core: Core) -> No
     _, [shop] = await chain(core)
     pool: Any = core.engine.sync_engine.pool
     burst = pool.size() + 5
+    sql = parties._WHO_PG_BY_MSISDN  # the pool's path, which who() takes when lookups are busy
     found = await asyncio.gather(
-        *(parties.who(core, channel="ussd", user_ref=shop.msisdn) for _ in range(burst))
+        *(parties._who_pg(core.engine, sql, shop.msisdn) for _ in range(burst))
     )
     assert all(f is not None and f.id == shop.id for f in found)
     assert pool.checkedout() == 0
     assert pool.checkedin() == pool.size() and pool.overflow() <= 0
-    assert await parties.who(core, channel="ussd", user_ref=shop.msisdn) == found[0]
+    assert await parties._who_pg(core.engine, sql, shop.msisdn) == found[0]
+
+
+async def test_who_on_its_own_connections_stays_bounded_and_replaces_a_dead_one(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: who() runs on the lookups' few connections, never more than their size even in
+    a burst (the rest take the pool's path), and one the server killed is replaced by the next
+    call without an error (a read, asked again on the pool)."""
+    if core.lookups is None:
+        pytest.skip("PostgreSQL's lookups")
+    _, [shop] = await chain(core)
+    lookups: Any = core.lookups
+    burst = await asyncio.gather(
+        *(parties.who(core, channel="ussd", user_ref=shop.msisdn) for _ in range(30))
+    )
+    assert all(found is not None and found.id == shop.id for found in burst)
+    assert 1 <= lookups._count <= lookups._size and len(lookups._idle) == lookups._count
+    pids = [conn.get_server_pid() for conn in lookups._idle]
+    url = core.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    admin = await asyncpg.connect(url)
+    try:
+        await admin.fetchval("SELECT count(pg_terminate_backend(p)) FROM unnest($1::int[]) p", pids)
+    finally:
+        await admin.close()
+    await asyncio.sleep(0.2)  # the closes reach the connections
+    for _ in range(len(pids) + 2):
+        found = await parties.who(core, channel="ussd", user_ref=shop.msisdn)
+        assert found is not None and found.id == shop.id
+    assert all(pid not in pids for pid in (c.get_server_pid() for c in lookups._idle))
