@@ -33,11 +33,13 @@ class Core:
 
 @asynccontextmanager
 async def open_core(settings: Settings) -> AsyncIterator[Core]:
-    engine = make_engine(settings.effective_database_url)
+    url = settings.effective_database_url
+    pool = {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
+    engine = make_engine(url, **({} if url.startswith("sqlite") else pool))
     lookups = None
-    if engine.dialect.name == "postgresql":
+    if engine.dialect.name == "postgresql" and settings.db_lookup_connections:
         dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        lookups = Lookups(dsn)
+        lookups = Lookups(dsn, size=settings.db_lookup_connections)
     try:
         pepper = load_pepper(configured=settings.pin_pepper, var_dir=settings.var_dir)
         sessions = make_sessionmaker(engine)

