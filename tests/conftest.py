@@ -49,8 +49,9 @@ def _redis_test_url() -> str:
     """
     parsed = urlparse(os.environ.get("AIRGATE_TEST_REDIS_URL") or "redis://127.0.0.1:6379/1")
     first = int(parsed.path.strip("/") or 0)
+    where = f"{parsed.hostname}-{parsed.port}"
     for db in range(max(first, 1), 16):
-        lock = Path(tempfile.gettempdir()) / f"airgate-test-redis-{parsed.hostname}-{parsed.port}-{db}"
+        lock = Path(tempfile.gettempdir()) / f"airgate-test-redis-{where}-{db}"
         fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
