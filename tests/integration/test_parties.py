@@ -253,14 +253,13 @@ async def test_who_sees_every_change_the_same_on_either_path(
     assert locked == await expected(shop.msisdn) == await both("telegram", "778")
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # PostgreSQL's pool only
 @pytest.mark.parametrize("path", ["fast", "generic"])
 async def test_who_after_postgresql_dropped_its_connections(
     core: Core, monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
     """Connections the server closed: the first who() fails as SQLAlchemy's would (a DBAPIError)
     and the pool is invalidated, so every later one gets a new connection, on both paths."""
-    if core.engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL's connections")
     if path == "generic":
         _generic_who(monkeypatch)
     _, [shop] = await chain(core)
@@ -285,12 +284,11 @@ async def test_who_after_postgresql_dropped_its_connections(
         assert found is not None and found.id == shop.id
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # PostgreSQL's pool only
 async def test_who_beyond_the_pool_gives_every_connection_back(core: Core) -> None:
     """More first hops at once than the pool keeps: the overflow connections are closed on the
     way back (shielded I/O) and the kept ones returned without I/O; none is left checked out or
     counted as overflow, and the pool still answers."""
-    if core.engine.dialect.name != "postgresql":
-        pytest.skip("the fast path's pool")
     _, [shop] = await chain(core)
     pool: Any = core.engine.sync_engine.pool
     burst = pool.size() + 5
@@ -304,14 +302,14 @@ async def test_who_beyond_the_pool_gives_every_connection_back(core: Core) -> No
     assert await parties._who_pg(core.engine, sql, shop.msisdn) == found[0]
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # PostgreSQL's pool only
 async def test_who_on_its_own_connections_stays_bounded_and_replaces_a_dead_one(
     core: Core, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """PostgreSQL: who() runs on the lookups' few connections, never more than their size even in
     a burst (the rest take the pool's path), and one the server killed is replaced by the next
     call without an error (a read, asked again on the pool)."""
-    if core.lookups is None:
-        pytest.skip("PostgreSQL's lookups")
+    assert core.lookups is not None
     _, [shop] = await chain(core)
     lookups: Any = core.lookups
     burst = await asyncio.gather(
