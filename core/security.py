@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.errors import InvalidPin
+from core.logging import hide
 
 SCHEME = "hmac-sha256"
 PEPPER_VERSION = "v1"
@@ -61,6 +62,11 @@ class PinHasher:
             return False
         return scheme == SCHEME and hmac.compare_digest(digest, self._digest(salt, pin))
 
+    def subkey(self, purpose: str) -> bytes:
+        """A key for ``purpose`` derived from the pepper: as secret as the pepper, without a
+        setting of its own (the keyed digest of Africa's Talking's path, which holds PINs)."""
+        return hmac.new(self._pepper, f"airgate:{purpose}".encode(), hashlib.sha256).digest()
+
     def _digest(self, salt: bytes, pin: Pin) -> str:
         return hmac.new(self._pepper, salt + pin.reveal().encode(), hashlib.sha256).hexdigest()
 
@@ -83,7 +89,10 @@ def kept_secret(*, configured: str, path: Path, make: Callable[[int], str]) -> s
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            return path.read_text().strip()
-        with os.fdopen(fd, "w") as handle:
-            handle.write(make(32))
-    return path.read_text().strip()
+            fd = None  # the other process made it
+        if fd is not None:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(make(32))
+    secret = path.read_text().strip()
+    hide(secret)  # masked in every log line, as the configured secrets are
+    return secret

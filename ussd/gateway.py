@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 
+from core.conversation.sessions import SeenPath
 from core.conversation.types import Turn
 from core.errors import InvalidMsisdn
 from core.msisdn import normalize
@@ -76,7 +77,7 @@ class Dialect:
     parse: Callable[[web.Request], Awaitable[tuple[Turn, Echo]]]
     reply: Callable[[str, bool, Echo], web.Response]  # (page, final, echo)
     # For a gateway that sends the whole path of inputs: the newest input given the last path.
-    last_input: Callable[[str, str | None], str] | None = None
+    last_input: Callable[[str, SeenPath | None], str] | None = None
     # For a gateway that reports how sessions ended: POST /ussd/{name}/end.
     session_end: Callable[[web.Request], Awaitable[SessionEnd]] | None = None
 

@@ -14,7 +14,7 @@ from airgate.cli.party import PartyArg
 from airgate.server import conversation_engine
 from core.context import open_core
 from core.errors import AirGateError
-from core.logging import configure
+from core.logging import configure, secrets_of
 from core.redis import redis_url
 from core.services import links
 from core.services.audit import Actor
@@ -27,7 +27,7 @@ def bot(
 ) -> None:
     """Run the Telegram bot by polling; in production `airgate serve` receives its webhook."""
     s = settings()
-    configure(level=s.log_level, json=s.log_json)
+    configure(level=s.log_level, json=s.log_json, secrets=secrets_of(s))
     if not s.telegram_token:
         fail("set AIRGATE_TELEGRAM_TOKEN to run the bot")
     if not polling:

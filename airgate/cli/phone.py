@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import logging
 import secrets
 import sys
 import threading
@@ -23,13 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-import structlog
 import typer
 from rich.panel import Panel
 from rich.text import Text
 
 from airgate.cli._run import fail, out, settings
 from core.errors import InvalidMsisdn
+from core.logging import write_to
 from core.msisdn import normalize
 from core.settings import Settings, UssdGateway
 from ussd.gateway import SECRET_HEADER, SECRET_QUERY, shared_secret
@@ -205,11 +204,7 @@ def ring(line: Line) -> asyncio.Future[None]:
 def logs_to(path: Path) -> None:
     """Send every log line to ``path`` (appended) instead of the terminal the phone uses."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    file = path.open("a", encoding="utf-8")  # open until the process ends
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file))
-    logging.basicConfig(
-        stream=file, level=logging.getLogger().level, format="%(message)s", force=True
-    )
+    write_to(path.open("a", encoding="utf-8"))  # open until the process ends
 
 
 def phone(

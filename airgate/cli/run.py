@@ -19,7 +19,7 @@ from airgate.cli.phone import Line, LineDown, line_for, logs_to, ring
 from core.context import Core, open_core
 from core.db import upgrade
 from core.errors import AirGateError
-from core.logging import configure
+from core.logging import configure, secrets_of
 from core.models import Party, Role
 from core.redis import redis_url, stop_embedded
 from core.services.audit import Actor
@@ -134,7 +134,7 @@ async def _cancelled_is_done(main: Coroutine[Any, Any, None]) -> None:
 def serve() -> None:
     """Serve HTTP: health and metrics now; USSD, Telegram webhook and the REST API as they land."""
     s = settings()
-    configure(level=s.log_level, json=s.log_json)
+    configure(level=s.log_level, json=s.log_json, secrets=secrets_of(s))
     _until_stopped(_serve(s))
 
 
@@ -264,7 +264,7 @@ def demo(
     """Everything in one process on embedded defaults: migrate, seed if empty, start Redis, the
     sandbox (aggregator and SMS stand-in), the worker and HTTP."""
     s = settings()
-    configure(level=s.log_level, json=s.log_json)
+    configure(level=s.log_level, json=s.log_json, secrets=secrets_of(s))
     line = None if phone is None else line_for(s, phone)
     if line is not None:  # the phone has the terminal: the logs go to a file
         logs_to(s.var_dir / "demo.log")

@@ -17,7 +17,7 @@ from core.context import Core
 from core.db import ensure_migrated, make_engine
 from core.errors import AirGateError, InputError, NotFound, RepeatNeedsConfirmation
 from core.jobs.queue import JobQueue
-from core.logging import configure
+from core.logging import configure, secrets_of
 from core.models import Topup
 from core.money import format_minor
 from core.redis import redis_url
@@ -192,7 +192,7 @@ def worker(
 ) -> None:
     """Deliver top-ups, resolve unknown outcomes, send notifications, run the sweeper."""
     s = settings()
-    configure(level=s.log_level, json=s.log_json)
+    configure(level=s.log_level, json=s.log_json, secrets=secrets_of(s))
 
     async def main() -> None:
         from core.jobs.worker import build_worker, run_worker  # only the worker pays for them

@@ -19,7 +19,14 @@ from typing import Any
 
 from core.context import Core
 from core.conversation.flow import MENU, Ctx, Flow, Reprompt, Step, Zero, end
-from core.conversation.sessions import Resume, Session, SessionConflict, SessionStore
+from core.conversation.sessions import (
+    PathKeeper,
+    Resume,
+    SeenPath,
+    Session,
+    SessionConflict,
+    SessionStore,
+)
 from core.conversation.types import Expects, Option, Screen, Turn
 from core.errors import AirGateError, InputError, WrongPin
 from core.i18n import DEFAULT_LANGUAGE, catalogue, t
@@ -42,11 +49,12 @@ class Style:
 
     ``pages``: how many pages a screen takes there (USSD: by the gateway's character limit).
     ``last_input``: for a gateway that sends the whole path of inputs (Africa's Talking), how to
-    take the newest input from it given the previous hop's path, which the session keeps.
+    take the newest input from it given the previous hop's path, which the session keeps as its
+    length and keyed digest (the path holds PINs: sessions.PathKeeper).
     """
 
     pages: Callable[[Screen], int] = lambda _screen: 1
-    last_input: Callable[[str, str | None], str] | None = None
+    last_input: Callable[[str, SeenPath | None], str] | None = None
     # A chat outlives its journeys (Telegram): a new turn or input after a final screen starts a
     # new one. On USSD the gateway ends the session, and a hop after the end is a retry.
     restart_after_end: bool = False
@@ -66,6 +74,7 @@ class Engine:
         self.store = store
         self.queue = queue
         self.flows = flows  # by party role
+        self.paths = PathKeeper(core.pins.subkey("ussd-path"))
 
     async def handle(self, turn: Turn, style: Style = PLAIN) -> Screen:
         # A USSD session id is new on each dial; a chat (Telegram) keeps its id across journeys,
@@ -129,7 +138,7 @@ class Engine:
     async def _start(self, turn: Turn, session: Session, style: Style, *, expired: bool) -> Screen:
         data = session.data
         if style.last_input is not None:
-            data["m"] = turn.input
+            data["m"] = self.paths.keep(turn.input)
         if turn.hop is not None:
             data["sq"] = turn.hop
         # Where they left off is asked of Redis before who is calling is asked of the database,
@@ -186,7 +195,7 @@ class Engine:
         """The answer to a hop already answered (a gateway retry), or None for a new hop."""
         if session.state == END:
             return end(str(session.data.get("x", "")))
-        if style.last_input is not None and turn.input == session.data.get("m"):
+        if style.last_input is not None and self.paths.keep(turn.input) == session.data.get("m"):
             return await self._current(self._ctx(turn, session), style)
         if turn.hop is not None and turn.hop <= int(session.data.get("sq", -1)):
             return await self._current(self._ctx(turn, session), style)
@@ -196,7 +205,8 @@ class Engine:
         data = ctx.data
         raw = ctx.turn.input
         if style.last_input is not None:
-            raw, data["m"] = style.last_input(raw, data.get("m")), raw
+            previous = self.paths.seen(data.get("m"))
+            raw, data["m"] = style.last_input(raw, previous), self.paths.keep(raw)
         if ctx.turn.hop is not None:
             data["sq"] = ctx.turn.hop
         text = raw.strip()

@@ -6,6 +6,11 @@ answers "please wait" or replays). Sessions are compact JSON under
 ``airgate:s:{channel}:{session_id}`` with a TTL per channel, refreshed on every write; an expired
 session reads as ``None`` and the engine starts over, saying so.
 
+A gateway that sends the whole path of inputs (Africa's Talking's ``text``, every PIN typed in
+it) has that path kept as :class:`PathKeeper` writes it: its length and a keyed digest, never the
+text, so a PIN is not in Redis for the session's TTL (nor can a 4-digit one be guessed from the
+digest without the key, derived from the PIN pepper).
+
 The same write may set or delete the user's *resume point* (``airgate:r:{channel}:{user_ref}``,
 2 minutes): the journey a redial offers to continue. One script, one round trip per turn.
 """
@@ -13,6 +18,7 @@ The same write may set or delete the user's *resume point* (``airgate:r:{channel
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +69,41 @@ class Session:
     def dumps(self, version: int) -> bytes:
         body = {"v": version, "s": self.state, "d": self.data}
         return orjson.dumps(body)
+
+
+PATH_DIGEST_BYTES = 16  # 128 bits: a collision by chance never happens in a session's life
+
+
+@dataclass(frozen=True, slots=True)
+class SeenPath:
+    """The previous hop's path as the session kept it: its length, and whether a text is it."""
+
+    length: int
+    is_it: Callable[[str], bool]
+
+
+class PathKeeper:
+    """Keeps a path of inputs as ``"<length>:<keyed digest>"``: enough to tell a gateway's retry
+    (the same path again) and to find the new input (what follows the kept path), without the
+    path's PINs."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def keep(self, path: str) -> str:
+        return f"{len(path)}:{self._digest(path)}"
+
+    def seen(self, kept: object) -> SeenPath | None:
+        """The kept path, or None when there is none (or one written before paths were kept
+        this way: the new input is then the last ``*``-separated part)."""
+        length, _, digest = kept.partition(":") if isinstance(kept, str) else ("", "", "")
+        if not (length.isascii() and length.isdigit() and digest):
+            return None
+        return SeenPath(int(length), lambda text: hmac.compare_digest(self._digest(text), digest))
+
+    def _digest(self, path: str) -> str:
+        mac = hmac.new(self._key, path.encode(errors="surrogatepass"), hashlib.sha256)
+        return mac.digest()[:PATH_DIGEST_BYTES].hex()
 
 
 def session_key(channel: str, session_id: str) -> str:

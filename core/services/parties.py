@@ -282,13 +282,18 @@ async def check_pin(core: Core, *, party_id: int, pin: Pin, channel: str) -> Par
                 .returning(party_t.c.pin_failed_attempts, party_t.c.pin_locked)
             )
         ).one()
+        # Each wrong try is audited (who, where, when; never the PIN), in the try's transaction.
+        actor = Actor.party(party_id, channel)
+        details = {"attempt": failed, "of": max_attempts}
+        await record(
+            session,
+            actor=actor,
+            action="party.pin_wrong",
+            subject_party_id=party_id,
+            details=details,
+        )
         if locked:
-            await record(
-                session,
-                actor=Actor.party(party_id, channel),
-                action="party.pin_locked",
-                subject_party_id=party_id,
-            )
+            await record(session, actor=actor, action="party.pin_locked", subject_party_id=party_id)
             unlocker = await _unlocker(session, party)
     # Raised after the commit: the failed try must count even though the caller gets an error.
     if locked:

@@ -102,6 +102,28 @@ async def test_three_wrong_pins_lock_until_the_distributor_unlocks(core: Core) -
     assert ok.id == shop.id
 
 
+async def test_each_wrong_pin_try_is_audited_with_party_channel_and_time(core: Core) -> None:
+    _, [shop] = await chain(core)
+    assert shop.id
+    for wrong, channel in (("5173", "ussd"), ("6048", "telegram"), ("5174", "ussd")):
+        with pytest.raises((WrongPin, PinLocked)):
+            await parties.check_pin(core, party_id=shop.id, pin=Pin(wrong), channel=channel)
+    with pytest.raises(PinLocked):  # refused before the PIN is judged: not a wrong try
+        await parties.check_pin(core, party_id=shop.id, pin=Pin(PIN), channel="ussd")
+    async with core.sessions() as session:
+        events = (await session.execute(select(AuditEvent).order_by(AuditEvent.id))).scalars().all()
+    tries = [e for e in events if e.action == "party.pin_wrong"]
+    assert [(e.channel, e.actor, e.subject_party_id) for e in tries] == [
+        ("ussd", f"party:{shop.id}", shop.id),
+        ("telegram", f"party:{shop.id}", shop.id),
+        ("ussd", f"party:{shop.id}", shop.id),
+    ]
+    assert [e.details for e in tries] == [{"attempt": n, "of": 3} for n in (1, 2, 3)]
+    assert all(e.at is not None for e in tries)
+    assert [e.action for e in events][-1] == "party.pin_locked"
+    assert not any(pin in str(e.details) for e in events for pin in ("5173", "6048", "5174"))
+
+
 async def test_concurrent_wrong_pins_cannot_slip_past_the_lockout(core: Core) -> None:
     _, [shop] = await chain(core)
     assert shop.id

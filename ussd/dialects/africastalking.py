@@ -5,29 +5,34 @@ number, a PIN pad habit), so splitting the path on ``*`` is wrong: the session k
 it saw, and the new input is whatever follows it (PROTOCOLS.md). Without a kept path (the first
 hop, or a session that expired) the input is the last ``*``-separated part, which is all a gateway
 that restarted the session can give.
+
+The path holds every PIN typed in the session, so the session keeps only its length and a keyed
+digest (core.conversation.sessions.PathKeeper): the new input follows a prefix of that length
+whose digest is the kept one.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from core.conversation.sessions import SeenPath
 from core.conversation.types import Turn
 from ussd.gateway import Dialect, Echo, SessionEnd, field_text, phone, read_form, whole
 
 CONTINUE, END = "CON", "END"
 
 
-def last_input(text: str, *, previous_path: str | None) -> str:
+def last_input(text: str, *, previous: SeenPath | None) -> str:
     """The newest input in ``text`` given the path seen on the previous hop."""
     if not text:
         return ""
-    if previous_path == "":  # the session's first hop had no input: all of this is one input
+    if previous is not None and previous.length == 0:  # the first hop had no input: all is one
         return text
-    if previous_path is not None:
-        prefix = previous_path + "*"
-        if text.startswith(prefix):
-            return text[len(prefix) :]
-        if text == previous_path:  # a gateway retry of the same hop
+    if previous is not None:
+        cut = previous.length
+        if text[cut : cut + 1] == "*" and previous.is_it(text[:cut]):
+            return text[cut + 1 :]
+        if len(text) == cut and previous.is_it(text):  # a gateway retry of the same hop
             return ""
     return text.rsplit("*", 1)[-1]
 
@@ -71,6 +76,6 @@ DIALECT = Dialect(
     name="africastalking",
     parse=parse,
     reply=respond,
-    last_input=lambda text, previous: last_input(text, previous_path=previous),
+    last_input=lambda text, previous: last_input(text, previous=previous),
     session_end=session_end,
 )

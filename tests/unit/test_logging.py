@@ -1,0 +1,59 @@
+"""core.logging: tracebacks without locals, libraries at WARNING, every line redacted."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from core.logging import configure, get_logger
+
+SECRET = "sec-Wq4Hv8Kp2Zr6"
+PIN = "7391"
+
+
+@pytest.fixture(autouse=True)
+def _restore() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+
+
+def _fail(text: str, settings_like: dict[str, str]) -> None:
+    raise RuntimeError(f"no such party {settings_like['who']}")
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_library_s_exception_has_its_traceback_without_locals(
+    as_json: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure(level="DEBUG", json=as_json, secrets=[SECRET])
+    structlog.configure(cache_logger_on_first_use=False)
+    library = logging.getLogger("aiohttp.server")
+    try:
+        _fail(PIN, {"token": SECRET, "who": "+254788123456"})
+    except RuntimeError:
+        library.exception("Error handling request from %s", "127.0.0.1")
+        get_logger("ours").exception("USSD hop failed")
+    logging.getLogger("telegram.ext").debug("Calling Bot API endpoint with %s", {"pin": PIN})
+    out, err = capsys.readouterr()
+    for stream in (out, err):
+        assert "Traceback (most recent call last)" in stream and "_fail" in stream
+        assert PIN not in stream and SECRET not in stream and "788123456" not in stream
+        assert "+254788****56" in stream  # the message's number, masked
+    if as_json:
+        lines = [json.loads(line) for stream in (out, err) for line in stream.splitlines()]
+        assert all("Traceback" in line["exception"] for line in lines)
+    assert "Calling Bot API" not in err  # below WARNING: a library's line is dropped
+
+
+def test_our_debug_lines_show_at_debug(capsys: pytest.CaptureFixture[str]) -> None:
+    configure(level="DEBUG", json=False)
+    structlog.configure(cache_logger_on_first_use=False)
+    get_logger("ours").debug("a detail", amount_minor=500)
+    assert "a detail" in capsys.readouterr().out
