@@ -29,6 +29,9 @@ SQLITE_BUSY_TIMEOUT_S = 60  # long enough for a queue of 200 concurrent writers
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    # A database error's message would otherwise carry the statement's parameters (a customer's
+    # number, a party's) into every log line and traceback that shows it.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
