@@ -2,8 +2,8 @@
 
 Numbers: platform +254700000000, distributor +254700000100, retailers +254700000001 … +254700000099
 and, past 99, +254701000100 onwards. Every PIN is 1234. Every retailer has KES 5,000 of each
-operator's stock but Demo Shop 004, which has KES 800 of Telkom (low on stock). Running it again changes nothing: every
-posting has a fixed key or reference, and existing parties are kept.
+operator's stock but Demo Shop 004, which has KES 800 of Telkom (low on stock). Running it again
+changes nothing: every posting has a fixed key or reference, and existing parties are kept.
 """
 
 from __future__ import annotations

@@ -128,7 +128,7 @@ async def test_selling_asks_which_operators_stock_and_gives_a_short_reference(
     assert SHORT_SALE_REF.search(sold), sold
     reference = sold.rsplit("Ref ", 1)[1].rstrip(".")
     async with core.sessions() as session:
-        rows = (await session.execute(select(Transfer).where(Transfer.reference == reference)))
+        rows = await session.execute(select(Transfer).where(Transfer.reference == reference))
         assert {t.kind for t in rows.scalars()} == {"sale", "payment"}
 
 
