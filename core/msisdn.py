@@ -36,6 +36,18 @@ def national(msisdn: str) -> str:
     )
 
 
+@lru_cache(maxsize=65_536)
+def region(msisdn: str) -> str:
+    """``"+255712345678"`` → ``"TZ"``: the country whose plan the number is in ("" if none)."""
+    return phonenumbers.region_code_for_number(phonenumbers.parse(msisdn, None)) or ""
+
+
+def is_foreign(msisdn: str, *, country: str) -> bool:
+    """A valid number of another country's plan: ``+255…`` typed in Kenya is Tanzanian, not a
+    Kenyan number without an operator."""
+    return region(msisdn) != country
+
+
 def masked(msisdn: str) -> str:
     """For logs: never a full phone number (``+2547881****56``)."""
     return msisdn[:-6] + "****" + msisdn[-2:] if len(msisdn) > 8 else "****"

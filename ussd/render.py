@@ -5,6 +5,7 @@ GSM 03.38 alphabet (its extension characters count twice), fewer when one is not
 message goes as UCS-2 (80 by default). Options are never split: a page holds the screen's text and
 as many whole option lines as fit before the footer (``98 More`` while more follow, ``0 Back`` on
 later pages). Option numbers stay those of the whole list, so ``4`` means the same on every page.
+A one-page screen where ``0`` goes back ends with ``0 Back 00 Menu`` when that still fits.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from core.conversation.types import Screen
 
 MORE, BACK = "98", "0"
+# Said under a one-page screen where 0 goes back and 00 to the main menu, when it fits.
+NAV_HINT = "0 Back 00 Menu"
 
 # GSM 03.38 default alphabet, and its extension table (each extension character costs two).
 _GSM_BASIC = frozenset(
@@ -66,7 +69,8 @@ def pages(screen: Screen, limits: Limits) -> list[str]:
     lines = [f"{i}. {option.label}" for i, option in enumerate(screen.options, start=1)]
     whole = "\n".join([screen.text, *lines])
     if fits(whole, limits):
-        return [whole]
+        hinted = f"{whole}\n{NAV_HINT}"
+        return [hinted if screen.nav and fits(hinted, limits) else whole]
     if not lines:
         return [cut(screen.text, limit_for(screen.text, limits))]
     footers = [f"{MORE} More", f"{BACK} Back"]

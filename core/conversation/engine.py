@@ -300,9 +300,12 @@ class Engine:
 
     async def _show(self, ctx: Ctx, step: Step) -> Screen:
         screen = await step.show(ctx)
-        if screen.final or screen.expects == step.expects:
+        if screen.final:
             return screen
-        return replace(screen, expects=step.expects)
+        nav = step.zero == Zero.BACK and ctx.session.state != MENU
+        if screen.expects == step.expects and screen.nav == nav:
+            return screen
+        return replace(screen, expects=step.expects, nav=nav)
 
     def _flow(self, ctx: Ctx) -> Flow:
         return self.flows[ctx.role]

@@ -48,6 +48,9 @@ class Screen:
     page: int = 0  # which page of the options a channel that paginates shows (USSD: 98 More)
     # The input answered was a PIN: a channel that keeps a history (Telegram) deletes it.
     erase_input: bool = False
+    # ``0`` goes back and ``00`` to the main menu here (not the main menu, not a confirmation,
+    # where 0 cancels): a channel without buttons may say so (USSD, when it fits).
+    nav: bool = False
 
     def tag(self) -> str:
         """A short fingerprint of the options (their values, in order)."""

@@ -248,7 +248,7 @@ async def _finish(
                 "b_detail": detail[:200] if detail else None,
             },
             stock_account=AccountRef(AccountKind.MAIN, asset, topup.party_id).code,
-            owed=_owed(d, job, state, product=await _product_word(d, topup, job.language)),
+            owed=_owed(d, job, state, what=await _what(d, topup, job.language)),
         )
     )
     if owed is None:
@@ -259,13 +259,12 @@ async def _finish(
 
 
 def _owed(
-    d: Delivery, job: _Job, state: TopupState, *, product: str
+    d: Delivery, job: _Job, state: TopupState, *, what: str
 ) -> Callable[[int], list[Message]]:
     """The messages a final state owes, given the retailer's stock left."""
     topup, lang = job.topup, job.language
     fields = {
-        "amount": format_minor(topup.amount_minor, topup.currency),
-        "product": product,
+        "what": what,
         "number": national(topup.msisdn),
         "ref": topup.id,
     }
@@ -300,11 +299,15 @@ def _retailer(d: Delivery, job: _Job, key: str) -> Callable[[str], Message]:
     )
 
 
-async def _product_word(d: Delivery, topup: _Open, language: str) -> str:
-    if topup.kind == ProductKind.AIRTIME:
-        return t(language, "topup.airtime")
+async def _what(d: Delivery, topup: _Open, language: str) -> str:
+    """What was topped up, as the messages name it: "KES 50 airtime", "the 100MB 24h bundle
+    (KES 20)"."""
+    amount = format_minor(topup.amount_minor, topup.currency)
     products = (await d.core.catalog.get()).products
-    return products[topup.product_code].name if topup.product_code in products else ""
+    if topup.kind == ProductKind.AIRTIME or topup.product_code not in products:
+        return t(language, "topup.what_airtime", amount=amount)
+    name = products[topup.product_code].name
+    return t(language, "topup.what_bundle", name=name, amount=amount)
 
 
 async def _unknown(

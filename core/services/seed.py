@@ -1,8 +1,9 @@
 """Deterministic demo data (``airgate seed --demo``), documented in docs/DEMO.md.
 
 Numbers: platform +254700000000, distributor +254700000100, retailers +254700000001 … +254700000099
-and, past 99, +254701000100 onwards. Every PIN is 1234. Running it again changes nothing: every
-posting has a fixed key or reference, and existing parties are kept.
+and, past 99, +254701000100 onwards. Every PIN is 1234. Every retailer has KES 5,000 of each
+operator's stock but Demo Shop 004, which has KES 800 of Telkom (low on stock). Running it again
+changes nothing: every posting has a fixed key or reference, and existing parties are kept.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ KES = MINOR_PER_MAJOR
 RETAILER_STOCK_MINOR = 5_000 * KES  # per operator
 RETAILER_DEPOSIT_MINOR = 20_000 * KES
 RETAILER_CREDIT_LIMIT_MINOR = 5_000 * KES
+# One retailer is low on one operator's stock, below AIRGATE_LOW_STOCK_MINOR's default (KES 1,000),
+# so the distributor's "3 Low-stock retailers" shows something in the demo.
+LOW_STOCK_RETAILER, LOW_STOCK_OPERATOR, LOW_STOCK_MINOR = 4, "telkom-ke", 800 * KES
 DISTRIBUTOR_SPARE_MINOR = 500_000 * KES  # per operator, beyond what the retailers get
 PLATFORM_TO_DISTRIBUTOR_BPS = 400
 DISTRIBUTOR_TO_RETAILER_BPS = 250
@@ -162,13 +166,14 @@ async def _seed_retailer(
         )
     )
     for code in operators:
+        low = index == LOW_STOCK_RETAILER and code == LOW_STOCK_OPERATOR
         await stock.sell(
             core,
             actor=actor,
             seller_ref=distributor.msisdn,
             buyer_ref=msisdn,
             operator_code=code,
-            face_minor=RETAILER_STOCK_MINOR,
+            face_minor=LOW_STOCK_MINOR if low else RETAILER_STOCK_MINOR,
             key=f"demo-stock-{index}-{code}",
         )
 

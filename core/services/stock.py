@@ -17,6 +17,7 @@ it reads of the buyer (its limit, its cash, its used credit) cannot change befor
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -50,6 +51,24 @@ operator_t = Operator.__table__  # type: ignore[attr-defined]
 
 # References and idempotency keys: what payment systems and POS ids use; '#' is the ledger's.
 REFERENCE = re.compile(r"[A-Za-z0-9._:/-]{1,64}")
+# A sale's reference is read out over the phone: Crockford base32 as top-up ids (no I, L, O, U).
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# 60 bits: among a million sales, two share a reference with a chance of one in two million.
+SALE_REF_CHARS = 12
+
+
+def sale_reference(seller_id: int, key: str) -> str:
+    """``S`` + 12 Crockford characters from a hash of the seller and the caller's key.
+
+    The same sale asked again (a gateway's retry, a replayed turn) has the same reference, so it
+    stays idempotent; the ledger's op key is ``sale:{reference}`` and a transfer's key is unique
+    in the database, so no two sales share a reference: a second key hashing alike is taken for
+    the first (refused as a conflict unless it is the very same sale).
+    """
+    digest = hashlib.blake2b(f"{seller_id}:{key}".encode(), digest_size=8).digest()
+    value = int.from_bytes(digest) >> (64 - 5 * SALE_REF_CHARS)
+    shifts = range(5 * (SALE_REF_CHARS - 1), -1, -5)
+    return "S" + "".join(_CROCKFORD[(value >> shift) & 31] for shift in shifts)
 
 
 def _positive(amount_minor: int) -> None:
@@ -172,6 +191,7 @@ async def sell(
     key = _reference(key, what="a key") if key is not None else uuid.uuid4().hex
     async with _unit(core, within) as session:
         seller, buyer = await _pair(core, session, seller_ref, buyer_ref, actor, buyer_may_act=True)
+        reference = sale_reference(seller.id or 0, key)
         operator = await get_operator(session, operator_code)
         agreement = await agreement_for(
             session, seller_id=seller.id or 0, buyer_id=buyer.id or 0, operator_code=operator_code
@@ -193,25 +213,25 @@ async def sell(
                 AccountRef(AccountKind.MAIN, stock, seller.id),
                 AccountRef(AccountKind.MAIN, stock, buyer.id),
                 face_minor,
-                reference=key,
+                reference=reference,
             ),
             Leg(
                 "payment",
                 AccountRef(AccountKind.MAIN, cash, buyer.id),
                 AccountRef(AccountKind.MAIN, cash, seller.id),
                 cash_part,
-                reference=key,
+                reference=reference,
             ),
             Leg(
                 "credit_payment",
                 AccountRef(AccountKind.CREDIT, cash, buyer.id),
                 AccountRef(AccountKind.MAIN, cash, seller.id),
                 price - cash_part,
-                reference=key,
+                reference=reference,
             ),
         ]
         try:
-            posting = await core.ledger.post(session, op_key=f"sale:{seller.id}:{key}", legs=legs)
+            posting = await core.ledger.post(session, op_key=f"sale:{reference}", legs=legs)
         except Overdraft as exc:
             if exc.account.asset == stock:
                 raise InsufficientStock(
@@ -235,8 +255,9 @@ async def sell(
                 actor=actor,
                 action="stock.sell",
                 subject_party_id=buyer.id,
-                reference=key,
+                reference=reference,
                 details={
+                    "key": key,
                     "operator": operator_code,
                     "face_minor": face_minor,
                     "price_minor": price,
@@ -256,7 +277,7 @@ async def sell(
         await alerts.send_owed(queue, owed)
     paid, on_credit = posting.amount("payment"), posting.amount("credit_payment")
     return Receipt(
-        reference=key,
+        reference=reference,
         replayed=posting.replayed,
         face_minor=posting.amount("sale"),
         price_minor=paid + on_credit,

@@ -105,10 +105,17 @@ async def test_a_deposit_repays_credit_first_then_adds_cash(client: TestClient, 
     await distributor.dial()
     await distributor.send("6")
     detail = await distributor.send("1")
-    assert detail.endswith("1. Sell stock\n2. Invite to Telegram\n3. Record deposit")
-    assert await distributor.send("3") == "CON Cash received from Demo Shop 001. Amount:"
+    assert detail.endswith(
+        "1. Sell stock\n2. Invite to Telegram\n3. Record deposit\n0 Back 00 Menu"
+    )
+    assert (
+        await distributor.send("3")
+        == "CON Cash received from Demo Shop 001. Amount:\n0 Back 00 Menu"
+    )
     reference = await distributor.send("5000")
-    assert reference == "CON Payment reference (e.g. M-Pesa code):\n1. Make one for me"
+    assert (
+        reference == "CON Payment reference (e.g. M-Pesa code):\n1. Make one for me\n0 Back 00 Menu"
+    )
     assert (await distributor.send("no spaces please")).startswith(
         "CON A reference is 1 to 24 letters or digits.\nPayment reference"
     )

@@ -97,6 +97,7 @@ async def test_balance_command_asks_the_pin_then_shows_the_balance(
     assert telegram.screen(USER) == "Enter your PIN to see your balance:"
     await telegram.say(USER, "1234")
     assert telegram.screen(USER).startswith("Your balance:\nAirtel: KES 5,000")
+    assert "\nCredit available: KES 5,000 of KES 5,000 limit" in telegram.screen(USER)
 
 
 async def test_language_change_from_the_command(

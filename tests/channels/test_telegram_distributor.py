@@ -36,7 +36,7 @@ async def test_a_distributor_sells_stock_with_buttons_and_pin(
     before = await stock.balance(core, ref="+254700000001")
     await telegram.press(BOSS, "Sell stock")
     await telegram.say(BOSS, "0700000001")
-    assert telegram.screen(BOSS).startswith("Sell Demo Shop 001 stock of which operator?")
+    assert telegram.screen(BOSS).startswith("Which operator's stock to sell to Demo Shop 001?")
     await telegram.press(BOSS, "Safaricom")
     await telegram.say(BOSS, "1,000")
     assert telegram.screen(BOSS).startswith("Sell KES 1,000 Safaricom to Demo Shop 001")

@@ -13,9 +13,9 @@ async def test_the_cancelled_journey_of_the_issue(phone: AtPhone) -> None:
     menu = await phone.dial()
     assert menu.startswith("CON AirGate\n1. Airtime top-up\n2. Data bundle")
     assert "7. My account" in menu
-    assert await phone.send("1") == "CON Enter the customer's phone number:"
+    assert await phone.send("1") == "CON Enter the customer's phone number:\n0 Back 00 Menu"
     amount = await phone.send("0788123456")
-    assert amount == "CON Airtel 0788123456\nAmount (KES 5 to KES 10,000):"
+    assert amount == "CON Airtel 0788123456\nAmount (KES 5 to KES 10,000):\n0 Back 00 Menu"
     confirm = await phone.send("500")
     assert confirm == (
         "CON Top up KES 500 to 0788123456 (Airtel)?\nEnter PIN to confirm or 0 to cancel"

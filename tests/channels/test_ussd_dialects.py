@@ -137,9 +137,9 @@ async def test_the_cancelled_journey_reads_the_same_on_every_gateway(
     menu, final = await handset.dial()
     assert menu.startswith("AirGate\n1. Airtime top-up\n2. Data bundle") and not final
     assert "7. My account" in menu
-    assert await handset.send("1") == ("Enter the customer's phone number:", False)
+    assert await handset.send("1") == ("Enter the customer's phone number:\n0 Back 00 Menu", False)
     amount = await handset.send("0788123456")
-    assert amount == ("Airtel 0788123456\nAmount (KES 5 to KES 10,000):", False)
+    assert amount == ("Airtel 0788123456\nAmount (KES 5 to KES 10,000):\n0 Back 00 Menu", False)
     confirm = await handset.send("500")
     assert confirm == (
         "Top up KES 500 to 0788123456 (Airtel)?\nEnter PIN to confirm or 0 to cancel",
@@ -173,11 +173,11 @@ async def test_a_hubtel_hop_retried_with_its_sequence_is_not_applied_twice(
     the answer to the next screen."""
     handset = Handset(client, "hubtel")
     await handset.dial()
-    assert await handset.send("1") == ("Enter the customer's phone number:", False)
+    assert await handset.send("1") == ("Enter the customer's phone number:\n0 Back 00 Menu", False)
     retry = await handset._hop(handset.post(handset.body(new=False)))  # the same hop again
-    assert retry == ("Enter the customer's phone number:", False)
+    assert retry == ("Enter the customer's phone number:\n0 Back 00 Menu", False)
     amount = await handset.send("0788123456")
-    assert amount == ("Airtel 0788123456\nAmount (KES 5 to KES 10,000):", False)
+    assert amount == ("Airtel 0788123456\nAmount (KES 5 to KES 10,000):\n0 Back 00 Menu", False)
     assert (await handset._hop(handset.post(handset.body(new=False))))[0] == amount[0]
     await handset.send("500")
     assert await handset.send("0") == ("Cancelled. Nothing was done.", True)
@@ -205,7 +205,7 @@ async def test_hubtel_release_is_answered_without_the_engine(
         assert await response.json() == {"Type": "Release", "Message": ""}
     assert await stored_sessions(redis) == [key]
     assert await handset.send("0788123456") == (
-        "Airtel 0788123456\nAmount (KES 5 to KES 10,000):",
+        "Airtel 0788123456\nAmount (KES 5 to KES 10,000):\n0 Back 00 Menu",
         False,
     )
 

@@ -32,7 +32,9 @@ async def test_a_wrong_number_reprompts_with_the_reason(phone: AtPhone) -> None:
     await phone.dial()
     await phone.send("1")
     again = await phone.send("07881")
-    assert again == "CON That is not a valid phone number.\nEnter the customer's phone number:"
+    assert again == (
+        "CON That is not a valid phone number.\nEnter the customer's phone number:\n0 Back 00 Menu"
+    )
     assert (await phone.send("+254 788 123 456")).startswith("CON Airtel 0788123456")
 
 
@@ -66,7 +68,7 @@ async def test_back_and_main_menu_work_on_every_screen(phone: AtPhone) -> None:
     menu = await phone.dial()
     await phone.send("1")
     await phone.send("0788123456")
-    assert await phone.send("0") == "CON Enter the customer's phone number:"
+    assert await phone.send("0") == "CON Enter the customer's phone number:\n0 Back 00 Menu"
     assert await phone.send("0") == menu
     await phone.send("2")
     assert await phone.send("00") == menu
@@ -107,7 +109,7 @@ async def test_balance_and_statement_after_a_top_up(phone: AtPhone) -> None:
     await phone.send("5")
     statement = await phone.send(PIN)
     assert statement.startswith("END Last movements:\n")
-    assert statement.split("\n")[1].endswith(" -500 Airtel top-up")  # newest first
+    assert statement.split("\n")[1].endswith(" -KES 500 Airtel top-up")  # newest first
 
 
 async def test_buying_stock_shows_the_price_and_how_it_is_paid(phone: AtPhone, core: Core) -> None:
@@ -135,10 +137,12 @@ async def test_support_opens_one_case_per_top_up(phone: AtPhone, core: Core) -> 
     await phone.send(PIN)
     await phone.dial()
     await phone.send("6")
-    opened = await phone.send("1")
+    await phone.send("1")
+    opened = await phone.send("1")  # yes, open a case
     assert opened.startswith("END Case 1 opened for T")
     await phone.dial()
     await phone.send("6")
+    await phone.send("1")
     assert (await phone.send("1")).startswith("END Case 1 is already open for T")
     async with core.sessions() as session:
         assert len((await session.execute(select(SupportCase))).all()) == 1
@@ -150,7 +154,9 @@ async def test_change_pin_then_the_new_one_works(phone: AtPhone) -> None:
     await phone.send("1")
     await phone.send("4321")
     mismatch = await phone.send("4322")
-    assert mismatch == "CON The PINs did not match.\nEnter your new PIN (4 to 6 digits):"
+    assert mismatch == (
+        "CON The PINs did not match.\nEnter your new PIN (4 to 6 digits):\n0 Back 00 Menu"
+    )
     await phone.send("4321")
     await phone.send("4321")
     assert await phone.send(PIN) == "END Your PIN was changed."
@@ -317,7 +323,7 @@ async def test_a_pin_change_dropped_after_the_first_pin_resumes_before_it(
     await phone.send("4321")  # dropped on "enter the new PIN again"
     again = phone.redial()
     assert (await again.dial()).startswith("CON Continue where you left off (My account)?")
-    assert await again.send("1") == "CON Enter your new PIN (4 to 6 digits):"
+    assert await again.send("1") == "CON Enter your new PIN (4 to 6 digits):\n0 Back 00 Menu"
 
 
 async def test_an_empty_low_stock_list_ends_the_session(client: TestClient) -> None:
@@ -357,7 +363,7 @@ async def test_distributor_sells_from_the_retailer_screen_and_sees_todays_sales(
     await distributor.dial()
     await distributor.send("6")
     await distributor.send("1")
-    assert (await distributor.send("1")).startswith("CON Sell Demo Shop 001 stock of which")
+    assert (await distributor.send("1")).startswith("CON Which operator's stock to sell to Demo")
     await distributor.send("1")  # Airtel
     await distributor.send("1000")
     assert (await distributor.send(PIN)).startswith("END Sold KES 1,000 Airtel to Demo Shop 001")

@@ -71,6 +71,7 @@ WORST = {
     "failed": "1234",
     "blocked": "1234",
     "unconfirmed": "8",
+    "currency": "KES",
 }
 
 
@@ -111,6 +112,9 @@ async def test_every_step_of_every_menu_fits_with_a_reason_above(core: Core, lan
                 "dr": "X" * 24,
                 "bt": "M" * 300,
                 "ba": "all",
+                "t": "T3B1ZXXSMQ2NHTKJ",
+                "ta": 99_999_950,
+                "tc": "KES",
             }
             if state.startswith("data."):
                 data["o"] = "safaricom-ke"

@@ -130,7 +130,11 @@ async def test_bundle_goes_the_same_way(rig: Rig) -> None:
     assert topup.state == TopupState.DELIVERED
     assert await _stock(rig, shop) == (STOCK - 25_000, 0, 25_000)
     [receipt] = await rig.wait_sms("+254712345670")
-    assert "1GB 7 days" in receipt["message"]
+    assert receipt["message"].startswith(  # the bundle by name, its price beside it
+        f"You received the 1GB 7 days bundle (KES 250) from {shop.name}. Ref {topup.id}."
+    )
+    [to_shop] = await rig.wait_sms(shop.msisdn)
+    assert "the 1GB 7 days bundle (KES 250) to 0712345670 delivered" in to_shop["message"]
     await _agree(rig)
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from core.conversation.flow import Ctx, Reprompt, Step, T
 from core.conversation.types import Option, Screen
 from core.errors import NotFound
 from core.models import Operator
 from core.money import format_minor, parse_major
-from core.msisdn import national, normalize
+from core.msisdn import is_foreign, national, normalize
 from core.security import Pin
 from core.services import parties
 
@@ -20,9 +22,17 @@ def money(amount_minor: int, currency: str) -> str:
     return format_minor(amount_minor, currency)
 
 
+def local(ctx: Ctx, at: datetime) -> datetime:
+    """``at`` (UTC) as a person reads it: in the deployment's ``AIRGATE_TIMEZONE``."""
+    return at.astimezone(ZoneInfo(ctx.core.settings.timezone))  # ZoneInfo caches its zones
+
+
 async def take_number(ctx: Ctx, text: str) -> tuple[str, Operator]:
     """A customer's number in any accepted form, as E.164, and its operator."""
-    msisdn = normalize(text, country=ctx.core.settings.country)  # InvalidMsisdn: re-prompt
+    country = ctx.core.settings.country
+    msisdn = normalize(text, country=country)  # InvalidMsisdn: re-prompt
+    if is_foreign(msisdn, country=country):
+        raise Reprompt(key="error.foreign_number", number=msisdn)
     catalog = await ctx.core.catalog.get()
     try:
         return msisdn, catalog.detect(msisdn)

@@ -14,6 +14,7 @@ from enum import StrEnum
 from core.conversation.flow import MENU, Ctx, Reprompt, Step, T, Zero, end, prompt
 from core.conversation.flows.common import (
     check_pin,
+    local,
     money,
     operator,
     operator_choice,
@@ -23,7 +24,8 @@ from core.conversation.types import Expects, Screen
 from core.errors import InsufficientFunds
 from core.services import requests, stock
 from core.services.audit import Actor
-from core.services.statement import recent
+from core.services.catalog_snapshot import Catalog
+from core.services.statement import Movement, recent
 
 STATEMENT_LINES = 5
 
@@ -75,22 +77,35 @@ async def statement(ctx: Ctx, text: str) -> Screen:
     catalog = await ctx.core.catalog.get()
     lines = [ctx.t("statement.title")]
     for move in await recent(ctx.core, party_id=ctx.party_id, limit=STATEMENT_LINES):
-        family, _, code = move.asset.partition(":")
-        op = catalog.operators.get(code) if family == "AIRTIME" else None
-        what = op.name if op else code
-        sign = "+" if move.amount_minor > 0 else "-"
-        lines.append(
-            f"{move.at:%d/%m} {sign}{money(abs(move.amount_minor), '')} {what} "
-            + ctx.t(f"statement.{move.kind}" if move.kind in _KINDS else "statement.other")
-        )
+        lines.append(_statement_line(ctx, move, catalog))
     if len(lines) == 1:
         lines.append(ctx.t("statement.empty"))
     return end("\n".join(lines))
 
 
+def _statement_line(ctx: Ctx, move: Movement, catalog: Catalog) -> str:
+    """``01/06 -KES 487.50 paid``, ``01/06 +KES 500 Airtel stock``: the local day, the signed
+    amount as money reads, the operator of stock, and what it was (money in is "received")."""
+    family, _, code = move.asset.partition(":")
+    if family == "AIRTIME":
+        op = catalog.operators.get(code)
+        currency, what = (op.currency, f" {op.name}") if op else ("", f" {code}")
+    else:
+        currency, what = code, ""
+    sign = "+" if move.amount_minor > 0 else "-"
+    kind = move.kind if move.kind in _KINDS else "other"
+    if move.amount_minor > 0 and kind in _RECEIVED:
+        kind += "_in"
+    return (
+        f"{local(ctx, move.at):%d/%m} {sign}{money(abs(move.amount_minor), currency)}{what} "
+        + ctx.t(f"statement.{kind}")
+    )
+
+
 _KINDS = frozenset(
     {"reserve", "release", "sale", "payment", "credit_payment", "deposit", "repayment", "clawback"}
 )
+_RECEIVED = frozenset({"payment", "credit_payment"})  # the seller's side says so
 
 
 async def show_buy_amount(ctx: Ctx) -> Screen:

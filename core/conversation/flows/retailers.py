@@ -14,7 +14,7 @@ import secrets
 from enum import StrEnum
 
 from core.conversation.flow import MENU, Ctx, Reprompt, Step, T, Zero, end, prompt
-from core.conversation.flows.common import check_pin, money, take_amount
+from core.conversation.flows.common import check_pin, local, money, take_amount
 from core.conversation.flows.distributor import S as Sell
 from core.conversation.types import Expects, Option, Screen
 from core.errors import DuplicateReference
@@ -82,7 +82,11 @@ async def pick(ctx: Ctx, party_id: str) -> str:
 
 async def show_one(ctx: Ctx) -> Screen:
     row = await _row(ctx, int(ctx.data["rid"]))
-    last = f"{row.last_topup_at:%d/%m %H:%M}" if row.last_topup_at else ctx.t("retailers.never")
+    last = (
+        f"{local(ctx, row.last_topup_at):%d/%m %H:%M}"
+        if row.last_topup_at
+        else ctx.t("retailers.never")
+    )
     text = ctx.t(
         "retailers.detail",
         name=ctx.data["rn"],

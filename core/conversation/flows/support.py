@@ -1,27 +1,31 @@
-"""Support: pick one of the last top-ups, and a case is opened about it (or the one that exists
-is shown: the worker opens one itself for a top-up whose outcome stayed unknown)."""
+"""Support: pick one of the last top-ups, say yes to reporting it, and a case is opened about it
+(or the one that exists is shown: the worker opens one itself for a top-up whose outcome stayed
+unknown). Nothing is opened before the yes: a case calls a person out."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-from core.conversation.flow import MENU, Ctx, Step, T, end
-from core.conversation.flows.common import money
+from core.conversation.flow import MENU, Ctx, Reprompt, Step, T, Zero, end
+from core.conversation.flows.common import local, money
 from core.conversation.types import Option, Screen
 from core.msisdn import national
 from core.services import support
 from core.services.audit import Actor
 
 RECENT = 5
+YES = "yes"
 
 
 class S(StrEnum):
     PICK = "support.pick"
+    CONFIRM = "support.confirm"
 
 
 TABLE: list[list[str]] = [
     # trigger  source  destination
     [T.SUPPORT, MENU, S.PICK],
+    [T.NEXT, S.PICK, S.CONFIRM],
 ]
 
 
@@ -31,7 +35,8 @@ async def show_recent(ctx: Ctx) -> Screen:
         return end(ctx.t("support.none"))
     options = tuple(
         Option(
-            f"{national(tp.msisdn)} {money(tp.amount_minor, tp.currency)} {tp.created_at:%d/%m}",
+            f"{national(tp.msisdn)} {money(tp.amount_minor, tp.currency)}"
+            f" {local(ctx, tp.created_at):%d/%m}",
             tp.id,
         )
         for tp in topups
@@ -39,7 +44,28 @@ async def show_recent(ctx: Ctx) -> Screen:
     return Screen(ctx.t("support.pick"), options)
 
 
-async def report(ctx: Ctx, topup_id: str) -> Screen:
+async def pick(ctx: Ctx, topup_id: str) -> str:
+    topups = await support.recent_topups(ctx.core, party_id=ctx.party_id, limit=RECENT)
+    topup = next((tp for tp in topups if tp.id == topup_id), None)
+    if topup is None:
+        raise Reprompt(key="error.stale")
+    ctx.data.update(t=topup.id, ta=topup.amount_minor, tc=topup.currency, n=topup.msisdn)
+    return T.NEXT
+
+
+async def show_confirm(ctx: Ctx) -> Screen:
+    data = ctx.data
+    text = ctx.t(
+        "support.confirm",
+        ref=data["t"],
+        amount=money(data["ta"], data["tc"]),
+        number=national(data["n"]),
+    )
+    return Screen(text, (Option(ctx.t("support.yes"), YES),))
+
+
+async def report(ctx: Ctx, _yes: str) -> Screen:
+    topup_id = ctx.data["t"]
     case, opened = await support.open_case(
         ctx.core,
         actor=Actor.party(ctx.party_id, ctx.turn.channel),
@@ -50,4 +76,7 @@ async def report(ctx: Ctx, topup_id: str) -> Screen:
     return end(ctx.t(key, case=case.id, ref=topup_id))
 
 
-STEPS: dict[str, Step] = {S.PICK: Step(show_recent, report)}
+STEPS: dict[str, Step] = {
+    S.PICK: Step(show_recent, pick),
+    S.CONFIRM: Step(show_confirm, report, zero=Zero.CANCEL),
+}

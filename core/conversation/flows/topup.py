@@ -15,6 +15,7 @@ from core.conversation.flows.common import check_pin, money, operator, take_amou
 from core.conversation.types import Expects, Option, Screen
 from core.errors import RepeatNeedsConfirmation
 from core.models import ProductKind, Topup
+from core.money import MINOR_PER_MAJOR
 from core.msisdn import national
 from core.services.topups import confirm_topup
 
@@ -76,6 +77,8 @@ async def show_amount(ctx: Ctx) -> Screen:
 async def amount(ctx: Ctx, text: str) -> str:
     value = take_amount(text)
     low, high, step, currency = await _airtime_range(ctx)
+    if value % MINOR_PER_MAJOR and step % MINOR_PER_MAJOR == 0:  # "50.5": cents where none are
+        raise Reprompt(key="error.amount_whole", currency=currency)
     if not low <= value <= high or value % step:
         raise Reprompt(
             key="error.amount_range", low=money(low, currency), high=money(high, currency)
