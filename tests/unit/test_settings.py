@@ -141,6 +141,7 @@ def test_no_repr_shows_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_bad_secret_or_password_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
     line = refused(monkeypatch, "AIRGATE_TELEGRAM_WEBHOOK_SECRET", "secret with spaces 123")
     assert "spaces" not in line
+    monkeypatch.delenv("AIRGATE_TELEGRAM_WEBHOOK_SECRET")
     line = refused(monkeypatch, "AIRGATE_USSD_GATEWAYS", '{"hubtel": {"secret": "abcdefghij123"')
     assert "abcdefghij123" not in line
     monkeypatch.delenv("AIRGATE_USSD_GATEWAYS")
@@ -168,7 +169,10 @@ def test_the_log_level_is_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("value", "words"),
     [
-        ('{"africastalkin": {}}', "unknown gateway 'africastalkin' (did you mean 'africastalking'?)"),
+        (
+            '{"africastalkin": {}}',
+            "unknown gateway 'africastalkin' (did you mean 'africastalking'?)",
+        ),
         ('{"hubtel": {"enabld": false}}', "hubtel: unknown key 'enabld' (did you mean 'enabled'?)"),
         ('{"hubtel": {"gsm7_limit": 500}}', "hubtel.gsm7_limit: Input should be less than"),
         ('{"arkesel": {"allow_ips": ["10.0.0.300"]}}', "arkesel.allow_ips"),
