@@ -69,7 +69,7 @@ class SettingsError(AirGateError):
 
     code = "settings"
     template = "invalid setting {setting}: {reason}{got}"
-    SHOWN_CHARS = 60  # the line stays one readable line
+    SHOWN_CHARS = 160  # a path or URL in full, a pasted blob cut short
 
     def _shown(self, fields: dict[str, Any]) -> dict[str, Any]:
         value = fields.get("value")

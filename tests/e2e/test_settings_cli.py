@@ -26,10 +26,3 @@ def test_a_bad_setting_is_one_line_and_status_2(
     assert result.stderr.startswith(f"airgate: invalid setting {name}: "), result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
 
-
-def test_a_database_not_migrated_is_a_setting_too(airgate: CliRunner) -> None:
-    """Found after start-up (the worker checks the migrations), still one line and status 2."""
-    result = airgate("worker", "--burst", ok=False)
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith("airgate: invalid setting AIRGATE_DATABASE_URL: the database")
-    assert result.stderr.count("\n") == 1, result.stderr
