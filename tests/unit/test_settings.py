@@ -12,6 +12,8 @@ from pydantic import SecretStr
 
 from core.errors import SettingsError
 from core.settings import USSD_GATEWAY_NAMES, Settings, UssdGateway, load_settings
+from sandbox.config import SandboxConfig
+from ussd.gateway import guard_for
 
 PASSWORD = "pg-pass-4f9c2e"
 SECRETS = {
@@ -127,7 +129,12 @@ def test_no_repr_shows_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     gateway_secret = "gateway-own-secret-77"
     monkeypatch.setenv("AIRGATE_USSD_GATEWAYS", f'{{"hubtel": {{"secret": "{gateway_secret}"}}}}')
     s = load_settings()
-    shown = " ".join((repr(s), str(s), repr(s.ussd_gateways), repr(s.model_fields_set)))
+    guard = guard_for(s, "hubtel", s.ussd_gateways["hubtel"])
+    sandbox = SandboxConfig(
+        client_secret=s.provider_client_secret.get_secret_value(),
+        sms_api_key=s.sms_api_key.get_secret_value(),
+    )
+    shown = " ".join(map(repr, (s, str(s), s.ussd_gateways, guard, sandbox)))
     for secret in (*SECRETS.values(), PASSWORD, gateway_secret):
         assert secret not in shown
     assert "postgresql+asyncpg://airgate:***@db/airgate" in shown
