@@ -78,7 +78,7 @@ class TelegramChannel:
         os.environ.setdefault("PTB_TIMEDELTA", "true")
         builder: ApplicationBuilder = (  # type: ignore[type-arg]
             ApplicationBuilder()
-            .token(self.settings.telegram_token)
+            .token(self.settings.telegram_token.get_secret_value())
             .base_url(self.settings.telegram_api_url)
             .base_file_url(self.settings.telegram_api_url.replace("/bot", "/file/bot", 1))
             .request(AiohttpRequest())

@@ -29,7 +29,9 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 def webhook_secret(settings: Settings) -> str:
     path = Path(settings.var_dir) / "telegram_webhook_secret"
     return kept_secret(
-        configured=settings.telegram_webhook_secret, path=path, make=secrets.token_urlsafe
+        configured=settings.telegram_webhook_secret.get_secret_value(),
+        path=path,
+        make=secrets.token_urlsafe,
     )
 
 

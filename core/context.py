@@ -41,7 +41,9 @@ async def open_core(settings: Settings) -> AsyncIterator[Core]:
         dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         lookups = Lookups(dsn, size=settings.db_lookup_connections)
     try:
-        pepper = load_pepper(configured=settings.pin_pepper, var_dir=settings.var_dir)
+        pepper = load_pepper(
+            configured=settings.pin_pepper.get_secret_value(), var_dir=settings.var_dir
+        )
         sessions = make_sessionmaker(engine)
         yield Core(
             settings=settings,

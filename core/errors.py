@@ -64,8 +64,21 @@ class AirGateError(Exception):
 
 
 class SettingsError(AirGateError):
+    """A bad ``AIRGATE_*`` variable: ``value`` is what it held, or None where it must not be
+    shown (a secret, JSON that may hold one, an unknown name); a URL's password is masked."""
+
     code = "settings"
-    template = "invalid setting {setting}: {reason} (got {value!r})"
+    template = "invalid setting {setting}: {reason}{got}"
+    SHOWN_CHARS = 160  # a path or URL in full, a pasted blob cut short
+
+    def _shown(self, fields: dict[str, Any]) -> dict[str, Any]:
+        value = fields.get("value")
+        if value is None:
+            return {"got": ""}
+        text = repr(value)
+        if len(text) > self.SHOWN_CHARS:
+            text = text[: self.SHOWN_CHARS - 1] + "…"
+        return {"got": f" (got {text})"}
 
 
 class InputError(AirGateError):

@@ -1,21 +1,133 @@
 """Settings from ``AIRGATE_*`` environment variables, validated once at start-up.
 
 Nothing reads the environment at import time: an entry point calls :func:`load_settings` and passes
-the result down. A bad value becomes one human line (:class:`SettingsError`), never a traceback.
+the result down. Invariants: a bad value, an unknown ``AIRGATE_*`` name or an unreadable JSON value
+becomes one human line (:class:`SettingsError`) naming the variable, never a traceback; no repr of
+the settings shows a secret (secrets are ``SecretStr``, read with ``.get_secret_value()`` at the
+one place that uses each; URL passwords are masked) and no error line echoes one.
 """
 
 from __future__ import annotations
 
-from ipaddress import ip_network
+import difflib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from ipaddress import ip_address, ip_network
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import BaseModel, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import SettingsError
+
+ENV_PREFIX = "AIRGATE_"
+# Variables the test suite and the benchmarks read for themselves (AIRGATE_TEST_POSTGRES_URL …):
+# never settings, never refused as unknown.
+RESERVED_PREFIX = "AIRGATE_TEST_"
+# `airgate sandbox` reads these through its typer options (airgate/cli/sandbox.py), as
+# AIRGATE_SANDBOX_<KNOB>; its host and port are settings. A test keeps the two lists in step.
+SANDBOX_KNOBS = (
+    "LATENCY_MS", "DECLINE_RATE", "ERROR_RATE", "SEED", "TOKEN_TTL_S",
+    "HANG_S", "SETTLE_S", "SLOW_MS", "BALANCE", "DIGIT_RULES",
+)  # fmt: skip
+# The USSD gateways ussd/dialects/ speaks (core never imports ussd/; a test keeps them in step).
+USSD_GATEWAY_NAMES = ("africastalking", "hubtel", "arkesel")
+# A secret we did not generate ourselves: 16 characters at least (PinHasher's floor for the
+# pepper; guessable webhook and gateway tokens are no guard).
+MIN_SECRET_CHARS = 16
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+_SENDER_ID = re.compile(r"^([A-Za-z0-9 ]{1,11}|\+?[0-9]{1,15})?$")
+_BOT_TOKEN = re.compile(r"^([0-9]+:[A-Za-z0-9_-]+)?$")
+_WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{0,256}$")  # Telegram's rule for secret_token
+
+
+def closest(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the known name nearest to a mistyped one, else ``""``."""
+    match = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password, if any, as ``***``: what a repr or an error line may show."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("use an http:// or https:// URL")
+    return value
+
+
+def _host(value: str) -> str:
+    try:
+        ip_address(value)
+    except ValueError:
+        if not _HOST_NAME.match(value):
+            raise ValueError("not a host name or IP address") from None
+    return value
+
+
+def _kept_or_long(value: SecretStr) -> SecretStr:
+    if 0 < len(value) < MIN_SECRET_CHARS:
+        raise ValueError(
+            f"leave it empty (generated) or give at least {MIN_SECRET_CHARS} characters"
+        )
+    return value
+
+
+def _not_empty(value: SecretStr) -> SecretStr:
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _bot_token(value: SecretStr) -> SecretStr:
+    if not _BOT_TOKEN.match(value.get_secret_value()):
+        raise ValueError("a bot token reads <bot id>:<secret>, as @BotFather gives it")
+    return value
+
+
+def _webhook_secret(value: SecretStr) -> SecretStr:
+    if not _WEBHOOK_SECRET.match(value.get_secret_value()):
+        raise ValueError("Telegram allows up to 256 of A-Z, a-z, 0-9, _ and -")
+    return value
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg} at character {exc.pos})") from None
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Host = Annotated[str, AfterValidator(_host)]
+# Empty: generated once into var_dir (the embedded defaults); else long enough to be one.
+KeptSecret = Annotated[SecretStr, AfterValidator(_kept_or_long)]
+GivenSecret = Annotated[SecretStr, AfterValidator(_not_empty)]
+Seconds = Annotated[int, Field(ge=1)]
 
 
 class UssdGateway(BaseModel):
@@ -26,12 +138,22 @@ class UssdGateway(BaseModel):
     ``AIRGATE_USSD_SECRET``. ``allow_ips``: the gateway's addresses or networks; empty allows any.
     """
 
+    model_config = ConfigDict(extra="forbid")
+
     enabled: bool = True
-    secret: str = ""
+    secret: KeptSecret = SecretStr("")
     secret_in: Literal["query", "header"] = "query"
     allow_ips: list[str] = []
     gsm7_limit: int = Field(default=182, ge=40, le=182)
     ucs2_limit: int = Field(default=80, ge=20, le=80)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, value: Any) -> Any:
+        for key in value if isinstance(value, dict) else ():
+            if key not in cls.model_fields:
+                raise ValueError(f"unknown key {key!r}{closest(key, cls.model_fields)}")
+        return value
 
     @field_validator("allow_ips")
     @classmethod
@@ -42,7 +164,7 @@ class UssdGateway(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AIRGATE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
     var_dir: Path = Path("var")
     # Empty means: a SQLite file under var_dir.
@@ -58,38 +180,38 @@ class Settings(BaseSettings):
     country: str = "KE"
     # Where "today" starts for daily limits and reports.
     timezone: str = "Africa/Nairobi"
-    http_host: str = "127.0.0.1"
+    http_host: Host = "127.0.0.1"
     http_port: int = Field(default=8080, ge=1, le=65535)
     # PINs are HMAC'd with this secret (see docs/SECURITY.md). Empty means: a random pepper kept in
     # var_dir/pin_pepper, created on first use. Production sets it from a secret store.
-    pin_pepper: str = ""
+    pin_pepper: KeptSecret = SecretStr("")
     pin_max_attempts: int = Field(default=3, ge=1, le=10)
     # The aggregator API (Reloadly Airtime shape, docs/PROVIDERS.md). The defaults point at
     # `airgate sandbox` on this machine, which speaks the same API.
-    provider_url: str = "http://127.0.0.1:8090"
-    provider_auth_url: str = "http://127.0.0.1:8090"
-    provider_client_id: str = "sandbox"
-    provider_client_secret: str = "sandbox"
+    provider_url: HttpUrl = "http://127.0.0.1:8090"
+    provider_auth_url: HttpUrl = "http://127.0.0.1:8090"
+    provider_client_id: str = Field(default="sandbox", min_length=1)
+    provider_client_secret: GivenSecret = SecretStr("sandbox")
     # A send that has not answered after this long is an unknown outcome, never a failure.
     provider_timeout_s: float = Field(default=10.0, gt=0, le=120)
     provider_connect_timeout_s: float = Field(default=3.0, gt=0, le=60)
     provider_max_connections: int = Field(default=256, ge=1, le=10_000)
     # The SMS gateway (Africa's Talking messaging shape); the sandbox is its sink by default.
-    sms_url: str = "http://127.0.0.1:8090"
-    sms_username: str = "sandbox"
-    sms_api_key: str = "sandbox"
+    sms_url: HttpUrl = "http://127.0.0.1:8090"
+    sms_username: str = Field(default="sandbox", min_length=1)
+    sms_api_key: GivenSecret = SecretStr("sandbox")
     sms_sender: str = ""
-    sandbox_host: str = "127.0.0.1"
+    sandbox_host: Host = "127.0.0.1"
     sandbox_port: int = Field(default=8090, ge=1, le=65535)
     # Telegram: notifications now, the bot with issue 5. Empty token: no Telegram at all.
-    telegram_token: str = ""
-    telegram_api_url: str = "https://api.telegram.org/bot"
+    telegram_token: Annotated[SecretStr, AfterValidator(_bot_token)] = SecretStr("")
+    telegram_api_url: HttpUrl = "https://api.telegram.org/bot"
     # The bot's webhook (served by `airgate serve` at /telegram/webhook): the public HTTPS URL to
     # register with setWebhook (empty: register nothing; use `airgate bot --polling` in
     # development), and the secret Telegram sends back in X-Telegram-Bot-Api-Secret-Token (empty:
     # generated once into var_dir/telegram_webhook_secret).
     telegram_webhook_url: str = ""
-    telegram_webhook_secret: str = Field(default="", pattern=r"^[A-Za-z0-9_-]{0,256}$")
+    telegram_webhook_secret: Annotated[KeptSecret, AfterValidator(_webhook_secret)] = SecretStr("")
     # How long an invite link (`airgate party invite`) can be used.
     telegram_invite_ttl_s: int = Field(default=259_200, ge=60)  # 72 h
     # Telegram's flood limits (about 30 messages a second for a bot, one a second per chat),
@@ -101,8 +223,10 @@ class Settings(BaseSettings):
     topup_daily_limit_minor: int = Field(default=20_000_000, ge=0)  # KES 200,000
     topup_repeat_window_s: int = Field(default=120, ge=0)
     # Unknown outcomes: status queries at these gaps (the last one repeats) until the window ends,
-    # then a support case.
-    topup_status_backoff_s: list[int] = [15, 30, 60, 120, 300, 900, 1800, 3600]
+    # then a support case. A JSON list or comma-separated.
+    topup_status_backoff_s: Annotated[list[Seconds], NoDecode, Field(min_length=1)] = [
+        15, 30, 60, 120, 300, 900, 1800, 3600,
+    ]  # fmt: skip
     topup_unknown_window_s: int = Field(default=86_400, ge=1)  # 24 h
     # Worker: concurrent deliveries per process (each mostly waits on the provider's HTTP).
     worker_max_jobs: int = Field(default=256, ge=1, le=10_000)
@@ -118,11 +242,18 @@ class Settings(BaseSettings):
     telegram_session_ttl_s: int = Field(default=900, ge=60, le=86_400)
     # USSD gateways: the secret every gateway route demands unless its own is set. Empty: one is
     # generated and kept in var_dir/ussd_secret (`airgate phone` reads it there).
-    ussd_secret: str = ""
+    ussd_secret: KeptSecret = SecretStr("")
     # Per gateway, as JSON: {"africastalking": {"allow_ips": ["196.201.214.0/24"]}, ...}.
-    ussd_gateways: dict[str, UssdGateway] = {}
-    log_level: str = "INFO"
+    ussd_gateways: Annotated[dict[str, UssdGateway], NoDecode] = {}
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_json: bool = False
+
+    @field_validator("var_dir")
+    @classmethod
+    def _folder(cls, value: Path) -> Path:
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{str(value)!r} is not a folder")
+        return value
 
     @field_validator("country")
     @classmethod
@@ -152,17 +283,118 @@ class Settings(BaseSettings):
             raise ValueError("use a postgresql:// or sqlite:/// URL")
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("use a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("sms_sender")
+    @classmethod
+    def _sender_id(cls, value: str) -> str:
+        if not _SENDER_ID.match(value):
+            raise ValueError("a sender ID is up to 11 letters and digits, or a short code")
+        return value
+
+    @field_validator("telegram_webhook_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if value and (urlsplit(value).scheme != "https" or not urlsplit(value).netloc):
+            raise ValueError("Telegram calls webhooks on https:// URLs only")
+        return value
+
+    @field_validator("topup_status_backoff_s", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return _json(text)
+        return [item.strip() for item in text.split(",")] if text else []
+
+    @field_validator("ussd_gateways", mode="before")
+    @classmethod
+    def _gateways(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = _json(value) if value.strip() else {}
+        if not isinstance(value, dict):
+            raise ValueError('use a JSON object: {"hubtel": {"secret_in": "header"}}')
+        for name in value:
+            if name not in USSD_GATEWAY_NAMES:
+                known = ", ".join(USSD_GATEWAY_NAMES)
+                raise ValueError(
+                    f"unknown gateway {name!r}{closest(name, USSD_GATEWAY_NAMES)}; known: {known}"
+                )
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, value: Any) -> Any:
+        if not isinstance(value, str) or value.strip().upper() not in LOG_LEVELS:
+            raise ValueError(f"use {', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]}")
+        return value.strip().upper()
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        # str(), repr() and rich's pretty printer (traceback locals) all come through here.
+        for name, value in super().__repr_args__():
+            yield name, masked_url(value) if name in _URL_FIELDS and value else value
+
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.var_dir / 'airgate.db'}"
 
 
+_URL_FIELDS = frozenset({"database_url", "redis_url"})
+# Never echoed in an error line: the secrets, and the gateways' JSON, which may hold some.
+_UNSHOWN_FIELDS = frozenset(
+    {name for name, field in Settings.model_fields.items() if "SecretStr" in str(field.annotation)}
+    | {"ussd_gateways"}
+)
+
+
+def known_names() -> frozenset[str]:
+    """Every ``AIRGATE_*`` name AirGate reads: the settings and the sandbox's knobs."""
+    return frozenset(
+        {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+        | {f"{ENV_PREFIX}SANDBOX_{knob}" for knob in SANDBOX_KNOBS}
+    )
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read and validate the environment; raise :class:`SettingsError` with one readable line."""
+    _refuse_unknown_names(os.environ)
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        first = exc.errors()[0]
-        name = "AIRGATE_" + str(first["loc"][0]).upper() if first["loc"] else "AIRGATE_*"
-        message = str(first["msg"]).removeprefix("Value error, ")
-        raise SettingsError(setting=name, reason=message, value=first.get("input")) from None
+        raise _one_line(exc) from None
+
+
+def _refuse_unknown_names(environ: Mapping[str, str]) -> None:
+    """A mistyped name would silently leave its default in force (AIRGATE_PIN_PEPER: PINs hashed
+    with a generated pepper), so it stops the start like a bad value (docs/DECISIONS.md)."""
+    known = known_names()
+    for name in sorted(environ):
+        upper = name.upper()
+        if (
+            upper.startswith(ENV_PREFIX)
+            and not upper.startswith(RESERVED_PREFIX)
+            and upper not in known
+        ):
+            hint = closest(upper, known).replace("'", "")
+            raise SettingsError(setting=name, reason=f"unknown setting{hint}", value=None)
+
+
+def _one_line(exc: ValidationError) -> SettingsError:
+    first = exc.errors()[0]
+    field, *path = first["loc"] or ("*",)
+    reason = str(first["msg"]).removeprefix("Value error, ")
+    where = ".".join(f"item {part + 1}" if isinstance(part, int) else part for part in path)
+    reason = " ".join(f"{where}: {reason}".split()) if where else " ".join(reason.split())
+    value = first.get("input")
+    if field in _UNSHOWN_FIELDS or "secret" in path or not isinstance(value, str | int | float):
+        value = None
+    elif field in _URL_FIELDS and isinstance(value, str):
+        value = masked_url(value)
+    return SettingsError(setting=ENV_PREFIX + str(field).upper(), reason=reason, value=value)

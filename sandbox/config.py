@@ -6,7 +6,7 @@ variables onto these fields.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -15,9 +15,9 @@ class SandboxConfig:
     port: int = 8090
     # The credentials it accepts; the defaults match core's provider_* and sms_* defaults.
     client_id: str = "sandbox"
-    client_secret: str = "sandbox"
+    client_secret: str = field(default="sandbox", repr=False)
     sms_username: str = "sandbox"
-    sms_api_key: str = "sandbox"
+    sms_api_key: str = field(default="sandbox", repr=False)
     # A token is refused (401 TOKEN_EXPIRED) this long after it was issued.
     token_ttl_s: float = 3600.0
     # Added to every POST /topups answer (the benchmark runs with 0 and 200).

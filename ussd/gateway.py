@@ -149,7 +149,7 @@ def whole(text: str) -> int | None:
 class Guard:
     """One gateway's secret and allowed networks."""
 
-    secret: str
+    secret: str = field(repr=False)
     secret_in: str
     networks: tuple[IPv4Network | IPv6Network, ...] = field(default=())
 
@@ -172,7 +172,7 @@ class Guard:
 
 
 def guard_for(settings: Settings, name: str, config: UssdGateway) -> Guard:
-    secret = config.secret or shared_secret(settings)
+    secret = config.secret.get_secret_value() or shared_secret(settings)
     networks = tuple(ip_network(item, strict=False) for item in config.allow_ips)
     return Guard(secret=secret, secret_in=config.secret_in, networks=networks)
 
@@ -181,4 +181,6 @@ def shared_secret(settings: Settings) -> str:
     """``AIRGATE_USSD_SECRET``, or one generated once and kept in ``var_dir/ussd_secret`` (0600)
     so the embedded demo's routes are guarded too and ``airgate phone`` can dial them."""
     path = Path(settings.var_dir) / "ussd_secret"
-    return kept_secret(configured=settings.ussd_secret, path=path, make=secrets.token_urlsafe)
+    return kept_secret(
+        configured=settings.ussd_secret.get_secret_value(), path=path, make=secrets.token_urlsafe
+    )

@@ -28,11 +28,22 @@ def fail(message: str, *, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+# A bad setting exits 2 (README, "Configuration"), any other error 1.
+SETTINGS_EXIT = 2
+
+
+def exit_code(exc: BaseException) -> int:
+    """What an error the user is told about exits with: 2 for a setting, also one found after
+    start-up (a database not migrated), else 1."""
+    return SETTINGS_EXIT if isinstance(exc, SettingsError) else 1
+
+
 def settings() -> Settings:
+    """The settings every command starts with: a bad one is one line and exit status 2."""
     try:
         return load_settings()
     except SettingsError as exc:
-        fail(str(exc), code=2)
+        fail(str(exc), code=SETTINGS_EXIT)
 
 
 def run(work: Callable[[Core], Awaitable[T]]) -> T:
@@ -45,7 +56,7 @@ def run(work: Callable[[Core], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except AirGateError as exc:
-        fail(str(exc))
+        fail(str(exc), code=exit_code(exc))
 
 
 def emit(data: Any, *, as_json: bool, human: Callable[[], None]) -> None:

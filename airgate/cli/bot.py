@@ -9,7 +9,7 @@ from typing import Annotated
 import redis.asyncio as aioredis
 import typer
 
-from airgate.cli._run import JsonOpt, emit, fail, out, settings
+from airgate.cli._run import JsonOpt, emit, exit_code, fail, out, settings
 from airgate.cli.party import PartyArg
 from airgate.server import conversation_engine
 from core.context import open_core
@@ -63,7 +63,7 @@ def bot(
     except KeyboardInterrupt:
         pass
     except AirGateError as exc:
-        fail(str(exc))
+        fail(str(exc), code=exit_code(exc))
 
 
 def invite(
@@ -87,12 +87,12 @@ def invite(
                 )
         finally:
             await redis.aclose()
-        return made, await _bot_username(s.telegram_token, s.telegram_api_url)
+        return made, await _bot_username(s.telegram_token.get_secret_value(), s.telegram_api_url)
 
     try:
         made, username = asyncio.run(main())
     except AirGateError as exc:
-        fail(str(exc))
+        fail(str(exc), code=exit_code(exc))
     link = f"https://t.me/{username}?start={made.code}" if username else ""
     data = {"party": made.party.label, "code": made.code, "link": link, "ttl_s": made.ttl_s}
 

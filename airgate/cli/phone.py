@@ -113,7 +113,8 @@ def line_for(s: Settings, number: str, *, url: str = "", code: str = "", token: 
         host = "127.0.0.1" if s.http_host in ("", "0.0.0.0", "::") else s.http_host
         url = f"http://{f'[{host}]' if ':' in host else host}:{s.http_port}"
     if not token:
-        token = s.ussd_gateways.get(GATEWAY, UssdGateway()).secret or shared_secret(s)
+        own = s.ussd_gateways.get(GATEWAY, UssdGateway()).secret.get_secret_value()
+        token = own or shared_secret(s)
     return Line(url=url, token=token, number=msisdn, code=code or DEFAULT_CODE)
 
 

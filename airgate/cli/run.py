@@ -14,7 +14,7 @@ import typer
 from sqlalchemy import select
 from sqlmodel import col
 
-from airgate.cli._run import JsonOpt, emit, fail, out, run, settings
+from airgate.cli._run import JsonOpt, emit, exit_code, fail, out, run, settings
 from airgate.cli.phone import Line, LineDown, line_for, logs_to, ring
 from core.context import Core, open_core
 from core.db import upgrade
@@ -120,7 +120,7 @@ def _until_stopped(main: Coroutine[Any, Any, None]) -> None:
     try:
         asyncio.run(_cancelled_is_done(main))
     except (CannotRun, AirGateError, LineDown) as exc:
-        fail(str(exc))
+        fail(str(exc), code=exit_code(exc))
     except OSError as exc:
         fail(f"cannot start: {exc}")
 
@@ -164,9 +164,9 @@ async def _serve_sandbox(stack: AsyncExitStack, s: Settings) -> None:
         host=s.sandbox_host,
         port=s.sandbox_port,
         client_id=s.provider_client_id,
-        client_secret=s.provider_client_secret,
+        client_secret=s.provider_client_secret.get_secret_value(),
         sms_username=s.sms_username,
-        sms_api_key=s.sms_api_key,
+        sms_api_key=s.sms_api_key.get_secret_value(),
     )
     await _listen(
         stack,

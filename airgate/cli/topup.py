@@ -11,7 +11,17 @@ from rich.table import Column, Table
 from sqlalchemy import select
 from sqlmodel import col
 
-from airgate.cli._run import JsonOpt, amount, emit, fail, out, read_pin, run, settings
+from airgate.cli._run import (
+    JsonOpt,
+    amount,
+    emit,
+    exit_code,
+    fail,
+    out,
+    read_pin,
+    run,
+    settings,
+)
 from airgate.cli.party import PartyArg
 from core.context import Core
 from core.db import ensure_migrated, make_engine
@@ -209,4 +219,4 @@ def worker(
     try:
         asyncio.run(main())
     except AirGateError as exc:
-        fail(str(exc))
+        fail(str(exc), code=exit_code(exc))

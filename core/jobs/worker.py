@@ -41,16 +41,14 @@ async def _startup(ctx: dict[str, Any]) -> None:
     sms = AfricasTalkingSms.from_settings(settings)
     stack.push_async_callback(sms.close)
     telegram = None
-    if settings.telegram_token:
+    if token := settings.telegram_token.get_secret_value():
         limiter = Limiter(
             ctx["redis"],
-            bot=settings.telegram_token.partition(":")[0],  # the bot's id, not its secret
+            bot=token.partition(":")[0],  # the bot's id, not its secret
             rate=settings.telegram_rate_per_s,
             chat_interval_s=settings.telegram_chat_interval_s,
         )
-        telegram = TelegramSender(
-            api_url=settings.telegram_api_url, token=settings.telegram_token, limiter=limiter
-        )
+        telegram = TelegramSender(api_url=settings.telegram_api_url, token=token, limiter=limiter)
         stack.push_async_callback(telegram.close)
     notifier = Notifier(core=core, sms=sms, telegram=telegram)
     notifier.start()

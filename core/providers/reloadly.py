@@ -106,7 +106,7 @@ class ReloadlyProvider:
             base_url=settings.provider_url,
             auth_url=settings.provider_auth_url,
             client_id=settings.provider_client_id,
-            client_secret=settings.provider_client_secret,
+            client_secret=settings.provider_client_secret.get_secret_value(),
             timeout_s=settings.provider_timeout_s,
             connect_timeout_s=settings.provider_connect_timeout_s,
             max_connections=settings.provider_max_connections,

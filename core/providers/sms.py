@@ -74,7 +74,7 @@ class AfricasTalkingSms:
         return cls(
             base_url=settings.sms_url,
             username=settings.sms_username,
-            api_key=settings.sms_api_key,
+            api_key=settings.sms_api_key.get_secret_value(),
             sender=settings.sms_sender,
             timeout_s=settings.provider_timeout_s,
             connect_timeout_s=settings.provider_connect_timeout_s,

@@ -8,6 +8,7 @@ from itertools import count
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
 
 from airgate.server import build_app
 from core.context import Core
@@ -20,7 +21,7 @@ _sessions = count(1)
 
 @pytest.fixture
 def app_settings(settings: Settings, redis_url: str) -> Settings:
-    return settings.model_copy(update={"redis_url": redis_url, "ussd_secret": SECRET})
+    return settings.model_copy(update={"redis_url": redis_url, "ussd_secret": SecretStr(SECRET)})
 
 
 @pytest.fixture
@@ -108,9 +109,9 @@ async def telegram(
     fake_telegram.limits = False
     settings = app_settings.model_copy(
         update={
-            "telegram_token": fake_telegram.token,
+            "telegram_token": SecretStr(fake_telegram.token),
             "telegram_api_url": fake_telegram.base_url,
-            "telegram_webhook_secret": HOOK_SECRET,
+            "telegram_webhook_secret": SecretStr(HOOK_SECRET),
         }
     )
     async with TestClient(TestServer(build_app(settings))) as client:

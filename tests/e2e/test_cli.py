@@ -151,5 +151,5 @@ def test_credit_limit_from_the_cli(airgate: CliRunner) -> None:
 
 def test_worker_refuses_an_unmigrated_database_in_one_line(airgate: CliRunner) -> None:
     result = airgate("worker", ok=False)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a SettingsError, like any bad setting
     assert "run `airgate db upgrade`" in result.stderr and len(result.stderr.splitlines()) == 1

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
+from pydantic import SecretStr
 from sqlalchemy import select, update
 
 from core.context import Core, open_core
@@ -115,7 +116,7 @@ async def rig(
     settings = settings.model_copy(
         update={
             "redis_url": redis_url,
-            "telegram_token": fake_telegram.token,
+            "telegram_token": SecretStr(fake_telegram.token),
             "telegram_api_url": fake_telegram.base_url,
             "sms_url": f"http://127.0.0.1:{port}",
         }
