@@ -24,6 +24,7 @@ import pytest
 import redis.asyncio as aioredis
 import structlog
 from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlmodel import SQLModel
 
@@ -106,7 +107,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def leak_settings(app_settings: Settings) -> Settings:
-    return app_settings.model_copy(update=dict(SECRETS))
+    return app_settings.model_copy(update={k: SecretStr(v) for k, v in SECRETS.items()})
 
 
 class Phone(Handset):
