@@ -156,29 +156,50 @@ class Engine:
         data.update(p=party.id, r=party.role, l=lang, k=secrets.token_hex(4))
         ctx = self._ctx(turn, session)
         if point is not None and point["d"].get("p") == party.id:
-            session.state = RESUME
-            data.update(rs=point["s"], rd=point["d"])
-            what = ctx.t(f"menu.{point['s'].split('.')[0]}")
-            return Screen(
+            offer = self._offer(ctx, state=point["s"], kept=point["d"])
+            if offer is not None:
+                return offer
+        screen = await self._show(ctx, self.flows[party.role].steps[MENU])
+        return _above(ctx.t("start.expired"), screen) if expired else screen
+
+    def _offer(self, ctx: Ctx, *, state: str, kept: dict[str, Any]) -> Screen | None:
+        """The offer to continue at ``state``; None when it cannot be shown (a label or a step
+        this release lacks, a point of an older one): the caller shows the menu instead, whose
+        save drops the point, so one bad point cannot fail every dial for two minutes."""
+        try:
+            self._flow(ctx).steps[state]  # the step must exist to be continued
+            what = ctx.t(f"menu.{state.split('.')[0]}")
+            screen = Screen(
                 ctx.t("start.resume", what=what),
                 (Option(ctx.t("start.continue"), "1"), Option(ctx.t("start.over"), "2")),
             )
-        screen = await self._show(ctx, self.flows[party.role].steps[MENU])
-        return _above(ctx.t("start.expired"), screen) if expired else screen
+        except Exception as exc:  # whatever it is, the point goes, the dial answers
+            log.warning("resume point dropped", state=state, error=type(exc).__name__)
+            return None
+        ctx.session.state = RESUME
+        ctx.data.update(rs=state, rd=kept)
+        return screen
 
     async def _resume(self, ctx: Ctx, text: str) -> Screen:
         data = ctx.data
         state, kept = data.pop("rs"), data.pop("rd")
-        if text == "1":
-            data.update({k: v for k, v in kept.items() if k not in _ENGINE_KEYS})
-            ctx.session.state = state
-            data["h"] = [MENU]
-        elif text == "2":
+        if text == "2":
             return await self._menu(ctx)
-        else:
+        if text != "1":
             data.update(rs=state, rd=kept)
             raise Reprompt(key="error.choose")
-        return await self._current(ctx, PLAIN)
+        data.update({k: v for k, v in kept.items() if k not in _ENGINE_KEYS})
+        ctx.session.state = state
+        data["h"] = [MENU]
+        try:
+            return await self._current(ctx, PLAIN)
+        except AirGateError:
+            raise  # a rule says no now: said and ended as on any step
+        except Exception as exc:  # the kept data no longer fits the step
+            log.warning("resume point dropped", state=state, error=type(exc).__name__)
+            for key in [k for k in data if k not in _ENGINE_KEYS]:
+                del data[key]
+            return await self._menu(ctx)
 
     # -- a turn ---------------------------------------------------------------------------------
 
@@ -280,11 +301,8 @@ class Engine:
         if state == END:
             return end(str(ctx.data.get("x", "")))
         if state == RESUME:
-            what = ctx.t(f"menu.{str(ctx.data['rs']).split('.')[0]}")
-            return Screen(
-                ctx.t("start.resume", what=what),
-                (Option(ctx.t("start.continue"), "1"), Option(ctx.t("start.over"), "2")),
-            )
+            offer = self._offer(ctx, state=str(ctx.data["rs"]), kept=ctx.data["rd"])
+            return offer if offer is not None else await self._menu(ctx)
         screen = await self._show(ctx, self._flow(ctx).steps[state])
         return replace(screen, page=min(int(ctx.data.get("pg", 0)), style.pages(screen) - 1))
 
