@@ -12,6 +12,7 @@ journey dropped less than 2 minutes ago (never past a PIN: see ``Step.resumable`
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -31,7 +32,7 @@ from core.services import parties
 MAIN, BACK, MORE = "00", "0", "98"
 RESUME, END = "resume", "end"
 # Session data the engine owns; everything else belongs to the flow's steps.
-_ENGINE_KEYS = frozenset({"p", "r", "l", "h", "pg", "m", "x", "rs", "rd", "k", "sq"})
+_ENGINE_KEYS = frozenset({"u", "p", "r", "l", "h", "pg", "m", "x", "rs", "rd", "k", "sq"})
 
 log = get_logger(__name__)
 
@@ -68,14 +69,31 @@ class Engine:
         self.flows = flows  # by party role
 
     async def handle(self, turn: Turn, style: Style = PLAIN) -> Screen:
+        try:
+            return await self._handle(turn, style)
+        except _NotTheirs:
+            # The id is another user's session (a gateway reusing ids, a forged call): this
+            # user gets a session of their own under a key of their own, and never sees theirs.
+            log.warning("a session id of another user", channel=turn.channel)
+            own = f"{turn.session_id}~{_owner(turn)}"
+            return await self._handle(replace(turn, session_id=own), style)
+
+    async def _handle(self, turn: Turn, style: Style) -> Screen:
         # A USSD session id is new on each dial; a chat (Telegram) keeps its id across journeys,
         # so its new journey writes over the stored version.
         fresh = turn.is_new and not style.restart_after_end
-        session = None if fresh else await self.store.load(turn.channel, turn.session_id)
+        session = None if fresh else await self._load(turn)
         # Whatever answers this turn, a PIN typed into a chat does not stay there.
         erase = session is not None and self._expects_pin(session)
         screen = await self._turn(turn, session, style)
         return replace(screen, erase_input=True) if erase else screen
+
+    async def _load(self, turn: Turn) -> Session | None:
+        """The stored session, if it is this user's; _NotTheirs if it is another's."""
+        session = await self.store.load(turn.channel, turn.session_id)
+        if session is not None and session.data.get("u") != _owner(turn):
+            raise _NotTheirs
+        return session
 
     async def _turn(self, turn: Turn, session: Session | None, style: Style) -> Screen:
         restart = turn.is_new or (session is not None and session.state == END)
@@ -98,7 +116,7 @@ class Engine:
                 # This turn may have moved money (keyed by the turn, so a concurrent copy found
                 # the same result): its own receipt is the truth, not the winner's screen.
                 return screen
-            stored = await self.store.load(turn.channel, turn.session_id)
+            stored = await self._load(turn)
             if stored is None:
                 return end(t(DEFAULT_LANGUAGE, "start.expired"))
             return await self._current(self._ctx(turn, stored), style)
@@ -128,6 +146,7 @@ class Engine:
 
     async def _start(self, turn: Turn, session: Session, style: Style, *, expired: bool) -> Screen:
         data = session.data
+        data["u"] = _owner(turn)
         if style.last_input is not None:
             data["m"] = turn.input
         if turn.hop is not None:
@@ -324,7 +343,8 @@ class Engine:
         resume: Resume | None = None
         if screen.final:
             session.state = END
-            session.data = {"x": screen.text, **{k: data[k] for k in ("m", "sq") if k in data}}
+            kept = {k: data[k] for k in ("u", "m", "sq") if k in data}
+            session.data = {"x": screen.text, **kept}
             resume = Resume(turn.user_ref, None) if "p" in data else None
         elif session.state == MENU:
             resume = Resume(turn.user_ref, None)
@@ -344,6 +364,18 @@ class Engine:
             log.warning("no text for an error", code=exc.code, error=type(exc).__name__)
             key = "error.unexpected"
         return t(lang, key, **exc.shown_fields())
+
+
+class _NotTheirs(Exception):
+    """The stored session under this turn's id was opened by another user."""
+
+
+def _owner(turn: Turn) -> str:
+    """Who opened a session, as the session keeps it (``u``): a digest, not the number, keyed by
+    the session id so that it matches across sessions of one number only by a brute force that
+    the session's own data (the numbers typed into it) would make pointless."""
+    key = turn.session_id.encode()[-64:]  # blake2b takes a key of at most 64 bytes
+    return hashlib.blake2b(turn.user_ref.encode(), key=key, digest_size=8).hexdigest()
 
 
 def _above(line: str, screen: Screen) -> Screen:
