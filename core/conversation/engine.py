@@ -343,8 +343,8 @@ class Engine:
         resume: Resume | None = None
         if screen.final:
             session.state = END
-            kept = {k: data[k] for k in ("u", "m", "sq") if k in data}
-            session.data = {"x": screen.text, **kept}
+            ended = {k: data[k] for k in ("u", "m", "sq") if k in data}
+            session.data = {"x": screen.text, **ended}
             resume = Resume(turn.user_ref, None) if "p" in data else None
         elif session.state == MENU:
             resume = Resume(turn.user_ref, None)
