@@ -343,7 +343,7 @@ class Engine:
         resume: Resume | None = None
         if screen.final:
             session.state = END
-            ended = {k: data[k] for k in ("u", "m", "sq") if k in data}
+            ended: dict[str, Any] = {k: data[k] for k in ("u", "m", "sq") if k in data}
             session.data = {"x": screen.text, **ended}
             resume = Resume(turn.user_ref, None) if "p" in data else None
         elif session.state == MENU:
