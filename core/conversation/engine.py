@@ -122,6 +122,21 @@ class Engine:
             return await self._current(self._ctx(turn, stored), style)
         return screen
 
+    async def farewell(self, *, channel: str, user_ref: str | None, key: str) -> Screen:
+        """A final screen saying ``key`` in the caller's language (English when not known, or
+        when the database cannot say): for a request refused before it became a turn."""
+        lang = DEFAULT_LANGUAGE
+        try:
+            party = None if user_ref is None else await parties.who(
+                self.core, channel=channel, user_ref=user_ref
+            )
+        except Exception as exc:  # the refusal must answer even with the database away
+            log.warning("no language for a refusal", error=type(exc).__name__)
+            party = None
+        if party is not None:
+            lang = party.language
+        return end(t(lang, key))
+
     async def _still_acting(self, turn: Turn, session: Session) -> bool:
         """The session's party is still the one this user acts for, active and unlocked."""
         if "p" not in session.data:
