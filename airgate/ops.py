@@ -52,7 +52,7 @@ async def readyz(_request: web.Request, *, main: web.Application, timeout_s: flo
     results = await asyncio.gather(*(_within(timeout_s, probe) for probe in (database, redis)))
     checks = dict(zip(names, results, strict=True))
     ok = all(result == "ok" for result in results)
-    body = {"status": "ok" if ok else "unavailable", **checks}
+    body = {"status": "ok" if ok else "degraded", **checks}
     return web.json_response(body, status=200 if ok else 503)
 
 
