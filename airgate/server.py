@@ -1,6 +1,7 @@
 """``airgate serve``: one aiohttp application for every inbound HTTP route.
 
-``/health``, ``/metrics``, the USSD gateways (``/ussd/{gateway}``, ussd/app.py) and, when a bot
+Health and metrics (airgate/ops.py: ``/healthz``, ``/readyz``, ``/health``, ``/metrics``, here or
+on their own listener), the USSD gateways (``/ussd/{gateway}``, ussd/app.py) and, when a bot
 token is set, the Telegram webhook (``/telegram/webhook``, bot/webhook.py); the reseller API
 (``api/``) mounts its routes here when it lands. Resources
 (the core, Redis, the job queue and the one conversation engine) are built in a cleanup context and
@@ -9,17 +10,17 @@ reached through typed AppKeys; nothing connects at import.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
 import redis.asyncio as aioredis
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from redis.exceptions import RedisError
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
+from aiohttp.typedefs import Handler, Middleware
 from telegram.ext import Application
 
+from airgate import ops
+from airgate.ops import CORE, REDIS
 from bot import webhook as telegram_webhook
 from bot.channel import ALLOWED_UPDATES, TelegramChannel
 from core.context import Core, open_core
@@ -31,9 +32,8 @@ from core.logging import get_logger
 from core.redis import redis_url
 from core.settings import Settings
 from ussd import app as ussd
+from ussd.gateway import BODY_TOO_LARGE
 
-CORE = web.AppKey("core", Core)
-REDIS = web.AppKey("redis", aioredis.Redis)
 ENGINE = web.AppKey("engine", Engine)
 TELEGRAM = web.AppKey("telegram", Application)
 
@@ -41,7 +41,11 @@ log = get_logger(__name__)
 
 
 def build_app(settings: Settings) -> web.Application:
-    app = web.Application()
+    app = web.Application(
+        client_max_size=settings.http_max_body_bytes,
+        middlewares=[body_within(settings.http_body_timeout_s)],
+        handler_args=handler_args(settings),
+    )
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         url, _started = await redis_url(configured=settings.redis_url, var_dir=settings.var_dir)
@@ -58,14 +62,60 @@ def build_app(settings: Settings) -> web.Application:
                 await redis.aclose()
 
     app.cleanup_ctx.append(resources)
-    app.router.add_get("/health", health)
-    app.router.add_get("/metrics", metrics)
+    if settings.ops_port is None:
+        ops.add_routes(app, main=app, ready_timeout_s=settings.ready_timeout_s)
     ussd.add_routes(app, settings=settings, engine=ENGINE)
     if settings.telegram_token:
         telegram_webhook.add_route(app, settings=settings, application=TELEGRAM)
     else:
         log.info("Telegram bot off: AIRGATE_TELEGRAM_TOKEN is not set")
     return app
+
+
+def build_ops_app(settings: Settings, main: web.Application) -> web.Application:
+    """Health and metrics on their own listener (AIRGATE_OPS_PORT), for ``main``'s resources."""
+    app = web.Application(handler_args=handler_args(settings))
+    ops.add_routes(app, main=main, ready_timeout_s=settings.ready_timeout_s)
+    return app
+
+
+def handler_args(settings: Settings) -> dict[str, float]:
+    """How aiohttp keeps connections. aiohttp has no timeout for reading a request's head, but
+    its keep-alive timer runs from a connection's start and after each response, and closes the
+    connection if no whole request head has arrived by then: with it at the header timeout, a
+    client dribbling its headers (or idle) is closed after AIRGATE_HTTP_HEADER_TIMEOUT_S. No
+    lingering: a body left unread (a refused request) closes the connection instead of being
+    read for 10 more seconds."""
+    return {"keepalive_timeout": settings.http_header_timeout_s, "lingering_time": 0.0}
+
+
+def body_within(timeout_s: float) -> Middleware:
+    """Read each request's body whole within ``timeout_s`` before its handler runs (aiohttp keeps
+    it for ``request.post()`` and ``request.json()``); a slower one is 408 and the connection is
+    closed. A body past AIRGATE_HTTP_MAX_BODY_BYTES is marked, not read, for its route to
+    answer."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.body_exists:
+            return await handler(request)
+        try:
+            async with asyncio.timeout(timeout_s):
+                if request.content_type.startswith("multipart/"):
+                    # Read from the stream by request.post() itself, never kept whole: the
+                    # handler as a whole has the time (no gateway or Telegram sends one).
+                    return await handler(request)
+                await request.read()
+        except TimeoutError:
+            response = web.Response(status=408, text="request timeout: the body was too slow")
+            response.force_close()
+            return response
+        except web.HTTPRequestEntityTooLarge:
+            # The route says how (a USSD caller gets a polite END): ussd/gateway.py.
+            request[BODY_TOO_LARGE] = True
+        return await handler(request)
+
+    return middleware
 
 
 def conversation_engine(core: Core, redis: aioredis.Redis) -> Engine:
@@ -91,28 +141,3 @@ async def _start_bot(
             allowed_updates=ALLOWED_UPDATES,
         )
     return application
-
-
-async def health(request: web.Request) -> web.Response:
-    """200 when the database and Redis both answer, else 503 naming what does not."""
-    checks: dict[str, str] = {}
-    try:
-        async with request.app[CORE].engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except (SQLAlchemyError, OSError) as exc:
-        checks["database"] = type(exc).__name__
-    try:
-        await request.app[REDIS].ping()
-        checks["redis"] = "ok"
-    except (RedisError, OSError) as exc:
-        checks["redis"] = type(exc).__name__
-    ok = all(v == "ok" for v in checks.values())
-    return web.json_response(
-        {"status": "ok" if ok else "degraded", **checks}, status=200 if ok else 503
-    )
-
-
-async def metrics(_request: web.Request) -> web.Response:
-    body = generate_latest(REGISTRY)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

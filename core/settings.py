@@ -345,6 +345,26 @@ class Settings(BaseSettings):
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.var_dir / 'airgate.db'}"
 
+    # -- serving HTTP: timeouts, body size, health and metrics (README "Health, metrics and
+    # timeouts"). A connection whose request head has not arrived this long after it opened, or
+    # after its last response, is closed (so a slow or idle client cannot hold one).
+    http_header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # A request body not read whole this long after its head: 408, and the connection is closed.
+    http_body_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # The largest body read (a USSD form, a Telegram update): past it a USSD caller gets a polite
+    # END, anything else 413. 64 KiB: eight times the longest USSD path, percent-encoded.
+    http_max_body_bytes: int = Field(default=65_536, ge=4_096, le=16_777_216)
+    # /readyz: how long the database and Redis each have to answer before it says 503.
+    ready_timeout_s: float = Field(default=2.0, gt=0, le=30)
+    # /metrics, /healthz, /readyz and /health on their own address (empty port: on the gateways').
+    ops_host: str = "127.0.0.1"
+    ops_port: int | None = Field(default=None, ge=1, le=65535)
+
+    @field_validator("ops_port", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
 
 _URL_FIELDS = frozenset({"database_url", "redis_url"})
 # Never echoed in an error line: the secrets, and the gateways' JSON, which may hold some.

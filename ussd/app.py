@@ -23,10 +23,11 @@ from core.logging import get_logger
 from core.models import UssdSessionEnd
 from core.settings import Settings, UssdGateway
 from ussd.dialects import DIALECTS
-from ussd.gateway import BadRequest, Dialect, Guard, Hangup, guard_for
+from ussd.gateway import BadRequest, Dialect, Guard, Hangup, TooLong, guard_for
 from ussd.render import Limits, pages
 
 log = get_logger(__name__)
+TOO_LONG = "error.too_long"
 
 HOPS = Counter("airgate_ussd_hops_total", "USSD hops answered", ["gateway", "final"])
 REFUSED = Counter("airgate_ussd_refused_total", "USSD requests refused", ["gateway", "status"])
@@ -52,13 +53,15 @@ class Gateway:
         name = dialect.name
         self._hops = {True: HOPS.labels(name, "true"), False: HOPS.labels(name, "false")}
         self._seconds = HOP_SECONDS.labels(name)
-        self._refused = {status: REFUSED.labels(name, status) for status in ("400", "403")}
+        refusals = ("400", "403", "too_long")
+        self._refused = {status: REFUSED.labels(name, status) for status in refusals}
 
     async def hop(self, request: web.Request) -> web.Response:
         if not self.guard.allows(request):
             self._refused["403"].inc()
             return web.Response(status=403, text="forbidden")
         started = time.perf_counter()
+        engine = request.app[self.engine]
         try:
             turn, echo = await self.dialect.parse(request)
         except BadRequest as exc:
@@ -66,8 +69,12 @@ class Gateway:
             return web.Response(status=400, text=f"bad request: {exc}")
         except Hangup:
             return self.dialect.reply("", True, {})
+        except TooLong as exc:  # more than a session sends: an END the caller can read
+            self._refused["too_long"].inc()
+            screen = await engine.farewell(channel="ussd", user_ref=exc.user_ref, key=TOO_LONG)
+            return self.dialect.reply(self.page(screen), True, {})
         try:
-            screen = await request.app[self.engine].handle(turn, self.style)
+            screen = await engine.handle(turn, self.style)
         except Exception:
             log.exception("USSD hop failed", gateway=self.dialect.name)
             screen = end(t(DEFAULT_LANGUAGE, "error.unexpected"))
@@ -98,6 +105,8 @@ class Gateway:
             report = await self.dialect.session_end(request)
         except BadRequest as exc:
             return web.Response(status=400, text=f"bad request: {exc}")
+        except TooLong:  # a report, not a caller: nobody to say it to
+            return web.Response(status=413, text="too large")
         row = UssdSessionEnd(
             gateway=self.dialect.name,
             session_id=report.session_id,

@@ -35,6 +35,14 @@ from core.settings import Settings, UssdGateway
 SECRET_HEADER = "X-AirGate-Secret"
 SECRET_QUERY = "token"
 MAX_FIELD_CHARS = 512  # no gateway field is longer; a longer one is not a gateway's request
+# Africa's Talking's ``text`` is the whole path of a session's inputs, and grows with every hop: a
+# session lasts at most ~180 s, one input is at most 182 characters, and nobody types more than
+# twenty long ones in three minutes (~3,700 characters). Twice that is still a real session; past
+# it, the caller is told politely (error.too_long), never with an HTTP error.
+MAX_PATH_CHARS = 8_192
+# Set on a request whose body was past AIRGATE_HTTP_MAX_BODY_BYTES (airgate/server.py reads every
+# body first, within its timeout).
+BODY_TOO_LARGE = web.RequestKey("body_too_large", bool)
 SESSION_ID_COLUMN_CHARS = 96  # ussd_session_end.session_id, the dialect's prefix included
 # Control characters (tab and line breaks aside) and lone surrogates: no gateway sends them, and
 # neither Redis (UTF-8) nor PostgreSQL (no NUL) can store them.
@@ -43,6 +51,15 @@ _UNSTORABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 class BadRequest(Exception):
     """The request is not one this dialect can read: 400, with this message."""
+
+
+class TooLong(Exception):
+    """More than any real session sends (a path past MAX_PATH_CHARS, a body past
+    AIRGATE_HTTP_MAX_BODY_BYTES): answered with a polite END in the caller's language, if known."""
+
+    def __init__(self, user_ref: str | None = None) -> None:
+        super().__init__("too long")
+        self.user_ref = user_ref
 
 
 class Hangup(Exception):
@@ -82,7 +99,9 @@ class Dialect:
     session_end: Callable[[web.Request], Awaitable[SessionEnd]] | None = None
 
 
-def field_text(fields: Any, name: str, *, required: bool = True) -> str:
+def field_text(
+    fields: Any, name: str, *, required: bool = True, limit: int = MAX_FIELD_CHARS
+) -> str:
     """A request field as text, bounded; BadRequest names what is missing or wrong."""
     value = fields.get(name)
     if value is None or value == "":
@@ -92,17 +111,30 @@ def field_text(fields: Any, name: str, *, required: bool = True) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise BadRequest(f"{name} must be text")
     text = str(value)
-    if len(text) > MAX_FIELD_CHARS:
+    if len(text) > limit:
         raise BadRequest(f"{name} is too long")
     if _UNSTORABLE.search(text):
         raise BadRequest(f"{name} has characters that are not text")
     return text
 
 
+def path_text(fields: Any, *, caller: str) -> str:
+    """A path of inputs (Africa's Talking's ``text``) as text, up to MAX_PATH_CHARS; longer is
+    TooLong for ``caller``."""
+    value = fields.get("text")
+    if isinstance(value, str) and len(value) > MAX_PATH_CHARS:
+        raise TooLong(caller)
+    return field_text({"text": value}, "text", required=False, limit=MAX_PATH_CHARS)
+
+
 async def read_form(request: web.Request) -> Any:
     """The form fields; a body aiohttp cannot read as a form is a BadRequest, never a 500."""
+    if request.get(BODY_TOO_LARGE):
+        raise TooLong()
     try:
         return await request.post()
+    except web.HTTPRequestEntityTooLarge:
+        raise TooLong() from None
     # LookupError: an unknown charset; BadHttpMessage: a multipart line too long; RuntimeError: a
     # part's unknown Content-Transfer-Encoding.
     except (ValueError, LookupError, AssertionError, RuntimeError, BadHttpMessage) as exc:
@@ -111,8 +143,12 @@ async def read_form(request: web.Request) -> Any:
 
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object; anything else is a BadRequest, never a 500."""
+    if request.get(BODY_TOO_LARGE):
+        raise TooLong()
     try:
         body = await request.json()
+    except web.HTTPRequestEntityTooLarge:
+        raise TooLong() from None
     except (ValueError, LookupError, RecursionError) as exc:  # an unknown charset; too deep
         raise BadRequest("the body is not JSON") from exc
     if not isinstance(body, dict):

@@ -87,20 +87,33 @@ def _say(label: str, text: str) -> None:
     out.print(f"{label:<9} {text}", soft_wrap=True)  # never wrapped: the commands are copied
 
 
-async def _serve(s: Settings) -> None:
-    from airgate.server import build_app
+async def _listen_http(stack: AsyncExitStack, s: Settings) -> None:
+    """The gateways' listener, and the operators' one when AIRGATE_OPS_PORT gives it its own."""
+    from airgate.server import build_app, build_ops_app
 
+    app = build_app(s)
+    await _listen(
+        stack, app, host=s.http_host, port=s.http_port, what="HTTP", setting="AIRGATE_HTTP_PORT"
+    )
+    if s.ops_port is not None:
+        ops = build_ops_app(s, app)
+        await _listen(
+            stack, ops, host=s.ops_host, port=s.ops_port, what="ops", setting="AIRGATE_OPS_PORT"
+        )
+
+
+def _http_line(s: Settings) -> str:
+    probes = "/healthz, /readyz, /metrics"
+    if s.ops_port is None:
+        return f"http://{s.http_host}:{s.http_port}  ({probes})"
+    return f"http://{s.http_host}:{s.http_port}  ({probes} on http://{s.ops_host}:{s.ops_port})"
+
+
+async def _serve(s: Settings) -> None:
     _stop_on_signal()
     async with AsyncExitStack() as stack:
-        await _listen(
-            stack,
-            build_app(s),
-            host=s.http_host,
-            port=s.http_port,
-            what="HTTP",
-            setting="AIRGATE_HTTP_PORT",
-        )
-        _say("HTTP", f"http://{s.http_host}:{s.http_port}  (/health, /metrics)")
+        await _listen_http(stack, s)
+        _say("HTTP", _http_line(s))
         _settle_garbage_collector()
         await asyncio.Event().wait()  # until a signal cancels this task
 
@@ -200,7 +213,7 @@ async def _start_worker(stack: AsyncExitStack, s: Settings, *, url: str) -> asyn
 def _print_demo(s: Settings, *, url: str, started: bool, sandbox: bool) -> None:
     _say("Database", s.effective_database_url)
     _say("Redis", f"{url}{' (embedded, started now)' if started else ''}")
-    _say("HTTP", f"http://{s.http_host}:{s.http_port}  (/health, /metrics)")
+    _say("HTTP", _http_line(s))
     sandbox_url = f"http://{s.sandbox_host}:{s.sandbox_port}"
     if sandbox:
         _say("Sandbox", f"{sandbox_url}  (stand-in aggregator and SMS gateway, docs/PROVIDERS.md)")
@@ -221,8 +234,6 @@ def _print_demo(s: Settings, *, url: str, started: bool, sandbox: bool) -> None:
 
 
 async def _demo(s: Settings, *, retailers: int, phone: Line | None) -> None:
-    from airgate.server import build_app
-
     _stop_on_signal()
     url, started = await redis_url(configured=s.redis_url, var_dir=s.var_dir)
     try:
@@ -233,14 +244,7 @@ async def _demo(s: Settings, *, retailers: int, phone: Line | None) -> None:
                 await _serve_sandbox(stack, s)
             await _migrate_and_seed(s, retailers=retailers)
             # After the seed: once /health answers, the demo data is there.
-            await _listen(
-                stack,
-                build_app(s),
-                host=s.http_host,
-                port=s.http_port,
-                what="HTTP",
-                setting="AIRGATE_HTTP_PORT",
-            )
+            await _listen_http(stack, s)
             worker = await _start_worker(stack, s, url=url)
             _print_demo(s, url=url, started=started, sandbox=sandbox)
             # asyncio.wait, not `await worker`: a signal must not cancel it.

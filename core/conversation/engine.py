@@ -12,6 +12,7 @@ journey dropped less than 2 minutes ago (never past a PIN: see ``Step.resumable`
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -38,7 +39,7 @@ from core.services import parties
 MAIN, BACK, MORE = "00", "0", "98"
 RESUME, END = "resume", "end"
 # Session data the engine owns; everything else belongs to the flow's steps.
-_ENGINE_KEYS = frozenset({"p", "r", "l", "h", "pg", "m", "x", "rs", "rd", "k", "sq"})
+_ENGINE_KEYS = frozenset({"u", "p", "r", "l", "h", "pg", "m", "x", "rs", "rd", "k", "sq"})
 
 log = get_logger(__name__)
 
@@ -77,14 +78,31 @@ class Engine:
         self.paths = PathKeeper(core.pins.subkey("ussd-path"))
 
     async def handle(self, turn: Turn, style: Style = PLAIN) -> Screen:
+        try:
+            return await self._handle(turn, style)
+        except _NotTheirs:
+            # The id is another user's session (a gateway reusing ids, a forged call): this
+            # user gets a session of their own under a key of their own, and never sees theirs.
+            log.warning("a session id of another user", channel=turn.channel)
+            own = f"{turn.session_id}~{_owner(turn)}"
+            return await self._handle(replace(turn, session_id=own), style)
+
+    async def _handle(self, turn: Turn, style: Style) -> Screen:
         # A USSD session id is new on each dial; a chat (Telegram) keeps its id across journeys,
         # so its new journey writes over the stored version.
         fresh = turn.is_new and not style.restart_after_end
-        session = None if fresh else await self.store.load(turn.channel, turn.session_id)
+        session = None if fresh else await self._load(turn)
         # Whatever answers this turn, a PIN typed into a chat does not stay there.
         erase = session is not None and self._expects_pin(session)
         screen = await self._turn(turn, session, style)
         return replace(screen, erase_input=True) if erase else screen
+
+    async def _load(self, turn: Turn) -> Session | None:
+        """The stored session, if it is this user's; _NotTheirs if it is another's."""
+        session = await self.store.load(turn.channel, turn.session_id)
+        if session is not None and session.data.get("u") != _owner(turn):
+            raise _NotTheirs
+        return session
 
     async def _turn(self, turn: Turn, session: Session | None, style: Style) -> Screen:
         restart = turn.is_new or (session is not None and session.state == END)
@@ -107,11 +125,26 @@ class Engine:
                 # This turn may have moved money (keyed by the turn, so a concurrent copy found
                 # the same result): its own receipt is the truth, not the winner's screen.
                 return screen
-            stored = await self.store.load(turn.channel, turn.session_id)
+            stored = await self._load(turn)
             if stored is None:
                 return end(t(DEFAULT_LANGUAGE, "start.expired"))
             return await self._current(self._ctx(turn, stored), style)
         return screen
+
+    async def farewell(self, *, channel: str, user_ref: str | None, key: str) -> Screen:
+        """A final screen saying ``key`` in the caller's language (English when not known, or
+        when the database cannot say): for a request refused before it became a turn."""
+        lang = DEFAULT_LANGUAGE
+        try:
+            party = None if user_ref is None else await parties.who(
+                self.core, channel=channel, user_ref=user_ref
+            )
+        except Exception as exc:  # the refusal must answer even with the database away
+            log.warning("no language for a refusal", error=type(exc).__name__)
+            party = None
+        if party is not None:
+            lang = party.language
+        return end(t(lang, key))
 
     async def _still_acting(self, turn: Turn, session: Session) -> bool:
         """The session's party is still the one this user acts for, active and unlocked."""
@@ -137,6 +170,7 @@ class Engine:
 
     async def _start(self, turn: Turn, session: Session, style: Style, *, expired: bool) -> Screen:
         data = session.data
+        data["u"] = _owner(turn)
         if style.last_input is not None:
             data["m"] = self.paths.keep(turn.input)
         if turn.hop is not None:
@@ -165,29 +199,50 @@ class Engine:
         data.update(p=party.id, r=party.role, l=lang, k=secrets.token_hex(4))
         ctx = self._ctx(turn, session)
         if point is not None and point["d"].get("p") == party.id:
-            session.state = RESUME
-            data.update(rs=point["s"], rd=point["d"])
-            what = ctx.t(f"menu.{point['s'].split('.')[0]}")
-            return Screen(
+            offer = self._offer(ctx, state=point["s"], kept=point["d"])
+            if offer is not None:
+                return offer
+        screen = await self._show(ctx, self.flows[party.role].steps[MENU])
+        return _above(ctx.t("start.expired"), screen) if expired else screen
+
+    def _offer(self, ctx: Ctx, *, state: str, kept: dict[str, Any]) -> Screen | None:
+        """The offer to continue at ``state``; None when it cannot be shown (a label or a step
+        this release lacks, a point of an older one): the caller shows the menu instead, whose
+        save drops the point, so one bad point cannot fail every dial for two minutes."""
+        try:
+            self._flow(ctx).steps[state]  # the step must exist to be continued
+            what = ctx.t(f"menu.{state.split('.')[0]}")
+            screen = Screen(
                 ctx.t("start.resume", what=what),
                 (Option(ctx.t("start.continue"), "1"), Option(ctx.t("start.over"), "2")),
             )
-        screen = await self._show(ctx, self.flows[party.role].steps[MENU])
-        return _above(ctx.t("start.expired"), screen) if expired else screen
+        except Exception as exc:  # whatever it is, the point goes, the dial answers
+            log.warning("resume point dropped", state=state, error=type(exc).__name__)
+            return None
+        ctx.session.state = RESUME
+        ctx.data.update(rs=state, rd=kept)
+        return screen
 
     async def _resume(self, ctx: Ctx, text: str) -> Screen:
         data = ctx.data
         state, kept = data.pop("rs"), data.pop("rd")
-        if text == "1":
-            data.update({k: v for k, v in kept.items() if k not in _ENGINE_KEYS})
-            ctx.session.state = state
-            data["h"] = [MENU]
-        elif text == "2":
+        if text == "2":
             return await self._menu(ctx)
-        else:
+        if text != "1":
             data.update(rs=state, rd=kept)
             raise Reprompt(key="error.choose")
-        return await self._current(ctx, PLAIN)
+        data.update({k: v for k, v in kept.items() if k not in _ENGINE_KEYS})
+        ctx.session.state = state
+        data["h"] = [MENU]
+        try:
+            return await self._current(ctx, PLAIN)
+        except AirGateError:
+            raise  # a rule says no now: said and ended as on any step
+        except Exception as exc:  # the kept data no longer fits the step
+            log.warning("resume point dropped", state=state, error=type(exc).__name__)
+            for key in [k for k in data if k not in _ENGINE_KEYS]:
+                del data[key]
+            return await self._menu(ctx)
 
     # -- a turn ---------------------------------------------------------------------------------
 
@@ -290,11 +345,8 @@ class Engine:
         if state == END:
             return end(str(ctx.data.get("x", "")))
         if state == RESUME:
-            what = ctx.t(f"menu.{str(ctx.data['rs']).split('.')[0]}")
-            return Screen(
-                ctx.t("start.resume", what=what),
-                (Option(ctx.t("start.continue"), "1"), Option(ctx.t("start.over"), "2")),
-            )
+            offer = self._offer(ctx, state=str(ctx.data["rs"]), kept=ctx.data["rd"])
+            return offer if offer is not None else await self._menu(ctx)
         screen = await self._show(ctx, self._flow(ctx).steps[state])
         return replace(screen, page=min(int(ctx.data.get("pg", 0)), style.pages(screen) - 1))
 
@@ -319,7 +371,8 @@ class Engine:
         resume: Resume | None = None
         if screen.final:
             session.state = END
-            session.data = {"x": screen.text, **{k: data[k] for k in ("m", "sq") if k in data}}
+            ended: dict[str, Any] = {k: data[k] for k in ("u", "m", "sq") if k in data}
+            session.data = {"x": screen.text, **ended}
             resume = Resume(turn.user_ref, None) if "p" in data else None
         elif session.state == MENU:
             resume = Resume(turn.user_ref, None)
@@ -339,6 +392,18 @@ class Engine:
             log.warning("no text for an error", code=exc.code, error=type(exc).__name__)
             key = "error.unexpected"
         return t(lang, key, **exc.shown_fields())
+
+
+class _NotTheirs(Exception):
+    """The stored session under this turn's id was opened by another user."""
+
+
+def _owner(turn: Turn) -> str:
+    """Who opened a session, as the session keeps it (``u``): a digest, not the number, keyed by
+    the session id so that it matches across sessions of one number only by a brute force that
+    the session's own data (the numbers typed into it) would make pointless."""
+    key = turn.session_id.encode()[-64:]  # blake2b takes a key of at most 64 bytes
+    return hashlib.blake2b(turn.user_ref.encode(), key=key, digest_size=8).hexdigest()
 
 
 def _above(line: str, screen: Screen) -> Screen:

@@ -329,7 +329,7 @@ MALFORMED: list[tuple[str, tuple[bytes, dict[str, str]], str]] = [
     ("africastalking", _form(_without(AT_FORM, "phoneNumber")), "missing phoneNumber"),
     ("africastalking", _form(AT_FORM | {"phoneNumber": "12345"}), "phone number is not valid"),
     ("africastalking", _form(AT_FORM | {"phoneNumber": "+2547000"}), "phone number is not valid"),
-    ("africastalking", _form(AT_FORM | {"text": "1" * 600}), "text is too long"),
+    ("africastalking", _form(AT_FORM | {"sessionId": "1" * 600}), "sessionId is too long"),
     ("hubtel", (b"Type=Initiation", FORM_TYPE), "not JSON"),
     ("hubtel", (b"{", JSON_TYPE), "not JSON"),
     ("hubtel", (b"", JSON_TYPE), "not JSON"),

@@ -17,7 +17,16 @@ from aiohttp import web
 
 from core.conversation.sessions import SeenPath
 from core.conversation.types import Turn
-from ussd.gateway import Dialect, Echo, SessionEnd, field_text, phone, read_form, whole
+from ussd.gateway import (
+    Dialect,
+    Echo,
+    SessionEnd,
+    field_text,
+    path_text,
+    phone,
+    read_form,
+    whole,
+)
 
 CONTINUE, END = "CON", "END"
 
@@ -48,7 +57,7 @@ async def parse(request: web.Request) -> tuple[Turn, Echo]:
     form = await read_form(request)
     session_id = field_text(form, "sessionId")
     msisdn = phone(field_text(form, "phoneNumber"))
-    text = field_text(form, "text", required=False)
+    text = path_text(form, caller=msisdn)
     turn = Turn("ussd", f"at:{session_id}", msisdn, text, is_new=text == "")
     return turn, {}
 
