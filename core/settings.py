@@ -357,7 +357,7 @@ class Settings(BaseSettings):
     # /readyz: how long the database and Redis each have to answer before it says 503.
     ready_timeout_s: float = Field(default=2.0, gt=0, le=30)
     # /metrics, /healthz, /readyz and /health on their own address (empty port: on the gateways').
-    ops_host: str = "127.0.0.1"
+    ops_host: Host = "127.0.0.1"
     ops_port: int | None = Field(default=None, ge=1, le=65535)
 
     @field_validator("ops_port", mode="before")

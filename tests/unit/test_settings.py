@@ -74,6 +74,12 @@ BAD_VALUES: dict[str, tuple[str, str]] = {
     "ussd_gateways": ("{bad", "not JSON"),
     "log_level": ("verbose", "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
     "log_json": ("maybe", "valid boolean"),
+    "http_header_timeout_s": ("0", "greater than 0"),
+    "http_body_timeout_s": ("301", "less than or equal to 300"),
+    "http_max_body_bytes": ("1024", "greater than or equal to 4096"),
+    "ready_timeout_s": ("never", "valid number"),
+    "ops_host": ("bad host!", "host name or IP address"),
+    "ops_port": ("65536", "less than or equal to 65535"),
 }
 
 
