@@ -26,7 +26,7 @@ from bot.channel import ALLOWED_UPDATES, TelegramChannel
 from core.context import Core, open_core
 from core.conversation.engine import Engine
 from core.conversation.flows import FLOWS
-from core.conversation.sessions import SessionStore
+from core.conversation.sessions import REF_KEY_PURPOSE, SessionStore
 from core.jobs.queue import JobQueue
 from core.logging import get_logger
 from core.redis import redis_url
@@ -123,7 +123,8 @@ def conversation_engine(core: Core, redis: aioredis.Redis) -> Engine:
     settings = core.settings
     ttl_s = {"ussd": settings.ussd_session_ttl_s, "telegram": settings.telegram_session_ttl_s}
     queue = JobQueue.on_pool(redis.connection_pool)
-    return Engine(core=core, store=SessionStore(redis, ttl_s=ttl_s), queue=queue, flows=FLOWS)
+    store = SessionStore(redis, ttl_s=ttl_s, ref_key=core.pins.subkey(REF_KEY_PURPOSE))
+    return Engine(core=core, store=store, queue=queue, flows=FLOWS)
 
 
 async def _start_bot(

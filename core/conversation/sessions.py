@@ -11,8 +11,9 @@ it) has that path kept as :class:`PathKeeper` writes it: its length and a keyed 
 text, so a PIN is not in Redis for the session's TTL (nor can a 4-digit one be guessed from the
 digest without the key, derived from the PIN pepper).
 
-The same write may set or delete the user's *resume point* (``airgate:r:{channel}:{user_ref}``,
-2 minutes): the journey a redial offers to continue. One script, one round trip per turn.
+The same write may set or delete the user's *resume point* (``airgate:r:{channel}:{digest}``,
+2 minutes): the journey a redial offers to continue. One script, one round trip per turn. The key
+names the user by a keyed digest of their reference (a phone number on USSD), never the number.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from core.redis import Pipeline
 KEY_PREFIX = "airgate:s"
 RESUME_PREFIX = "airgate:r"
 RESUME_TTL_MS = 120_000  # "redialling within 2 minutes offers to continue"
+REF_KEY_PURPOSE = "session-ref"  # PinHasher.subkey(...): the key a resume point's user is hidden by
 
 # Write only if the stored version is still the one we read (0: no session yet); then bump it,
 # and set (ARGV[4] 'set') or delete ('del') the resume point.
@@ -110,10 +112,6 @@ def session_key(channel: str, session_id: str) -> str:
     return f"{KEY_PREFIX}:{channel}:{session_id}"
 
 
-def resume_key(channel: str, user_ref: str) -> str:
-    return f"{RESUME_PREFIX}:{channel}:{user_ref}"
-
-
 @dataclass(frozen=True, slots=True)
 class Resume:
     """What to do with the user's resume point in the same write: keep it, set it, or drop it."""
@@ -123,8 +121,11 @@ class Resume:
 
 
 class SessionStore:
-    def __init__(self, redis: aioredis.Redis, *, ttl_s: dict[str, int]) -> None:
+    def __init__(self, redis: aioredis.Redis, *, ttl_s: dict[str, int], ref_key: bytes) -> None:
+        """``ref_key``: the secret a user's reference is digested with in a resume point's key
+        (a digest of a phone number without a key is found again by trying every number)."""
         self._redis = redis
+        self._ref_key = ref_key
         self._hot = Pipeline(redis.connection_pool)  # GET and EVALSHA on every turn
         self._ttl_ms = {channel: seconds * 1000 for channel, seconds in ttl_s.items()}
         self._cas_sha = hashlib.sha1(_CAS.encode()).hexdigest()
@@ -150,7 +151,7 @@ class SessionStore:
             str(self._ttl_ms[channel]),
         ]
         if resume is not None:
-            keys.append(resume_key(channel, resume.user_ref))
+            keys.append(self.resume_key(channel, resume.user_ref))
             if resume.point is None:
                 args.append("del")
             else:
@@ -167,6 +168,10 @@ class SessionStore:
         session.version = new_version
         return session
 
+    def resume_key(self, channel: str, user_ref: str) -> str:
+        mac = hmac.new(self._ref_key, f"{channel}:{user_ref}".encode(), hashlib.sha256)
+        return f"{RESUME_PREFIX}:{channel}:{mac.digest()[:PATH_DIGEST_BYTES].hex()}"
+
     async def _evalsha(self, keys: list[str], args: list[str | bytes]) -> Any:
         return await self._hot.execute("EVALSHA", self._cas_sha, str(len(keys)), *keys, *args)
 
@@ -176,7 +181,7 @@ class SessionStore:
         """Ask for the user's resume point now; await what this returns for the answer when it
         is needed (the question is in flight meanwhile: the engine asks the database who is
         calling). Not awaiting it is fine: the reply is read and dropped."""
-        reply = await self._hot.ask("GET", resume_key(channel, user_ref))
+        reply = await self._hot.ask("GET", self.resume_key(channel, user_ref))
 
         async def point() -> dict[str, Any] | None:
             raw = await reply

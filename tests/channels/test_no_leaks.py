@@ -251,8 +251,10 @@ async def fail_in_a_pin_step(client: TestClient, fake: FakeTelegram, core: Core)
     # What to do after a failure is a later slice's: here only that it left no trace.
 
 
-async def dump_redis(url: str) -> str:
+async def dump_redis(url: str) -> tuple[str, str]:
+    """Every Redis key and value as text: (the keys' names, the keys with their values)."""
     client = aioredis.Redis.from_url(url)
+    names: list[str] = []
     lines: list[str] = []
     try:
         async for key in client.scan_iter(count=1000):
@@ -269,10 +271,11 @@ async def dump_redis(url: str) -> str:
                 value = await client.zrange(key, 0, -1, withscores=True)
             else:
                 value = await client.xrange(key) if kind == "stream" else kind
+            names.append(key.decode(errors="replace"))
             lines.append(f"{key!r} {value!r}")
     finally:
         await client.aclose()
-    return "\n".join(lines)
+    return "\n".join(names), "\n".join(lines)
 
 
 async def dump_rows(core: Core) -> tuple[str, str]:
@@ -312,8 +315,10 @@ async def test_no_pin_secret_or_number_in_logs_redis_or_rows(
             json.loads(line)
     assert leaks(logs) == [], logs
     # Redis holds the journey's working data for its TTL (the number being topped up, the
-    # caller's resume point, the delivery job): numbers, but never a PIN or a secret.
-    stored = await dump_redis(leak_settings.redis_url)
+    # delivery job): numbers in values, never a PIN or a secret; no number in a key's name (a
+    # resume point is keyed by a keyed digest of the caller's number).
+    names, stored = await dump_redis(leak_settings.redis_url)
+    assert "airgate:r:ussd:" in names and leaks(names) == [], names
     assert leaks(stored, numbers=False) == [], stored
     numbered, other = await dump_rows(core)
     assert leaks(numbered, numbers=False) == [], numbered

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from core.context import Core
 from core.conversation.flows.menus import DISTRIBUTOR_MENU, RETAILER_MENU
-from core.conversation.sessions import resume_key
+from core.conversation.sessions import REF_KEY_PURPOSE, SessionStore
 from core.i18n import LANGUAGES, t
 from core.services import parties
 from core.services.audit import Actor
@@ -44,6 +44,12 @@ async def test_every_menu_item_of_both_roles_resumes_in_every_language(
                 assert sorry not in resumed, (msisdn, item, resumed)
 
 
+def resume_key(core: Core, redis: aioredis.Redis, msisdn: str) -> str:
+    """The key the app keeps ``msisdn``'s resume point under (a keyed digest, not the number)."""
+    store = SessionStore(redis, ttl_s={}, ref_key=core.pins.subkey(REF_KEY_PURPOSE))
+    return store.resume_key("ussd", msisdn)
+
+
 def offered(screen: str, language: str) -> bool:
     return screen.endswith(f"1. {t(language, 'start.continue')}\n2. {t(language, 'start.over')}")
 
@@ -55,7 +61,7 @@ async def test_a_resume_point_that_cannot_be_shown_is_dropped(
     party = await parties.identify(core, channel="ussd", user_ref=phone.msisdn)
     assert party is not None
     redis = aioredis.Redis.from_url(redis_url)
-    key = resume_key("ussd", phone.msisdn)
+    key = resume_key(core, redis, phone.msisdn)
     try:
         await redis.set(key, orjson.dumps({"s": "gone.step", "d": {"p": party.id}}), px=120_000)
         assert (await phone.dial()).startswith("CON AirGate\n1. Airtime top-up")
@@ -72,7 +78,7 @@ async def test_continuing_a_point_whose_step_cannot_be_shown_gives_the_menu(
     party = await parties.identify(core, channel="ussd", user_ref=phone.msisdn)
     assert party is not None
     redis = aioredis.Redis.from_url(redis_url)
-    key = resume_key("ussd", phone.msisdn)
+    key = resume_key(core, redis, phone.msisdn)
     point = {"s": "airtime.confirm", "d": {"p": party.id}}  # no number, no amount
     try:
         await redis.set(key, orjson.dumps(point), px=120_000)

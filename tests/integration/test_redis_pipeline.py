@@ -17,6 +17,8 @@ from redis.exceptions import NoScriptError, ResponseError
 from core.conversation.sessions import Session, SessionStore
 from core.redis import Pipeline, _pack
 
+REF_KEY = b"test-ref-key-0123456789abcdef0123"
+
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
@@ -108,7 +110,7 @@ async def test_a_caller_that_stops_waiting_shifts_no_reply(redis: aioredis.Redis
 
 
 async def test_connections_the_server_closed_are_opened_again(redis: aioredis.Redis) -> None:
-    store = SessionStore(redis, ttl_s={"ussd": 180})
+    store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY)
     await store.save("ussd", "s1", Session(state="menu"))
     loads = await asyncio.gather(*(store.load("ussd", "s1") for _ in range(4)))
     assert all(loads)

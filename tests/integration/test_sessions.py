@@ -8,7 +8,15 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from core.conversation.sessions import Session, SessionConflict, SessionStore, session_key
+from core.conversation.sessions import (
+    Resume,
+    Session,
+    SessionConflict,
+    SessionStore,
+    session_key,
+)
+
+REF_KEY = b"test-ref-key-0123456789abcdef0123"
 
 
 @pytest.fixture
@@ -19,7 +27,7 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 async def test_a_session_round_trips_and_versions_rise(redis: aioredis.Redis) -> None:
-    store = SessionStore(redis, ttl_s={"ussd": 180})
+    store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY)
     assert await store.load("ussd", "s1") is None
     saved = await store.save("ussd", "s1", Session(state="menu", data={"n": "0712345670"}))
     assert saved.version == 1
@@ -31,7 +39,7 @@ async def test_a_session_round_trips_and_versions_rise(redis: aioredis.Redis) ->
 
 
 async def test_of_two_concurrent_turns_only_one_applies(redis: aioredis.Redis) -> None:
-    store = SessionStore(redis, ttl_s={"ussd": 180})
+    store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY)
     await store.save("ussd", "s2", Session(state="menu"))
     reads = await asyncio.gather(*(store.load("ussd", "s2") for _ in range(10)))
     for i, session in enumerate(reads):
@@ -50,21 +58,21 @@ async def test_of_two_concurrent_turns_only_one_applies(redis: aioredis.Redis) -
 async def test_a_new_session_cannot_overwrite_one_another_turn_created(
     redis: aioredis.Redis,
 ) -> None:
-    store = SessionStore(redis, ttl_s={"ussd": 180})
+    store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY)
     await store.save("ussd", "s3", Session(state="menu"))
     with pytest.raises(SessionConflict):
         await store.save("ussd", "s3", Session(state="menu"))  # read as "no session" earlier
 
 
 async def test_an_expired_session_reads_as_none(redis: aioredis.Redis) -> None:
-    store = SessionStore(redis, ttl_s={"ussd": 1})
+    store = SessionStore(redis, ttl_s={"ussd": 1}, ref_key=REF_KEY)
     await store.save("ussd", "s4", Session(state="menu"))
     await asyncio.sleep(1.1)
     assert await store.load("ussd", "s4") is None
 
 
 async def test_a_mid_journey_session_stays_under_1_kb(redis: aioredis.Redis) -> None:
-    store = SessionStore(redis, ttl_s={"ussd": 180})
+    store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY)
     data = {"flow": "airtime", "msisdn": "+254788123456", "operator": "airtel-ke", "amount": 50000}
     await store.save("ussd", "ATUid_0123456789abcdef0123456789abcdef", Session("confirm", data))
     used = await redis.memory_usage(session_key("ussd", "ATUid_0123456789abcdef0123456789abcdef"))
@@ -72,10 +80,24 @@ async def test_a_mid_journey_session_stays_under_1_kb(redis: aioredis.Redis) -> 
 
 
 async def test_a_redis_that_lost_its_scripts_still_takes_the_write(redis: aioredis.Redis) -> None:
-    store = SessionStore(redis, ttl_s={"ussd": 180})
+    store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY)
     await store.save("ussd", "s1", Session(state="menu"))
     await redis.script_flush()  # a restarted Redis forgets loaded scripts
     saved = await store.save("ussd", "s1", Session(state="airtime.number", version=1))
     assert saved.version == 2
     loaded = await store.load("ussd", "s1")
     assert loaded is not None and loaded.state == "airtime.number"
+
+
+async def test_a_resume_point_key_does_not_name_the_number(redis: aioredis.Redis) -> None:
+    """Keyed by a digest under a secret: the number is not in the key, and without the key the
+    digest cannot be recomputed from a guessed number."""
+    store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY)
+    await store.save(
+        "ussd", "s9", Session(state="menu"), resume=Resume("+254712345678", {"s": "x", "d": {}})
+    )
+    keys = [key.decode() async for key in redis.scan_iter("airgate:r:*")]
+    assert keys == [store.resume_key("ussd", "+254712345678")]
+    assert "712345678" not in keys[0]
+    other = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=b"another-key-0123456789abcdef0123")
+    assert other.resume_key("ussd", "+254712345678") != keys[0]
