@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import signal
 from collections.abc import Coroutine
@@ -21,7 +22,7 @@ from core.db import upgrade
 from core.errors import AirGateError
 from core.logging import configure
 from core.models import Party, Role
-from core.redis import redis_url, stop_embedded
+from core.redis import redis_for
 from core.services.audit import Actor
 from core.services.catalog import CatalogCounts, demo_catalog_text, load_catalog
 from core.services.seed import SeedSummary, seed_demo
@@ -197,9 +198,10 @@ async def _start_worker(stack: AsyncExitStack, s: Settings, *, url: str) -> asyn
     return task
 
 
-def _print_demo(s: Settings, *, url: str, started: bool, sandbox: bool) -> None:
+def _print_demo(s: Settings, *, url: str, sandbox: bool) -> None:
     _say("Database", s.effective_database_url)
-    _say("Redis", f"{url}{' (embedded, started now)' if started else ''}")
+    embedded = "" if s.redis_url else "  (embedded: stops with the last AirGate process using it)"
+    _say("Redis", f"{url}{embedded}")
     _say("HTTP", f"http://{s.http_host}:{s.http_port}  (/health, /metrics)")
     sandbox_url = f"http://{s.sandbox_host}:{s.sandbox_port}"
     if sandbox:
@@ -224,34 +226,57 @@ async def _demo(s: Settings, *, retailers: int, phone: Line | None) -> None:
     from airgate.server import build_app
 
     _stop_on_signal()
-    url, started = await redis_url(configured=s.redis_url, var_dir=s.var_dir)
+    # Closed in reverse: the worker first (it needs the sandbox and Redis), then the servers.
+    async with AsyncExitStack() as stack:
+        _claim_demo(stack, s.var_dir)  # first: a second demo on the same data stops here
+        url = await stack.enter_async_context(redis_for(configured=s.redis_url, var_dir=s.var_dir))
+        sandbox = local_sandbox(s)
+        if sandbox:
+            await _serve_sandbox(stack, s)
+        await _migrate_and_seed(s, retailers=retailers)
+        # After the seed: once /health answers, the demo data is there.
+        await _listen(
+            stack,
+            build_app(s),
+            host=s.http_host,
+            port=s.http_port,
+            what="HTTP",
+            setting="AIRGATE_HTTP_PORT",
+        )
+        worker = await _start_worker(stack, s, url=url)
+        _print_demo(s, url=url, sandbox=sandbox)
+        # asyncio.wait, not `await worker`: a signal must not cancel it.
+        ends = [worker] if phone is None else [worker, ring(phone)]
+        done, _ = await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+        if worker not in done:
+            return ends[1].result()  # the phone quit (or says why it could not go on)
+        raise CannotRun(f"the worker stopped: {worker.exception()!r}")
+
+
+def _claim_demo(stack: AsyncExitStack, var_dir: Path) -> None:
+    """One demo per var dir: ``demo.pid`` holds the running demo's pid under an exclusive
+    ``flock``, which the kernel drops when that process ends however it ends, so a pid file left
+    by a demo that died is simply taken over."""
+    var_dir.mkdir(parents=True, exist_ok=True)
+    path = var_dir / "demo.pid"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        # Closed in reverse: the worker first (it needs the sandbox and Redis), then the servers.
-        async with AsyncExitStack() as stack:
-            sandbox = local_sandbox(s)
-            if sandbox:  # first: a second demo on the same machine stops here, at once
-                await _serve_sandbox(stack, s)
-            await _migrate_and_seed(s, retailers=retailers)
-            # After the seed: once /health answers, the demo data is there.
-            await _listen(
-                stack,
-                build_app(s),
-                host=s.http_host,
-                port=s.http_port,
-                what="HTTP",
-                setting="AIRGATE_HTTP_PORT",
-            )
-            worker = await _start_worker(stack, s, url=url)
-            _print_demo(s, url=url, started=started, sandbox=sandbox)
-            # asyncio.wait, not `await worker`: a signal must not cancel it.
-            ends = [worker] if phone is None else [worker, ring(phone)]
-            done, _ = await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
-            if worker not in done:
-                return ends[1].result()  # the phone quit (or says why it could not go on)
-            raise CannotRun(f"the worker stopped: {worker.exception()!r}")
-    finally:
-        if started:
-            await stop_embedded(s.var_dir)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise CannotRun(
+            f"a demo is already running on {var_dir} (pid {pid}): stop it (Ctrl-C in its "
+            f"terminal, or kill {pid}), or set AIRGATE_VAR_DIR for a demo of its own"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+
+    def release() -> None:
+        os.ftruncate(fd, 0)  # kept, empty: unlinking it could let two demos lock two files
+        os.close(fd)
+
+    stack.callback(release)
 
 
 def demo(

@@ -20,7 +20,7 @@ from core.jobs.queue import JobQueue
 from core.logging import configure
 from core.models import Topup
 from core.money import format_minor
-from core.redis import redis_url
+from core.redis import redis_for
 from core.security import Pin
 from core.services import parties
 from core.services.topups import confirm_topup
@@ -93,23 +93,24 @@ def send(
         async with core.sessions() as session:
             party = await parties.get_party(session, retailer, country=core.settings.country)
         await parties.check_pin(core, party_id=party.id or 0, pin=pin, channel="cli")
-        url, _ = await redis_url(configured=core.settings.redis_url, var_dir=core.settings.var_dir)
-        queue = await JobQueue.connect(url)
-        try:
-            return await confirm_topup(
-                core,
-                queue,
-                party_id=party.id or 0,
-                msisdn=number,
-                product_code=bundle,
-                amount_minor=amount_minor,
-                channel="cli",
-                confirm_repeat=repeat,
-            )
-        except RepeatNeedsConfirmation as exc:
-            raise _repeat_refused(exc) from None
-        finally:
-            await queue.close()
+        s = core.settings
+        async with redis_for(configured=s.redis_url, var_dir=s.var_dir) as url:
+            queue = await JobQueue.connect(url)
+            try:
+                return await confirm_topup(
+                    core,
+                    queue,
+                    party_id=party.id or 0,
+                    msisdn=number,
+                    product_code=bundle,
+                    amount_minor=amount_minor,
+                    channel="cli",
+                    confirm_repeat=repeat,
+                )
+            except RepeatNeedsConfirmation as exc:
+                raise _repeat_refused(exc) from None
+            finally:
+                await queue.close()
 
     topup = run(work)
     emit(
@@ -202,9 +203,9 @@ def worker(
             await ensure_migrated(engine)
         finally:
             await engine.dispose()
-        url, _ = await redis_url(configured=s.redis_url, var_dir=s.var_dir)
-        out.print(f"worker: provider {s.provider_url}, {s.worker_max_jobs} concurrent jobs")
-        await run_worker(build_worker(s, redis_url=url, burst=burst))
+        async with redis_for(configured=s.redis_url, var_dir=s.var_dir) as url:
+            out.print(f"worker: provider {s.provider_url}, {s.worker_max_jobs} concurrent jobs")
+            await run_worker(build_worker(s, redis_url=url, burst=burst))
 
     try:
         asyncio.run(main())
