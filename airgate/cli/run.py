@@ -6,6 +6,7 @@ import asyncio
 import fcntl
 import os
 import signal
+import sys
 from collections.abc import Coroutine
 from contextlib import AsyncExitStack, suppress
 from pathlib import Path
@@ -210,16 +211,30 @@ def _print_demo(s: Settings, *, url: str, sandbox: bool) -> None:
         _say("Provider", f"{s.provider_url}  (AIRGATE_PROVIDER_URL: no sandbox started)")
     _say("Worker", f"in this process, up to {s.worker_max_jobs} jobs at once")
     _say("Demo", "distributor +254700000100, retailers +254700000001…, PIN 1234")
-    _say("Try", "airgate topup send +254700000001 0712345670 50   (PIN 1234)")
-    _say("", "airgate topup list")
-    _say("Phone", "airgate phone +254700000001   (in another terminal: the USSD menu, PIN 1234)")
+    me = airgate_as_typed()
+    _say("Try", f"{me} topup send +254700000001 0712345670 50   # PIN 1234")
+    _say("", f"{me} topup list")
+    _say("", f"{me} phone +254700000001   # the USSD menu, PIN 1234")
+    _say("", "(in another terminal, from this folder)")
     if sandbox and s.sms_url.rstrip("/") == sandbox_url:
-        _say("SMS", f"curl {sandbox_url}/sandbox/sms   (what the retailer and customer got)")
+        _say("SMS", f"curl {sandbox_url}/sandbox/sms   # what the retailer and customer got")
     elif s.sms_url.rstrip("/") == sandbox_url:
         _say("SMS", f"{s.sms_url}: nothing listens there; set AIRGATE_SMS_URL")
     else:
         _say("SMS", f"through {s.sms_url}  (AIRGATE_SMS_URL)")
     _say("", "Ctrl-C stops the demo")
+
+
+def airgate_as_typed() -> str:
+    """This very ``airgate`` as a person types it in another terminal in the same folder, where
+    the virtualenv may not be active: its path, relative when under the folder
+    (``.venv/bin/airgate``), never a bare ``airgate`` the shell might not find."""
+    me = Path(sys.argv[0]).absolute()
+    try:
+        relative = me.relative_to(Path.cwd())
+    except ValueError:
+        return str(me)
+    return str(relative) if len(relative.parts) > 1 else f"./{relative}"  # a path, not a name
 
 
 async def _demo(s: Settings, *, retailers: int, phone: Line | None) -> None:
