@@ -111,3 +111,21 @@ def _stop_quietly(process: subprocess.Popen[str]) -> None:
         os.kill(process.pid, signal.SIGKILL)
         process.communicate()
     assert process.returncode == 0
+
+
+def test_the_docs_link_only_to_files_a_clone_has() -> None:
+    """README.md and docs/*.md: every relative link and every path in backquotes that names a
+    Markdown file is inside the repository (no `../shared/…`)."""
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = doc.read_text(encoding="utf-8")
+        targets = re.findall(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)", text)
+        targets += re.findall(r"`([\w./-]+\.md)`", text)
+        for target in targets:
+            if target.startswith("http"):
+                continue
+            inside = [
+                found
+                for found in ((doc.parent / target).resolve(), (ROOT / target).resolve())
+                if ROOT in found.parents and found.is_file()
+            ]
+            assert inside, f"{doc.name} points at {target}, which a clone does not have"
