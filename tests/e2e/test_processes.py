@@ -64,9 +64,9 @@ def test_a_one_off_command_stops_the_redis_it_started(airgate: CliRunner, tmp_pa
     var = tmp_path / "var"
     airgate("seed", "--demo", "--retailers", "1")
     assert redis_servers(var) == []  # seeding needs no Redis
-    airgate(*SEND, stdin="1234\n")  # queues the delivery: starts the embedded Redis
+    airgate("worker", "--burst")  # an empty queue: done at once (no aggregator needed)
     assert_no_redis_left(var)
-    airgate("worker", "--burst")
+    airgate(*SEND, stdin="1234\n")  # queues the delivery: starts the embedded Redis
     assert_no_redis_left(var)
 
 
