@@ -29,7 +29,7 @@ from core.conversation.flows import FLOWS
 from core.conversation.sessions import REF_KEY_PURPOSE, SessionStore
 from core.jobs.queue import JobQueue
 from core.logging import get_logger
-from core.redis import redis_url
+from core.redis import redis_for
 from core.settings import Settings
 from ussd import app as ussd
 from ussd.gateway import BODY_TOO_LARGE
@@ -48,8 +48,10 @@ def build_app(settings: Settings) -> web.Application:
     )
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        url, _started = await redis_url(configured=settings.redis_url, var_dir=settings.var_dir)
-        async with open_core(settings) as core:
+        async with (
+            redis_for(configured=settings.redis_url, var_dir=settings.var_dir) as url,
+            open_core(settings) as core,
+        ):
             app[CORE] = core
             app[REDIS] = redis = aioredis.Redis.from_url(url)
             app[ENGINE] = engine = conversation_engine(core, redis)

@@ -2,9 +2,14 @@
 
 The embedded server is a detached ``redis-server`` with its data and socket under
 ``var_dir/redis`` and the append-only file on, so sessions and jobs survive a restart. Every AirGate
-process on the same var dir shares it: the first to need it starts it, later ones find its socket
-answering. It outlives the process that started it (like a development database) unless that
-process asks :func:`stop_embedded`; ``airgate demo`` does, for the server it started.
+process on the same var dir shares it, each for as long as it is inside :func:`redis_for`.
+
+Invariant: the embedded server runs while some AirGate process uses it, and no longer. Each user
+holds a shared ``flock`` on ``users.lock`` (the kernel drops it when the process dies, however it
+dies); the first to need the server starts it, the last to leave (the one that finds no other
+shared lock) shuts it down. A server left by a killed process is adopted by the next user and
+stopped when that one leaves. ``start.lock``, held exclusively, makes starting and stopping one
+step at a time across processes.
 
 :class:`Pipeline` runs the hot commands (a conversation's session reads and writes) on one
 connection, a turn of the event loop's commands written together.
@@ -13,8 +18,12 @@ connection, a turn of the event loop's commands written together.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import time
 from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0  # the append-only file is fsynced every second: a stop takes far less
 SOCKET_NAME = "redis.sock"
 
 
@@ -84,6 +94,8 @@ async def ensure_embedded(var_dir: Path) -> tuple[str, bool]:
 
 
 async def stop_embedded(var_dir: Path) -> None:
+    """Shut the embedded server down and wait until its process is gone."""
+    pid = _server_pid(var_dir)
     client = aioredis.Redis.from_url(embedded_url(var_dir))
     try:
         await client.shutdown(save=False)  # the append-only file is already on disk
@@ -91,13 +103,71 @@ async def stop_embedded(var_dir: Path) -> None:
         pass
     finally:
         await client.aclose()
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while pid is not None and _alive(pid):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"embedded Redis (pid {pid}) did not stop in {STOP_TIMEOUT_S:g} s")
+        await asyncio.sleep(0.05)
 
 
-async def redis_url(*, configured: str, var_dir: Path) -> tuple[str, bool]:
-    """The URL to use: the configured one, or the embedded server's (started if needed)."""
+def _server_pid(var_dir: Path) -> int | None:
+    try:
+        return int((embedded_dir(var_dir) / "redis.pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process now
+        return False
+    return True
+
+
+@asynccontextmanager
+async def redis_for(*, configured: str, var_dir: Path) -> AsyncIterator[str]:
+    """The URL to use inside the block: the configured one, or the embedded server's, started
+    if no process runs it and stopped on the way out if no other AirGate process uses it."""
     if configured:
-        return configured, False
-    return await ensure_embedded(var_dir)
+        yield configured
+        return
+    directory = embedded_dir(var_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    user = os.open(directory / "users.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        async with _one_at_a_time(directory):
+            fcntl.flock(user, fcntl.LOCK_SH)  # never waits: only a leaving user holds it alone
+            url, _started = await ensure_embedded(var_dir)
+        yield url
+    finally:
+        async with _one_at_a_time(directory):
+            os.close(user)  # drops this use
+            if _nobody_uses(directory):
+                await stop_embedded(var_dir)
+
+
+@asynccontextmanager
+async def _one_at_a_time(directory: Path) -> AsyncIterator[None]:
+    fd = os.open(directory / "start.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)  # another may be starting it
+        yield
+    finally:
+        os.close(fd)
+
+
+def _nobody_uses(directory: Path) -> bool:
+    fd = os.open(directory / "users.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 class Pipeline:

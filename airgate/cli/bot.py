@@ -15,7 +15,7 @@ from airgate.server import conversation_engine
 from core.context import open_core
 from core.errors import AirGateError
 from core.logging import configure, secrets_of
-from core.redis import redis_url
+from core.redis import redis_for
 from core.services import links
 from core.services.audit import Actor
 
@@ -36,27 +36,27 @@ def bot(
     async def main() -> None:
         from bot.channel import ALLOWED_UPDATES, TelegramChannel
 
-        url, _ = await redis_url(configured=s.redis_url, var_dir=s.var_dir)
-        redis = aioredis.Redis.from_url(url)
-        try:
-            async with open_core(s) as core:
-                engine = conversation_engine(core, redis)
-                application = TelegramChannel(engine=engine, redis=redis, settings=s).build(
-                    polling=True
-                )
-                async with application:
-                    await application.bot.delete_webhook()  # polling and a webhook exclude
-                    await application.start()
-                    assert application.updater is not None
-                    await application.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
-                    out.print(f"bot @{application.bot.username} polling; Ctrl-C stops it")
-                    try:
-                        await asyncio.Event().wait()
-                    finally:
-                        await application.updater.stop()
-                        await application.stop()
-        finally:
-            await redis.aclose()
+        async with redis_for(configured=s.redis_url, var_dir=s.var_dir) as url:
+            redis = aioredis.Redis.from_url(url)
+            try:
+                async with open_core(s) as core:
+                    engine = conversation_engine(core, redis)
+                    application = TelegramChannel(engine=engine, redis=redis, settings=s).build(
+                        polling=True
+                    )
+                    async with application:
+                        await application.bot.delete_webhook()  # polling and a webhook exclude
+                        await application.start()
+                        assert application.updater is not None
+                        await application.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+                        out.print(f"bot @{application.bot.username} polling; Ctrl-C stops it")
+                        try:
+                            await asyncio.Event().wait()
+                        finally:
+                            await application.updater.stop()
+                            await application.stop()
+            finally:
+                await redis.aclose()
 
     try:
         asyncio.run(main())
@@ -78,15 +78,15 @@ def invite(
     ttl_s = hours * 3600 if hours else s.telegram_invite_ttl_s
 
     async def main() -> tuple[links.Invite, str]:
-        url, _ = await redis_url(configured=s.redis_url, var_dir=s.var_dir)
-        redis = aioredis.Redis.from_url(url)
-        try:
-            async with open_core(s) as core:
-                made = await links.invite(
-                    core, redis, actor=Actor.cli(), party_ref=party, ttl_s=ttl_s
-                )
-        finally:
-            await redis.aclose()
+        async with redis_for(configured=s.redis_url, var_dir=s.var_dir) as url:
+            redis = aioredis.Redis.from_url(url)
+            try:
+                async with open_core(s) as core:
+                    made = await links.invite(
+                        core, redis, actor=Actor.cli(), party_ref=party, ttl_s=ttl_s
+                    )
+            finally:
+                await redis.aclose()
         return made, await _bot_username(s.telegram_token.get_secret_value(), s.telegram_api_url)
 
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Annotated
 
 import typer
@@ -14,6 +14,7 @@ from core.context import Core
 from core.money import format_minor
 from core.services import parties, stock
 from core.services.audit import Actor
+from core.services.catalog import get_operator
 from core.services.verify import VerifyReport
 from core.services.verify import verify as verify_snapshot
 
@@ -33,14 +34,45 @@ async def _seller(core: Core, buyer: str, seller: str | None) -> str | int:
     return party.parent_id or buyer
 
 
-def _print_receipt(what: str, receipt: stock.Receipt) -> None:
-    again = " (already recorded; nothing changed)" if receipt.replayed else ""
-    out.print(f"{what} {receipt.reference}{again}")
+@dataclass(frozen=True)
+class _Between:
+    """Who and what a stock movement was between, in words."""
+
+    seller: str
+    buyer: str
+    operator: str
+    currency: str
+
+
+async def _between(core: Core, *, seller: str | int, buyer: str, operator: str) -> _Between:
+    country = core.settings.country
+    async with core.sessions() as session:
+        who = [await parties.get_party(session, ref, country=country) for ref in (seller, buyer)]
+        found = await get_operator(session, operator)
+    return _Between(who[0].label, who[1].label, found.name, found.currency)
+
+
+def _print_price(receipt: stock.Receipt, currency: str) -> None:
     if receipt.price_minor:
         out.print(
-            f"  price {format_minor(receipt.price_minor)}: cash {format_minor(receipt.cash_minor)}"
-            f", credit {format_minor(receipt.credit_minor)}"
+            f"  price {format_minor(receipt.price_minor, currency)}: "
+            f"cash {format_minor(receipt.cash_minor, currency)}, "
+            f"credit {format_minor(receipt.credit_minor, currency)}"
         )
+
+
+def _print_movement(verb: str, receipt: stock.Receipt, between: _Between) -> None:
+    """``sold KES 1,000 of Safaricom stock to … from …``, then the price and the reference."""
+    again = " (already recorded; nothing changed)" if receipt.replayed else ""
+    face = format_minor(receipt.face_minor, between.currency)
+    to_from = ("to", "from") if verb == "sold" else ("from", "back to")
+    out.print(
+        f"{verb} {face} of {between.operator} stock {to_from[0]} {between.buyer}, "
+        f"{to_from[1]} {between.seller}{again}",
+        soft_wrap=True,
+    )
+    _print_price(receipt, between.currency)
+    out.print(f"  reference {receipt.reference}")
 
 
 @stock_app.command("intake")
@@ -63,7 +95,7 @@ def intake(
         )
 
     receipt = run(work)
-    emit(asdict(receipt), as_json=as_json, human=lambda: _print_receipt("intake", receipt))
+    emit(asdict(receipt), as_json=as_json, human=lambda: out.print(f"intake {receipt.reference}"))
 
 
 @stock_app.command("sell")
@@ -78,19 +110,21 @@ def sell(
     """Sell stock to a retailer (or sub-distributor) at the agreed discount."""
     face_minor = amount(face)
 
-    async def work(core: Core) -> stock.Receipt:
-        return await stock.sell(
+    async def work(core: Core) -> tuple[stock.Receipt, _Between]:
+        seller_ref = await _seller(core, buyer, seller)
+        receipt = await stock.sell(
             core,
             actor=Actor.cli(),
-            seller_ref=await _seller(core, buyer, seller),
+            seller_ref=seller_ref,
             buyer_ref=buyer,
             operator_code=operator,
             face_minor=face_minor,
             key=key,
         )
+        return receipt, await _between(core, seller=seller_ref, buyer=buyer, operator=operator)
 
-    receipt = run(work)
-    emit(asdict(receipt), as_json=as_json, human=lambda: _print_receipt("sale", receipt))
+    receipt, between = run(work)
+    emit(asdict(receipt), as_json=as_json, human=lambda: _print_movement("sold", receipt, between))
 
 
 @stock_app.command("clawback")
@@ -106,20 +140,26 @@ def clawback(
     """Take stock back from a retailer."""
     face_minor = amount(face)
 
-    async def work(core: Core) -> stock.Receipt:
-        return await stock.clawback(
+    async def work(core: Core) -> tuple[stock.Receipt, _Between]:
+        seller_ref = await _seller(core, buyer, seller)
+        receipt = await stock.clawback(
             core,
             actor=Actor.cli(),
-            seller_ref=await _seller(core, buyer, seller),
+            seller_ref=seller_ref,
             buyer_ref=buyer,
             operator_code=operator,
             amount_minor=face_minor,
             reason=reason,
             key=key,
         )
+        return receipt, await _between(core, seller=seller_ref, buyer=buyer, operator=operator)
 
-    receipt = run(work)
-    emit(asdict(receipt), as_json=as_json, human=lambda: _print_receipt("clawback", receipt))
+    receipt, between = run(work)
+    emit(
+        asdict(receipt),
+        as_json=as_json,
+        human=lambda: _print_movement("took back", receipt, between),
+    )
 
 
 def deposit(

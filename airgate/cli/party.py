@@ -166,7 +166,13 @@ def unlock(party: PartyArg, as_json: JsonOpt = False) -> None:
         return await parties.unlock(core, actor=Actor.cli(), ref=party)
 
     changed = run(work)
-    emit(party_dict(changed), as_json=as_json, human=lambda: _print_party(changed))
+    emit(
+        party_dict(changed),
+        as_json=as_json,
+        human=lambda: out.print(
+            f"unlocked the PIN of {changed.label}: it can be used again, wrong tries reset to 0"
+        ),
+    )
 
 
 @app.command("set-pin")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import signal
+import sys
 from collections.abc import Coroutine
 from contextlib import AsyncExitStack, suppress
 from pathlib import Path
@@ -21,7 +23,7 @@ from core.db import upgrade
 from core.errors import AirGateError
 from core.logging import configure, secrets_of
 from core.models import Party, Role
-from core.redis import redis_url, stop_embedded
+from core.redis import redis_for
 from core.services.audit import Actor
 from core.services.catalog import CatalogCounts, demo_catalog_text, load_catalog
 from core.services.seed import SeedSummary, seed_demo
@@ -210,9 +212,10 @@ async def _start_worker(stack: AsyncExitStack, s: Settings, *, url: str) -> asyn
     return task
 
 
-def _print_demo(s: Settings, *, url: str, started: bool, sandbox: bool) -> None:
+def _print_demo(s: Settings, *, url: str, sandbox: bool) -> None:
     _say("Database", s.effective_database_url)
-    _say("Redis", f"{url}{' (embedded, started now)' if started else ''}")
+    embedded = "" if s.redis_url else "  (embedded: stops with the last AirGate process using it)"
+    _say("Redis", f"{url}{embedded}")
     _say("HTTP", _http_line(s))
     sandbox_url = f"http://{s.sandbox_host}:{s.sandbox_port}"
     if sandbox:
@@ -221,11 +224,13 @@ def _print_demo(s: Settings, *, url: str, started: bool, sandbox: bool) -> None:
         _say("Provider", f"{s.provider_url}  (AIRGATE_PROVIDER_URL: no sandbox started)")
     _say("Worker", f"in this process, up to {s.worker_max_jobs} jobs at once")
     _say("Demo", "distributor +254700000100, retailers +254700000001…, PIN 1234")
-    _say("Try", "airgate topup send +254700000001 0712345670 50   (PIN 1234)")
-    _say("", "airgate topup list")
-    _say("Phone", "airgate phone +254700000001   (in another terminal: the USSD menu, PIN 1234)")
+    me = airgate_as_typed()
+    _say("Try", f"{me} topup send +254700000001 0712345670 50   # PIN 1234")
+    _say("", f"{me} topup list")
+    _say("", f"{me} phone +254700000001   # the USSD menu, PIN 1234")
+    _say("", "(in another terminal, from this folder)")
     if sandbox and s.sms_url.rstrip("/") == sandbox_url:
-        _say("SMS", f"curl {sandbox_url}/sandbox/sms   (what the retailer and customer got)")
+        _say("SMS", f"curl {sandbox_url}/sandbox/sms   # what the retailer and customer got")
     elif s.sms_url.rstrip("/") == sandbox_url:
         _say("SMS", f"{s.sms_url}: nothing listens there; set AIRGATE_SMS_URL")
     else:
@@ -233,29 +238,64 @@ def _print_demo(s: Settings, *, url: str, started: bool, sandbox: bool) -> None:
     _say("", "Ctrl-C stops the demo")
 
 
+def airgate_as_typed() -> str:
+    """This very ``airgate`` as a person types it in another terminal in the same folder, where
+    the virtualenv may not be active: its path, relative when under the folder
+    (``.venv/bin/airgate``), never a bare ``airgate`` the shell might not find."""
+    me = Path(sys.argv[0]).absolute()
+    try:
+        relative = me.relative_to(Path.cwd())
+    except ValueError:
+        return str(me)
+    return str(relative) if len(relative.parts) > 1 else f"./{relative}"  # a path, not a name
+
+
 async def _demo(s: Settings, *, retailers: int, phone: Line | None) -> None:
     _stop_on_signal()
-    url, started = await redis_url(configured=s.redis_url, var_dir=s.var_dir)
+    # Closed in reverse: the worker first (it needs the sandbox and Redis), then the servers.
+    async with AsyncExitStack() as stack:
+        _claim_demo(stack, s.var_dir)  # first: a second demo on the same data stops here
+        url = await stack.enter_async_context(redis_for(configured=s.redis_url, var_dir=s.var_dir))
+        sandbox = local_sandbox(s)
+        if sandbox:
+            await _serve_sandbox(stack, s)
+        await _migrate_and_seed(s, retailers=retailers)
+        # After the seed: once /health answers, the demo data is there.
+        await _listen_http(stack, s)
+        worker = await _start_worker(stack, s, url=url)
+        _print_demo(s, url=url, sandbox=sandbox)
+        # asyncio.wait, not `await worker`: a signal must not cancel it.
+        ends = [worker] if phone is None else [worker, ring(phone)]
+        done, _ = await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+        if worker not in done:
+            return ends[1].result()  # the phone quit (or says why it could not go on)
+        raise CannotRun(f"the worker stopped: {worker.exception()!r}")
+
+
+def _claim_demo(stack: AsyncExitStack, var_dir: Path) -> None:
+    """One demo per var dir: ``demo.pid`` holds the running demo's pid under an exclusive
+    ``flock``, which the kernel drops when that process ends however it ends, so a pid file left
+    by a demo that died is simply taken over."""
+    var_dir.mkdir(parents=True, exist_ok=True)
+    path = var_dir / "demo.pid"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        # Closed in reverse: the worker first (it needs the sandbox and Redis), then the servers.
-        async with AsyncExitStack() as stack:
-            sandbox = local_sandbox(s)
-            if sandbox:  # first: a second demo on the same machine stops here, at once
-                await _serve_sandbox(stack, s)
-            await _migrate_and_seed(s, retailers=retailers)
-            # After the seed: once /health answers, the demo data is there.
-            await _listen_http(stack, s)
-            worker = await _start_worker(stack, s, url=url)
-            _print_demo(s, url=url, started=started, sandbox=sandbox)
-            # asyncio.wait, not `await worker`: a signal must not cancel it.
-            ends = [worker] if phone is None else [worker, ring(phone)]
-            done, _ = await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
-            if worker not in done:
-                return ends[1].result()  # the phone quit (or says why it could not go on)
-            raise CannotRun(f"the worker stopped: {worker.exception()!r}")
-    finally:
-        if started:
-            await stop_embedded(s.var_dir)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise CannotRun(
+            f"a demo is already running on {var_dir} (pid {pid}): stop it (Ctrl-C in its "
+            f"terminal, or kill {pid}), or set AIRGATE_VAR_DIR for a demo of its own"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+
+    def release() -> None:
+        os.ftruncate(fd, 0)  # kept, empty: unlinking it could let two demos lock two files
+        os.close(fd)
+
+    stack.callback(release)
 
 
 def demo(

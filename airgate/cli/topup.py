@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import datetime
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import typer
+from rich import box
 from rich.table import Column, Table
 from sqlalchemy import select
 from sqlmodel import col
@@ -28,9 +31,9 @@ from core.db import ensure_migrated, make_engine
 from core.errors import AirGateError, InputError, NotFound, RepeatNeedsConfirmation
 from core.jobs.queue import JobQueue
 from core.logging import configure, secrets_of
-from core.models import Topup
+from core.models import Party, Topup
 from core.money import format_minor
-from core.redis import redis_url
+from core.redis import redis_for
 from core.security import Pin
 from core.services import parties
 from core.services.topups import confirm_topup
@@ -103,23 +106,24 @@ def send(
         async with core.sessions() as session:
             party = await parties.get_party(session, retailer, country=core.settings.country)
         await parties.check_pin(core, party_id=party.id or 0, pin=pin, channel="cli")
-        url, _ = await redis_url(configured=core.settings.redis_url, var_dir=core.settings.var_dir)
-        queue = await JobQueue.connect(url)
-        try:
-            return await confirm_topup(
-                core,
-                queue,
-                party_id=party.id or 0,
-                msisdn=number,
-                product_code=bundle,
-                amount_minor=amount_minor,
-                channel="cli",
-                confirm_repeat=repeat,
-            )
-        except RepeatNeedsConfirmation as exc:
-            raise _repeat_refused(exc) from None
-        finally:
-            await queue.close()
+        s = core.settings
+        async with redis_for(configured=s.redis_url, var_dir=s.var_dir) as url:
+            queue = await JobQueue.connect(url)
+            try:
+                return await confirm_topup(
+                    core,
+                    queue,
+                    party_id=party.id or 0,
+                    msisdn=number,
+                    product_code=bundle,
+                    amount_minor=amount_minor,
+                    channel="cli",
+                    confirm_repeat=repeat,
+                )
+            except RepeatNeedsConfirmation as exc:
+                raise _repeat_refused(exc) from None
+            finally:
+                await queue.close()
 
     topup = run(work)
     emit(
@@ -133,25 +137,62 @@ def send(
     )
 
 
+def zone_name(zone: str) -> str:
+    """How a table names ``zone``: its abbreviation ("EAT"), or the IANA name where the
+    abbreviation is only an offset ("+04")."""
+    abbreviation = datetime.now(ZoneInfo(zone)).tzname() or ""
+    return abbreviation if abbreviation.isalpha() else zone
+
+
+def local(at: datetime, zone: str, *, seconds: bool = False) -> str:
+    return f"{at.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M{':%S' if seconds else ''}}"
+
+
+def _product(topup: Topup) -> str:
+    """``airtime``, or the bundle's code: the operator is named elsewhere."""
+    return topup.product_code.removeprefix(f"{topup.operator_code}:")
+
+
 @app.command("show")
 def show(topup_id: str, as_json: JsonOpt = False) -> None:
     """One top-up and where it stands."""
 
-    async def work(core: Core) -> Topup:
+    async def work(core: Core) -> tuple[Topup, Party | None, str]:
         async with core.sessions() as session:
             topup = await session.get(Topup, topup_id)
-        if topup is None:
-            raise NotFound(kind="top-up", key=topup_id)
-        return topup
+            if topup is None:
+                raise NotFound(kind="top-up", key=topup_id)
+            return topup, await session.get(Party, topup.party_id), core.settings.timezone
 
-    topup = run(work)
-    row = _row(topup)
+    topup, retailer, zone = run(work)
+    emit(_row(topup), as_json=as_json, human=lambda: _print_topup(topup, retailer, zone))
 
-    def human() -> None:
-        for key, value in row.items():
-            out.print(f"{key:12} {value}")
 
-    emit(row, as_json=as_json, human=human)
+def _print_topup(topup: Topup, retailer: Party | None, zone: str) -> None:
+    """A person's view: words for the fields, the amount with its currency, local times, and
+    nothing for what has not happened."""
+
+    def at(when: datetime | None) -> str | None:
+        return None if when is None else f"{local(when, zone, seconds=True)} {zone_name(zone)}"
+
+    lines = {
+        "top-up": topup.id,
+        "state": topup.state,
+        "to": f"{topup.msisdn} ({topup.operator_code})",
+        "what": f"{format_minor(topup.amount_minor, topup.currency)} {_product(topup)}",
+        "retailer": retailer.label if retailer else f"#{topup.party_id}",
+        "channel": topup.channel,
+        "sent": f"{topup.sends} time(s) to the aggregator" if topup.sends else None,
+        "checked": f"{topup.checks} status query(ies)" if topup.checks else None,
+        "created": at(topup.created_at),
+        "unknown since": at(topup.unknown_since),
+        "finished": at(topup.final_at),
+        "operator ref": topup.operator_txn_id,
+        "detail": topup.detail,
+    }
+    for label, value in lines.items():
+        if value:
+            out.print(f"{label:<13} {value}", soft_wrap=True)
 
 
 @app.command("list")
@@ -162,37 +203,42 @@ def list_topups(
 ) -> None:
     """The latest top-ups, newest first."""
 
-    async def work(core: Core) -> list[Topup]:
+    async def work(core: Core) -> tuple[list[Topup], str]:
         query = select(Topup).order_by(col(Topup.created_at).desc()).limit(limit)
         if state:
             query = query.where(col(Topup.state) == state)
         async with core.sessions() as session:
-            return list((await session.execute(query)).scalars())
+            return list((await session.execute(query)).scalars()), core.settings.timezone
 
-    rows = run(work)
+    rows, zone = run(work)
+    emit([_row(t) for t in rows], as_json=as_json, human=lambda: _print_list(rows, zone))
 
-    def human() -> None:
-        # The id and the number are what a person copies: never cut, whatever the width.
-        table = Table(
-            Column("id", no_wrap=True, min_width=16),
-            "state",
-            Column("number", no_wrap=True, min_width=13),
-            "product",
-            "amount",
-            "created",
+
+def _print_list(rows: list[Topup], zone: str) -> None:
+    """One line a top-up in 80 columns: no borders, one space between columns; what a person
+    copies (the id, the number) and the time are never cut, the product folds."""
+    table = Table(
+        Column("id", no_wrap=True),
+        Column("state", no_wrap=True),
+        Column("number", no_wrap=True),
+        Column("product", overflow="fold"),
+        Column("amount", no_wrap=True, justify="right"),
+        Column(f"created ({zone_name(zone)})", no_wrap=True),
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=0,
+    )
+    for t in rows:
+        table.add_row(
+            t.id,
+            t.state,
+            t.msisdn,
+            _product(t),
+            format_minor(t.amount_minor, t.currency),
+            local(t.created_at, zone),
         )
-        for t in rows:
-            table.add_row(
-                t.id,
-                t.state,
-                t.msisdn,
-                t.product_code,
-                format_minor(t.amount_minor, t.currency),
-                f"{t.created_at:%Y-%m-%d %H:%M:%S}",
-            )
-        out.print(table)
-
-    emit([_row(t) for t in rows], as_json=as_json, human=human)
+    out.print(table)
 
 
 def worker(
@@ -212,9 +258,9 @@ def worker(
             await ensure_migrated(engine)
         finally:
             await engine.dispose()
-        url, _ = await redis_url(configured=s.redis_url, var_dir=s.var_dir)
-        out.print(f"worker: provider {s.provider_url}, {s.worker_max_jobs} concurrent jobs")
-        await run_worker(build_worker(s, redis_url=url, burst=burst))
+        async with redis_for(configured=s.redis_url, var_dir=s.var_dir) as url:
+            out.print(f"worker: provider {s.provider_url}, {s.worker_max_jobs} concurrent jobs")
+            await run_worker(build_worker(s, redis_url=url, burst=burst))
 
     try:
         asyncio.run(main())
