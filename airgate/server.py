@@ -81,14 +81,18 @@ def build_ops_app(settings: Settings, main: web.Application) -> web.Application:
     return app
 
 
+LINGER_S = 2.0  # 64 KiB arrives in far less on any link a gateway uses
+
+
 def handler_args(settings: Settings) -> dict[str, float]:
     """How aiohttp keeps connections. aiohttp has no timeout for reading a request's head, but
     its keep-alive timer runs from a connection's start and after each response, and closes the
     connection if no whole request head has arrived by then: with it at the header timeout, a
-    client dribbling its headers (or idle) is closed after AIRGATE_HTTP_HEADER_TIMEOUT_S. No
-    lingering: a body left unread (a refused request) closes the connection instead of being
-    read for 10 more seconds."""
-    return {"keepalive_timeout": settings.http_header_timeout_s, "lingering_time": 0.0}
+    client dribbling its headers (or idle) is closed after AIRGATE_HTTP_HEADER_TIMEOUT_S. A body
+    left unread (a request refused before it was read, a body past the limit) is read and dropped
+    for at most LINGER_S, so a client still sending gets the answer rather than a reset, and a
+    dribbler is let go soon after (aiohttp's default is 10 s)."""
+    return {"keepalive_timeout": settings.http_header_timeout_s, "lingering_time": LINGER_S}
 
 
 def body_within(timeout_s: float) -> Middleware:
