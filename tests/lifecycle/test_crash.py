@@ -77,6 +77,8 @@ async def test_worker_killed_mid_delivery_delivers_exactly_once(
     assert done.state == TopupState.DELIVERED
     stats = await rig.stats(topup.id)
     assert stats["deliveries_by_reference"] == 1 and stats["double_deliveries"] == 0
+    # The second worker asked the sandbox first: the dead worker's send is the only one.
+    assert stats["sends_by_reference"] == 1
     await _agree(rig)
 
 

@@ -18,6 +18,7 @@ async def test_a_repeat_returns_the_original(sandbox: Sandbox, provider: Reloadl
     assert again == first and again.delivered_minor == 5_000
     stats = await sandbox.stats("dup-1")
     assert (stats["delivered"], stats["duplicates"], stats["deliveries_by_reference"]) == (1, 1, 1)
+    assert stats["sends_by_reference"] == 2  # the sandbox counts what it refused to deliver
 
 
 async def test_twenty_concurrent_sends_of_one_reference_deliver_once(
@@ -29,6 +30,7 @@ async def test_twenty_concurrent_sends_of_one_reference_deliver_once(
     stats = await sandbox.stats("burst")
     assert (stats["delivered"], stats["duplicates"], stats["requests"]) == (1, 19, 20)
     assert (stats["deliveries_by_reference"], stats["double_deliveries"]) == (1, 0)
+    assert stats["sends_by_reference"] == 20
 
 
 async def test_repeats_while_the_first_is_in_flight_see_it_pending(
