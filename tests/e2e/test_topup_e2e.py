@@ -210,7 +210,7 @@ def at_a_terminal(args: list[str], *, env: dict[str, str], cwd: Path) -> str:
                 typed = True
         text = shown.decode(errors="replace")
         try:
-            process.wait(timeout=2)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"still waiting after the PIN was typed once: {text!r}") from None
         assert process.returncode == 0, text
