@@ -13,7 +13,9 @@ SMS_LIMIT_MAX = 1_000
 
 async def stats(request: web.Request) -> web.Response:
     """``delivered`` counts distinct references that ended SUCCESSFUL; ``?reference=X`` adds how
-    many times that one was delivered (0 or 1; more is a bug ``double_deliveries`` counts)."""
+    many times that one was delivered (0 or 1; more is a bug ``double_deliveries`` counts) and how
+    many times it was sent (``sends_by_reference``: every valid ``POST /topups`` with it, repeats
+    the sandbox answered with the first transaction included)."""
     return web.json_response(request.app[STORE].stats(request.query.get("reference")))
 
 

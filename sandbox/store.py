@@ -3,7 +3,10 @@
 Invariant: one transaction per customIdentifier, ever. The record is created synchronously (no
 ``await`` between the lookup and the insert), so concurrent repeats of a reference find it even
 while the first request is still being answered; ``deliveries`` counts every change to SUCCESSFUL
-per reference, so a double delivery would show as 2 in ``/sandbox/stats?reference=``.
+per reference, so a double delivery would show as 2 in ``/sandbox/stats?reference=``. Because the
+sandbox refuses a repeat, a client that resends blindly still delivers once: ``sends`` counts every
+``POST /topups`` per reference (repeats and 5xx answers included), which is what tests read to see
+what AirGate itself sent.
 """
 
 from __future__ import annotations
@@ -130,6 +133,7 @@ class Store:
         self.ordered: list[Transaction] = []  # by id, hence by date
         self.errored_once: set[str] = set()
         self.deliveries: Counter[str] = Counter()
+        self.sends: Counter[str] = Counter()  # every POST /topups per reference
         self.statuses: Counter[Status] = Counter()
         self.balance_minor = self.config.initial_balance_minor
         self.balance_at = now()
@@ -258,6 +262,7 @@ class Store:
         }
         if reference is not None:
             stats["deliveries_by_reference"] = self.deliveries.get(reference, 0)
+            stats["sends_by_reference"] = self.sends.get(reference, 0)
         return stats
 
 

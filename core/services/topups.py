@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -77,6 +78,10 @@ _GUARDS = select(
 )
 _INSERT = topup_t.insert()
 
+# What "now" is for a request: its record, the daily limit's local day and the repeat window. A
+# seam for tests that cross a local midnight (tests/integration/test_day_boundary.py).
+clock: Callable[[], datetime] = utcnow
+
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
@@ -138,7 +143,7 @@ async def _request(
     catalog = await core.catalog.get()
     operator = catalog.detect(number)
     product, amount = _product_and_amount(catalog, operator, product_code, amount_minor)
-    now = utcnow()
+    now = clock()
     async with core.transaction() as session:
         # The party's row lock makes its guards and reservation one step: two concurrent top-ups
         # of one retailer cannot both pass the daily limit.

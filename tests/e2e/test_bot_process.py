@@ -53,7 +53,12 @@ async def test_an_invite_made_on_the_cli_links_through_the_polling_bot(
     finally:
         if bot.returncode is None:
             bot.send_signal(signal.SIGINT)
-        out, err = await asyncio.wait_for(bot.communicate(), timeout=15)
+        try:
+            out, err = await asyncio.wait_for(bot.communicate(), timeout=30)
+        finally:
+            if bot.returncode is None:  # it did not stop: it must not outlive the test
+                bot.kill()
+                await bot.wait()
     logs = out.decode() + err.decode()
     assert "Traceback" not in logs
     assert fake_telegram.token not in logs  # httpx logs request URLs, which carry the token

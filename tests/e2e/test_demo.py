@@ -15,6 +15,7 @@ import pytest
 
 from tests.e2e.conftest import AIRGATE, CliRunner, free_port
 from tests.e2e.test_topup_e2e import sms_to, wait_until
+from tests.helpers import killed_at_exit
 
 STARTUP_S = 60
 
@@ -39,8 +40,9 @@ def _wait_for(url: str, process: subprocess.Popen[str]) -> tuple[int, dict[str, 
 
 
 def _stop(process: subprocess.Popen[str], sig: signal.Signals = signal.SIGINT) -> tuple[str, str]:
-    process.send_signal(sig)
-    out, err = process.communicate(timeout=20)
+    with killed_at_exit(process):  # a stop that hangs still leaves no demo behind
+        process.send_signal(sig)
+        out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "Traceback" not in err
     return out, err

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import AIRGATE, free_port
+from tests.helpers import killed_at_exit
 
 START_TIMEOUT_S = 15
 
@@ -46,7 +47,7 @@ def test_sandbox_serves_and_stops_cleanly(cli_env: dict[str, str], tmp_path: Pat
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
+    with killed_at_exit(proc):
         _wait_for(f"{base}/sandbox/stats", proc)
         token = _http(
             f"{base}/oauth/token",
@@ -60,9 +61,8 @@ def test_sandbox_serves_and_stops_cleanly(cli_env: dict[str, str], tmp_path: Pat
         assert token["token_type"] == "Bearer" and token["access_token"]
         stats = _http(f"{base}/sandbox/stats")
         assert (stats["delivered"], stats["requests"], stats["tokens"]) == (0, 0, 1)
-    finally:
         proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=10)
+        stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert f"http://127.0.0.1:{port}" in stdout and "stopping" in stdout

@@ -32,14 +32,14 @@ from tests.e2e.conftest import free_port
 
 # Small clocks so the unknown-outcome paths finish in seconds.
 FAST = {
-    "provider_timeout_s": 1.0,
+    "provider_timeout_s": 2.0,  # an immediate answer is never late, the hang (5 s) always is
     "provider_connect_timeout_s": 1.0,
     "topup_status_backoff_s": [1],
     "sweeper_interval_s": 1,
     "sweeper_stale_s": 1,
     "low_stock_minor": 0,  # no stock alerts among these messages (tests/integration/test_alerts.py)
 }
-SANDBOX = SandboxConfig(hang_s=3.0, settle_s=1.5, slow_ms=1500, seed=7)
+SANDBOX = SandboxConfig(hang_s=5.0, settle_s=1.5, slow_ms=1500, seed=7)
 
 
 @dataclass

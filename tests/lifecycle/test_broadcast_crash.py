@@ -19,6 +19,7 @@ from core.services import broadcast
 from core.services.audit import Actor
 from core.services.seed import DISTRIBUTOR_MSISDN, seed_demo
 from tests.fakes.telegram_api import FakeTelegram
+from tests.helpers import killed_at_exit
 from tests.integration.test_broadcast import add_retailers
 from tests.lifecycle.conftest import Rig
 from tests.lifecycle.test_crash import start_worker, worker_env
@@ -67,27 +68,24 @@ async def test_worker_killed_mid_broadcast_resumes_without_repeats(
         "AIRGATE_TELEGRAM_TOKEN": fake.token,
         "AIRGATE_TELEGRAM_API_URL": fake.base_url,
     }
-    first = start_worker(env, tmp_path)
-    try:
+    with killed_at_exit(start_worker(env, tmp_path)) as first:
         deadline = time.monotonic() + 30
         while len(delivered(fake)) < RETAILERS // 4:
             assert time.monotonic() < deadline, "the first worker never got going"
             await asyncio.sleep(0.02)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
-    finally:
-        first.kill()
     at_kill = len(delivered(fake))
     assert at_kill < RETAILERS
-    second = start_worker(env, tmp_path)
-    try:
-        deadline = time.monotonic() + 90
-        while not (report := await broadcast.report(core, created.id)).done:
-            assert time.monotonic() < deadline, f"not finished: {report}"
-            await asyncio.sleep(0.2)
-    finally:
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(20) == 0
+    with killed_at_exit(start_worker(env, tmp_path)) as second:
+        try:
+            deadline = time.monotonic() + 90
+            while not (report := await broadcast.report(core, created.id)).done:
+                assert time.monotonic() < deadline, f"not finished: {report}"
+                await asyncio.sleep(0.2)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(20) == 0
 
     chats = delivered(fake)
     assert max(chats.values()) == 1  # nobody twice

@@ -18,6 +18,7 @@ from core.jobs.worker import build_worker, run_worker
 from core.models import Notification, NotificationState, TopupState
 from core.services.topups import confirm_topup
 from tests.e2e.conftest import AIRGATE, free_port
+from tests.helpers import killed_at_exit
 from tests.lifecycle.conftest import FAST, Rig
 from tests.lifecycle.test_paths import _agree, _shop, number
 
@@ -51,8 +52,7 @@ async def test_worker_killed_mid_delivery_delivers_exactly_once(
     rig = rig_no_worker
     shop = await _shop(rig)
     env = worker_env(rig, tmp_path)
-    first = start_worker(env, tmp_path)
-    try:
+    with killed_at_exit(start_worker(env, tmp_path)) as first:
         # …5 answers after slow_ms: the worker is inside the HTTP call when it dies.
         topup = await confirm_topup(
             rig.core, rig.queue, party_id=shop.id, msisdn=number(5), amount_minor=5_000,
@@ -65,18 +65,19 @@ async def test_worker_killed_mid_delivery_delivers_exactly_once(
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         assert (await rig.wait(topup.id, states=frozenset({TopupState.RESERVED}))).sends == 0
-    finally:
-        first.kill()
-    second = start_worker(env, tmp_path)
-    try:
-        # arq re-runs the job once the dead worker's in-progress mark expires (job time-out + 10 s).
-        done = await rig.wait(topup.id, timeout_s=60)
-    finally:
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(20) == 0
+    with killed_at_exit(start_worker(env, tmp_path)) as second:
+        try:
+            # arq re-runs the job once the dead worker's in-progress mark expires
+            # (job time-out + 10 s).
+            done = await rig.wait(topup.id, timeout_s=60)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(20) == 0
     assert done.state == TopupState.DELIVERED
     stats = await rig.stats(topup.id)
     assert stats["deliveries_by_reference"] == 1 and stats["double_deliveries"] == 0
+    # The second worker asked the sandbox first: the dead worker's send is the only one.
+    assert stats["sends_by_reference"] == 1
     await _agree(rig)
 
 

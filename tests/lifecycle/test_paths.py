@@ -65,6 +65,7 @@ async def test_success_captures_and_tells_retailer_and_customer(rig: Rig) -> Non
     shop = await _shop(rig)
     topup = await rig.wait((await _top_up(rig, shop, 0)).id)
     assert topup.state == TopupState.DELIVERED and topup.sends == 1
+    assert (await rig.stats(topup.id))["sends_by_reference"] == 1
     assert topup.provider_txn_id is not None
     assert await _stock(rig, shop) == (STOCK - 5_000, 0, 5_000)
     await _agree(rig)
@@ -95,7 +96,8 @@ async def test_timeout_then_status_says_delivered_captures(rig: Rig) -> None:
     topup = await rig.wait(topup_id)
     assert topup.state == TopupState.DELIVERED and topup.checks >= 1
     assert await _stock(rig, shop) == (STOCK - 5_000, 0, 5_000)
-    assert (await rig.stats(topup_id))["deliveries_by_reference"] == 1
+    stats = await rig.stats(topup_id)  # found out by status queries, never sent again
+    assert (stats["sends_by_reference"], stats["deliveries_by_reference"]) == (1, 1)
     await _agree(rig)
 
 
@@ -113,6 +115,7 @@ async def test_5xx_then_success_with_the_same_reference_delivers_once(rig: Rig) 
     assert topup.state == TopupState.DELIVERED and topup.sends == 2
     stats = await rig.stats(topup.id)
     assert stats["deliveries_by_reference"] == 1 and stats["errors_5xx"] == 1
+    assert stats["sends_by_reference"] == 2  # the 503, looked up (nothing), then sent again
     await _agree(rig)
 
 
@@ -158,5 +161,49 @@ async def test_crash_between_commit_and_enqueue_is_swept(rig_no_worker: Rig) -> 
         worker.handle_sig(signal.SIGUSR1)
         await task
     assert topup.state == TopupState.DELIVERED
-    assert (await rig.stats(orphan.id))["deliveries_by_reference"] == 1
+    stats = await rig.stats(orphan.id)
+    assert (stats["sends_by_reference"], stats["deliveries_by_reference"]) == (1, 1)
+    await _agree(rig)
+
+
+async def test_a_rerun_after_an_unrecorded_send_looks_it_up_and_sends_nothing(
+    rig_no_worker: Rig,
+) -> None:
+    """A worker sent the top-up and died before recording it: the provider has the reference,
+    our row says nothing was sent. The job's next run asks the provider first and finishes from
+    its answer; AirGate sends nothing more (the sandbox counts every send of the reference, so a
+    blind resend shows even though the sandbox would answer it with the first transaction)."""
+    from core.jobs.worker import build_worker, run_worker
+    from core.providers.port import TopupOrder
+    from core.providers.reloadly import ReloadlyProvider
+    from core.services.topups import request_topup
+
+    rig = rig_no_worker
+    shop = await _shop(rig)
+    topup = await request_topup(
+        rig.core, party_id=shop.id or 0, msisdn=number(0), amount_minor=5_000, channel="test"
+    )
+    operator = (await rig.core.catalog.get()).operator(topup.operator_code)
+    assert operator.provider_operator_id is not None
+    provider = ReloadlyProvider.from_settings(rig.settings)
+    try:  # the dead worker's send, through the same adapter
+        await provider.send_topup(
+            TopupOrder(
+                reference=topup.id, msisdn=topup.msisdn, country="KE",
+                operator_id=operator.provider_operator_id, amount_minor=5_000, currency="KES",
+            )
+        )  # fmt: skip
+    finally:
+        await provider.close()
+    await rig.queue.deliver(topup.id, sends=0, checks=0, fresh=False)
+    worker = build_worker(rig.settings, redis_url=rig.settings.redis_url, handle_signals=False)
+    task = asyncio.create_task(run_worker(worker))
+    try:
+        done = await rig.wait(topup.id)
+    finally:
+        worker.handle_sig(signal.SIGUSR1)
+        await task
+    stats = await rig.stats(topup.id)
+    assert (stats["sends_by_reference"], stats["deliveries_by_reference"]) == (1, 1)
+    assert done.state == TopupState.DELIVERED and done.sends == 0
     await _agree(rig)

@@ -6,7 +6,6 @@ A local fake Bot API (aiohttp) records every ``sendMessage``; the real worker ca
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from sqlalchemy import select
 from core.models import Notification, Party
 from core.services.topups import confirm_topup
 from tests.e2e.conftest import free_port
+from tests.helpers import eventually
 from tests.lifecycle.conftest import Rig
 from tests.lifecycle.test_paths import _shop, number
 
@@ -27,6 +27,7 @@ BLOCKED_CHAT = 666
 class FakeBotApi:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
+        self.arrived = asyncio.Event()  # set on every recorded message
 
     async def send_message(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != TOKEN:
@@ -38,6 +39,7 @@ class FakeBotApi:
                 status=403,
             )
         self.sent.append(body)
+        self.arrived.set()
         return web.json_response({"ok": True, "result": {"message_id": len(self.sent)}})
 
 
@@ -61,6 +63,13 @@ def rig_overrides(bot_api: tuple[FakeBotApi, str]) -> dict[str, Any]:
     return {"telegram_token": TOKEN, "telegram_api_url": bot_api[1]}
 
 
+async def _all_sent(rig: Rig) -> list[Notification]:
+    """Every notification, once all are marked sent (else empty)."""
+    async with rig.core.sessions() as session:
+        notes = list((await session.execute(select(Notification))).scalars())
+    return notes if notes and all(n.state == "sent" for n in notes) else []
+
+
 async def _link(rig: Rig, party: Party, chat_id: int) -> None:
     async with rig.core.transaction() as session:
         row = await session.get(Party, party.id)
@@ -79,7 +88,10 @@ async def test_a_linked_retailer_hears_on_telegram(
         channel="test",
     )  # fmt: skip
     await rig.wait(topup.id)
-    await rig.wait_sms("+254712345670")  # the customer's receipt is an SMS all the same
+    # The Telegram message and the receipt go out concurrently: wait for each on its own.
+    await asyncio.wait_for(fake.arrived.wait(), timeout=30)
+    await rig.wait_sms("+254712345670", timeout_s=30)  # the customer's receipt is an SMS
+    await eventually(lambda: _all_sent(rig), what="every notification marked sent")
     assert await rig.sms(shop.msisdn) == []
     [message] = fake.sent
     assert message["chat_id"] == "4242" and topup.id in message["text"]
@@ -96,11 +108,6 @@ async def test_a_blocked_bot_falls_back_to_sms(rig: Rig, bot_api: tuple[FakeBotA
     await rig.wait(topup.id)
     [sms] = await rig.wait_sms(shop.msisdn)
     assert "FAILED" in sms["message"] and fake.sent == []
-    deadline = time.monotonic() + 5
-    while True:  # the mark is written just after the gateway answered
-        async with rig.core.sessions() as session:
-            [note] = (await session.execute(select(Notification))).scalars()
-        if note.state == "sent" or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.05)
+    # The mark is written just after the gateway answered.
+    [note] = await eventually(lambda: _all_sent(rig), what="the notification marked sent")
     assert (note.channel, note.recipient, note.state) == ("sms", shop.msisdn, "sent")

@@ -1,8 +1,11 @@
 """The real sandbox app on a real TCP port, and the real adapters talking to it over HTTP.
 
-Small clocks (slow 0.2 s, client time-out 0.5 s, settle 0.9 s, hang 1.3 s) keep the whole directory
-to seconds. Fake *external* servers (shapes the sandbox never produces: broken bodies, resets,
-duplicate refusals) are tiny aiohttp apps started with :func:`serve`.
+Clocks: slow 0.2 s < a hasty client's time-out 0.5 s < settle 2.5 s < hang 4 s < the ordinary
+client's time-out 15 s. A time-out a test expects comes from the hasty client against a sandbox that
+holds its answer for 4 s (it fires however loaded the machine is); the ordinary client never times
+out on an answer that is merely slow to be scheduled. Fake *external* servers (shapes the sandbox
+never produces: broken bodies, resets, duplicate refusals) are tiny aiohttp apps started with
+:func:`serve`.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from core.providers.sms import AfricasTalkingSms
 from sandbox.app import build_app
 from sandbox.config import SandboxConfig
 
-CLIENT_TIMEOUT_S = 0.5
-# slow (0.2 s) < client time-out (0.5 s) < settle (0.9 s) < hang (1.3 s)
-FAST = SandboxConfig(hang_s=1.3, settle_s=0.9, slow_ms=200, seed=1)
+CLIENT_TIMEOUT_S = 15.0
+HASTY_TIMEOUT_S = 0.5
+# slow (0.2 s) < hasty time-out (0.5 s) < settle (2.5 s) < hang (4 s) < client time-out (15 s)
+FAST = SandboxConfig(hang_s=4.0, settle_s=2.5, slow_ms=200, seed=1)
 SAFARICOM = 1
 
 
@@ -93,6 +97,16 @@ def reloadly(url: str, **overrides: Any) -> ReloadlyProvider:
 @pytest.fixture
 async def provider(sandbox: Sandbox) -> AsyncIterator[ReloadlyProvider]:
     adapter = reloadly(sandbox.url)
+    try:
+        yield adapter
+    finally:
+        await adapter.close()
+
+
+@pytest.fixture
+async def hasty(sandbox: Sandbox) -> AsyncIterator[ReloadlyProvider]:
+    """A client that gives up after 0.5 s: for the …2/…3 sends the sandbox holds for 4 s."""
+    adapter = reloadly(sandbox.url, timeout_s=HASTY_TIMEOUT_S)
     try:
         yield adapter
     finally:

@@ -179,7 +179,7 @@ async def test_a_read_that_times_out_is_unavailable_not_unknown(
     make_provider: MakeProvider,
 ) -> None:
     async def slow(_request: web.Request) -> web.Response:
-        await asyncio.sleep(1)
+        await asyncio.sleep(60)  # never in time, however slow the client is scheduled
         return web.json_response({"content": [], "totalPages": 0})
 
     async with serve(fake(answer(500, text=""), slow)) as url:
