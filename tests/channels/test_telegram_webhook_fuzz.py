@@ -8,6 +8,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from tests.channels.conftest import HOOK_SECRET, Telegram
 
@@ -94,3 +95,12 @@ async def test_fuzzed_updates_are_answered_200_or_400_never_500(telegram: Telegr
         answered[status] = answered.get(status, 0) + 1
         assert status in (200, 400), (status, json.dumps(update)[:300])
     assert answered.get(400, 0) > 0  # the fuzz did reach what cannot be read
+
+
+async def test_a_refused_update_is_logged_once_without_its_body(telegram: Telegram) -> None:
+    with capture_logs() as logs:
+        assert await telegram.send({"update_id": 3, "message": "secret-text-0788123456"}) == 400
+    refused = [entry for entry in logs if entry["event"] == "Telegram update refused"]
+    assert len(refused) == 1, logs
+    assert refused[0]["error"] == "AttributeError"
+    assert "0788123456" not in repr(logs)
