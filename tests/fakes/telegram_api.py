@@ -554,7 +554,11 @@ class FakeTelegram:
             self._runner = None
 
     async def __aenter__(self) -> FakeTelegram:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()  # a runner set up but not started is still cleaned up
+            raise
         return self
 
     async def __aexit__(

@@ -168,7 +168,7 @@ async def test_flood_limits_answer_429(fake_telegram: FakeTelegram, bot: Bot) ->
     assert (fake.max_chat_rate(), fake.max_global_rate()) == (1, 3)
 
     fake.window = 0.2  # a short window to see it slide without waiting a second
-    await asyncio.sleep(0.25)
+    await fake.wait_until(lambda: time.monotonic() - fake.accepted_all[-1] > fake.window)
     await bot.send_message(CHAT, "later")
     assert [m.text for m in fake.chat(CHAT)] == ["first", "later"]
 
@@ -285,21 +285,24 @@ async def test_an_application_polls_and_answers(fake_telegram: FakeTelegram) -> 
     assert [m.message_id for m in fake.chat(USER, include_user=True)] == [1, 2, 3, 4, 5, 6, 7]
 
 
+LONG_POLL_S = 120  # a long poll that ends sooner was ended by something else
+
+
 async def test_long_polling(fake_telegram: FakeTelegram, bot: Bot) -> None:
     fake = fake_telegram
-    started = time.monotonic()
-    poll = asyncio.create_task(bot.get_updates(timeout=dtm.timedelta(seconds=3)))
-    await asyncio.sleep(0.1)
+    # A long poll far longer than the test waits for it: only the push can end it in time.
+    poll = asyncio.create_task(bot.get_updates(timeout=dtm.timedelta(seconds=LONG_POLL_S)))
+    await fake.wait_until(lambda: fake.calls_to("getUpdates"), within=30)  # it is waiting
     fake.push(fake.user_message(USER, "hi"))
-    [update] = await poll
-    assert time.monotonic() - started < 1
+    [update] = await asyncio.wait_for(poll, LONG_POLL_S / 4)
     assert update.message is not None and update.message.text == "hi"
     assert await bot.get_updates(offset=update.update_id + 1) == ()
     assert fake.updates == []
 
     # A second instance polling the same token ends the first one's long poll.
-    waiting = asyncio.create_task(bot.get_updates(timeout=dtm.timedelta(seconds=3)))
-    await asyncio.sleep(0.1)
+    polls = len(fake.calls_to("getUpdates"))
+    waiting = asyncio.create_task(bot.get_updates(timeout=dtm.timedelta(seconds=LONG_POLL_S)))
+    await fake.wait_until(lambda: len(fake.calls_to("getUpdates")) > polls, within=30)
     async with fake.bot() as other:
         assert await other.get_updates() == ()
     with pytest.raises(Conflict, match="(?i)terminated by other getUpdates request"):

@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -25,7 +25,7 @@ from core.models import AuditEvent, PartyStatus, Role
 from core.security import Pin
 from core.services import links, parties
 from core.services.audit import Actor
-from tests.helpers import ADMIN, PIN, chain
+from tests.helpers import ADMIN, PIN, chain, eventually
 
 
 async def test_local_formats_are_stored_as_e164_and_numbers_are_unique(core: Core) -> None:
@@ -275,6 +275,16 @@ async def test_who_sees_every_change_the_same_on_either_path(
     assert locked == await expected(shop.msisdn) == await both("telegram", "778")
 
 
+async def _seen_closed(connections: list[Any]) -> None:
+    """Wait until the server's closes (pg_terminate_backend) have reached each connection: its
+    end of the socket has read them. (Not a sleep: on a busy machine that takes what it takes.)"""
+
+    async def all_closed() -> bool:
+        return all(conn.is_closed() for conn in connections)
+
+    await eventually(all_closed, what=f"{len(connections)} connections seen closed")
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # PostgreSQL's pool only
 @pytest.mark.parametrize("path", ["fast", "generic"])
 async def test_who_after_postgresql_dropped_its_connections(
@@ -284,10 +294,15 @@ async def test_who_after_postgresql_dropped_its_connections(
     and the pool is invalidated, so every later one gets a new connection, on both paths."""
     if path == "generic":
         _generic_who(monkeypatch)
+    pool: Any = core.engine.sync_engine.pool
+    pooled: list[Any] = []  # every asyncpg connection checked in to the pool, as it comes back
+    event.listen(pool, "checkin", lambda _dbapi, record: pooled.append(record.driver_connection))
     _, [shop] = await chain(core)
-    kept = core.engine.sync_engine.pool.size()  # type: ignore[attr-defined]
+    kept = pool.size()
     hop = [parties.who(core, channel="ussd", user_ref=shop.msisdn) for _ in range(kept)]
     assert all(await asyncio.gather(*hop))  # the pool's connections all opened
+    lookups: Any = core.lookups
+    idle = [c for c in {id(c): c for c in pooled}.values() if c is not None] + lookups._idle
     url = core.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     admin = await asyncpg.connect(url)
     try:
@@ -298,7 +313,7 @@ async def test_who_after_postgresql_dropped_its_connections(
     finally:
         await admin.close()
     assert killed >= kept
-    await asyncio.sleep(0.2)  # the closes reach the connections
+    await _seen_closed(idle)
     with pytest.raises(DBAPIError):
         await parties.who(core, channel="ussd", user_ref=shop.msisdn)
     for _ in range(6):
@@ -346,7 +361,7 @@ async def test_who_on_its_own_connections_stays_bounded_and_replaces_a_dead_one(
         await admin.fetchval("SELECT count(pg_terminate_backend(p)) FROM unnest($1::int[]) p", pids)
     finally:
         await admin.close()
-    await asyncio.sleep(0.2)  # the closes reach the connections
+    await _seen_closed(list(lookups._idle))
     for _ in range(len(pids) + 2):
         found = await parties.who(core, channel="ussd", user_ref=shop.msisdn)
         assert found is not None and found.id == shop.id

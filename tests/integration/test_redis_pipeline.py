@@ -16,6 +16,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from core.conversation.sessions import Session, SessionStore
 from core.redis import Pipeline, _pack
+from tests.helpers import eventually
 
 REF_KEY = b"test-ref-key-0123456789abcdef0123"
 
@@ -115,7 +116,12 @@ async def test_connections_the_server_closed_are_opened_again(redis: aioredis.Re
     loads = await asyncio.gather(*(store.load("ussd", "s1") for _ in range(4)))
     assert all(loads)
     assert await _kill_others(redis) >= 1
-    await asyncio.sleep(0.2)  # the closes reach the connection
+
+    async def seen_closed() -> bool:  # the server's close has reached the pipeline's socket
+        line = store._hot._line
+        return line is not None and not line.usable()
+
+    await eventually(seen_closed, what="the killed connection seen closed")
     for _ in range(6):  # the closed connection is seen before sending, not by a failed hop
         loaded = await store.load("ussd", "s1")
         assert loaded is not None and loaded.state == "menu"
@@ -129,7 +135,11 @@ async def test_a_connection_lost_under_commands_fails_them_and_the_next_gets_a_n
     await redis.set("a", "1")
     blocked = await pipe.ask("BLPOP", "nothing-comes", "5")  # in flight when the line drops
     behind = await pipe.ask("GET", "a")
-    await asyncio.sleep(0.1)
+
+    async def blocked_in_blpop() -> bool:  # the server has read it: the line drops under it
+        return any(c["cmd"] == "blpop" for c in await redis.client_list())
+
+    await eventually(blocked_in_blpop, what="the pipeline's BLPOP blocking at the server")
     assert await _kill_others(redis) >= 1
     for reply in (blocked, behind):
         with pytest.raises(RedisConnectionError):

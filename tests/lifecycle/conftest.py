@@ -28,7 +28,6 @@ from core.models.topup import FINAL_STATES
 from core.settings import Settings
 from sandbox.app import build_app
 from sandbox.config import SandboxConfig
-from tests.e2e.conftest import free_port
 
 # Small clocks so the unknown-outcome paths finish in seconds.
 FAST = {
@@ -100,9 +99,13 @@ class Rig:
 async def start_sandbox(config: SandboxConfig) -> tuple[web.AppRunner, str]:
     runner = web.AppRunner(build_app(config), access_log=None)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, f"http://127.0.0.1:{port}"
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"
 
 
 @pytest.fixture
@@ -128,17 +131,17 @@ async def rig_parts(
     from tests.conftest import TEST_PEPPER
 
     runner, url = await start_sandbox(sandbox_config)
-    settings = load_settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        var_dir=tmp_path / "var",
-        pin_pepper=TEST_PEPPER,
-        provider_url=url,
-        provider_auth_url=url,
-        sms_url=url,
-        **{**FAST, **rig_overrides},
-    )
     try:
+        settings = load_settings(
+            database_url=database_url,
+            redis_url=redis_url,
+            var_dir=tmp_path / "var",
+            pin_pepper=TEST_PEPPER,
+            provider_url=url,
+            provider_auth_url=url,
+            sms_url=url,
+            **{**FAST, **rig_overrides},
+        )
         yield settings, url
     finally:
         await runner.cleanup()
