@@ -87,12 +87,12 @@ def env_for(
 
 async def prepare(args: argparse.Namespace, var_dir: Path, retailers: int) -> None:
     """A fresh database, seeded, every retailer linked to a Telegram user."""
-    from sqlalchemy import update
+    from sqlalchemy import String, cast, insert, literal, select
     from sqlmodel import col
 
     from core.context import open_core
     from core.db import upgrade
-    from core.models import Party, Role
+    from core.models import Party, PartyIdentity, Role
     from core.services.seed import seed_demo
     from core.settings import load_settings
 
@@ -105,10 +105,11 @@ async def prepare(args: argparse.Namespace, var_dir: Path, retailers: int) -> No
         await upgrade(core.engine)
         await seed_demo(core, retailers=retailers)
         async with core.transaction() as session:
+            retailers = select(
+                literal("telegram"), cast(USER_BASE + col(Party.id), String), col(Party.id)
+            ).where(col(Party.role) == Role.RETAILER)
             await session.execute(
-                update(Party)
-                .where(col(Party.role) == Role.RETAILER)
-                .values(telegram_user_id=USER_BASE + Party.id)  # type: ignore[operator]
+                insert(PartyIdentity).from_select(["channel", "external_id", "party_id"], retailers)
             )
 
 
@@ -118,7 +119,8 @@ async def retailer_users(args: argparse.Namespace) -> list[int]:
     conn = await asyncpg.connect(pg_url(args.pg, BENCH_DB))
     try:
         rows = await conn.fetch(
-            "SELECT telegram_user_id FROM party WHERE role = 'retailer' ORDER BY id"
+            "SELECT i.external_id FROM party_identity i JOIN party p ON p.id = i.party_id"
+            " WHERE p.role = 'retailer' AND i.channel = 'telegram' ORDER BY p.id"
         )
     finally:
         await conn.close()

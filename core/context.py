@@ -23,8 +23,8 @@ class Core:
     ledger: Ledger
     pins: PinHasher
     catalog: CatalogCache
-    # PostgreSQL only: the first hop's lookup of who is calling (core.services.parties.who).
-    lookups: Lookups | None = None
+    # One-row reads off the pool's path: the first hop's who is calling (core.services.callers).
+    lookups: Lookups
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
         """``async with core.transaction() as session``: commit on success, roll back on error."""
@@ -36,10 +36,7 @@ async def open_core(settings: Settings) -> AsyncIterator[Core]:
     url = settings.effective_database_url
     pool = {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
     engine = make_engine(url, **({} if url.startswith("sqlite") else pool))
-    lookups = None
-    if engine.dialect.name == "postgresql" and settings.db_lookup_connections:
-        dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        lookups = Lookups(dsn, size=settings.db_lookup_connections)
+    lookups = Lookups(engine, size=settings.db_lookup_connections)
     try:
         pepper = load_pepper(
             configured=settings.pin_pepper.get_secret_value(), var_dir=settings.var_dir
@@ -55,6 +52,5 @@ async def open_core(settings: Settings) -> AsyncIterator[Core]:
             lookups=lookups,
         )
     finally:
-        if lookups is not None:
-            await lookups.close()
+        await lookups.close()
         await engine.dispose()

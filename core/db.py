@@ -7,12 +7,12 @@ writers queue instead of failing with "database is locked" halfway through.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, Select, event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -84,16 +84,42 @@ def alembic_config() -> Config:
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Run migrations up to ``revision`` on ``engine`` (what ``airgate db upgrade`` does)."""
-
     from alembic import command
 
-    def _run(connection: Connection) -> None:
+    await _migrate(engine, lambda cfg: command.upgrade(cfg, revision))
+
+
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    """Undo migrations down to ``revision`` (``"base"``: an empty database)."""
+    from alembic import command
+
+    await _migrate(engine, lambda cfg: command.downgrade(cfg, revision))
+
+
+async def _migrate(engine: AsyncEngine, step: Callable[[Config], None]) -> None:
+    """``step`` in one transaction. On SQLite with foreign keys off meanwhile, as SQLite's own
+    procedure for altering a table says (a migration that drops a column rebuilds the table,
+    which the rows pointing at it would refuse halfway; the pragma is a no-op inside a
+    transaction, hence set before it), and checked before the commit."""
+    sqlite = engine.dialect.name == "sqlite"
+
+    def run(connection: Connection) -> None:
         cfg = alembic_config()
         cfg.attributes["connection"] = connection
-        command.upgrade(cfg, revision)
+        step(cfg)
+        if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first():
+            raise RuntimeError("the migration left rows pointing at nothing")
 
-    async with engine.begin() as conn:
-        await conn.run_sync(_run)
+    async with engine.connect() as conn:
+        raw: Any = await conn.get_raw_connection()
+        if sqlite:
+            await raw.driver_connection.execute("PRAGMA foreign_keys=OFF")
+        try:
+            async with conn.begin():
+                await conn.run_sync(run)
+        finally:
+            if sqlite:
+                await raw.driver_connection.execute("PRAGMA foreign_keys=ON")
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
@@ -127,48 +153,80 @@ async def ensure_migrated(engine: AsyncEngine) -> None:
 
 
 class Lookups:
-    """A few asyncpg connections of its own for the one read on the first hop of every
-    conversation (who is calling), outside SQLAlchemy's pool: a checkout and check-in through
-    that pool cost more CPU than the query (docs/BENCHMARKS.md, "One write for many").
+    """One-row reads outside any transaction, for the read on the first hop of every
+    conversation (who is calling): :meth:`first` is all a service sees.
 
-    :meth:`take` hands out an idle connection, or None: the caller then opens one with
-    :meth:`open` while fewer than ``size`` exist, or else takes SQLAlchemy's path. A connection
-    goes back with :meth:`give_back` after a query that succeeded; after anything else (an
-    error, a cancellation halfway) the caller :meth:`drop`\\ s it, so an idle connection is
-    always one that answered its last query. Used for read-only statements outside any
-    transaction only: nothing to reset between uses.
+    On PostgreSQL the statement runs on a few asyncpg connections of this class's own, outside
+    SQLAlchemy's pool (a checkout and check-in through that pool cost more CPU than the query:
+    docs/BENCHMARKS.md, "One write for many"), compiled once per statement. When all ``size``
+    are busy, or one fails (it is dropped: an idle connection is always one that answered its
+    last query), the read goes through SQLAlchemy on an AUTOCOMMIT connection, which raises and
+    recovers from a lost database as SQLAlchemy does. On SQLite (or with ``size`` 0) that is the
+    only path. Read-only statements only: nothing to reset between uses, and asking again is safe.
     """
 
-    def __init__(self, dsn: str, *, size: int) -> None:
-        self._dsn = dsn
-        self._size = size
+    def __init__(self, engine: AsyncEngine, *, size: int) -> None:
+        self._engine = engine
+        postgresql = engine.dialect.name == "postgresql"
+        self._size = size if postgresql else 0
+        self._dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._idle: list[Any] = []
         self._count = 0  # open or opening
         self._closed = False
+        self._compiled: dict[Select[Any], tuple[str, tuple[str, ...]]] = {}
 
-    def take(self) -> Any | None:
-        return self._idle.pop() if self._idle else None
+    async def first(self, query: Select[Any], **params: Any) -> Sequence[Any] | None:
+        """The first row ``query`` gives for ``params`` (its bind parameters by name), or None."""
+        conn = await self._take()
+        if conn is not None:
+            sql, names = self._sql(query)
+            try:
+                row = await conn.fetchrow(sql, *(params[name] for name in names))
+            except Exception:  # SQLAlchemy's path below says what is wrong, if anything
+                self._drop(conn)
+            except BaseException:  # cancelled halfway: the connection's state is unknown
+                self._drop(conn)
+                raise
+            else:
+                self._give_back(conn)
+                return row  # type: ignore[no-any-return]  # an asyncpg Record
+        async with self._engine.connect() as sa_conn:
+            autocommit = await sa_conn.execution_options(isolation_level="AUTOCOMMIT")
+            found: Sequence[Any] | None = (await autocommit.execute(query, params)).first()
+            return found
 
-    def can_open(self) -> bool:
-        return not self._closed and self._count < self._size
-
-    async def open(self) -> Any:
+    async def _take(self) -> Any | None:
+        if self._idle:
+            return self._idle.pop()
+        if self._closed or self._count >= self._size:
+            return None
         import asyncpg  # type: ignore[import-untyped]
 
         self._count += 1
         try:
             return await asyncpg.connect(self._dsn)
+        except Exception:  # SQLAlchemy's path says what is wrong
+            self._count -= 1
+            return None
         except BaseException:
             self._count -= 1
             raise
 
-    def give_back(self, conn: Any) -> None:
+    def _sql(self, query: Select[Any]) -> tuple[str, tuple[str, ...]]:
+        """``query`` as asyncpg's SQL and its parameters' names in order, compiled once."""
+        found = self._compiled.get(query)
+        if found is None:
+            compiled = query.compile(dialect=self._engine.dialect)
+            found = self._compiled[query] = (compiled.string, tuple(compiled.positiontup or ()))
+        return found
+
+    def _give_back(self, conn: Any) -> None:
         if self._closed:
-            self.drop(conn)
+            self._drop(conn)
         else:
             self._idle.append(conn)
 
-    def drop(self, conn: Any) -> None:
+    def _drop(self, conn: Any) -> None:
         self._count -= 1
         conn.terminate()  # no I/O to wait for: the socket is closed at once
 

@@ -33,7 +33,6 @@ def party_dict(party: Party) -> dict[str, Any]:
         "pin_locked": party.pin_locked,
         "pin_failed_attempts": party.pin_failed_attempts,
         "credit_limit_minor": party.credit_limit_minor,
-        "telegram_linked": party.telegram_user_id is not None,
     }
 
 

@@ -11,7 +11,7 @@ from core.models.broadcast import (
 from core.models.catalog import Agreement, NumberPrefix, Operator, Product, ProductKind
 from core.models.channel import UssdSessionEnd
 from core.models.ledger import Account, AccountKind, Reservation, ReservationStatus, Transfer
-from core.models.party import Party, PartyStatus, Role
+from core.models.party import Party, PartyIdentity, PartyStatus, Role
 from core.models.stock import RequestState, StockRequest
 from core.models.topup import (
     CaseState,
@@ -40,6 +40,7 @@ __all__ = [
     "NumberPrefix",
     "Operator",
     "Party",
+    "PartyIdentity",
     "PartyStatus",
     "Product",
     "ProductKind",

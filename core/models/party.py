@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, String
+from sqlalchemy import BigInteger, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from core.models.types import UtcDateTime, utcnow
@@ -33,9 +33,6 @@ class Party(SQLModel, table=True):
     msisdn: str = Field(sa_type=String(16), unique=True, index=True)
     status: str = Field(default=PartyStatus.ACTIVE, sa_type=String(16))
     language: str = Field(default="en", sa_type=String(8))
-    telegram_user_id: int | None = Field(default=None, sa_type=BigInteger, unique=True)
-    # The user blocked the bot (Telegram said so): messages go by SMS until they write to it again.
-    telegram_blocked: bool = False
     region: str | None = Field(default=None, sa_type=String(40), index=True)
     pin_hash: str | None = Field(default=None, sa_type=String(160))
     pin_failed_attempts: int = 0
@@ -51,3 +48,20 @@ class Party(SQLModel, table=True):
     @property
     def label(self) -> str:
         return f"{self.name} ({self.msisdn})"
+
+
+class PartyIdentity(SQLModel, table=True):
+    """Who a party is on a channel other than its phone number (a Telegram user, later a WhatsApp
+    number or an API key's owner): ``external_id`` as that channel writes it. One identity acts for
+    one party; a party has at most one identity per channel (a new link replaces the old one)."""
+
+    __tablename__ = "party_identity"
+    __table_args__ = (UniqueConstraint("party_id", "channel"),)
+
+    channel: str = Field(sa_type=String(16), primary_key=True)
+    external_id: str = Field(sa_type=String(64), primary_key=True)
+    party_id: int = Field(foreign_key="party.id")
+    # The channel refused our messages to it (the user blocked the bot): notices go by SMS until
+    # the user writes to us again there.
+    blocked: bool = False
+    linked_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)

@@ -26,9 +26,10 @@ from core.i18n import t
 from core.jobs.queue import JobQueue
 from core.models import AccountKind, Operator, Party, Role
 from core.money import airtime_asset, format_minor
+from core.services import identities
 from core.services.audit import Actor
 from core.services.ledger import AccountRef, Posting
-from core.services.notify import Message, add_owed, route
+from core.services.notify import TELEGRAM, Message, add_owed, route
 from core.services.parties import change
 
 
@@ -40,17 +41,18 @@ class Holder:
     role: str
     msisdn: str
     language: str
-    telegram_user_id: int | None
+    telegram_user_id: int | str | None  # its address on Telegram (core/services/identities.py)
     low_stock_minor: int | None  # its own threshold; None: the platform default
 
     @classmethod
-    def of(cls, party: Party) -> Holder:
+    async def of(cls, session: AsyncSession, party: Party) -> Holder:
+        party_id = party.id or 0
         return cls(
-            party.id or 0,
+            party_id,
             party.role,
             party.msisdn,
             party.language,
-            party.telegram_user_id,
+            await identities.address(session, party_id=party_id, channel=TELEGRAM),
             party.low_stock_minor,
         )
 
@@ -64,7 +66,7 @@ def to_party(
     *,
     party_id: int,
     msisdn: str,
-    telegram_user_id: int | None,
+    telegram_user_id: int | str | None,
     key: str,
     text: str,
 ) -> Message:

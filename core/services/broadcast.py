@@ -61,6 +61,7 @@ from core.models import (
 from core.models.types import utcnow
 from core.providers.port import SmsSender
 from core.providers.telegram import TelegramSender
+from core.services import identities
 from core.services.audit import Actor, record
 from core.services.notify import SMS, TELEGRAM, mark_blocked, route
 
@@ -111,9 +112,7 @@ class Preview:
 
 
 def _audience_query(core: Core, distributor_id: int, audience: Audience) -> Select[Any]:
-    query = select(
-        party_t.c.id, party_t.c.msisdn, party_t.c.telegram_user_id, party_t.c.telegram_blocked
-    ).where(
+    query = select(party_t.c.id, party_t.c.msisdn, identities.address_column(TELEGRAM)).where(
         party_t.c.parent_id == distributor_id,
         party_t.c.role == Role.RETAILER,
         party_t.c.status == PartyStatus.ACTIVE,
@@ -144,12 +143,9 @@ async def _recipients(core: Core, distributor_id: int, audience: Audience) -> li
     async with core.sessions() as session:
         rows = (await session.execute(_audience_query(core, distributor_id, audience))).all()
     out = []
-    for party_id, msisdn, telegram_user_id, blocked in rows:
+    for party_id, msisdn, telegram_address in rows:
         channel, recipient = route(
-            telegram_on=telegram_on,
-            telegram_user_id=telegram_user_id,
-            msisdn=msisdn,
-            blocked=blocked,
+            telegram_on=telegram_on, telegram_user_id=telegram_address, msisdn=msisdn
         )
         out.append({"party_id": party_id, "channel": channel, "recipient": recipient})
     return out
@@ -197,6 +193,7 @@ async def create(
         return found
     async with core.sessions() as session:
         distributor = await session.get(Party, distributor_id)
+        chat = await identities.address(session, party_id=distributor_id, channel=TELEGRAM)
     if distributor is None or distributor.role != Role.DISTRIBUTOR:
         raise NotPermitted(reason="only a distributor broadcasts")
     try:
@@ -207,9 +204,7 @@ async def create(
                 text=text,
                 audience=str(audience),
                 total=len(recipients),
-                progress_chat_id=distributor.telegram_user_id
-                if core.settings.telegram_token and not distributor.telegram_blocked
-                else None,
+                progress_chat_id=int(chat) if core.settings.telegram_token and chat else None,
             )
             session.add(row)
             await session.flush()

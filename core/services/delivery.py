@@ -47,9 +47,10 @@ from core.models.types import utcnow
 from core.money import airtime_asset, format_minor
 from core.msisdn import masked, national
 from core.providers.port import AirtimeProvider, ProviderStatus, ProviderTransaction, TopupOrder
+from core.services import identities
 from core.services.finish import Final, Finisher
 from core.services.ledger import AccountRef
-from core.services.notify import SMS, Message, Notifier, add_owed, route
+from core.services.notify import SMS, TELEGRAM, Message, Notifier, add_owed, route
 
 log = get_logger(__name__)
 topup_t = Topup.__table__  # type: ignore[attr-defined]
@@ -99,7 +100,7 @@ class _Job(NamedTuple):
     shop_name: str
     shop_msisdn: str
     language: str
-    telegram_user_id: int | None
+    telegram_user_id: str | None  # its address on Telegram (core/services/identities.py)
     # (sends, checks) as this step found them: it may only record its successor over exactly
     # that, so a stale run (a replay, a late copy) cannot roll the row back.
     expected: tuple[int, int] = (0, 0)
@@ -107,12 +108,16 @@ class _Job(NamedTuple):
 
 # Built once: delivery is the worker's hot path (see docs/BENCHMARKS.md).
 _LOAD = select(
-    *_OPEN_COLUMNS, party_t.c.name, party_t.c.msisdn, party_t.c.language, party_t.c.telegram_user_id
+    *_OPEN_COLUMNS,
+    party_t.c.name,
+    party_t.c.msisdn,
+    party_t.c.language,
+    identities.address_column(TELEGRAM),
 ).where(topup_t.c.id == bindparam("id"), party_t.c.id == topup_t.c.party_id)
 _shop_t = party_t.alias("shop")
 # The retailer's distributor, told of an escalated top-up (its support queue).
 _PARENT = (
-    select(party_t.c.id, party_t.c.msisdn, party_t.c.language, party_t.c.telegram_user_id)
+    select(party_t.c.id, party_t.c.msisdn, party_t.c.language, identities.address_column(TELEGRAM))
     .join(_shop_t, _shop_t.c.parent_id == party_t.c.id)
     .where(_shop_t.c.id == bindparam("id"), party_t.c.role == Role.DISTRIBUTOR)
 )
@@ -124,7 +129,7 @@ def snapshot(
     shop_name: str,
     shop_msisdn: str,
     language: str,
-    telegram_user_id: int | None,
+    telegram_user_id: str | None,
 ) -> tuple[Any, ...]:
     """What the first step of a new top-up needs, carried in its job (see :func:`advance`)."""
     fields = tuple(getattr(topup, name) for name in _Open.__dataclass_fields__)

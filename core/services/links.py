@@ -1,11 +1,11 @@
 """Linking a Telegram account to a party: one-time invite codes, or the party's phone plus PIN.
 
-Invariant: a Telegram account acts for at most one party (a unique column) and only after proof:
-a code the party's distributor (or an admin) made for it, used once and within its lifetime, or
-the party's own phone number shared from that Telegram account together with the party's PIN
-(checked and counted like any PIN try). Codes live in Redis with their TTL and are taken with
-GETDEL, so two redemptions of one code cannot both succeed; a redemption that does not link puts
-the code back for the rest of its lifetime.
+Invariant: a Telegram account acts for at most one party (core/services/identities.py) and only
+after proof: a code the party's distributor (or an admin) made for it, used once and within its
+lifetime, or the party's own phone number shared from that Telegram account together with the
+party's PIN (checked and counted like any PIN try). Codes live in Redis with their TTL and are
+taken with GETDEL, so two redemptions of one code cannot both succeed; a redemption that does not
+link puts the code back for the rest of its lifetime.
 """
 
 from __future__ import annotations
@@ -14,17 +14,16 @@ import secrets
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from sqlalchemy import select, update
-from sqlmodel import col
 
 from core.context import Core
-from core.errors import AlreadyExists, NotFound
+from core.errors import NotFound
 from core.models import Party
+from core.services import identities
 from core.services.audit import Actor, record
 from core.services.parties import ensure_active, get_party, may_manage
 
 INVITE_PREFIX = "airgate:tg:invite:"
-party_t = Party.__table__  # type: ignore[attr-defined]
+TELEGRAM = "telegram"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,38 +78,16 @@ async def redeem(core: Core, redis: aioredis.Redis, *, code: str, telegram_user_
 
 async def unblocked(core: Core, *, telegram_user_id: int) -> None:
     """The user (re)started the bot: messages may go to Telegram again (core/services/notify.py
-    routes by SMS while ``telegram_blocked``)."""
-    async with core.transaction() as session:
-        await session.execute(
-            update(party_t)
-            .where(party_t.c.telegram_user_id == telegram_user_id, party_t.c.telegram_blocked)
-            .values(telegram_blocked=False)
-        )
+    routes by SMS while the identity is blocked). A wrapper of :func:`identities.unblocked`."""
+    await identities.unblocked(core, channel=TELEGRAM, external_id=str(telegram_user_id))
 
 
 async def link(core: Core, *, party_id: int, telegram_user_id: int, how: str) -> Party:
     """Make ``telegram_user_id`` act for ``party_id`` (replacing the party's earlier account).
-    AlreadyExists when that Telegram account already acts for another party."""
-    async with core.transaction() as session:
-        holder = (
-            await session.execute(
-                select(Party).where(col(Party.telegram_user_id) == telegram_user_id)
-            )
-        ).scalar()
-        if holder is not None and holder.id != party_id:
-            raise AlreadyExists(kind="Telegram link", key=str(telegram_user_id))
-        party = await get_party(session, party_id, country=core.settings.country, lock=True)
-        ensure_active(party)
-        await session.execute(
-            update(party_t)
-            .where(party_t.c.id == party_id)
-            .values(telegram_user_id=telegram_user_id, telegram_blocked=False)
-        )
-        await record(
-            session,
-            actor=Actor.party(party_id, "telegram"),
-            action="telegram.link",
-            subject_party_id=party_id,
-            details={"how": how},
-        )
-    return party
+    AlreadyExists when that Telegram account already acts for another party. A wrapper of
+    :func:`identities.link` kept while the Telegram adapter still calls it."""
+    await identities.link(
+        core, party_id=party_id, channel=TELEGRAM, external_id=str(telegram_user_id), how=how
+    )
+    async with core.sessions() as session:
+        return await get_party(session, party_id, country=core.settings.country)

@@ -28,6 +28,7 @@ from core.models import Notification, NotificationState, Party
 from core.models.types import utcnow
 from core.providers.port import SmsSender
 from core.providers.telegram import TelegramSender
+from core.services import identities
 
 log = get_logger(__name__)
 notification_t = Notification.__table__  # type: ignore[attr-defined]
@@ -51,7 +52,7 @@ class Message:
 
 
 def route(
-    *, telegram_on: bool, telegram_user_id: int | None, msisdn: str, blocked: bool = False
+    *, telegram_on: bool, telegram_user_id: int | str | None, msisdn: str, blocked: bool = False
 ) -> tuple[str, str]:
     """(channel, recipient) of a message to a party: Telegram when linked, on and not blocked by
     the user, else SMS."""
@@ -62,10 +63,7 @@ def route(
 
 async def mark_blocked(core: Core, party_ids: Sequence[int]) -> None:
     """These users blocked the bot: later messages to them go by SMS (until they write to it)."""
-    async with core.transaction() as session:
-        await session.execute(
-            update(party_t).where(party_t.c.id.in_(list(party_ids))).values(telegram_blocked=True)
-        )
+    await identities.mark_blocked(core, channel=TELEGRAM, party_ids=party_ids)
 
 
 _INSERT = notification_t.insert().returning(notification_t.c.id, sort_by_parameter_order=True)

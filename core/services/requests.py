@@ -37,10 +37,10 @@ from core.jobs.queue import JobQueue
 from core.models import Party, RequestState, StockRequest
 from core.models.types import utcnow
 from core.money import format_minor
-from core.services import stock
+from core.services import identities, stock
 from core.services.audit import Actor, record
 from core.services.catalog import get_operator
-from core.services.notify import Message, add_owed, route
+from core.services.notify import TELEGRAM, Message, add_owed, route
 from core.services.parties import ensure_active, get_party
 
 request_t = StockRequest.__table__  # type: ignore[attr-defined]
@@ -168,7 +168,11 @@ async def create(
         }
         owed = await add_owed(
             session,
-            [_message(core, seller, f"req:{request.id}:new", "requests.new_sms", fields)],
+            [
+                await _message(
+                    core, session, seller, f"req:{request.id}:new", "requests.new_sms", fields
+                )
+            ],
         )
     await _enqueue(queue, owed)
     return Created(request=request, seller=seller, replayed=False)
@@ -400,18 +404,24 @@ async def _tell_buyer(
         }
     if why is not None:
         fields["why"] = t(buyer.language, why)
-    message = _message(core, buyer, f"req:{request.id}:decided", key, fields)
+    message = await _message(core, session, buyer, f"req:{request.id}:decided", key, fields)
     return await add_owed(session, [message])
 
 
-def _message(
-    core: Core, party: Party, key: str, text_key: str, fields: Mapping[str, object]
+async def _message(
+    core: Core,
+    session: AsyncSession,
+    party: Party,
+    key: str,
+    text_key: str,
+    fields: Mapping[str, object],
 ) -> Message:
     channel, recipient = route(
         telegram_on=bool(core.settings.telegram_token),
-        telegram_user_id=party.telegram_user_id,
+        telegram_user_id=await identities.address(
+            session, party_id=party.id or 0, channel=TELEGRAM
+        ),
         msisdn=party.msisdn,
-        blocked=party.telegram_blocked,
     )
     return Message(
         key=key,

@@ -268,7 +268,7 @@ async def sell(
         owed = await alerts.owe_low_stock(
             core,
             session,
-            holder=alerts.Holder.of(seller),
+            holder=await alerts.Holder.of(session, seller),
             posting=posting,
             operator=operator,
             tag=f"t{posting.transfer_ids[0]}",
@@ -401,7 +401,7 @@ async def clawback(
         owed = await alerts.owe_low_stock(  # the buyer's stock fell: as for a sale's seller
             core,
             session,
-            holder=alerts.Holder.of(buyer),
+            holder=await alerts.Holder.of(session, buyer),
             posting=posting,
             operator=operator,
             tag=f"t{posting.transfer_ids[0]}",

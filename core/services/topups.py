@@ -36,11 +36,11 @@ from core.models import Operator, Party, PartyStatus, Product, ProductKind, Role
 from core.models.types import utcnow
 from core.money import airtime_asset
 from core.msisdn import normalize
-from core.services import alerts, delivery
+from core.services import alerts, delivery, identities
 from core.services.catalog import check_airtime_amount
 from core.services.catalog_snapshot import Catalog
 from core.services.ledger import Overdraft
-from core.services.notify import Message
+from core.services.notify import TELEGRAM, Message
 
 party_t = Party.__table__  # type: ignore[attr-defined]
 topup_t = Topup.__table__  # type: ignore[attr-defined]
@@ -54,7 +54,7 @@ _LOCK_PARTY = (
         party_t.c.msisdn,
         party_t.c.daily_limit_minor,
         party_t.c.language,
-        party_t.c.telegram_user_id,
+        identities.address_column(TELEGRAM),
         party_t.c.low_stock_minor,
     )
     .where(party_t.c.id == bindparam("party_id"))
@@ -293,7 +293,7 @@ class _Retailer(NamedTuple):
     msisdn: str
     daily_limit_minor: int | None
     language: str
-    telegram_user_id: int | None
+    telegram_user_id: str | None  # its address on Telegram (core/services/identities.py)
     low_stock_minor: int | None
 
     @property

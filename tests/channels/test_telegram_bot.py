@@ -8,7 +8,7 @@ from sqlalchemy import select
 from core.context import Core
 from core.i18n import t
 from core.models import Party, Topup
-from core.services import links
+from core.services import identities, links
 from core.services.audit import Actor
 from tests.channels.conftest import Telegram
 
@@ -54,7 +54,7 @@ async def test_an_invite_code_links_once(telegram: Telegram, core: Core, redis_u
     assert telegram.screen(USER + 1).startswith("This link is not valid or has expired.")
     async with core.sessions() as session:
         party = (await session.execute(select(Party).where(Party.msisdn == SHOP))).scalar_one()  # type: ignore[arg-type]
-    assert party.telegram_user_id == USER
+    assert await identities.party_for(core, channel="telegram", external_id=str(USER)) == party.id
 
 
 async def test_top_up_with_buttons_and_pin_the_pin_message_is_deleted(

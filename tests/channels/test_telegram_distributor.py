@@ -8,10 +8,10 @@ import redis.asyncio as aioredis
 from sqlalchemy import select, update
 
 from core.context import Core
-from core.models import Broadcast, Party, Role
+from core.models import Broadcast, Party, PartyIdentity, Role
 from core.providers.sms import AfricasTalkingSms
 from core.providers.telegram import TelegramSender
-from core.services import broadcast, links, stock
+from core.services import broadcast, identities, links, parties, stock
 from core.services.audit import Actor
 from core.services.seed import DEMO_PIN, DISTRIBUTOR_MSISDN
 from tests.channels.conftest import Telegram
@@ -56,8 +56,12 @@ async def test_a_distributor_broadcasts_to_its_retailers(
     await _boss(telegram, core, redis)
     async with core.transaction() as session:
         for msisdn, user in SHOPS.items():
-            await session.execute(
-                update(Party).where(Party.msisdn == msisdn).values(telegram_user_id=user)
+            session.add(
+                PartyIdentity(
+                    channel="telegram",
+                    external_id=str(user),
+                    party_id=(await parties.get_party(session, msisdn, country="KE")).id or 0,
+                )
             )
         await session.execute(  # a retailer of another distributor is not in the audience
             update(Party)
@@ -102,15 +106,15 @@ async def test_a_distributor_broadcasts_to_its_retailers(
 async def test_restarting_the_bot_after_blocking_it_brings_messages_back_to_telegram(
     telegram: Telegram, core: Core
 ) -> None:
-    async with core.transaction() as session:
-        await session.execute(
-            update(Party)
-            .where(Party.msisdn == "+254700000001")
-            .values(telegram_user_id=7101, telegram_blocked=True)
-        )
-    await telegram.say(7101, "/start")  # what Telegram's "Restart bot" sends
     async with core.sessions() as session:
         party = (
             await session.execute(select(Party).where(Party.msisdn == "+254700000001"))
         ).scalar_one()
-    assert party.telegram_blocked is False
+    assert party.id is not None
+    await identities.link(core, party_id=party.id, channel="telegram", external_id="7101", how="t")
+    await identities.mark_blocked(core, channel="telegram", party_ids=[party.id])
+    async with core.sessions() as session:
+        assert await identities.address(session, party_id=party.id, channel="telegram") is None
+    await telegram.say(7101, "/start")  # what Telegram's "Restart bot" sends
+    async with core.sessions() as session:
+        assert await identities.address(session, party_id=party.id, channel="telegram") == "7101"

@@ -18,15 +18,24 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from pydantic import SecretStr
 from sqlalchemy import select, update
+from sqlmodel import col
 
 from core.context import Core, open_core
 from core.db import upgrade
 from core.errors import NotFound
-from core.models import Broadcast, BroadcastRecipient, Party, PartyTag, RecipientState, Role
+from core.models import (
+    Broadcast,
+    BroadcastRecipient,
+    Party,
+    PartyIdentity,
+    PartyTag,
+    RecipientState,
+    Role,
+)
 from core.providers.sms import AfricasTalkingSms
 from core.providers.telegram import TelegramSender
 from core.ratelimit import Limiter
-from core.services import broadcast
+from core.services import broadcast, identities
 from core.services.audit import Actor
 from core.services.broadcast import Audience, Sender
 from core.services.seed import DISTRIBUTOR_MSISDN, seed_demo
@@ -89,16 +98,20 @@ async def add_retailers(
     +2547110iiiii, and one in ``telegram_every`` is linked to Telegram user CHAT_BASE + i."""
     async with core.transaction() as session:
         for i in range(first, first + count):
-            linked = i % telegram_every == 0
-            session.add(
-                Party(
-                    role=Role.RETAILER,
-                    parent_id=distributor_id,
-                    name=f"Shop {i}",
-                    msisdn=f"+2547110{i:05d}",
-                    telegram_user_id=CHAT_BASE + i if linked else None,
-                )
+            shop = Party(
+                role=Role.RETAILER,
+                parent_id=distributor_id,
+                name=f"Shop {i}",
+                msisdn=f"+2547110{i:05d}",
             )
+            session.add(shop)
+            if i % telegram_every == 0:
+                await session.flush()
+                session.add(
+                    PartyIdentity(
+                        channel="telegram", external_id=str(CHAT_BASE + i), party_id=shop.id or 0
+                    )
+                )
 
 
 @pytest.fixture
@@ -165,8 +178,13 @@ async def test_audiences_count_telegram_and_sms(rig: Rig) -> None:
             await session.execute(select(Party).where(Party.msisdn == "+254711000003"))
         ).scalar_one()
         session.add(PartyTag(party_id=shop3.id, tag="nairobi"))
+        shop4 = (
+            await session.execute(select(Party).where(Party.msisdn == "+254711000004"))
+        ).scalar_one()
         await session.execute(
-            update(Party).where(Party.msisdn == "+254711000004").values(telegram_blocked=True)
+            update(PartyIdentity)
+            .where(PartyIdentity.party_id == shop4.id)  # type: ignore[arg-type]
+            .values(blocked=True)
         )
     seen = await broadcast.preview(
         rig.core, distributor_id=rig.distributor_id, audience=Audience("all")
@@ -230,7 +248,9 @@ async def broadcast_to(rig: Rig, n: int) -> None:
 
     # The next broadcast reaches those who blocked the bot by SMS instead.
     async with rig.core.transaction() as session:
-        ids = select(Party.id).where(Party.telegram_user_id.in_(blocked | {CHAT_BASE + 1}))  # type: ignore[union-attr]
+        ids = select(PartyIdentity.party_id).where(
+            col(PartyIdentity.external_id).in_([str(c) for c in blocked | {CHAT_BASE + 1}])
+        )
         for party_id in (await session.execute(ids)).scalars().all():
             session.add(PartyTag(party_id=party_id, tag="again"))
     second = await rig.create("tag:again", text="Airtel stock in")
@@ -303,10 +323,9 @@ async def test_a_part_hands_over_and_a_takeover_never_resends(rig: Rig) -> None:
 
 
 async def test_progress_is_edited_into_the_distributors_chat(rig: Rig) -> None:
-    async with rig.core.transaction() as session:
-        await session.execute(
-            update(Party).where(Party.id == rig.distributor_id).values(telegram_user_id=4242)
-        )
+    await identities.link(
+        rig.core, party_id=rig.distributor_id, channel="telegram", external_id="4242", how="test"
+    )
     await rig.add_retailers(8)
     bid = await rig.create()
     assert await rig.sender().run(bid, budget_s=60)

@@ -8,7 +8,7 @@ from sqlalchemy import Connection, inspect
 from sqlmodel import SQLModel
 
 from core.context import Core
-from core.db import alembic_config, current_revision, head_revision, upgrade
+from core.db import alembic_config, current_revision, downgrade, head_revision, upgrade
 
 
 async def test_upgrade_from_empty_matches_the_models(core: Core, fresh_database: None) -> None:
@@ -36,18 +36,6 @@ async def test_upgrade_from_empty_matches_the_models(core: Core, fresh_database:
         } <= await conn.run_sync(tables)
 
 
-async def _downgrade(core: Core, revision: str) -> None:
-    from alembic import command
-
-    def run(connection: Connection) -> None:
-        cfg = alembic_config()
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, revision)
-
-    async with core.engine.begin() as conn:
-        await conn.run_sync(run)
-
-
 async def test_every_downgrade_runs_to_base_and_up_again(core: Core) -> None:
     """Each migration's downgrade, one step at a time down to an empty database (on PostgreSQL
     the run's shared database, migrated back to head before the test ends)."""
@@ -61,7 +49,7 @@ async def test_every_downgrade_runs_to_base_and_up_again(core: Core) -> None:
 
     try:
         for below in [*revisions[1:], "base"]:
-            await _downgrade(core, below)
+            await downgrade(core.engine, below)
             assert await current_revision(core.engine) == (None if below == "base" else below)
         async with core.engine.connect() as conn:
             assert await conn.run_sync(tables) == set()

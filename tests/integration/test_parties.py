@@ -10,7 +10,6 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import event, select, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.context import Core
 from core.errors import (
@@ -198,22 +197,10 @@ async def test_changing_ones_own_pin_needs_the_current_one(core: Core) -> None:
 # -- who(): the first hop of every conversation --------------------------------------------------
 
 
-def _generic_who(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make who() take the SQLAlchemy path on PostgreSQL too (neither the lookups' connections
-    nor the raw statement on the pool's)."""
-    queries = {
-        parties._WHO_PG_BY_MSISDN: parties._WHO_BY_MSISDN,
-        parties._WHO_PG_BY_TELEGRAM: parties._WHO_BY_TELEGRAM,
-    }
-
-    async def generic(engine: AsyncEngine, sql: str, ref: int | str) -> parties.Who | None:
-        return await parties._who_generic(engine, queries[sql], ref)
-
-    async def generic_lookup(core: Core, sql: str, ref: int | str) -> parties.Who | None:
-        return await generic(core.engine, sql, ref)
-
-    monkeypatch.setattr(parties, "_who_pg", generic)
-    monkeypatch.setattr(parties, "_who_lookup", generic_lookup)
+def _generic_who(monkeypatch: pytest.MonkeyPatch, core: Core) -> None:
+    """Make who() take the SQLAlchemy path on PostgreSQL too (no connection of its own)."""
+    monkeypatch.setattr(core.lookups, "_size", 0)
+    monkeypatch.setattr(core.lookups, "_idle", [])
 
 
 async def test_who_sees_every_change_the_same_on_either_path(
@@ -228,7 +215,7 @@ async def test_who_sees_every_change_the_same_on_either_path(
     async def both(channel: str, ref: str) -> parties.Who | None:
         found = await parties.who(core, channel=channel, user_ref=ref)
         with monkeypatch.context() as patch:
-            _generic_who(patch)
+            _generic_who(patch, core)
             generic = await parties.who(core, channel=channel, user_ref=ref)
         assert found == generic
         assert [type(v) for v in found or ()] == [type(v) for v in generic or ()]
@@ -293,7 +280,7 @@ async def test_who_after_postgresql_dropped_its_connections(
     """Connections the server closed: the first who() fails as SQLAlchemy's would (a DBAPIError)
     and the pool is invalidated, so every later one gets a new connection, on both paths."""
     if path == "generic":
-        _generic_who(monkeypatch)
+        _generic_who(monkeypatch, core)
     pool: Any = core.engine.sync_engine.pool
     pooled: list[Any] = []  # every asyncpg connection checked in to the pool, as it comes back
     event.listen(pool, "checkin", lambda _dbapi, record: pooled.append(record.driver_connection))
@@ -322,21 +309,23 @@ async def test_who_after_postgresql_dropped_its_connections(
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # PostgreSQL's pool only
-async def test_who_beyond_the_pool_gives_every_connection_back(core: Core) -> None:
+async def test_who_beyond_the_pool_gives_every_connection_back(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """More first hops at once than the pool keeps: the overflow connections are closed on the
     way back (shielded I/O) and the kept ones returned without I/O; none is left checked out or
     counted as overflow, and the pool still answers."""
     _, [shop] = await chain(core)
     pool: Any = core.engine.sync_engine.pool
     burst = pool.size() + 5
-    sql = parties._WHO_PG_BY_MSISDN  # the pool's path, which who() takes when lookups are busy
+    _generic_who(monkeypatch, core)  # the pool's path, which who() takes when lookups are busy
     found = await asyncio.gather(
-        *(parties._who_pg(core.engine, sql, shop.msisdn) for _ in range(burst))
+        *(parties.who(core, channel="ussd", user_ref=shop.msisdn) for _ in range(burst))
     )
     assert all(f is not None and f.id == shop.id for f in found)
     assert pool.checkedout() == 0
     assert pool.checkedin() == pool.size() and pool.overflow() <= 0
-    assert await parties._who_pg(core.engine, sql, shop.msisdn) == found[0]
+    assert await parties.who(core, channel="ussd", user_ref=shop.msisdn) == found[0]
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # PostgreSQL's pool only

@@ -14,6 +14,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from core.models import Notification, Party
+from core.services import identities
 from core.services.topups import confirm_topup
 from tests.e2e.conftest import free_port
 from tests.helpers import eventually
@@ -71,10 +72,10 @@ async def _all_sent(rig: Rig) -> list[Notification]:
 
 
 async def _link(rig: Rig, party: Party, chat_id: int) -> None:
-    async with rig.core.transaction() as session:
-        row = await session.get(Party, party.id)
-        assert row is not None
-        row.telegram_user_id = chat_id
+    assert party.id is not None
+    await identities.link(
+        rig.core, party_id=party.id, channel="telegram", external_id=str(chat_id), how="test"
+    )
 
 
 async def test_a_linked_retailer_hears_on_telegram(
