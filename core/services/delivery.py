@@ -34,7 +34,6 @@ from core.jobs.queue import JobQueue
 from core.logging import get_logger
 from core.models import (
     AccountKind,
-    Operator,
     Party,
     ProductKind,
     Role,
@@ -46,7 +45,8 @@ from core.models.topup import OPEN_STATES
 from core.models.types import utcnow
 from core.money import airtime_asset, format_minor
 from core.msisdn import masked, national
-from core.providers.port import AirtimeProvider, ProviderStatus, ProviderTransaction, TopupOrder
+from core.providers.port import AirtimeProvider, Outcome, ProviderTransaction, TopupOrder
+from core.services.catalog_snapshot import Catalog
 from core.services.finish import Final, Finisher
 from core.services.ledger import AccountRef
 from core.services.notify import SMS, Message, Notifier, add_owed, route
@@ -86,7 +86,7 @@ class _Open:
     checks: int
     created_at: datetime
     unknown_since: datetime | None
-    provider_txn_id: int | None
+    provider_ref: str | None
 
 
 _OPEN_COLUMNS = [topup_t.c[name] for name in _Open.__dataclass_fields__]
@@ -178,9 +178,9 @@ async def advance(
         if isinstance(sent, str):
             return sent
         txn = sent
-    if txn.status == ProviderStatus.DELIVERED:
+    if txn.outcome == Outcome.DELIVERED:
         return await _finish(d, job, TopupState.DELIVERED, txn=txn)
-    if txn.status == ProviderStatus.FAILED:
+    if txn.outcome == Outcome.FAILED:
         return await _finish(d, job, TopupState.FAILED, txn=txn, detail=txn.message)
     return await _unknown(d, job, now, detail="pending at the provider", txn=txn)
 
@@ -189,8 +189,7 @@ async def _send(d: Delivery, job: _Job, now: datetime) -> ProviderTransaction | 
     """The provider's transaction, or the state the top-up was left in when there is none."""
     topup = job.topup
     try:
-        operator = (await d.core.catalog.get()).operator(topup.operator_code)
-        order = _order(topup, operator, d.core.settings.country)
+        order = _order(topup, await d.core.catalog.get(), provider=d.provider.name)
     except (NotFound, LookupError) as exc:  # the catalog cannot route it: a person must look
         return await _escalate(d, job, detail=f"catalog: {exc}")
     topup.sends += 1
@@ -205,16 +204,16 @@ async def _send(d: Delivery, job: _Job, now: datetime) -> ProviderTransaction | 
         return await _later(d, job, now, detail=str(exc))
 
 
-def _order(topup: _Open, operator: Operator, country: str) -> TopupOrder:
+def _order(topup: _Open, catalog: Catalog, *, provider: str) -> TopupOrder:
+    """The order in our terms, with the aggregator's id for the operator from the catalog."""
+    operator = catalog.operator(topup.operator_code)
     bundle = topup.kind != ProductKind.AIRTIME
-    operator_id = operator.provider_bundle_operator_id if bundle else operator.provider_operator_id
-    if operator_id is None:
-        raise LookupError(f"operator {operator.code} has no provider operator id")
     return TopupOrder(
         reference=topup.id,
         msisdn=topup.msisdn,
-        country=operator.country or country,
-        operator_id=operator_id,
+        country=operator.country,
+        operator=operator.code,
+        operator_ref=catalog.operator_ref(operator.code, provider=provider, bundle=bundle),
         amount_minor=topup.amount_minor,
         currency=topup.currency,
     )
@@ -243,8 +242,8 @@ async def _finish(
                 "b_final_at": utcnow(),
                 "b_sends": topup.sends,
                 "b_checks": topup.checks,
-                "b_provider_txn_id": txn.transaction_id if txn else None,
-                "b_operator_txn_id": txn.operator_transaction_id if txn else None,
+                "b_provider_ref": txn.provider_ref if txn else None,
+                "b_operator_txn_id": txn.operator_ref if txn else None,
                 "b_detail": detail[:200] if detail else None,
             },
             stock_account=AccountRef(AccountKind.MAIN, asset, topup.party_id).code,
@@ -329,7 +328,7 @@ async def _unknown(
         state=TopupState.UNKNOWN,
         unknown_since=since,
         detail=detail[:200],
-        provider_txn_id=txn.transaction_id if txn else topup.provider_txn_id,
+        provider_ref=txn.provider_ref if txn else topup.provider_ref,
     )
 
 
