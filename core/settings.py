@@ -34,6 +34,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import SettingsError
+from core.providers import registry as providers
 
 ENV_PREFIX = "AIRGATE_"
 # Variables the test suite and the benchmarks read for themselves (AIRGATE_TEST_POSTGRES_URL …):
@@ -186,7 +187,9 @@ class Settings(BaseSettings):
     # var_dir/pin_pepper, created on first use. Production sets it from a secret store.
     pin_pepper: KeptSecret = SecretStr("")
     pin_max_attempts: int = Field(default=3, ge=1, le=10)
-    # The aggregator API (Reloadly Airtime shape, docs/PROVIDERS.md). The defaults point at
+    # The aggregator: an adapter's name in core/providers/registry.py.
+    provider: str = providers.DEFAULT
+    # Its API (Reloadly Airtime shape, docs/PROVIDERS.md). The defaults point at
     # `airgate sandbox` on this machine, which speaks the same API.
     provider_url: HttpUrl = "http://127.0.0.1:8090"
     provider_auth_url: HttpUrl = "http://127.0.0.1:8090"
@@ -288,6 +291,16 @@ class Settings(BaseSettings):
     def _redis_scheme(cls, value: str) -> str:
         if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
             raise ValueError("use a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value not in providers.ADAPTERS:
+            near = difflib.get_close_matches(value, providers.ADAPTERS, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            known = ", ".join(providers.ADAPTERS)
+            raise ValueError(f"unknown aggregator {value!r}{hint}: one of {known}")
         return value
 
     @field_validator("sms_sender")

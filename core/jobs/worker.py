@@ -18,7 +18,7 @@ from core.context import open_core
 from core.jobs import scripts
 from core.jobs.queue import QUEUE, JobQueue, redis_settings
 from core.logging import get_logger
-from core.providers.reloadly import ReloadlyProvider
+from core.providers import registry as providers
 from core.providers.sms import AfricasTalkingSms
 from core.providers.telegram import TelegramSender
 from core.ratelimit import Limiter
@@ -36,7 +36,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     stack = AsyncExitStack()
     core = await stack.enter_async_context(open_core(settings))
-    provider = ReloadlyProvider.from_settings(settings)
+    provider = providers.build(settings)
     stack.push_async_callback(provider.close)
     sms = AfricasTalkingSms.from_settings(settings)
     stack.push_async_callback(sms.close)
@@ -62,7 +62,12 @@ async def _startup(ctx: dict[str, Any]) -> None:
         finisher=Finisher(core),
     )
     ctx["broadcasts"] = Sender(core=core, redis=ctx["redis"], sms=sms, telegram=telegram)
-    log.info("worker.ready", telegram=telegram is not None, max_jobs=settings.worker_max_jobs)
+    log.info(
+        "worker.ready",
+        provider=provider.name,
+        telegram=telegram is not None,
+        max_jobs=settings.worker_max_jobs,
+    )
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:

@@ -8,7 +8,14 @@ from core.models.broadcast import (
     PartyTag,
     RecipientState,
 )
-from core.models.catalog import Agreement, NumberPrefix, Operator, Product, ProductKind
+from core.models.catalog import (
+    Agreement,
+    NumberPrefix,
+    Operator,
+    OperatorProvider,
+    Product,
+    ProductKind,
+)
 from core.models.channel import UssdSessionEnd
 from core.models.ledger import Account, AccountKind, Reservation, ReservationStatus, Transfer
 from core.models.party import Party, PartyIdentity, PartyStatus, Role
@@ -39,6 +46,7 @@ __all__ = [
     "NotificationState",
     "NumberPrefix",
     "Operator",
+    "OperatorProvider",
     "Party",
     "PartyIdentity",
     "PartyStatus",

@@ -23,9 +23,22 @@ class Operator(SQLModel, table=True):
     currency: str = Field(sa_type=String(3))
     # Carrier names as phonenumbers reports them, comma-separated ("Safaricom").
     carrier_names: str = Field(default="", sa_type=String(200))
-    # The aggregator's operator ids: airtime, and the separate "bundles" operator for data/SMS.
-    provider_operator_id: int | None = None
-    provider_bundle_operator_id: int | None = None
+
+
+class OperatorProvider(SQLModel, table=True):
+    """An operator's ids at one aggregator, as text whatever the aggregator's own type: a new
+    aggregator adds rows, not columns. ``bundle_ref`` is where the aggregator lists data and SMS
+    bundles under another operator (Reloadly does); empty, bundles go to ``airtime_ref`` too."""
+
+    __tablename__ = "operator_provider"
+
+    operator_code: str = Field(foreign_key="operator.code", primary_key=True, sa_type=String(32))
+    provider: str = Field(primary_key=True, sa_type=String(16))  # the registry's name: "reloadly"
+    airtime_ref: str | None = Field(default=None, sa_type=String(64))
+    bundle_ref: str | None = Field(default=None, sa_type=String(64))
+
+    def ref(self, *, bundle: bool) -> str | None:
+        return (self.bundle_ref or self.airtime_ref) if bundle else self.airtime_ref
 
 
 class NumberPrefix(SQLModel, table=True):

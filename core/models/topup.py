@@ -1,9 +1,9 @@
 """Top-ups, the notifications they owe, and the support cases they may become.
 
-Invariant: a top-up's id is its ledger reservation id, its job id stem and the provider's
-``customIdentifier``; a final top-up (delivered or failed) has resolved its reservation in the same
-SQL transaction that made it final. Notifications are an outbox: rows written in that transaction,
-sent after the commit, resumed by the sweeper when a worker died in between.
+Invariant: a top-up's id is its ledger reservation id, its job id stem and the reference the
+aggregator de-duplicates on; a final top-up (delivered or failed) has resolved its reservation in
+the same SQL transaction that made it final. Notifications are an outbox: rows written in that
+transaction, sent after the commit, resumed by the sweeper when a worker died in between.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class Topup(SQLModel, table=True):
     due_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
     sends: int = 0  # requests sent to the provider (all with the same reference)
     checks: int = 0  # status queries made while unknown
-    provider_txn_id: int | None = Field(default=None, sa_type=BigInteger)
+    provider_ref: str | None = Field(default=None, sa_type=String(64))  # the aggregator's own id
     operator_txn_id: str | None = Field(default=None, sa_type=String(64))
     detail: str | None = Field(default=None, sa_type=String(200))  # last provider message/code
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)

@@ -1,10 +1,14 @@
-"""The ports the top-up lifecycle talks to: an airtime provider and an SMS sender.
+"""The ports the top-up lifecycle talks to: an airtime aggregator and an SMS sender.
+
+They speak AirGate's terms: our operator code, amounts in minor units, our reference, and an
+outcome that is delivered, failed or unknown. An aggregator's own vocabulary (its operator ids, its
+idempotency field, its statuses, its auth) stays inside its adapter; the registry
+(core/providers/registry.py) picks the adapter by the setting ``provider``.
 
 Invariant: every top-up carries one reference we chose (the top-up id). ``send_topup`` with a
-reference the provider has seen before never delivers twice; it reports the original outcome. A
+reference the aggregator has seen before never delivers twice; it reports the original outcome. A
 time-out after the request may have left is :class:`~core.errors.OutcomeUnknown`, never a failure:
-only the provider's definitive answer (a FAILED/REFUNDED transaction or a 4xx refusal) may release
-the stock.
+only the aggregator's definitive answer (a failed transaction or a refusal) may release the stock.
 """
 
 from __future__ import annotations
@@ -16,15 +20,17 @@ from enum import StrEnum
 from typing import Protocol
 
 
-class ProviderStatus(StrEnum):
-    DELIVERED = "delivered"  # Reloadly SUCCESSFUL
-    PENDING = "pending"  # PROCESSING: still with the operator; ask again later
-    FAILED = "failed"  # FAILED or REFUNDED: not applied, nothing charged
+class Outcome(StrEnum):
+    DELIVERED = "delivered"  # applied by the operator: capture the stock
+    FAILED = "failed"  # definitively not applied, nothing charged: release the stock
+    UNKNOWN = "unknown"  # not final at the aggregator yet: keep the stock held, ask again later
 
 
 @dataclass(frozen=True, slots=True)
 class ProviderOperator:
-    operator_id: int
+    """An operator as an aggregator lists it: what a catalog's ``[operators.providers]`` names."""
+
+    ref: str  # the aggregator's own id for it, as text
     name: str
     country: str
     currency: str
@@ -38,21 +44,26 @@ class ProviderOperator:
 
 @dataclass(frozen=True, slots=True)
 class TopupOrder:
-    reference: str  # our top-up id: Reloadly's customIdentifier
+    reference: str  # our top-up id: the aggregator de-duplicates on it
     msisdn: str  # E.164
     country: str  # ISO 3166 alpha-2 of the recipient
-    operator_id: int  # the provider's operator (the bundle operator for data/SMS bundles)
-    amount_minor: int  # face value in the operator's currency (useLocalAmount)
+    operator: str  # our operator code ("safaricom-ke")
+    # This aggregator's id for that operator and product kind, as the catalog records it
+    # (core/models/catalog.py OperatorProvider); opaque to the core.
+    operator_ref: str
+    amount_minor: int  # face value in the operator's currency
     currency: str
     sender_msisdn: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ProviderTransaction:
+    """What became of a reference at the aggregator."""
+
     reference: str
-    status: ProviderStatus
-    transaction_id: int | None
-    operator_transaction_id: str | None
+    outcome: Outcome
+    provider_ref: str | None  # the aggregator's own transaction id, as text
+    operator_ref: str | None  # the operator's receipt, once delivered
     delivered_minor: int | None
     currency: str
     at: datetime
@@ -66,19 +77,22 @@ class ProviderBalance:
 
 
 class AirtimeProvider(Protocol):
+    # The adapter's registry name ("reloadly"): the catalog keys its operator ids by it.
+    name: str
+
     async def detect_operator(self, *, msisdn: str, country: str) -> ProviderOperator: ...
 
     async def operators(self, *, country: str) -> list[ProviderOperator]: ...
 
     async def send_topup(self, order: TopupOrder) -> ProviderTransaction:
         """Deliver once per reference. Raises ProviderRejected (definitive: release),
-        ProviderUnavailable (not sent or safe to resend with the same reference) or
+        ProviderUnavailable (not sent, or safe to resend with the same reference) or
         OutcomeUnknown (may have been applied: look it up with :meth:`find`)."""
         ...
 
     async def find(self, *, reference: str, since: datetime) -> ProviderTransaction | None:
-        """The transaction we sent with ``reference`` since ``since``; None if the provider has
-        none (it never received the request)."""
+        """The transaction we sent with ``reference`` since ``since``; None if the aggregator has
+        none (it never received the request). Any failure to look is ProviderUnavailable."""
         ...
 
     async def balance(self) -> ProviderBalance: ...

@@ -22,9 +22,9 @@ import aiohttp
 from core.errors import OutcomeUnknown, ProviderRejected, ProviderUnavailable
 from core.providers import reloadly_wire as wire
 from core.providers.port import (
+    Outcome,
     ProviderBalance,
     ProviderOperator,
-    ProviderStatus,
     ProviderTransaction,
     TopupOrder,
 )
@@ -60,6 +60,16 @@ def _translated(what: str, *, may_apply: bool) -> Iterator[None]:
         raise error(provider=PROVIDER, detail=f"{what}: {_name(e)}") from e
 
 
+def _operator_id(order: TopupOrder) -> int:
+    """Reloadly's operator ids are integers; the catalog keeps every aggregator's id as text."""
+    try:
+        return int(order.operator_ref)
+    except ValueError:
+        detail = f"operator {order.operator}: {order.operator_ref!r} is not a Reloadly id"
+        code = "BAD_OPERATOR"
+        raise ProviderRejected(provider=PROVIDER, detail=detail, error_code=code) from None
+
+
 def _name(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -67,6 +77,8 @@ def _name(exc: BaseException) -> str:
 
 class ReloadlyProvider:
     """Owns its ClientSession (one connection pool) unless one is given; ``close()`` it."""
+
+    name = PROVIDER
 
     def __init__(
         self,
@@ -122,7 +134,7 @@ class ReloadlyProvider:
 
     async def send_topup(self, order: TopupOrder) -> ProviderTransaction:
         payload: dict[str, Any] = {
-            "operatorId": order.operator_id,
+            "operatorId": _operator_id(order),
             "amount": wire.major(order.amount_minor),
             "useLocalAmount": True,
             "customIdentifier": order.reference,
@@ -150,7 +162,7 @@ class ReloadlyProvider:
         found, _pages = await self._report(start=since, end=end, page=1, reference=reference)
         mine = [tx for tx in found if tx.reference == reference]
         # Reloadly refuses a repeated reference, so there is at most one; prefer a delivery anyway.
-        mine.sort(key=lambda tx: tx.status is not ProviderStatus.DELIVERED)
+        mine.sort(key=lambda tx: tx.outcome is not Outcome.DELIVERED)
         return mine[0] if mine else None
 
     async def transactions(

@@ -16,15 +16,17 @@ from typing import Any
 import phonenumbers
 
 from core.money import MINOR_PER_MAJOR
-from core.providers.port import ProviderOperator, ProviderStatus, ProviderTransaction
+from core.providers.port import Outcome, ProviderOperator, ProviderTransaction
 
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"  # Reloadly's dates, UTC
 
-STATUSES = {
-    "SUCCESSFUL": ProviderStatus.DELIVERED,
-    "PROCESSING": ProviderStatus.PENDING,
-    "FAILED": ProviderStatus.FAILED,
-    "REFUNDED": ProviderStatus.FAILED,
+# Reloadly's statuses as our outcomes. PROCESSING is still with the operator: ask again later.
+# REFUNDED was charged, not applied, and credited back: as final a "no" as FAILED.
+OUTCOMES = {
+    "SUCCESSFUL": Outcome.DELIVERED,
+    "PROCESSING": Outcome.UNKNOWN,
+    "FAILED": Outcome.FAILED,
+    "REFUNDED": Outcome.FAILED,
 }
 
 _loads = partial(json.loads, parse_float=Decimal)  # 123.45 stays exactly 12345 cents
@@ -61,16 +63,16 @@ def content(page: Any) -> list[Any]:
 
 def transaction(item: Any) -> ProviderTransaction:
     try:
-        status = STATUSES[item["status"]]
+        outcome = OUTCOMES[item["status"]]
         delivered = item.get("deliveredAmount")
         return ProviderTransaction(
             reference=str(item["customIdentifier"]),
-            status=status,
-            transaction_id=int(item["transactionId"]),
-            operator_transaction_id=str(item.get("operatorTransactionId") or "") or None,
+            outcome=outcome,
+            provider_ref=str(int(item["transactionId"])),
+            operator_ref=str(item.get("operatorTransactionId") or "") or None,
             delivered_minor=(
                 minor(delivered)
-                if status is ProviderStatus.DELIVERED and delivered is not None
+                if outcome is Outcome.DELIVERED and delivered is not None
                 else None
             ),
             currency=str(
@@ -93,7 +95,7 @@ def operator(item: Any) -> ProviderOperator:
         )
         fixed = (item.get("localFixedAmounts") if local else None) or item.get("fixedAmounts")
         return ProviderOperator(
-            operator_id=int(item.get("operatorId") or item["id"]),
+            ref=str(int(item.get("operatorId") or item["id"])),
             name=str(item["name"]),
             country=str(item["country"]["isoName"]),
             currency=str(item["destinationCurrencyCode"]),

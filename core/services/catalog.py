@@ -13,7 +13,7 @@ from sqlmodel import col
 
 from core.context import Core
 from core.errors import InputError, InvalidAmount, NotFound
-from core.models import Agreement, NumberPrefix, Operator, Product, ProductKind
+from core.models import Agreement, NumberPrefix, Operator, OperatorProvider, Product, ProductKind
 from core.models.catalog import ALL_OPERATORS
 from core.money import format_minor
 from core.services.audit import Actor, record
@@ -24,6 +24,22 @@ prefix_t = NumberPrefix.__table__  # type: ignore[attr-defined]
 
 def demo_catalog_text() -> str:
     return resources.files("core").joinpath("data/demo_ke.toml").read_text(encoding="utf-8")
+
+
+# Keys of catalogs from before operator ids were kept per aggregator (migration 0006).
+_OLD_KEYS = {  # aggregator-terms: the old names, refused with the new ones
+    "provider_operator_id": "airtime",  # aggregator-terms
+    "provider_bundle_operator_id": "bundle",  # aggregator-terms
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One ``[[operators]]`` entry of a catalog file, as rows."""
+
+    operator: Operator
+    products: list[Product]
+    refs: list[OperatorProvider]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,18 +67,20 @@ async def load_catalog(core: Core, *, text: str, actor: Actor) -> CatalogCounts:
         raise InputError(reason=f"catalog: {exc}") from None
     n_products = 0
     async with core.transaction() as session:
-        known = {op.code for op, _ in operators} | {op.code for op in await list_operators(session)}
+        known = {e.operator.code for e in operators}
+        known |= {op.code for op in await list_operators(session)}
         for prefix in prefixes:
             if prefix.operator_code not in known:
                 raise InputError(
                     reason=f"catalog: prefix {prefix.prefix} names unknown operator "
                     f"{prefix.operator_code!r}"
                 )
-        for operator, products in operators:
-            await session.merge(operator)
-            for product in products:
-                await session.merge(product)
-            n_products += len(products)
+        for entry in operators:
+            await session.merge(entry.operator)
+            await session.flush()  # the operator before the rows that name it
+            for row in [*entry.products, *entry.refs]:
+                await session.merge(row)
+            n_products += len(entry.products)
         await session.flush()
         await session.execute(
             delete(prefix_t).where(prefix_t.c.prefix.in_([p.prefix for p in prefixes]))
@@ -78,7 +96,7 @@ async def load_catalog(core: Core, *, text: str, actor: Actor) -> CatalogCounts:
     return CatalogCounts(operators=len(operators), products=n_products, prefixes=len(prefixes))
 
 
-def _operator_rows(op: dict[str, Any], country: str) -> tuple[Operator, list[Product]]:
+def _operator_rows(op: dict[str, Any], country: str) -> _Entry:
     code = op["code"]
     operator = Operator(
         code=code,
@@ -86,9 +104,34 @@ def _operator_rows(op: dict[str, Any], country: str) -> tuple[Operator, list[Pro
         name=op["name"],
         currency=op["currency"],
         carrier_names=",".join(op.get("carrier_names", [op["name"]])),
-        provider_operator_id=op.get("provider_operator_id"),
-        provider_bundle_operator_id=op.get("provider_bundle_operator_id"),
     )
+    return _Entry(operator, _products(op), _refs(op))
+
+
+def _refs(op: dict[str, Any]) -> list[OperatorProvider]:
+    """``providers.<adapter> = { airtime = "1", bundle = "101" }``: its ids at each aggregator."""
+    for old, new in _OLD_KEYS.items():
+        if old in op:
+            raise ValueError(
+                f"operator {op['code']}: {old} is now providers.<aggregator>.{new}, e.g. "
+                f'providers.reloadly = {{ {new} = "{op[old]}" }} (docs/PROVIDERS.md)'
+            )
+    refs = []
+    for provider, ids in op.get("providers", {}).items():
+        airtime, bundle = ids.get("airtime"), ids.get("bundle")
+        refs.append(
+            OperatorProvider(
+                operator_code=op["code"],
+                provider=provider,
+                airtime_ref=str(airtime) if airtime is not None else None,
+                bundle_ref=str(bundle) if bundle is not None else None,
+            )
+        )
+    return refs
+
+
+def _products(op: dict[str, Any]) -> list[Product]:
+    code = op["code"]
     products = []
     if airtime := op.get("airtime"):
         products.append(
@@ -115,7 +158,7 @@ def _operator_rows(op: dict[str, Any], country: str) -> tuple[Operator, list[Pro
                 sms_count=bundle.get("sms_count"),
             )
         )
-    return operator, products
+    return products
 
 
 async def get_operator(session: AsyncSession, code: str) -> Operator:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.errors import NotFound
-from core.models import NumberPrefix, Operator, Product
+from core.models import NumberPrefix, Operator, OperatorProvider, Product
 from core.msisdn import carrier_of
 
 CATALOG_TTL_S = 30.0  # how stale another process's catalog change may be seen here
@@ -27,6 +27,8 @@ class Catalog:
     products: dict[str, Product]
     # (prefix, operator code), longest prefix first: ported numbers override carrier data.
     prefixes: tuple[tuple[str, str], ...]
+    # (operator code, aggregator name) → the operator's ids at that aggregator.
+    refs: dict[tuple[str, str], OperatorProvider]
 
     def detect(self, msisdn: str) -> Operator:
         """The operator of an E.164 number: the prefix table first, then phonenumbers' carrier."""
@@ -45,6 +47,16 @@ class Catalog:
             raise NotFound(kind="operator", key=code)
         return operator
 
+    def operator_ref(self, code: str, *, provider: str, bundle: bool) -> str:
+        """The aggregator's id for an operator's airtime or bundles; LookupError if the catalog
+        names none (a person must add it: nothing can be sent)."""
+        row = self.refs.get((code, provider))
+        ref = row.ref(bundle=bundle) if row is not None else None
+        if not ref:
+            what = "bundles" if bundle else "airtime"
+            raise LookupError(f"operator {code} has no {provider} id for {what}")
+        return ref
+
     def product(self, code: str) -> Product:
         product = self.products.get(code)
         if product is None or not product.active:
@@ -57,8 +69,12 @@ async def load_snapshot(session: AsyncSession) -> Catalog:
     products = {p.code: p for p in (await session.execute(select(Product))).scalars()}
     rows = (await session.execute(select(NumberPrefix))).scalars()
     prefixes = sorted(((p.prefix, p.operator_code) for p in rows), key=lambda r: -len(r[0]))
+    refs = {
+        (r.operator_code, r.provider): r
+        for r in (await session.execute(select(OperatorProvider))).scalars()
+    }
     session.expunge_all()  # detached copies: the snapshot outlives the session
-    return Catalog(operators=operators, products=products, prefixes=tuple(prefixes))
+    return Catalog(operators=operators, products=products, prefixes=tuple(prefixes), refs=refs)
 
 
 class CatalogCache:

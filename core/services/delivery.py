@@ -15,46 +15,39 @@ One step (:func:`advance`) per job:
 - still open after ``topup_unknown_window_s`` → ``escalated``: a support case, stock still held;
   the retailer is told, and so is its distributor, whose support queue lists the case
   (core/services/support.py ``queue``).
+
+What a step reads of a top-up is delivery_rows.py; the messages it owes, delivery_notices.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
-from sqlalchemy import and_, bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, update
 
 from core.context import Core
 from core.errors import NotFound, OutcomeUnknown, ProviderRejected, ProviderUnavailable
 from core.i18n import t
 from core.jobs.queue import JobQueue
 from core.logging import get_logger
-from core.models import (
-    AccountKind,
-    Operator,
-    Party,
-    ProductKind,
-    Role,
-    SupportCase,
-    Topup,
-    TopupState,
-)
+from core.models import AccountKind, ProductKind, SupportCase, TopupState
 from core.models.topup import OPEN_STATES
 from core.models.types import utcnow
 from core.money import airtime_asset, format_minor
 from core.msisdn import masked, national
-from core.providers.port import AirtimeProvider, ProviderStatus, ProviderTransaction, TopupOrder
-from core.services import identities
+from core.providers.port import AirtimeProvider, Outcome, ProviderTransaction, TopupOrder
+from core.services import delivery_notices as notices
+from core.services.catalog_snapshot import Catalog
+from core.services.delivery_rows import Job, OpenTopup, load, snapshot, topup_t, unpack
 from core.services.finish import Final, Finisher
 from core.services.ledger import AccountRef
-from core.services.notify import SMS, TELEGRAM, Message, Notifier, add_owed, route
+from core.services.notify import Notifier, add_owed
+
+__all__ = ["Delivery", "advance", "snapshot"]  # snapshot: what topups.py carries in a new job
 
 log = get_logger(__name__)
-topup_t = Topup.__table__  # type: ignore[attr-defined]
-party_t = Party.__table__  # type: ignore[attr-defined]
 
 TRANSIENT_BACKOFF_MAX_S = 60  # 1, 2, 4 … 60 s between resends while the provider is unavailable
 
@@ -68,82 +61,6 @@ class Delivery:
     notifier: Notifier
     queue: JobQueue
     finisher: Finisher
-
-
-@dataclass(slots=True)
-class _Open:
-    """What a step needs of a top-up row (a plain object: the worker's hot path)."""
-
-    id: str
-    party_id: int
-    msisdn: str
-    operator_code: str
-    product_code: str
-    kind: str
-    amount_minor: int
-    currency: str
-    state: str
-    sends: int
-    checks: int
-    created_at: datetime
-    unknown_since: datetime | None
-    provider_txn_id: int | None
-
-
-_OPEN_COLUMNS = [topup_t.c[name] for name in _Open.__dataclass_fields__]
-
-
-class _Job(NamedTuple):
-    """A top-up with what its notifications need of its retailer (one query)."""
-
-    topup: _Open
-    shop_name: str
-    shop_msisdn: str
-    language: str
-    telegram_user_id: str | None  # its address on Telegram (core/services/identities.py)
-    # (sends, checks) as this step found them: it may only record its successor over exactly
-    # that, so a stale run (a replay, a late copy) cannot roll the row back.
-    expected: tuple[int, int] = (0, 0)
-
-
-# Built once: delivery is the worker's hot path (see docs/BENCHMARKS.md).
-_LOAD = select(
-    *_OPEN_COLUMNS,
-    party_t.c.name,
-    party_t.c.msisdn,
-    party_t.c.language,
-    identities.address_column(TELEGRAM),
-).where(topup_t.c.id == bindparam("id"), party_t.c.id == topup_t.c.party_id)
-_shop_t = party_t.alias("shop")
-# The retailer's distributor, told of an escalated top-up (its support queue).
-_PARENT = (
-    select(party_t.c.id, party_t.c.msisdn, party_t.c.language, identities.address_column(TELEGRAM))
-    .join(_shop_t, _shop_t.c.parent_id == party_t.c.id)
-    .where(_shop_t.c.id == bindparam("id"), party_t.c.role == Role.DISTRIBUTOR)
-)
-
-
-def snapshot(
-    topup: Topup,
-    *,
-    shop_name: str,
-    shop_msisdn: str,
-    language: str,
-    telegram_user_id: str | None,
-) -> tuple[Any, ...]:
-    """What the first step of a new top-up needs, carried in its job (see :func:`advance`)."""
-    fields = tuple(getattr(topup, name) for name in _Open.__dataclass_fields__)
-    return (*fields, shop_name, shop_msisdn, language, telegram_user_id)
-
-
-async def _load(d: Delivery, topup_id: str) -> _Job:
-    async with d.core.sessions() as session:
-        row = (await session.execute(_LOAD, {"id": topup_id})).first()
-    if row is None:
-        raise LookupError(topup_id)
-    *fields, name, msisdn, language, telegram_user_id = row
-    topup = _Open(*fields)
-    return _Job(topup, name, msisdn, language, telegram_user_id)
 
 
 async def advance(
@@ -162,10 +79,9 @@ async def advance(
     is used as is. Every other step reads the row.
     """
     if fresh and snapshot is not None:
-        *fields, name, msisdn, language, telegram_user_id = snapshot
-        job = _Job(_Open(*fields), name, msisdn, language, telegram_user_id)
+        job = unpack(snapshot)
     else:
-        job = await _load(d, topup_id)
+        job = await load(d.core.sessions, topup_id)
     topup = job.topup
     if topup.state not in OPEN_STATES or (topup.sends, topup.checks) != (sends, checks):
         return topup.state  # finished, escalated, or this job was overtaken by a later one
@@ -183,19 +99,18 @@ async def advance(
         if isinstance(sent, str):
             return sent
         txn = sent
-    if txn.status == ProviderStatus.DELIVERED:
+    if txn.outcome == Outcome.DELIVERED:
         return await _finish(d, job, TopupState.DELIVERED, txn=txn)
-    if txn.status == ProviderStatus.FAILED:
+    if txn.outcome == Outcome.FAILED:
         return await _finish(d, job, TopupState.FAILED, txn=txn, detail=txn.message)
     return await _unknown(d, job, now, detail="pending at the provider", txn=txn)
 
 
-async def _send(d: Delivery, job: _Job, now: datetime) -> ProviderTransaction | str:
+async def _send(d: Delivery, job: Job, now: datetime) -> ProviderTransaction | str:
     """The provider's transaction, or the state the top-up was left in when there is none."""
     topup = job.topup
     try:
-        operator = (await d.core.catalog.get()).operator(topup.operator_code)
-        order = _order(topup, operator, d.core.settings.country)
+        order = _order(topup, await d.core.catalog.get(), provider=d.provider.name)
     except (NotFound, LookupError) as exc:  # the catalog cannot route it: a person must look
         return await _escalate(d, job, detail=f"catalog: {exc}")
     topup.sends += 1
@@ -210,16 +125,16 @@ async def _send(d: Delivery, job: _Job, now: datetime) -> ProviderTransaction | 
         return await _later(d, job, now, detail=str(exc))
 
 
-def _order(topup: _Open, operator: Operator, country: str) -> TopupOrder:
+def _order(topup: OpenTopup, catalog: Catalog, *, provider: str) -> TopupOrder:
+    """The order in our terms, with the aggregator's id for the operator from the catalog."""
+    operator = catalog.operator(topup.operator_code)
     bundle = topup.kind != ProductKind.AIRTIME
-    operator_id = operator.provider_bundle_operator_id if bundle else operator.provider_operator_id
-    if operator_id is None:
-        raise LookupError(f"operator {operator.code} has no provider operator id")
     return TopupOrder(
         reference=topup.id,
         msisdn=topup.msisdn,
-        country=operator.country or country,
-        operator_id=operator_id,
+        country=operator.country,
+        operator=operator.code,
+        operator_ref=catalog.operator_ref(operator.code, provider=provider, bundle=bundle),
         amount_minor=topup.amount_minor,
         currency=topup.currency,
     )
@@ -227,7 +142,7 @@ def _order(topup: _Open, operator: Operator, country: str) -> TopupOrder:
 
 async def _finish(
     d: Delivery,
-    job: _Job,
+    job: Job,
     state: TopupState,
     *,
     txn: ProviderTransaction | None = None,
@@ -248,12 +163,17 @@ async def _finish(
                 "b_final_at": utcnow(),
                 "b_sends": topup.sends,
                 "b_checks": topup.checks,
-                "b_provider_txn_id": txn.transaction_id if txn else None,
-                "b_operator_txn_id": txn.operator_transaction_id if txn else None,
+                "b_provider_ref": txn.provider_ref if txn else None,
+                "b_operator_txn_id": txn.operator_ref if txn else None,
                 "b_detail": detail[:200] if detail else None,
             },
             stock_account=AccountRef(AccountKind.MAIN, asset, topup.party_id).code,
-            owed=_owed(d, job, state, what=await _what(d, topup, job.language)),
+            owed=notices.owed(
+                job,
+                state,
+                what=notices.what(await d.core.catalog.get(), topup, job.language),
+                telegram_on=d.notifier.telegram_on,
+            ),
         )
     )
     if owed is None:
@@ -263,60 +183,8 @@ async def _finish(
     return state
 
 
-def _owed(
-    d: Delivery, job: _Job, state: TopupState, *, what: str
-) -> Callable[[int], list[Message]]:
-    """The messages a final state owes, given the retailer's stock left."""
-    topup, lang = job.topup, job.language
-    fields = {
-        "what": what,
-        "number": national(topup.msisdn),
-        "ref": topup.id,
-    }
-    retailer = _retailer(d, job, f"{topup.id}:retailer")
-    if state == TopupState.FAILED:
-        return lambda _stock: [retailer(t(lang, "topup.failed", **fields))]
-
-    def delivered(stock: int) -> list[Message]:
-        left = format_minor(stock, topup.currency)
-        return [
-            retailer(t(lang, "topup.delivered", **fields, stock=left)),
-            Message(
-                key=f"{topup.id}:customer",
-                channel=SMS,
-                recipient=topup.msisdn,
-                text=t(lang, "topup.receipt", **fields, shop=job.shop_name),
-            ),
-        ]
-
-    return delivered
-
-
-def _retailer(d: Delivery, job: _Job, key: str) -> Callable[[str], Message]:
-    """A message to the retailer on its own channel."""
-    channel, recipient = route(
-        telegram_on=d.notifier.telegram_on,
-        telegram_user_id=job.telegram_user_id,
-        msisdn=job.shop_msisdn,
-    )
-    return lambda text: Message(
-        key=key, party_id=job.topup.party_id, channel=channel, recipient=recipient, text=text
-    )
-
-
-async def _what(d: Delivery, topup: _Open, language: str) -> str:
-    """What was topped up, as the messages name it: "KES 50 airtime", "the 100MB 24h bundle
-    (KES 20)"."""
-    amount = format_minor(topup.amount_minor, topup.currency)
-    products = (await d.core.catalog.get()).products
-    if topup.kind == ProductKind.AIRTIME or topup.product_code not in products:
-        return t(language, "topup.what_airtime", amount=amount)
-    name = products[topup.product_code].name
-    return t(language, "topup.what_bundle", name=name, amount=amount)
-
-
 async def _unknown(
-    d: Delivery, job: _Job, now: datetime, *, detail: str, txn: ProviderTransaction | None = None
+    d: Delivery, job: Job, now: datetime, *, detail: str, txn: ProviderTransaction | None = None
 ) -> str:
     """Not known yet: query its status after the next gap of the back-off schedule."""
     topup = job.topup
@@ -334,11 +202,11 @@ async def _unknown(
         state=TopupState.UNKNOWN,
         unknown_since=since,
         detail=detail[:200],
-        provider_txn_id=txn.transaction_id if txn else topup.provider_txn_id,
+        provider_ref=txn.provider_ref if txn else topup.provider_ref,
     )
 
 
-async def _later(d: Delivery, job: _Job, now: datetime, *, detail: str) -> str:
+async def _later(d: Delivery, job: Job, now: datetime, *, detail: str) -> str:
     """The provider could not be reached: the same step again after a short back-off."""
     topup = job.topup
     if now - topup.created_at >= timedelta(seconds=d.core.settings.topup_unknown_window_s):
@@ -349,7 +217,7 @@ async def _later(d: Delivery, job: _Job, now: datetime, *, detail: str) -> str:
     return await _schedule(d, job, delay_s=delay_s, state=state, detail=detail[:200])
 
 
-def _unmoved(job: _Job) -> Any:
+def _unmoved(job: Job) -> Any:
     """The row is still open and still where this step found it."""
     return and_(
         topup_t.c.id == job.topup.id,
@@ -360,7 +228,7 @@ def _unmoved(job: _Job) -> Any:
 
 
 async def _schedule(
-    d: Delivery, job: _Job, *, delay_s: float, state: TopupState, **values: object
+    d: Delivery, job: Job, *, delay_s: float, state: TopupState, **values: object
 ) -> str:
     """Record the next step (unless another run moved the top-up on), then enqueue it."""
     topup = job.topup
@@ -387,29 +255,7 @@ async def _schedule(
     return state
 
 
-async def _to_distributor(
-    d: Delivery, session: AsyncSession, job: _Job, fields: dict[str, object]
-) -> list[Message]:
-    """The escalation's message to the retailer's distributor (none if its parent is not one)."""
-    parent = (await session.execute(_PARENT, {"id": job.topup.party_id})).first()
-    if parent is None:
-        return []
-    parent_id, msisdn, language, telegram_user_id = parent
-    channel, recipient = route(
-        telegram_on=d.notifier.telegram_on, telegram_user_id=telegram_user_id, msisdn=msisdn
-    )
-    return [
-        Message(
-            key=f"{job.topup.id}:escalated:parent",
-            party_id=parent_id,
-            channel=channel,
-            recipient=recipient,
-            text=t(language, "alert.case", **fields, name=job.shop_name[:24]),
-        )
-    ]
-
-
-async def _escalate(d: Delivery, job: _Job, *, detail: str) -> str:
+async def _escalate(d: Delivery, job: Job, *, detail: str) -> str:
     """Unresolved past the window: a support case; the stock stays held until it is resolved."""
     topup = job.topup
     async with d.core.transaction() as session:
@@ -437,8 +283,9 @@ async def _escalate(d: Delivery, job: _Job, *, detail: str) -> str:
             "case": case.id,
         }
         text = t(job.language, "topup.escalated", **fields, ref=topup.id)
-        messages = [_retailer(d, job, f"{topup.id}:escalated")(text)]
-        messages += await _to_distributor(d, session, job, fields)
+        on = d.notifier.telegram_on
+        messages = [notices.retailer(job, f"{topup.id}:escalated", telegram_on=on)(text)]
+        messages += await notices.to_distributor(session, job, fields, telegram_on=on)
         owed = await add_owed(session, messages)
     log.warning("topup.escalated", topup_id=topup.id, case=case.id, detail=detail)
     await d.notifier.send(owed)

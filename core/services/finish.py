@@ -49,7 +49,7 @@ _FINAL = (
         final_at=bindparam("b_final_at"),
         sends=bindparam("b_sends"),
         checks=bindparam("b_checks"),
-        provider_txn_id=bindparam("b_provider_txn_id"),
+        provider_ref=bindparam("b_provider_ref"),
         operator_txn_id=bindparam("b_operator_txn_id"),
         detail=bindparam("b_detail"),
     )

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from core.context import Core
 from core.jobs.queue import JobQueue
 from core.jobs.scripts import job_key_prefix
-from core.models import Notification, Operator, Party, TopupState
+from core.models import Notification, OperatorProvider, Party, TopupState
 from core.providers.reloadly import ReloadlyProvider
 from core.providers.sms import AfricasTalkingSms
 from core.services import alerts, reports, stock, support
@@ -243,9 +243,9 @@ async def test_an_escalated_top_up_reaches_the_distributors_queue(
     distributor, [shop, other] = await chain(core, retailers=2)
     await give_retailer_stock(core, distributor, shop, 5_000 * KES, "r1")
     async with core.transaction() as session:  # the catalog cannot route it: escalated at once
-        operator = await session.get(Operator, SAFARICOM)
-        assert operator is not None
-        operator.provider_operator_id = None
+        refs = await session.get(OperatorProvider, (SAFARICOM, "reloadly"))
+        assert refs is not None
+        refs.airtime_ref = None
     core.catalog.invalidate()
     topup = await request_topup(
         core, party_id=shop.id or 0, msisdn="0712345670", amount_minor=250 * KES, channel="test"

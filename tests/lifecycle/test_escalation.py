@@ -43,17 +43,17 @@ async def test_unknown_past_the_window_becomes_a_support_case(rig: Rig) -> None:
 
 
 async def test_a_topup_the_catalog_cannot_route_escalates_at_once(rig: Rig) -> None:
-    from core.models import Operator
+    from core.models import OperatorProvider
 
     shop = await _shop(rig)
     async with rig.core.transaction() as session:  # an operator with no aggregator id
-        operator = await session.get(Operator, "safaricom-ke")
-        assert operator is not None
-        operator.provider_operator_id = None
+        refs = await session.get(OperatorProvider, ("safaricom-ke", "reloadly"))
+        assert refs is not None
+        refs.airtime_ref = None
     topup = await rig.wait(
         (await _top_up(rig, shop, 0)).id, states=frozenset({TopupState.ESCALATED})
     )
-    assert topup.sends == 0 and topup.detail and "no provider operator id" in topup.detail
+    assert topup.sends == 0 and topup.detail and "has no reloadly id for airtime" in topup.detail
     assert (await rig.stats())["requests"] == 0
     assert await _stock(rig, shop) == (STOCK - 5_000, 5_000, 0)  # held for support to decide
     await assert_ledger_ok(rig.core)

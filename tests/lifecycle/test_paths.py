@@ -66,7 +66,7 @@ async def test_success_captures_and_tells_retailer_and_customer(rig: Rig) -> Non
     topup = await rig.wait((await _top_up(rig, shop, 0)).id)
     assert topup.state == TopupState.DELIVERED and topup.sends == 1
     assert (await rig.stats(topup.id))["sends_by_reference"] == 1
-    assert topup.provider_txn_id is not None
+    assert topup.provider_ref is not None
     assert await _stock(rig, shop) == (STOCK - 5_000, 0, 5_000)
     await _agree(rig)
     [to_shop] = await rig.wait_sms(shop.msisdn)
@@ -183,14 +183,16 @@ async def test_a_rerun_after_an_unrecorded_send_looks_it_up_and_sends_nothing(
     topup = await request_topup(
         rig.core, party_id=shop.id or 0, msisdn=number(0), amount_minor=5_000, channel="test"
     )
-    operator = (await rig.core.catalog.get()).operator(topup.operator_code)
-    assert operator.provider_operator_id is not None
+    operator_ref = (await rig.core.catalog.get()).operator_ref(
+        topup.operator_code, provider="reloadly", bundle=False
+    )
     provider = ReloadlyProvider.from_settings(rig.settings)
     try:  # the dead worker's send, through the same adapter
         await provider.send_topup(
             TopupOrder(
                 reference=topup.id, msisdn=topup.msisdn, country="KE",
-                operator_id=operator.provider_operator_id, amount_minor=5_000, currency="KES",
+                operator=topup.operator_code, operator_ref=operator_ref, amount_minor=5_000,
+                currency="KES",
             )
         )  # fmt: skip
     finally:

@@ -29,7 +29,7 @@ CLIENT_TIMEOUT_S = 15.0
 HASTY_TIMEOUT_S = 0.5
 # slow (0.2 s) < hasty time-out (0.5 s) < settle (2.5 s) < hang (4 s) < client time-out (15 s)
 FAST = SandboxConfig(hang_s=4.0, settle_s=2.5, slow_ms=200, seed=1)
-SAFARICOM = 1
+SAFARICOM = "1"  # the sandbox's (Reloadly's) id for Safaricom airtime
 
 
 @asynccontextmanager
@@ -145,7 +145,8 @@ _ORDER = TopupOrder(
     reference="",
     msisdn="",
     country="KE",
-    operator_id=SAFARICOM,
+    operator="safaricom-ke",
+    operator_ref=SAFARICOM,
     amount_minor=5_000,
     currency="KES",
 )

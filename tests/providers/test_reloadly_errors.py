@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from core.errors import OutcomeUnknown, ProviderRejected, ProviderUnavailable
-from core.providers.port import ProviderStatus
+from core.providers.port import Outcome
 from tests.e2e.conftest import free_port
 from tests.providers.conftest import MakeProvider, Sandbox, order, serve
 
@@ -95,7 +95,7 @@ async def test_a_good_answer_from_another_aggregator_is_read(make_provider: Make
     async with serve(fake(answer(201, iso_date))) as url:
         adapter = await make_provider(url)
         tx = await adapter.send_topup(order(0, "ref-1"))
-    assert (tx.status, tx.transaction_id) == (ProviderStatus.DELIVERED, 77)
+    assert (tx.outcome, tx.provider_ref) == (Outcome.DELIVERED, "77")
     assert tx.delivered_minor == 5_000
     assert tx.at == datetime(2026, 5, 2, 10, 35, tzinfo=UTC)
 
@@ -143,7 +143,7 @@ async def test_reloadlys_duplicate_refusal_is_resolved_by_the_report(
     async with serve(fake(answer(400, refusal), report)) as url:
         adapter = await make_provider(url)
         tx = await adapter.send_topup(order(0, "ref-1"))
-    assert (tx.transaction_id, tx.status, seen) == (77, ProviderStatus.DELIVERED, ["ref-1"])
+    assert (tx.provider_ref, tx.outcome, seen) == ("77", Outcome.DELIVERED, ["ref-1"])
 
 
 async def test_a_duplicate_refusal_without_the_original_is_unknown(

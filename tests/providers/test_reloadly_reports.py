@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from core.errors import ProviderRejected
-from core.providers.port import ProviderStatus
+from core.providers.port import Outcome
 from core.providers.reloadly import ReloadlyProvider
 from tests.providers.conftest import MakeProvider, Sandbox, order
 
@@ -30,8 +30,8 @@ async def test_transactions_pages_through_every_one_in_the_window(
     end = datetime.now(UTC) + timedelta(seconds=2)
     seen = [tx async for tx in adapter.transactions(start=start, end=end)]
     assert sorted(tx.reference for tx in seen) == sorted(f"page-{n}" for n in range(45))
-    assert len({tx.transaction_id for tx in seen}) == 45
-    assert all(tx.status is ProviderStatus.DELIVERED for tx in seen)
+    assert len({tx.provider_ref for tx in seen}) == 45
+    assert all(tx.outcome is Outcome.DELIVERED for tx in seen)
     later = datetime.now(UTC) + timedelta(hours=1)
     assert [tx async for tx in adapter.transactions(start=later, end=later)] == []
 
@@ -49,9 +49,9 @@ async def test_the_report_pages_are_1_based_and_capped(sandbox: Sandbox) -> None
 
 
 async def test_operators_and_auto_detect(provider: ReloadlyProvider) -> None:
-    operators = {op.operator_id: op for op in await provider.operators(country="KE")}
-    assert set(operators) == {1, 2, 3, 101, 102, 103}
-    safaricom, bundles = operators[1], operators[101]
+    operators = {op.ref: op for op in await provider.operators(country="KE")}
+    assert set(operators) == {"1", "2", "3", "101", "102", "103"}
+    safaricom, bundles = operators["1"], operators["101"]
     assert (safaricom.denomination_type, safaricom.min_minor, safaricom.max_minor) == (
         "RANGE",
         500,
@@ -61,9 +61,9 @@ async def test_operators_and_auto_detect(provider: ReloadlyProvider) -> None:
     assert bundles.fixed_amounts_minor == (1_000, 2_000, 25_000, 100_000)
     assert bundles.name == "Safaricom Kenya Bundles" and bundles.currency == "KES"
     airtel = await provider.detect_operator(msisdn="+254733123456", country="KE")
-    assert (airtel.operator_id, airtel.name, airtel.country) == (2, "Airtel Kenya", "KE")
+    assert (airtel.ref, airtel.name, airtel.country) == ("2", "Airtel Kenya", "KE")
     telkom = await provider.detect_operator(msisdn="+254770123456", country="KE")
-    assert telkom.operator_id == 3
+    assert telkom.ref == "3"
     with pytest.raises(ProviderRejected) as refused:
         await provider.detect_operator(msisdn="+254201234567", country="KE")  # a landline
     assert refused.value.fields["error_code"] == "COULD_NOT_AUTO_DETECT_OPERATOR"
@@ -72,10 +72,10 @@ async def test_operators_and_auto_detect(provider: ReloadlyProvider) -> None:
 @pytest.mark.parametrize(
     ("changes", "error_code"),
     [
-        ({"operator_id": 42}, "OPERATOR_UNAVAILABLE_OR_CURRENTLY_INACTIVE"),
+        ({"operator_ref": "42"}, "OPERATOR_UNAVAILABLE_OR_CURRENTLY_INACTIVE"),
         ({"amount_minor": 400}, "INVALID_AMOUNT_FOR_OPERATOR"),  # below KES 5
         ({"amount_minor": 1_000_001}, "INVALID_AMOUNT_FOR_OPERATOR"),
-        ({"operator_id": 101, "amount_minor": 1_500}, "INVALID_AMOUNT_FOR_OPERATOR"),  # FIXED
+        ({"operator_ref": "101", "amount_minor": 1_500}, "INVALID_AMOUNT_FOR_OPERATOR"),  # FIXED
         ({"msisdn": "+25471234"}, "INVALID_RECIPIENT_PHONE"),
         ({"country": "UG"}, "COUNTRY_NOT_SUPPORTED"),
     ],
@@ -91,8 +91,8 @@ async def test_invalid_orders_are_rejected_and_not_recorded(
 
 
 async def test_a_bundle_at_a_fixed_price_is_delivered(provider: ReloadlyProvider) -> None:
-    tx = await provider.send_topup(order(0, "bundle", operator_id=101, amount_minor=25_000))
-    assert tx.status is ProviderStatus.DELIVERED and tx.delivered_minor == 25_000
+    tx = await provider.send_topup(order(0, "bundle", operator_ref="101", amount_minor=25_000))
+    assert tx.outcome is Outcome.DELIVERED and tx.delivered_minor == 25_000
 
 
 async def _token(sandbox: Sandbox) -> str:

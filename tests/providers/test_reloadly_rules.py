@@ -10,7 +10,7 @@ import pytest
 
 from core.errors import OutcomeUnknown, ProviderRejected, ProviderUnavailable
 from core.money import discounted_price
-from core.providers.port import ProviderStatus, ProviderTransaction
+from core.providers.port import Outcome, ProviderTransaction
 from core.providers.reloadly import ReloadlyProvider
 from tests.providers.conftest import FAST, HASTY_TIMEOUT_S, Sandbox, order
 
@@ -26,7 +26,7 @@ async def _settled(provider: ReloadlyProvider, reference: str) -> ProviderTransa
     while True:
         tx = await _find(provider, reference)
         assert tx is not None
-        if tx.status is not ProviderStatus.PENDING:
+        if tx.outcome is not Outcome.UNKNOWN:
             return tx
         assert time.monotonic() < deadline, f"{reference} still pending after 30 s"
         await asyncio.sleep(0.05)
@@ -34,9 +34,9 @@ async def _settled(provider: ReloadlyProvider, reference: str) -> ProviderTransa
 
 async def test_other_digits_deliver_at_once(sandbox: Sandbox, provider: ReloadlyProvider) -> None:
     tx = await provider.send_topup(order(0, "ok-0"))
-    assert tx.status is ProviderStatus.DELIVERED and tx.reference == "ok-0"
+    assert tx.outcome is Outcome.DELIVERED and tx.reference == "ok-0"
     assert tx.delivered_minor == 5_000 and tx.currency == "KES"
-    assert tx.transaction_id is not None and tx.operator_transaction_id
+    assert tx.provider_ref is not None and tx.operator_ref
     assert await _find(provider, "ok-0") == tx
     stats = await sandbox.stats("ok-0")
     assert (stats["delivered"], stats["deliveries_by_reference"], stats["failed"]) == (1, 1, 0)
@@ -49,7 +49,7 @@ async def test_1_is_declined_and_recorded_failed(
         await provider.send_topup(order(1, "decline-1"))
     assert refused.value.fields["error_code"] == "TRANSACTION_CANNOT_BE_PROCESSED_AT_THE_MOMENT"
     tx = await _find(provider, "decline-1")
-    assert tx is not None and tx.status is ProviderStatus.FAILED and tx.delivered_minor is None
+    assert tx is not None and tx.outcome is Outcome.FAILED and tx.delivered_minor is None
     stats = await sandbox.stats()
     assert (stats["delivered"], stats["failed"]) == (0, 1)
     assert (await provider.balance()).balance_minor == FAST.initial_balance_minor  # not charged
@@ -62,13 +62,13 @@ async def test_2_times_out_then_is_found_pending_then_delivered(
         await hasty.send_topup(order(2, "hang-2"))
     assert FAST.settle_s - HASTY_TIMEOUT_S >= 2  # so it is still in flight now, with 2 s to spare
     pending = await _find(provider, "hang-2")
-    assert pending is not None and pending.status is ProviderStatus.PENDING
+    assert pending is not None and pending.outcome is Outcome.UNKNOWN
     assert (await sandbox.stats())["pending"] == 1
     delivered = await _settled(provider, "hang-2")
-    assert delivered.status is ProviderStatus.DELIVERED and delivered.delivered_minor == 5_000
+    assert delivered.outcome is Outcome.DELIVERED and delivered.delivered_minor == 5_000
     # Sending again (what the lifecycle does after a "not found") returns the original.
     again = await provider.send_topup(order(2, "hang-2"))
-    assert again.transaction_id == delivered.transaction_id
+    assert again.provider_ref == delivered.provider_ref
     stats = await sandbox.stats("hang-2")
     assert (stats["delivered"], stats["pending"], stats["deliveries_by_reference"]) == (1, 0, 1)
 
@@ -79,7 +79,7 @@ async def test_3_times_out_then_is_refunded(
     with pytest.raises(OutcomeUnknown):
         await hasty.send_topup(order(3, "hang-3"))
     tx = await _settled(provider, "hang-3")
-    assert tx.status is ProviderStatus.FAILED
+    assert tx.outcome is Outcome.FAILED
     stats = await sandbox.stats()
     assert (stats["delivered"], stats["failed"]) == (0, 1)
     assert (await provider.balance()).balance_minor == FAST.initial_balance_minor  # refunded
@@ -92,7 +92,7 @@ async def test_4_is_unavailable_once_then_delivers_once(
         await provider.send_topup(order(4, "flaky-4"))
     assert await _find(provider, "flaky-4") is None  # a 503 records nothing
     tx = await provider.send_topup(order(4, "flaky-4"))
-    assert tx.status is ProviderStatus.DELIVERED
+    assert tx.outcome is Outcome.DELIVERED
     stats = await sandbox.stats("flaky-4")
     assert (stats["errors_5xx"], stats["delivered"], stats["deliveries_by_reference"]) == (1, 1, 1)
 
@@ -102,7 +102,7 @@ async def test_5_is_slow_but_within_the_time_out(
 ) -> None:
     started = time.monotonic()
     tx = await provider.send_topup(order(5, "slow-5"))
-    assert tx.status is ProviderStatus.DELIVERED
+    assert tx.outcome is Outcome.DELIVERED
     assert time.monotonic() - started >= FAST.slow_ms / 1000
     assert (await sandbox.stats())["delivered"] == 1
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from core.errors import ProviderRejected, ProviderUnavailable
-from core.providers.port import ProviderStatus
+from core.providers.port import Outcome
 from core.providers.reloadly import ReloadlyProvider
 from sandbox.config import SandboxConfig
 from tests.providers.conftest import Sandbox, order
@@ -150,7 +150,7 @@ async def test_latency_and_no_digit_rules(sandbox: Sandbox, provider: ReloadlyPr
     await provider.balance()  # the token is not what we time
     started = time.monotonic()
     tx = await provider.send_topup(order(1, "no-rules"))  # …1 would decline with the rules on
-    assert tx.status is ProviderStatus.DELIVERED and time.monotonic() - started >= 0.15
+    assert tx.outcome is Outcome.DELIVERED and time.monotonic() - started >= 0.15
 
 
 @pytest.mark.parametrize("sandbox_config", [SandboxConfig(initial_balance_minor=6_000)])

@@ -40,6 +40,7 @@ BAD_VALUES: dict[str, tuple[str, str]] = {
     "http_port": ("70000", "less than or equal to 65535"),
     "pin_pepper": ("short", "at least 16 characters"),
     "pin_max_attempts": ("0", "greater than or equal to 1"),
+    "provider": ("reloadlyy", "unknown aggregator 'reloadlyy' (did you mean 'reloadly'?)"),
     "provider_url": ("127.0.0.1:8090", "http:// or https://"),
     "provider_auth_url": ("ftp://auth", "http:// or https://"),
     "provider_client_id": ("", "at least 1 character"),
