@@ -178,10 +178,9 @@ class Engine:
         # Where they left off is asked of Redis before who is calling is asked of the database,
         # and read after: one wait for both, without a task (a hop of a session we lost starts
         # over, without the offer).
-        ask = self.store.ask_resume_point
-        resume = None if expired else await ask(turn.channel, turn.user_ref)
+        resume = None if expired else self.store.resume_point(turn.channel, turn.user_ref)
         party = await parties.who(self.core, channel=turn.channel, user_ref=turn.user_ref)
-        point = None if resume is None else await resume()
+        point = None if resume is None else await resume
         if party is None:
             if turn.channel == "telegram":  # known by a Telegram account nobody linked yet
                 return Screen(t(DEFAULT_LANGUAGE, "start.unlinked"), (), Expects.CONTACT, True)

@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
 
 from core.errors import Conflict
-from core.redis import Pipeline
+from core.redis_pipeline import Lua, PipelinedRedis
 
 KEY_PREFIX = "airgate:s"
 RESUME_PREFIX = "airgate:r"
@@ -38,7 +37,7 @@ REF_KEY_PURPOSE = "session-ref"  # PinHasher.subkey(...): the key a resume point
 
 # Write only if the stored version is still the one we read (0: no session yet); then bump it,
 # and set (ARGV[4] 'set') or delete ('del') the resume point.
-_CAS = """
+_CAS = Lua("""
 local current = redis.call('GET', KEYS[1])
 local version = 0
 if current then version = cjson.decode(current)['v'] end
@@ -50,7 +49,7 @@ elseif ARGV[4] == 'del' then
   redis.call('DEL', KEYS[2])
 end
 return 1
-"""
+""")
 # Sessions and resume points are compact JSON, UTF-8 as stored, through orjson: a tenth of the
 # standard library's CPU for an encode and a third for a decode (docs/DEPENDENCIES.md).
 
@@ -126,12 +125,11 @@ class SessionStore:
         (a digest of a phone number without a key is found again by trying every number)."""
         self._redis = redis
         self._ref_key = ref_key
-        self._hot = Pipeline(redis.connection_pool)  # GET and EVALSHA on every turn
+        self._hot = PipelinedRedis(redis.connection_pool)  # GET and EVALSHA on every turn
         self._ttl_ms = {channel: seconds * 1000 for channel, seconds in ttl_s.items()}
-        self._cas_sha = hashlib.sha1(_CAS.encode()).hexdigest()
 
     async def load(self, channel: str, session_id: str) -> Session | None:
-        raw = await self._hot.execute("GET", session_key(channel, session_id))
+        raw = await self._hot.get(session_key(channel, session_id))
         if raw is None:
             return None
         body = orjson.loads(raw)
@@ -157,13 +155,7 @@ class SessionStore:
             else:
                 point = orjson.dumps(resume.point)
                 args += ["set", point, str(RESUME_TTL_MS)]
-        # EVALSHA itself: redis-py's Script wrapper costs as much CPU as the command's reply.
-        try:
-            written = await self._evalsha(keys, args)
-        except NoScriptError:  # a restarted or flushed Redis: load it, once
-            await self._redis.script_load(_CAS)
-            written = await self._evalsha(keys, args)
-        if not written:
+        if not await _CAS(self._hot, keys, args):
             raise SessionConflict(key=key)
         session.version = new_version
         return session
@@ -172,22 +164,23 @@ class SessionStore:
         mac = hmac.new(self._ref_key, f"{channel}:{user_ref}".encode(), hashlib.sha256)
         return f"{RESUME_PREFIX}:{channel}:{mac.digest()[:PATH_DIGEST_BYTES].hex()}"
 
-    async def _evalsha(self, keys: list[str], args: list[str | bytes]) -> Any:
-        return await self._hot.execute("EVALSHA", self._cas_sha, str(len(keys)), *keys, *args)
-
-    async def ask_resume_point(
-        self, channel: str, user_ref: str
-    ) -> Callable[[], Awaitable[dict[str, Any] | None]]:
-        """Ask for the user's resume point now; await what this returns for the answer when it
-        is needed (the question is in flight meanwhile: the engine asks the database who is
-        calling). Not awaiting it is fine: the reply is read and dropped."""
-        reply = await self._hot.ask("GET", self.resume_key(channel, user_ref))
-
-        async def point() -> dict[str, Any] | None:
-            raw = await reply
-            return None if raw is None else dict(orjson.loads(raw))
-
-        return point
+    def resume_point(self, channel: str, user_ref: str) -> Awaitable[dict[str, Any] | None]:
+        """The user's resume point, asked now and in flight until awaited (the engine asks the
+        database who is calling meanwhile). Not awaiting it is fine: the reply is dropped."""
+        return _Decoded(self._hot.get(self.resume_key(channel, user_ref)))
 
     async def end(self, channel: str, session_id: str) -> None:
         await self._redis.delete(session_key(channel, session_id))
+
+
+class _Decoded:
+    """A resume point's reply in flight, decoded when awaited."""
+
+    __slots__ = ("_reply",)
+
+    def __init__(self, reply: Awaitable[bytes | None]) -> None:
+        self._reply = reply
+
+    def __await__(self) -> Generator[Any, None, dict[str, Any] | None]:
+        raw = yield from self._reply.__await__()
+        return None if raw is None else dict(orjson.loads(raw))
