@@ -1,5 +1,5 @@
-"""``core.redis_pipeline`` (the session store's GET and EVALSHA, every Lua script) against redis-py's
-own commands and the parts of redis-py it leans on,
+"""``core.redis_pipeline`` (the session store's GET and EVALSHA, every Lua script) against
+redis-py's own commands and the parts of redis-py it leans on,
 in real Redis: the same replies and errors; commands given together share a write and still get
 their own replies; a caller that stops waiting shifts nobody's reply; a connection the server
 closed is replaced, and one that fails under commands fails them and is replaced too."""
