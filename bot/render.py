@@ -17,11 +17,11 @@ from telegram import (
     ReplyKeyboardMarkup,
 )
 
-from core.conversation.types import Expects, Screen
+from core.conversation.types import Expects, Nav, Screen
 from core.i18n import DEFAULT_LANGUAGE, t
 
 PER_PAGE = 10  # options per message (a whole main menu); more go behind "98"
-BACK, MORE, MAIN = "0", "98", "00"
+BACK, MORE, MAIN = Nav.BACK, Nav.MORE, Nav.MAIN
 SEP = ":"  # an option's button: "{number}:{the screen's tag}" (the engine checks the tag)
 
 Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup
@@ -49,8 +49,8 @@ def buttons(screen: Screen) -> InlineKeyboardMarkup:
     ]
     nav = []
     if not screen.final:
-        nav.append(InlineKeyboardButton("\u2b05 0", callback_data=BACK))
+        nav.append(InlineKeyboardButton(f"\u2b05 {BACK}", callback_data=BACK))
         if first + PER_PAGE < len(screen.options):
-            nav.append(InlineKeyboardButton("98 \u27a1", callback_data=MORE))
-    nav.append(InlineKeyboardButton("\U0001f3e0 00", callback_data=MAIN))
+            nav.append(InlineKeyboardButton(f"{MORE} \u27a1", callback_data=MORE))
+    nav.append(InlineKeyboardButton(f"\U0001f3e0 {MAIN}", callback_data=MAIN))
     return InlineKeyboardMarkup([*rows, nav])

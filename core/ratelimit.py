@@ -18,11 +18,13 @@ import time
 
 import redis.asyncio as aioredis
 
+from core.redis_pipeline import Lua
+
 PREFIX = "airgate:tg:rate:"
 
 # KEYS: the bot's key, the chat's key. ARGV: now (ms), the bot's interval (ms), the chat's (ms).
 # Returns how long (ms) to wait before sending: the reserved moment minus now.
-_RESERVE = """
+_RESERVE = Lua("""
 local now = tonumber(ARGV[1])
 local bot_tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 local chat_tat = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -32,17 +34,17 @@ local chat_next = at + tonumber(ARGV[3])
 redis.call('SET', KEYS[1], bot_next, 'PX', bot_next - now + 1000)
 redis.call('SET', KEYS[2], chat_next, 'PX', chat_next - now + 1000)
 return at - now
-"""
+""")
 
 # KEYS: the bot's key. ARGV: now (ms), the pause (ms). Nothing is reserved before now + pause.
-_PAUSE = """
+_PAUSE = Lua("""
 local until_ms = tonumber(ARGV[1]) + tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if until_ms > tat then
   redis.call('SET', KEYS[1], until_ms, 'PX', tonumber(ARGV[2]) + 1000)
 end
 return 0
-"""
+""")
 
 
 def _now_ms() -> int:
@@ -59,14 +61,13 @@ class Limiter:
         self._chat_prefix = f"{PREFIX}{bot}:"
         self._interval_ms = max(1, round(1000 / rate))
         self._chat_interval_ms = round(chat_interval_s * 1000)
-        self._reserve = redis.register_script(_RESERVE)
-        self._pause = redis.register_script(_PAUSE)
+        self._redis = redis
 
     async def reserve(self, chat_id: int | str) -> float:
         """Reserve the next moment this chat may be sent to; seconds until it."""
         keys = [self._bot_key, f"{self._chat_prefix}{chat_id}"]
         args = [_now_ms(), self._interval_ms, self._chat_interval_ms]
-        return max(0, int(await self._reserve(keys=keys, args=args))) / 1000
+        return max(0, int(await _RESERVE(self._redis, keys, args))) / 1000
 
     async def wait(self, chat_id: int | str) -> None:
         delay = await self.reserve(chat_id)
@@ -75,4 +76,4 @@ class Limiter:
 
     async def pause(self, seconds: float) -> None:
         """Telegram said 429 ``retry_after``: nobody sends as the bot before it has passed."""
-        await self._pause(keys=[self._bot_key], args=[_now_ms(), round(seconds * 1000)])
+        await _PAUSE(self._redis, [self._bot_key], [_now_ms(), round(seconds * 1000)])

@@ -11,8 +11,8 @@ shared lock) shuts it down. A server left by a killed process is adopted by the 
 stopped when that one leaves. ``start.lock``, held exclusively, makes starting and stopping one
 step at a time across processes.
 
-:class:`Pipeline` runs the hot commands (a conversation's session reads and writes) on one
-connection, a turn of the event loop's commands written together.
+The hot commands (a conversation's session reads and writes) and every Lua script run through
+core/redis_pipeline.py.
 """
 
 from __future__ import annotations
@@ -21,16 +21,12 @@ import asyncio
 import fcntl
 import os
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0  # the append-only file is fsynced every second: a stop takes far less
@@ -168,164 +164,3 @@ def _nobody_uses(directory: Path) -> bool:
     finally:
         os.close(fd)
     return True
-
-
-class Pipeline:
-    """The hot commands (a conversation's session reads and writes) on one connection of
-    ``pool``: every command given in one turn of the event loop is written in one go, and the
-    replies are handed back in order.
-
-    Invariant: the n-th reply read on a connection belongs to the n-th command written on it.
-    Every command written has its future queued in the same order, and a connection that fails
-    fails every future still queued on it; the next command goes out on a new connection.
-
-    Why: at 32 USSD sessions a turn of the loop gives several commands, and they share one
-    socket write and one read instead of one of each per command (the writes were 13 % of
-    ``serve``'s CPU), without redis-py's checkout of a connection per command. With nothing in
-    flight a command is written at once, so an idle server adds no wait. Replies and errors are
-    redis-py's own (its parser reads them: a Redis error reply raises its ``ResponseError``,
-    ``NoScriptError`` included; a broken connection ``ConnectionError``). A caller that stops
-    waiting (cancelled) leaves its reply to be read and dropped, so the order holds.
-
-    The connection is checked out of ``pool`` for good, so closing the client (or the pool)
-    closes it. One the server closed while idle (its ``timeout``, a restart) is seen before
-    the next command, from its reader's end of file, and replaced. A reader task runs only while
-    replies are awaited (tests/integration/test_redis_pipeline.py).
-    """
-
-    def __init__(self, pool: aioredis.ConnectionPool) -> None:
-        self._pool = pool
-        self._line: _Line | None = None
-        self._opening = asyncio.Lock()
-
-    async def execute(self, *args: str | bytes) -> Any:
-        return await (await self.ask(*args))
-
-    async def ask(self, *args: str | bytes) -> asyncio.Future[Any]:
-        """Send ``args`` (at once, or with the rest of this turn's commands) and return the
-        future of its reply, to await when it is needed: the question is in flight meanwhile.
-        Waits only to open a connection."""
-        line = self._line
-        if line is None or not line.usable():
-            line = await self._open()
-        return line.send(args)
-
-    async def _open(self) -> _Line:
-        async with self._opening:
-            old = self._line
-            if old is not None and old.usable():
-                return old
-            if old is not None:  # closed by the server while idle, or failed
-                old.fail(RedisConnectionError("Connection closed by server."))
-                if old.reader is None:  # else its reader gives it back
-                    await old.close()
-            conn = self._pool.get_available_connection()  # type: ignore[no-untyped-call]
-            try:
-                await conn.connect()
-            except BaseException:
-                await self._pool.release(conn)
-                raise
-            self._line = _Line(conn, self._pool)
-            return self._line
-
-
-class _Line:
-    """One connection of a :class:`Pipeline` and the replies it owes, in order."""
-
-    __slots__ = ("conn", "pool", "writer", "waiting", "buffer", "flush_soon", "reader", "dead")
-
-    def __init__(self, conn: AbstractConnection, pool: aioredis.ConnectionPool) -> None:
-        self.conn = conn
-        self.pool: aioredis.ConnectionPool | None = pool
-        writer = conn._writer  # redis-py's own StreamWriter for the connection
-        assert writer is not None
-        self.writer: asyncio.StreamWriter = writer
-        self.waiting: deque[asyncio.Future[Any]] = deque()
-        self.buffer: list[bytes] = []
-        self.flush_soon: asyncio.Handle | None = None
-        self.reader: asyncio.Task[None] | None = None
-        self.dead = False
-
-    def usable(self) -> bool:
-        return not self.dead and self.conn.is_connected and not _closed_by_server(self.conn)
-
-    def send(self, args: tuple[str | bytes, ...]) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        reply: asyncio.Future[Any] = loop.create_future()
-        data = _pack(self.conn, args)[0]
-        if not self.waiting and not self.buffer:
-            self.writer.write(data)  # nothing in flight: at once
-        else:
-            self.buffer.append(data)
-            if self.flush_soon is None:
-                self.flush_soon = loop.call_soon(self.flush)
-        self.waiting.append(reply)
-        if self.reader is None:
-            self.reader = loop.create_task(self.read())
-        return reply
-
-    def flush(self) -> None:
-        self.flush_soon = None
-        if self.buffer and not self.dead:
-            self.writer.write(b"".join(self.buffer))
-        self.buffer.clear()
-
-    async def read(self) -> None:
-        """Replies in order into the waiting futures, until none is waiting."""
-        try:
-            while self.waiting:
-                try:
-                    value: Any = await self.conn.read_response()
-                except ResponseError as exc:  # the command's own error: the connection is fine
-                    value = exc
-                _settle(self.waiting.popleft(), value)
-        except BaseException as exc:
-            self.fail(exc if isinstance(exc, Exception) else RedisConnectionError(repr(exc)))
-            self.reader = None
-            await self.close()
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            self.reader = None
-
-    def fail(self, error: Exception) -> None:
-        """Nothing more goes out on this connection; every reply it owes fails with ``error``."""
-        self.dead = True
-        self.buffer.clear()
-        waiting, self.waiting = self.waiting, deque()
-        for reply in waiting:
-            _settle(reply, error)
-
-    async def close(self) -> None:
-        """Back to the pool, closed (once: the reader and the next command may both try)."""
-        if self.pool is None:
-            return
-        pool, self.pool = self.pool, None
-        await self.conn.disconnect(nowait=True)
-        await pool.release(self.conn)
-
-
-def _closed_by_server(conn: AbstractConnection) -> bool:
-    """The server closed or reset the connection (its reader already has the end of file)."""
-    reader: asyncio.StreamReader | None = getattr(conn, "_reader", None)
-    return reader is not None and (reader.at_eof() or reader.exception() is not None)
-
-
-def _settle(reply: asyncio.Future[Any], value: Any) -> None:
-    if reply.done():  # its caller stopped waiting
-        return
-    if isinstance(value, BaseException):
-        reply.set_exception(value)
-    else:
-        reply.set_result(value)
-
-
-def _pack(conn: AbstractConnection, args: tuple[str | bytes, ...]) -> list[bytes]:
-    """The bytes ``conn.pack_command(*args)`` sends, for text and bytes arguments, in one buffer
-    and a fraction of its CPU."""
-    encoding, errors = conn.encoder.encoding, conn.encoder.encoding_errors
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else arg.encode(encoding, errors)
-        parts += (b"$%d\r\n" % len(data), data, b"\r\n")
-    return [b"".join(parts)]

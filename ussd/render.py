@@ -13,11 +13,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from core.conversation.types import Screen
+from core.conversation.types import Nav, Screen
 
-MORE, BACK = "98", "0"
+MORE, BACK = Nav.MORE, Nav.BACK
 # Said under a one-page screen where 0 goes back and 00 to the main menu, when it fits.
-NAV_HINT = "0 Back 00 Menu"
+NAV_HINT = f"{Nav.BACK} Back {Nav.MAIN} Menu"
 
 # GSM 03.38 default alphabet, and its extension table (each extension character costs two).
 _GSM_BASIC = frozenset(

@@ -16,19 +16,19 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
 
 from core.context import Core
 from core.conversation.flow import MENU, Ctx, Flow, Reprompt, Step, Zero, end
 from core.conversation.sessions import (
     PathKeeper,
     Resume,
+    ResumePoint,
     SeenPath,
     Session,
     SessionConflict,
     SessionStore,
 )
-from core.conversation.types import Expects, Option, Screen, Turn
+from core.conversation.types import Expects, Nav, Option, Screen, Turn
 from core.errors import AirGateError, InputError, WrongPin
 from core.i18n import DEFAULT_LANGUAGE, catalogue, t
 from core.jobs.queue import JobQueue
@@ -36,10 +36,9 @@ from core.logging import get_logger
 from core.models import PartyStatus
 from core.services import parties
 
-MAIN, BACK, MORE = "00", "0", "98"
+MAIN, BACK, MORE = Nav.MAIN, Nav.BACK, Nav.MORE
 RESUME, END = "resume", "end"
-# Session data the engine owns; everything else belongs to the flow's steps.
-_ENGINE_KEYS = frozenset({"u", "p", "r", "l", "h", "pg", "m", "x", "rs", "rd", "k", "sq"})
+CONTINUE, OVER = "1", "2"  # the resume offer's answers
 
 log = get_logger(__name__)
 
@@ -100,7 +99,7 @@ class Engine:
     async def _load(self, turn: Turn) -> Session | None:
         """The stored session, if it is this user's; _NotTheirs if it is another's."""
         session = await self.store.load(turn.channel, turn.session_id)
-        if session is not None and session.data.get("u") != _owner(turn):
+        if session is not None and session.owner != _owner(turn):
             raise _NotTheirs
         return session
 
@@ -148,18 +147,18 @@ class Engine:
 
     async def _still_acting(self, turn: Turn, session: Session) -> bool:
         """The session's party is still the one this user acts for, active and unlocked."""
-        if "p" not in session.data:
+        if session.party is None:
             return session.state in (END, RESUME)
         party = await parties.who(self.core, channel=turn.channel, user_ref=turn.user_ref)
         return (
             party is not None
-            and party.id == session.data["p"]
+            and party.id == session.party
             and party.status == PartyStatus.ACTIVE
             and not party.pin_locked
         )
 
     def _expects_pin(self, session: Session) -> bool:
-        flow = self.flows.get(str(session.data.get("r")))
+        flow = self.flows.get(session.role)
         step = flow.steps.get(session.state) if flow else None
         return step is not None and step.expects == Expects.PIN
 
@@ -169,19 +168,17 @@ class Engine:
     # -- starting -------------------------------------------------------------------------------
 
     async def _start(self, turn: Turn, session: Session, style: Style, *, expired: bool) -> Screen:
-        data = session.data
-        data["u"] = _owner(turn)
+        session.owner = _owner(turn)
         if style.last_input is not None:
-            data["m"] = self.paths.keep(turn.input)
+            session.path = self.paths.keep(turn.input)
         if turn.hop is not None:
-            data["sq"] = turn.hop
+            session.hop = turn.hop
         # Where they left off is asked of Redis before who is calling is asked of the database,
         # and read after: one wait for both, without a task (a hop of a session we lost starts
         # over, without the offer).
-        ask = self.store.ask_resume_point
-        resume = None if expired else await ask(turn.channel, turn.user_ref)
+        resume = None if expired else self.store.resume_point(turn.channel, turn.user_ref)
         party = await parties.who(self.core, channel=turn.channel, user_ref=turn.user_ref)
-        point = None if resume is None else await resume()
+        point = None if resume is None else await resume
         if party is None:
             if turn.channel == "telegram":  # known by a Telegram account nobody linked yet
                 return Screen(t(DEFAULT_LANGUAGE, "start.unlinked"), (), Expects.CONTACT, True)
@@ -194,54 +191,54 @@ class Engine:
         if party.pin_locked:
             unlocker = await parties.unlocker_of(self.core, party)
             return end(t(lang, "error.pin_locked", unlocker=unlocker))
-        # "k": this journey's own, for idempotency keys: a chat's session id is reused, and its
-        # versions start again after an expiry, so (chat, version) alone would repeat.
-        data.update(p=party.id, r=party.role, l=lang, k=secrets.token_hex(4))
+        # The journey's own key part, for idempotency keys: a chat's session id is reused, and
+        # its versions start again after an expiry, so (chat, version) alone would repeat.
+        session.party, session.role, session.lang = party.id, party.role, lang
+        session.journey = secrets.token_hex(4)
         ctx = self._ctx(turn, session)
-        if point is not None and point["d"].get("p") == party.id:
-            offer = self._offer(ctx, state=point["s"], kept=point["d"])
+        if point is not None and point.party == party.id:
+            offer = self._offer(ctx, point)
             if offer is not None:
                 return offer
         screen = await self._show(ctx, self.flows[party.role].steps[MENU])
         return _above(ctx.t("start.expired"), screen) if expired else screen
 
-    def _offer(self, ctx: Ctx, *, state: str, kept: dict[str, Any]) -> Screen | None:
-        """The offer to continue at ``state``; None when it cannot be shown (a label or a step
+    def _offer(self, ctx: Ctx, point: ResumePoint) -> Screen | None:
+        """The offer to continue at ``point``; None when it cannot be shown (a label or a step
         this release lacks, a point of an older one): the caller shows the menu instead, whose
         save drops the point, so one bad point cannot fail every dial for two minutes."""
+        state = point.state
         try:
             self._flow(ctx).steps[state]  # the step must exist to be continued
             what = ctx.t(f"menu.{state.split('.')[0]}")
             screen = Screen(
                 ctx.t("start.resume", what=what),
-                (Option(ctx.t("start.continue"), "1"), Option(ctx.t("start.over"), "2")),
+                (Option(ctx.t("start.continue"), CONTINUE), Option(ctx.t("start.over"), OVER)),
             )
         except Exception as exc:  # whatever it is, the point goes, the dial answers
             log.warning("resume point dropped", state=state, error=type(exc).__name__)
             return None
         ctx.session.state = RESUME
-        ctx.data.update(rs=state, rd=kept)
+        ctx.session.offered = point
         return screen
 
     async def _resume(self, ctx: Ctx, text: str) -> Screen:
-        data = ctx.data
-        state, kept = data.pop("rs"), data.pop("rd")
-        if text == "2":
-            return await self._menu(ctx)
-        if text != "1":
-            data.update(rs=state, rd=kept)
+        session = ctx.session
+        point = session.offered
+        if text not in (CONTINUE, OVER):
             raise Reprompt(key="error.choose")
-        data.update({k: v for k, v in kept.items() if k not in _ENGINE_KEYS})
-        ctx.session.state = state
-        data["h"] = [MENU]
+        session.offered = None
+        if text == OVER or point is None:
+            return await self._menu(ctx)
+        state = point.state
+        session.data, session.state, session.history = dict(point.data), state, [MENU]
         try:
             return await self._current(ctx, PLAIN)
         except AirGateError:
             raise  # a rule says no now: said and ended as on any step
         except Exception as exc:  # the kept data no longer fits the step
             log.warning("resume point dropped", state=state, error=type(exc).__name__)
-            for key in [k for k in data if k not in _ENGINE_KEYS]:
-                del data[key]
+            session.data = {}
             return await self._menu(ctx)
 
     # -- a turn ---------------------------------------------------------------------------------
@@ -249,38 +246,38 @@ class Engine:
     async def _replayed(self, turn: Turn, session: Session, style: Style) -> Screen | None:
         """The answer to a hop already answered (a gateway retry), or None for a new hop."""
         if session.state == END:
-            return end(str(session.data.get("x", "")))
-        if style.last_input is not None and self.paths.keep(turn.input) == session.data.get("m"):
+            return end(session.ended)
+        if style.last_input is not None and self.paths.keep(turn.input) == session.path:
             return await self._current(self._ctx(turn, session), style)
-        if turn.hop is not None and turn.hop <= int(session.data.get("sq", -1)):
+        if turn.hop is not None and turn.hop <= session.hop:
             return await self._current(self._ctx(turn, session), style)
         return None
 
     async def _apply(self, ctx: Ctx, style: Style) -> Screen:
-        data = ctx.data
+        session = ctx.session
         raw = ctx.turn.input
         if style.last_input is not None:
-            previous = self.paths.seen(data.get("m"))
-            raw, data["m"] = style.last_input(raw, previous), self.paths.keep(raw)
+            previous = self.paths.seen(session.path)
+            raw, session.path = style.last_input(raw, previous), self.paths.keep(raw)
         if ctx.turn.hop is not None:
-            data["sq"] = ctx.turn.hop
+            session.hop = ctx.turn.hop
         text = raw.strip()
         state = ctx.session.state
         return await self._on(ctx, state, text, style)
 
     async def _on(self, ctx: Ctx, state: str, text: str, style: Style) -> Screen:
-        data = ctx.data
+        session = ctx.session
         try:
             if state == RESUME:
                 return await self._resume(ctx, text)
             step = self._flow(ctx).steps[state]
             if text == MAIN:
                 return await self._menu(ctx)
-            page = int(data.get("pg", 0))
+            page = session.page
             if text == MORE and step.expects == Expects.CHOICE:
                 screen = await self._show(ctx, step)
-                data["pg"] = min(page + 1, max(style.pages(screen) - 1, 0))
-                return replace(screen, page=data["pg"])
+                session.page = min(page + 1, max(style.pages(screen) - 1, 0))
+                return replace(screen, page=session.page)
             if text == BACK:
                 return await self._zero(ctx, step, page)
             return await self._answer(ctx, step, text)
@@ -302,15 +299,15 @@ class Engine:
 
     async def _zero(self, ctx: Ctx, step: Step, page: int) -> Screen:
         if page:
-            ctx.data["pg"] = page - 1
+            ctx.session.page = page - 1
             return replace(await self._show(ctx, step), page=page - 1)
         if step.zero == Zero.CANCEL:
             return end(ctx.t("common.cancelled"))
-        history: list[str] = ctx.data.get("h", [])
+        history = ctx.session.history
         if not history:
             return await self._menu(ctx)
         ctx.session.state = history.pop()
-        ctx.data.pop("pg", None)
+        ctx.session.page = 0
         return await self._show(ctx, self._flow(ctx).steps[ctx.session.state])
 
     async def _answer(self, ctx: Ctx, step: Step, text: str) -> Screen:
@@ -328,27 +325,27 @@ class Engine:
             return result
         state = ctx.session.state
         self._flow(ctx).move(ctx.session, result)
-        ctx.data.setdefault("h", []).append(state)
-        ctx.data.pop("pg", None)
+        ctx.session.history.append(state)
+        ctx.session.page = 0
         screen = await self._show(ctx, self._flow(ctx).steps[ctx.session.state])
         return _above(ctx.notice, screen) if ctx.notice else screen
 
     async def _menu(self, ctx: Ctx) -> Screen:
         ctx.session.state = MENU
-        for key in ("h", "pg"):
-            ctx.data.pop(key, None)
+        ctx.session.history, ctx.session.page = [], 0
         return await self._show(ctx, self._flow(ctx).steps[MENU])
 
     async def _current(self, ctx: Ctx, style: Style) -> Screen:
         """The screen the session is on, at its page."""
         state = ctx.session.state
         if state == END:
-            return end(str(ctx.data.get("x", "")))
+            return end(ctx.session.ended)
         if state == RESUME:
-            offer = self._offer(ctx, state=str(ctx.data["rs"]), kept=ctx.data["rd"])
+            point = ctx.session.offered
+            offer = None if point is None else self._offer(ctx, point)
             return offer if offer is not None else await self._menu(ctx)
         screen = await self._show(ctx, self._flow(ctx).steps[state])
-        return replace(screen, page=min(int(ctx.data.get("pg", 0)), style.pages(screen) - 1))
+        return replace(screen, page=min(ctx.session.page, style.pages(screen) - 1))
 
     async def _show(self, ctx: Ctx, step: Step) -> Screen:
         screen = await step.show(ctx)
@@ -367,22 +364,20 @@ class Engine:
     async def _save(self, turn: Turn, session: Session, screen: Screen) -> None:
         """Write the session (a final screen ends it, kept briefly so a retry replays it) and,
         in the same round trip, the user's resume point."""
-        data = session.data
         resume: Resume | None = None
         if screen.final:
-            session.state = END
-            ended: dict[str, Any] = {k: data[k] for k in ("u", "m", "sq") if k in data}
-            session.data = {"x": screen.text, **ended}
-            resume = Resume(turn.user_ref, None) if "p" in data else None
+            resume = Resume(turn.user_ref, None) if session.party is not None else None
+            session = _ended(session, screen.text)
         elif session.state == MENU:
             resume = Resume(turn.user_ref, None)
-        elif session.state != RESUME and self._flow_step(data, session.state).resumable:
-            kept = {k: v for k, v in data.items() if k not in _ENGINE_KEYS or k == "p"}
-            resume = Resume(turn.user_ref, {"s": session.state, "d": kept})
+        elif session.state != RESUME and self._flow_step(session).resumable:
+            assert session.party is not None  # a flow's step: the party is known
+            point = ResumePoint(session.state, session.party, session.data)
+            resume = Resume(turn.user_ref, point)
         await self.store.save(turn.channel, turn.session_id, session, resume=resume)
 
-    def _flow_step(self, data: dict[str, Any], state: str) -> Step:
-        return self.flows[str(data["r"])].steps[state]
+    def _flow_step(self, session: Session) -> Step:
+        return self.flows[session.role].steps[session.state]
 
     @staticmethod
     def describe(lang: str, exc: AirGateError) -> str:
@@ -404,6 +399,15 @@ def _owner(turn: Turn) -> str:
     the session's own data (the numbers typed into it) would make pointless."""
     key = turn.session_id.encode()[-64:]  # blake2b takes a key of at most 64 bytes
     return hashlib.blake2b(turn.user_ref.encode(), key=key, digest_size=8).hexdigest()
+
+
+def _ended(session: Session, text: str) -> Session:
+    """What an ended session keeps, briefly: its final text for a retry, and what tells a retry
+    (whose it is, the path or hop it answered)."""
+    return Session(
+        END, version=session.version, owner=session.owner, path=session.path, hop=session.hop,
+        ended=text,
+    )
 
 
 def _above(line: str, screen: Screen) -> Screen:

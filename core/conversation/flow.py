@@ -89,22 +89,24 @@ class Ctx:
 
     @property
     def lang(self) -> str:
-        return str(self.data.get("l", "en"))
+        return self.session.lang
 
     @property
     def party_id(self) -> int:
-        return int(self.data["p"])
+        party = self.session.party
+        assert party is not None, "a flow's step runs for a known party"
+        return party
 
     @property
     def role(self) -> str:
-        return str(self.data["r"])
+        return self.session.role
 
     def t(self, key: str, **fields: object) -> str:
         return t(self.lang, key, **fields)
 
     def turn_key(self) -> str:
         """The idempotency key of this turn: the same hop replayed makes the same request."""
-        journey = f"{self.turn.channel}:{self.turn.session_id}:{self.data.get('k', '')}"
+        journey = f"{self.turn.channel}:{self.turn.session_id}:{self.session.journey}"
         digest = hashlib.blake2b(journey.encode(), digest_size=12).hexdigest()
         return f"{digest}:{self.session.version}"
 

@@ -20,25 +20,28 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass
 from typing import Any
 
-import orjson
+import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
 
 from core.errors import Conflict
-from core.redis import Pipeline
+from core.i18n import DEFAULT_LANGUAGE
+from core.logging import get_logger
+from core.redis_pipeline import Lua, PipelinedRedis
 
 KEY_PREFIX = "airgate:s"
 RESUME_PREFIX = "airgate:r"
 RESUME_TTL_MS = 120_000  # "redialling within 2 minutes offers to continue"
 REF_KEY_PURPOSE = "session-ref"  # PinHasher.subkey(...): the key a resume point's user is hidden by
 
+log = get_logger(__name__)
+
 # Write only if the stored version is still the one we read (0: no session yet); then bump it,
 # and set (ARGV[4] 'set') or delete ('del') the resume point.
-_CAS = """
+_CAS = Lua("""
 local current = redis.call('GET', KEYS[1])
 local version = 0
 if current then version = cjson.decode(current)['v'] end
@@ -50,9 +53,26 @@ elseif ARGV[4] == 'del' then
   redis.call('DEL', KEYS[2])
 end
 return 1
-"""
-# Sessions and resume points are compact JSON, UTF-8 as stored, through orjson: a tenth of the
-# standard library's CPU for an encode and a third for a decode (docs/DEPENDENCIES.md).
+""")
+# Sessions and resume points are compact JSON, UTF-8 as stored, encoded and validated by msgspec
+# (docs/DEPENDENCIES.md). The field names stored: "v" is read by _CAS above.
+_SHORT_NAMES = {
+    "state": "s",
+    "data": "d",
+    "version": "v",
+    "owner": "u",
+    "party": "p",
+    "role": "r",
+    "lang": "l",
+    "journey": "k",
+    "history": "h",
+    "page": "pg",
+    "path": "m",
+    "hop": "sq",
+    "ended": "x",
+    "offered": "o",
+}
+_encode = msgspec.json.Encoder().encode
 
 
 class SessionConflict(Conflict):
@@ -60,17 +80,47 @@ class SessionConflict(Conflict):
     template = "session {key!r} changed under this turn"
 
 
-@dataclass(slots=True)
-class Session:
-    """``state``: the flow's state; ``data``: what the flow collected; ``v``: the version read."""
+class ResumePoint(
+    msgspec.Struct, omit_defaults=True, rename={"state": "s", "party": "p", "data": "d"}
+):
+    """Where a dropped journey was: its step, whose it was, and what its flow had collected."""
 
     state: str
-    data: dict[str, Any] = field(default_factory=dict)
+    party: int
+    data: dict[str, Any] = {}
+
+
+class Session(msgspec.Struct, omit_defaults=True, rename=_SHORT_NAMES):
+    """One conversation: the flow's ``state`` and what its steps collected (``data``), the
+    engine's own fields by name, and ``version``, the version it was read at.
+
+    Stored as compact JSON: short names, and a field at its default not written at all (a
+    mid-journey session is about 200 bytes; tests/integration/test_sessions.py holds it under
+    1 KB). Validated on load: a stored session that does not fit reads as none (expired).
+    """
+
+    state: str
+    data: dict[str, Any] = {}
     version: int = 0
+    owner: str = ""  # who opened it: a keyed digest of the user's reference (engine._owner)
+    party: int | None = None  # the party acting, once known
+    role: str = ""  # its role: which flow
+    lang: str = DEFAULT_LANGUAGE
+    journey: str = ""  # this journey's own random part of its idempotency keys
+    history: list[str] = []  # the steps ``0`` goes back to
+    page: int = 0  # the page of the options shown
+    path: str = ""  # the gateway's path of inputs as PathKeeper keeps it
+    hop: int = -1  # the gateway's number of the last hop applied
+    ended: str = ""  # the final screen's text, replayed to a retry
+    offered: ResumePoint | None = None  # the journey the resume offer continues
 
     def dumps(self, version: int) -> bytes:
-        body = {"v": version, "s": self.state, "d": self.data}
-        return orjson.dumps(body)
+        """The stored form at ``version`` (the one this write makes)."""
+        read, self.version = self.version, version
+        try:
+            return _encode(self)
+        finally:
+            self.version = read
 
 
 PATH_DIGEST_BYTES = 16  # 128 bits: a collision by chance never happens in a session's life
@@ -117,7 +167,7 @@ class Resume:
     """What to do with the user's resume point in the same write: keep it, set it, or drop it."""
 
     user_ref: str
-    point: dict[str, Any] | None  # None: delete it
+    point: ResumePoint | None  # None: delete it
 
 
 class SessionStore:
@@ -126,16 +176,12 @@ class SessionStore:
         (a digest of a phone number without a key is found again by trying every number)."""
         self._redis = redis
         self._ref_key = ref_key
-        self._hot = Pipeline(redis.connection_pool)  # GET and EVALSHA on every turn
+        self._hot = PipelinedRedis(redis.connection_pool)  # GET and EVALSHA on every turn
         self._ttl_ms = {channel: seconds * 1000 for channel, seconds in ttl_s.items()}
-        self._cas_sha = hashlib.sha1(_CAS.encode()).hexdigest()
 
     async def load(self, channel: str, session_id: str) -> Session | None:
-        raw = await self._hot.execute("GET", session_key(channel, session_id))
-        if raw is None:
-            return None
-        body = orjson.loads(raw)
-        return Session(state=body["s"], data=body["d"], version=int(body["v"]))
+        raw = await self._hot.get(session_key(channel, session_id))
+        return None if raw is None else _decoded(_SESSION, raw, "session")
 
     async def save(
         self, channel: str, session_id: str, session: Session, *, resume: Resume | None = None
@@ -155,15 +201,8 @@ class SessionStore:
             if resume.point is None:
                 args.append("del")
             else:
-                point = orjson.dumps(resume.point)
-                args += ["set", point, str(RESUME_TTL_MS)]
-        # EVALSHA itself: redis-py's Script wrapper costs as much CPU as the command's reply.
-        try:
-            written = await self._evalsha(keys, args)
-        except NoScriptError:  # a restarted or flushed Redis: load it, once
-            await self._redis.script_load(_CAS)
-            written = await self._evalsha(keys, args)
-        if not written:
+                args += ["set", _encode(resume.point), str(RESUME_TTL_MS)]
+        if not await _CAS(self._hot, keys, args):
             raise SessionConflict(key=key)
         session.version = new_version
         return session
@@ -172,22 +211,37 @@ class SessionStore:
         mac = hmac.new(self._ref_key, f"{channel}:{user_ref}".encode(), hashlib.sha256)
         return f"{RESUME_PREFIX}:{channel}:{mac.digest()[:PATH_DIGEST_BYTES].hex()}"
 
-    async def _evalsha(self, keys: list[str], args: list[str | bytes]) -> Any:
-        return await self._hot.execute("EVALSHA", self._cas_sha, str(len(keys)), *keys, *args)
-
-    async def ask_resume_point(
-        self, channel: str, user_ref: str
-    ) -> Callable[[], Awaitable[dict[str, Any] | None]]:
-        """Ask for the user's resume point now; await what this returns for the answer when it
-        is needed (the question is in flight meanwhile: the engine asks the database who is
-        calling). Not awaiting it is fine: the reply is read and dropped."""
-        reply = await self._hot.ask("GET", self.resume_key(channel, user_ref))
-
-        async def point() -> dict[str, Any] | None:
-            raw = await reply
-            return None if raw is None else dict(orjson.loads(raw))
-
-        return point
+    def resume_point(self, channel: str, user_ref: str) -> Awaitable[ResumePoint | None]:
+        """The user's resume point, asked now and in flight until awaited (the engine asks the
+        database who is calling meanwhile). Not awaiting it is fine: the reply is dropped."""
+        return _Decoded(self._hot.get(self.resume_key(channel, user_ref)))
 
     async def end(self, channel: str, session_id: str) -> None:
         await self._redis.delete(session_key(channel, session_id))
+
+
+_SESSION = msgspec.json.Decoder(Session)
+_POINT = msgspec.json.Decoder(ResumePoint)
+
+
+def _decoded(decoder: msgspec.json.Decoder[Any], raw: bytes, what: str) -> Any:
+    """``raw`` as ``decoder``'s type, or None when it does not fit (written by an older release,
+    or damaged): read as expired, never half-applied."""
+    try:
+        return decoder.decode(raw)
+    except msgspec.MsgspecError as exc:
+        log.warning("a stored value that does not fit dropped", what=what, error=str(exc))
+        return None
+
+
+class _Decoded:
+    """A resume point's reply in flight, decoded when awaited."""
+
+    __slots__ = ("_reply",)
+
+    def __init__(self, reply: Awaitable[bytes | None]) -> None:
+        self._reply = reply
+
+    def __await__(self) -> Generator[Any, None, ResumePoint | None]:
+        raw = yield from self._reply.__await__()
+        return None if raw is None else _decoded(_POINT, raw, "resume point")

@@ -18,6 +18,15 @@ class Expects(StrEnum):
     CONTACT = "contact"  # the user's own phone contact (Telegram's "share my number")
 
 
+class Nav(StrEnum):
+    """The keys that move about a conversation on every step, whatever the channel (a channel
+    with buttons sends them as a keypad would)."""
+
+    MAIN = "00"  # the main menu
+    BACK = "0"  # the previous step (on a confirmation: cancel)
+    MORE = "98"  # the next page of options
+
+
 @dataclass(frozen=True, slots=True)
 class Turn:
     channel: str  # "ussd", "telegram"

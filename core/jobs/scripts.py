@@ -20,14 +20,16 @@ from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_pre
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 
-_ENQUEUE = """
+from core.redis_pipeline import Lua
+
+_ENQUEUE = Lua("""
 if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
 redis.call('PSETEX', KEYS[1], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
 return 1
-"""
+""")
 
-_CLAIM = """
+_CLAIM = Lua("""
 local out, n, limit, now = {}, 0, tonumber(ARGV[3]), tonumber(ARGV[1])
 for i = 5, #ARGV do
   if n >= limit then break end
@@ -44,7 +46,7 @@ for i = 5, #ARGV do
   end
 end
 return out
-"""
+""")
 
 
 async def enqueue(
@@ -62,8 +64,7 @@ async def enqueue(
     expires_ms = defer_ms + redis.expires_extra_ms
     job = serialize_job(function, args, {}, None, now, serializer=redis.job_serializer)
     keys = [job_key_prefix + job_id, result_key_prefix + job_id, queue]
-    script = redis.register_script(_ENQUEUE)  # EVALSHA; the text is sent once per server
-    return bool(await script(keys=keys, args=[job, expires_ms, job_id, score]))
+    return bool(await _ENQUEUE(redis, keys, [job, expires_ms, job_id, score]))
 
 
 async def claim(
@@ -72,9 +73,7 @@ async def claim(
     """Mark up to ``limit`` due jobs of ``job_ids`` in progress; (job id, score) of each."""
     if not job_ids or limit <= 0:
         return []
-    script = redis.register_script(_CLAIM)
-    found = await script(
-        keys=[queue],
-        args=[timestamp_ms(), in_progress_ms, limit, in_progress_key_prefix, *job_ids],
+    found = await _CLAIM(
+        redis, [queue], [timestamp_ms(), in_progress_ms, limit, in_progress_key_prefix, *job_ids]
     )
     return [(found[i].decode(), int(float(found[i + 1]))) for i in range(0, len(found), 2)]

@@ -63,7 +63,7 @@ async def test_a_resume_point_that_cannot_be_shown_is_dropped(
     redis = aioredis.Redis.from_url(redis_url)
     key = resume_key(core, redis, phone.msisdn)
     try:
-        await redis.set(key, orjson.dumps({"s": "gone.step", "d": {"p": party.id}}), px=120_000)
+        await redis.set(key, orjson.dumps({"s": "gone.step", "p": party.id}), px=120_000)
         assert (await phone.dial()).startswith("CON AirGate\n1. Airtime top-up")
         assert await redis.get(key) is None
         assert (await phone.redial().dial()).startswith("CON AirGate\n1. Airtime top-up")
@@ -79,7 +79,7 @@ async def test_continuing_a_point_whose_step_cannot_be_shown_gives_the_menu(
     assert party is not None
     redis = aioredis.Redis.from_url(redis_url)
     key = resume_key(core, redis, phone.msisdn)
-    point = {"s": "airtime.confirm", "d": {"p": party.id}}  # no number, no amount
+    point = {"s": "airtime.confirm", "p": party.id, "d": {}}  # no number, no amount
     try:
         await redis.set(key, orjson.dumps(point), px=120_000)
         assert (await phone.dial()).startswith("CON Continue where you left off (Airtime")

@@ -95,9 +95,6 @@ async def test_every_step_of_every_menu_fits_with_a_reason_above(core: Core, lan
     for role, flow in FLOWS.items():
         for state, step in flow.steps.items():
             data = {
-                "p": 2 if role == "distributor" else 3,
-                "r": role,
-                "l": language,
                 "n": "+254788123456",
                 "o": "airtel-ke",
                 "a": 99_999_900,
@@ -124,7 +121,13 @@ async def test_every_step_of_every_menu_fits_with_a_reason_above(core: Core, lan
                 core=core,
                 queue=JobQueue(None),  # type: ignore[arg-type]  # shows never enqueue
                 turn=Turn("ussd", "s", roles[role], ""),
-                session=Session(state=state, data=data),
+                session=Session(
+                    state=state,
+                    data=data,
+                    party=2 if role == "distributor" else 3,
+                    role=role,
+                    lang=language,
+                ),
             )
             screen = await step.show(ctx)
             if step.expects != Expects.CHOICE and not screen.final:

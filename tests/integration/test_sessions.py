@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from core.conversation.sessions import (
     Resume,
+    ResumePoint,
     Session,
     SessionConflict,
     SessionStore,
@@ -18,6 +20,18 @@ from core.conversation.sessions import (
 from tests.helpers import eventually
 
 REF_KEY = b"test-ref-key-0123456789abcdef0123"
+# Every engine field away from its default, as on a journey's deepest step.
+_ENGINE_FIELDS: dict[str, Any] = {
+    "owner": "0123456789abcdef",
+    "party": 123_456,
+    "role": "distributor",
+    "lang": "sw",
+    "journey": "89abcdef",
+    "history": ["menu", "sell.retailer", "sell.operator", "sell.amount"],
+    "page": 2,
+    "path": "43:" + "0" * 32,
+    "hop": 17,
+}
 
 
 @pytest.fixture
@@ -80,7 +94,8 @@ async def test_an_expired_session_reads_as_none(redis: aioredis.Redis) -> None:
 async def test_a_mid_journey_session_stays_under_1_kb(redis: aioredis.Redis) -> None:
     store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY)
     data = {"flow": "airtime", "msisdn": "+254788123456", "operator": "airtel-ke", "amount": 50000}
-    await store.save("ussd", "ATUid_0123456789abcdef0123456789abcdef", Session("confirm", data))
+    session = Session("confirm", data, **_ENGINE_FIELDS)
+    await store.save("ussd", "ATUid_0123456789abcdef0123456789abcdef", session)
     used = await redis.memory_usage(session_key("ussd", "ATUid_0123456789abcdef0123456789abcdef"))
     assert used is not None and used <= 1024
 
@@ -100,10 +115,51 @@ async def test_a_resume_point_key_does_not_name_the_number(redis: aioredis.Redis
     digest cannot be recomputed from a guessed number."""
     store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY)
     await store.save(
-        "ussd", "s9", Session(state="menu"), resume=Resume("+254712345678", {"s": "x", "d": {}})
+        "ussd", "s9", Session(state="menu"), resume=Resume("+254712345678", ResumePoint("x", 3))
     )
     keys = [key.decode() async for key in redis.scan_iter("airgate:r:*")]
     assert keys == [store.resume_key("ussd", "+254712345678")]
     assert "712345678" not in keys[0]
     other = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=b"another-key-0123456789abcdef0123")
     assert other.resume_key("ussd", "+254712345678") != keys[0]
+
+
+async def test_the_engines_fields_round_trip_by_name(redis: aioredis.Redis) -> None:
+    store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY)
+    offered = ResumePoint("airtime.amount", 123_456, {"n": "+254788123456"})
+    session = Session("resume", {}, offered=offered, **_ENGINE_FIELDS)
+    await store.save("ussd", "s1", session)
+    loaded = await store.load("ussd", "s1")
+    assert loaded == session and loaded.version == 1
+    fresh = await store.save("ussd", "s2", Session("menu"))
+    raw = await redis.get(session_key("ussd", "s2"))
+    assert raw == b'{"s":"menu","v":1}'  # a field at its default is not written
+    assert fresh.history == [] and fresh.hop == -1
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        b'{"s":"menu","v":1,"p":"not a party id"}',
+        b'{"v":1,"d":{}}',  # no state
+        b'{"s":"menu","v":1,"h":"menu"}',
+        b"not json",
+    ],
+)
+async def test_a_stored_session_that_does_not_fit_reads_as_expired(
+    redis: aioredis.Redis, stored: bytes
+) -> None:
+    """Validated on load: a session an older release wrote, or a damaged one, is never half
+    applied; the engine starts over, saying the session expired."""
+    store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY)
+    await redis.set(session_key("ussd", "s1"), stored)
+    assert await store.load("ussd", "s1") is None
+
+
+async def test_a_resume_point_that_does_not_fit_reads_as_none(redis: aioredis.Redis) -> None:
+    store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY)
+    point = ResumePoint("airtime.amount", 7, {"n": "+254788123456"})
+    await store.save("ussd", "s1", Session("menu"), resume=Resume("+254712345678", point))
+    assert await store.resume_point("ussd", "+254712345678") == point
+    await redis.set(store.resume_key("ussd", "+254712345678"), b'{"s":"x","d":{"p":7}}')
+    assert await store.resume_point("ussd", "+254712345678") is None  # an older shape: no party

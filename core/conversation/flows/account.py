@@ -71,7 +71,7 @@ async def show_languages(ctx: Ctx) -> Screen:
 async def language(ctx: Ctx, lang: str) -> Screen:
     actor = Actor.party(ctx.party_id, ctx.turn.channel)
     await parties.set_language(ctx.core, actor=actor, party_id=ctx.party_id, language=lang)
-    ctx.data["l"] = lang
+    ctx.session.lang = lang
     return end(ctx.t("account.language_set"))
 
 
