@@ -3,12 +3,11 @@ and its downgrade carries Reloadly's back (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from core.context import Core
-from core.db import alembic_config, upgrade
+from core.db import alembic_config, downgrade, upgrade
 
 REVISION = "0006"
 OPERATORS = """INSERT INTO operator (code, country, name, currency, carrier_names,
@@ -18,9 +17,9 @@ OPERATORS = """INSERT INTO operator (code, country, name, currency, carrier_name
     ('faiba-ke', 'KE', 'Faiba', 'KES', 'Faiba', NULL, NULL)"""
 # A top-up the aggregator answered, with what it names (columns every revision here has).
 TOPUP = [
-    """INSERT INTO party (id, role, name, msisdn, status, language, telegram_blocked,
+    """INSERT INTO party (id, role, name, msisdn, status, language,
         pin_failed_attempts, pin_locked, credit_limit_minor, created_at)
-        VALUES (1, 'retailer', 'Shop', '+254700000001', 'active', 'en', FALSE, 0, FALSE, 0,
+        VALUES (1, 'retailer', 'Shop', '+254700000001', 'active', 'en', 0, FALSE, 0,
         CURRENT_TIMESTAMP)""",
     """INSERT INTO product (code, operator_code, kind, name, active)
         VALUES ('safaricom-ke:airtime', 'safaricom-ke', 'airtime', 'Airtime', TRUE)""",
@@ -36,16 +35,6 @@ OLD_IDS = (
 REFS = "SELECT operator_code, provider, airtime_ref, bundle_ref FROM operator_provider ORDER BY 1"
 
 
-async def _migrate(core: Core, revision: str, *, down: bool) -> None:
-    def run(connection: Connection) -> None:
-        cfg = alembic_config()
-        cfg.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(cfg, revision)
-
-    async with core.engine.begin() as conn:
-        await conn.run_sync(run)
-
-
 async def _rows(core: Core, query: str) -> list[tuple[object, ...]]:
     async with core.engine.connect() as conn:
         return [tuple(row) for row in await conn.execute(text(query))]
@@ -55,11 +44,11 @@ async def test_operator_ids_move_to_rows_and_back(core: Core) -> None:
     below = ScriptDirectory.from_config(alembic_config()).get_revision(REVISION).down_revision
     assert isinstance(below, str)
     try:
-        await _migrate(core, below, down=True)
+        await downgrade(core.engine, below)
         async with core.engine.begin() as conn:
             for statement in [OPERATORS, *TOPUP]:
                 await conn.execute(text(statement))
-        await _migrate(core, REVISION, down=False)
+        await upgrade(core.engine, REVISION)
         assert await _rows(core, "SELECT provider_ref FROM topup") == [("4200000001",)]
         assert await _rows(core, REFS) == [
             ("airtel-ke", "reloadly", "2", None),
@@ -69,7 +58,7 @@ async def test_operator_ids_move_to_rows_and_back(core: Core) -> None:
             await conn.execute(
                 text("INSERT INTO operator_provider VALUES ('faiba-ke', 'dtone', '77', NULL)")
             )
-        await _migrate(core, below, down=True)
+        await downgrade(core.engine, below)
         assert await _rows(core, OLD_IDS) == [
             ("airtel-ke", 2, None),
             ("faiba-ke", None, None),
