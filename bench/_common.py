@@ -24,6 +24,14 @@ PEPPER = "bench-pepper-0123456789abcdef"
 AIRGATE = str(Path(sys.executable).parent / "airgate")
 PG_DEFAULT = "/var/run/postgresql"
 REDIS_DEFAULT = "redis://127.0.0.1:6379/0"
+# The PostgreSQL connections the recorded figures were measured with: one server process with the
+# machine to itself (AIRGATE_DB_*: the production defaults are smaller, sized for several
+# processes under one server's max_connections; README, Configuration).
+BENCH_POOL = {
+    "AIRGATE_DB_POOL_SIZE": "40",
+    "AIRGATE_DB_MAX_OVERFLOW": "10",
+    "AIRGATE_DB_LOOKUP_CONNECTIONS": "8",
+}
 
 # -- flags --------------------------------------------------------------------------------------
 

@@ -151,7 +151,13 @@ async def bench_database(
     """Each point in turn, each followed by its baseline (pgbench) run, then verify the ledger."""
     with tempfile.TemporaryDirectory(prefix="airgate-bench-") as tmp:
         url = url or f"sqlite:///{tmp}/bench.db"
-        settings = load_settings(database_url=url, var_dir=Path(tmp), pin_pepper=PEPPER)
+        settings = load_settings(  # the pool the recorded figures were measured with
+            database_url=url,
+            var_dir=Path(tmp),
+            pin_pepper=PEPPER,
+            db_pool_size=40,
+            db_max_overflow=10,
+        )
         async with open_core(settings) as core:
             await upgrade(core.engine)
             most = max(args.clients)

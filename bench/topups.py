@@ -54,6 +54,7 @@ from core.services.verify import verify_ledger
 from core.settings import Settings, load_settings
 
 from _common import (  # isort: skip (bench/, the script's own folder)
+    BENCH_POOL,
     AIRGATE,
     PEPPER,
     add_server_flags,
@@ -116,6 +117,7 @@ async def one_run(
         AIRGATE_SMS_URL=sandbox_url,
         AIRGATE_WORKER_MAX_JOBS=str(args.max_jobs),
         AIRGATE_LOG_LEVEL="WARNING",
+        **BENCH_POOL,
     )
     await flush_redis(settings.redis_url)
     sandbox = await start(

@@ -61,6 +61,7 @@ from rich.console import Console
 from rich.table import Table
 
 from _common import (  # isort: skip (bench/, the script's own folder)
+    BENCH_POOL,
     AIRGATE,
     PEPPER,
     add_server_flags,
@@ -162,6 +163,7 @@ async def start_airgate(args: argparse.Namespace, var_dir: Path, port: int) -> S
         AIRGATE_LOG_LEVEL="WARNING",
         AIRGATE_HTTP_HOST="127.0.0.1",
         AIRGATE_HTTP_PORT=str(port),
+        **BENCH_POOL,
     )
     command = [AIRGATE, "serve"]
     if args.profile or args.cprofile:
