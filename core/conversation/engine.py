@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from core.context import Core
-from core.conversation.flow import MENU, Ctx, Flow, Reprompt, Step, Zero, end
+from core.conversation.channel import Channel, Identifies, Shows, by_name
+from core.conversation.flow import AGAIN, LINK, MENU, Ctx, Flow, Reprompt, Step, Zero, end
 from core.conversation.sessions import (
     PathKeeper,
     Resume,
@@ -46,7 +47,7 @@ log = get_logger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Style:
-    """How a channel shows screens.
+    """How a channel's gateway shows screens (what the channel is: its :class:`Channel`).
 
     ``pages``: how many pages a screen takes there (USSD: by the gateway's character limit).
     ``last_input``: for a gateway that sends the whole path of inputs (Africa's Talking), how to
@@ -56,12 +57,6 @@ class Style:
 
     pages: Callable[[Screen], int] = lambda _screen: 1
     last_input: Callable[[str, SeenPath | None], str] | None = None
-    # A chat outlives its journeys (Telegram): a new turn or input after a final screen starts a
-    # new one. On USSD the gateway ends the session, and a hop after the end is a retry.
-    restart_after_end: bool = False
-    # Who is talking is looked up again on every turn (a Telegram account can be unlinked or
-    # linked to another party while its session lives); on USSD the number is the caller's.
-    recheck_party: bool = False
 
 
 PLAIN = Style()
@@ -69,12 +64,19 @@ PLAIN = Style()
 
 class Engine:
     def __init__(
-        self, *, core: Core, store: SessionStore, queue: JobQueue, flows: dict[str, Flow]
+        self,
+        *,
+        core: Core,
+        store: SessionStore,
+        queue: JobQueue,
+        flows: dict[str, Flow],
+        channels: Iterable[Channel],
     ) -> None:
         self.core = core
         self.store = store
         self.queue = queue
-        self.flows = flows  # by party role
+        self.flows = flows  # by party role, and LINK for an account nobody linked yet
+        self.channels = by_name(channels)  # a turn of a channel not declared here is a bug
         self.paths = PathKeeper(core.pins.subkey("ussd-path"))
 
     async def handle(self, turn: Turn, style: Style = PLAIN) -> Screen:
@@ -90,7 +92,7 @@ class Engine:
     async def _handle(self, turn: Turn, style: Style) -> Screen:
         # A USSD session id is new on each dial; a chat (Telegram) keeps its id across journeys,
         # so its new journey writes over the stored version.
-        fresh = turn.is_new and not style.restart_after_end
+        fresh = turn.is_new and not self.channels[turn.channel].restart_after_end
         session = None if fresh else await self._load(turn)
         # Whatever answers this turn, a PIN typed into a chat does not stay there.
         erase = session is not None and self._expects_pin(session)
@@ -105,10 +107,11 @@ class Engine:
         return session
 
     async def _turn(self, turn: Turn, session: Session | None, style: Style) -> Screen:
+        channel = self.channels[turn.channel]
         restart = turn.is_new or (session is not None and session.state == END)
-        if session is not None and style.recheck_party and not restart:
+        if session is not None and channel.identifies == Identifies.ACCOUNT and not restart:
             restart = not await self._still_acting(turn, session)
-        if session is None or (restart and style.restart_after_end):
+        if session is None or (restart and channel.restart_after_end):
             expired = session is None and not turn.is_new
             session = Session(state=MENU, version=session.version if session else 0)
             screen = await self._start(turn, session, style, expired=expired)
@@ -136,8 +139,10 @@ class Engine:
         when the database cannot say): for a request refused before it became a turn."""
         lang = DEFAULT_LANGUAGE
         try:
-            party = None if user_ref is None else await parties.who(
-                self.core, channel=channel, user_ref=user_ref
+            party = (
+                None
+                if user_ref is None
+                else await parties.who(self.core, channel=channel, user_ref=user_ref)
             )
         except Exception as exc:  # the refusal must answer even with the database away
             log.warning("no language for a refusal", error=type(exc).__name__)
@@ -147,10 +152,14 @@ class Engine:
         return end(t(lang, key))
 
     async def _still_acting(self, turn: Turn, session: Session) -> bool:
-        """The session's party is still the one this user acts for, active and unlocked."""
-        if "p" not in session.data:
+        """The session's party is still the one this user acts for, active and unlocked (or,
+        in the link flow, the account is still linked to nobody)."""
+        linking = session.data.get("r") == LINK
+        if "p" not in session.data and not linking:
             return session.state in (END, RESUME)
         party = await parties.who(self.core, channel=turn.channel, user_ref=turn.user_ref)
+        if linking:
+            return party is None
         return (
             party is not None
             and party.id == session.data["p"]
@@ -164,7 +173,8 @@ class Engine:
         return step is not None and step.expects == Expects.PIN
 
     def _ctx(self, turn: Turn, session: Session) -> Ctx:
-        return Ctx(core=self.core, queue=self.queue, turn=turn, session=session)
+        channel = self.channels[turn.channel]
+        return Ctx(core=self.core, queue=self.queue, turn=turn, session=session, channel=channel)
 
     # -- starting -------------------------------------------------------------------------------
 
@@ -183,9 +193,7 @@ class Engine:
         party = await parties.who(self.core, channel=turn.channel, user_ref=turn.user_ref)
         point = None if resume is None else await resume()
         if party is None:
-            if turn.channel == "telegram":  # known by a Telegram account nobody linked yet
-                return Screen(t(DEFAULT_LANGUAGE, "start.unlinked"), (), Expects.CONTACT, True)
-            return end(t(DEFAULT_LANGUAGE, "start.unregistered"))
+            return await self._stranger(turn, session, style)
         lang = party.language
         if party.role not in self.flows:
             return end(t(lang, "start.not_here"))
@@ -204,6 +212,29 @@ class Engine:
                 return offer
         screen = await self._show(ctx, self.flows[party.role].steps[MENU])
         return _above(ctx.t("start.expired"), screen) if expired else screen
+
+    async def _stranger(self, turn: Turn, session: Session, style: Style) -> Screen:
+        """Someone the channel cannot name as a party: on a channel of accounts, an account
+        nobody linked yet, offered the link flow (which a shared contact answers at once);
+        on a channel of numbers, a number nobody registered."""
+        channel = self.channels[turn.channel]
+        if channel.identifies == Identifies.NUMBER:
+            return end(t(DEFAULT_LANGUAGE, "start.unregistered"))
+        if LINK not in self.flows or not channel.can(Shows.CONTACT):
+            return end(t(DEFAULT_LANGUAGE, "start.unlinked"))
+        session.data.update(r=LINK, l=DEFAULT_LANGUAGE, k=secrets.token_hex(4))
+        ctx = self._ctx(turn, session)
+        if turn.contact is not None:  # a contact shared at once: the first step's answer
+            return await self._on(ctx, MENU, turn.input, style)
+        return await self._show(ctx, self.flows[LINK].steps[MENU])
+
+    async def _again_as_whoever(self, ctx: Ctx, style: Style) -> Screen:
+        """A step's ``AGAIN``: the journey starts over as whoever is talking now (an account
+        just linked gets its party's menu), with the step's notice above."""
+        notice, session = ctx.notice, ctx.session
+        session.state, session.data = MENU, {}
+        screen = await self._start(ctx.turn, session, style, expired=False)
+        return replace(screen, text=f"{notice}\n\n{screen.text}") if notice else screen
 
     def _offer(self, ctx: Ctx, *, state: str, kept: dict[str, Any]) -> Screen | None:
         """The offer to continue at ``state``; None when it cannot be shown (a label or a step
@@ -283,7 +314,7 @@ class Engine:
                 return replace(screen, page=data["pg"])
             if text == BACK:
                 return await self._zero(ctx, step, page)
-            return await self._answer(ctx, step, text)
+            return await self._answer(ctx, step, text, style)
         except Reprompt as exc:
             fields = exc.shown_fields()
             return await self._again(ctx, style, ctx.t(fields.pop("key"), **fields))
@@ -313,7 +344,7 @@ class Engine:
         ctx.data.pop("pg", None)
         return await self._show(ctx, self._flow(ctx).steps[ctx.session.state])
 
-    async def _answer(self, ctx: Ctx, step: Step, text: str) -> Screen:
+    async def _answer(self, ctx: Ctx, step: Step, text: str, style: Style) -> Screen:
         value = text
         if step.expects == Expects.CHOICE:
             screen = await self._show(ctx, step)
@@ -326,6 +357,8 @@ class Engine:
         result = await step.answer(ctx, value)
         if isinstance(result, Screen):
             return result
+        if result == AGAIN:
+            return await self._again_as_whoever(ctx, style)
         state = ctx.session.state
         self._flow(ctx).move(ctx.session, result)
         ctx.data.setdefault("h", []).append(state)

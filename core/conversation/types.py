@@ -20,7 +20,7 @@ class Expects(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    channel: str  # "ussd", "telegram"
+    channel: str  # the declared channel's name (core/conversation/channel.py)
     session_id: str  # the channel's session (a USSD session id, a Telegram chat)
     user_ref: str  # who is talking: an E.164 number, a Telegram user id
     input: str  # the last input only; a dialect strips Africa's Talking's path
@@ -31,6 +31,11 @@ class Turn:
     # The options the user chose from, as :meth:`Screen.tag` (a Telegram button carries it): a
     # choice made on a list that has changed since is asked again, not applied to the new list.
     shown: str | None = None
+    # A contact shared with the channel's contact button (``input`` is its number): True when the
+    # channel proves it is the user's own (Telegram: the contact's user id is the sender's), False
+    # when it is someone else's; None when the turn carries no contact (a typed number proves
+    # nothing).
+    contact: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

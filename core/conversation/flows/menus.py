@@ -12,6 +12,7 @@ from core.conversation.flows import (
     broadcast,
     cases,
     distributor,
+    link,
     money,
     requests,
     retailers,
@@ -80,3 +81,4 @@ DISTRIBUTOR = Flow(
     },
 )
 FLOWS = {"retailer": RETAILER, "distributor": DISTRIBUTOR}
+LINK_FLOW = Flow(name="link", initial=MENU, table=link.TABLE, steps=link.STEPS)
