@@ -9,12 +9,8 @@ the conversation is the shared engine's, in the same Redis sessions as USSD.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
-from datetime import date, datetime, time, timedelta
-from typing import Any
-from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
 from telegram import Message, Update
@@ -38,11 +34,10 @@ from core.conversation.channel import Channel, Identifies, Shows
 from core.conversation.engine import Engine, Style
 from core.conversation.flow import T
 from core.conversation.types import Screen, Turn
-from core.errors import AirGateError, AlreadyExists, InputError, NotFound, WrongPin
+from core.errors import AirGateError, AlreadyExists, NotFound
 from core.i18n import DEFAULT_LANGUAGE, t
 from core.logging import get_logger
-from core.security import Pin
-from core.services import links, parties, statement
+from core.services import links, parties
 from core.settings import Settings
 
 log = get_logger(__name__)
@@ -58,9 +53,6 @@ CHANNEL = Channel(
 )
 SEEN_PREFIX = "airgate:tg:update:"
 SEEN_TTL_S = 86_400  # Telegram retries a webhook delivery for hours at most
-PENDING_TTL_S = 300
-STATEMENT_PREFIX = "airgate:tg:statement:"  # a statement asked for, waiting for the PIN
-STATEMENT_MAX_DAYS = 366
 STYLE = Style(pages=render.pages)
 ALLOWED_UPDATES = ["message", "callback_query"]  # what the handlers read; Telegram sends no more
 # Commands that jump to a menu item: the option values to choose, in order, from the main menu.
@@ -183,11 +175,6 @@ class TelegramChannel:
         message, user = update.effective_message, update.effective_user
         if message is None or user is None or message.text is None:
             return
-        wanted = await self.redis.get(f"{STATEMENT_PREFIX}{user.id}")
-        if wanted is not None:
-            await self._erase(message)
-            await self._send_statement(message, user.id, json.loads(wanted), message.text)
-            return
         screen = await self._turn(update, message.text[:64])
         if screen.erase_input:
             await self._erase(message)
@@ -209,28 +196,13 @@ class TelegramChannel:
         log.error("telegram update failed", update_id=update_id, error=repr(context.error))
 
     async def on_statement(self, update: Update, context: Context) -> None:
-        """``/statement [FROM] [TO]``: every movement in the range as a CSV document, after the
-        PIN (the dates are local days, both included; this month by default)."""
-        message, user = update.effective_message, update.effective_user
-        if message is None or user is None:
+        """``/statement [FROM] [TO]``: the statement flow's entry, the dates its first answer
+        (core/conversation/flows/statement.py); the CSV document comes after the PIN."""
+        message = update.effective_message
+        if message is None:
             return
-        party = await parties.who(self.engine.core, channel=CHANNEL.name, user_ref=str(user.id))
-        if party is None:
-            await message.reply_text(t(DEFAULT_LANGUAGE, "start.unlinked"))
-            return
-        today = datetime.now(ZoneInfo(self.settings.timezone)).date()
-        try:
-            dates = [date.fromisoformat(arg) for arg in (context.args or [])[:2]]
-        except ValueError:
-            dates = [today, today - timedelta(days=1)]  # refused below
-        start = dates[0] if dates else today.replace(day=1)
-        end = dates[1] if len(dates) > 1 else today
-        if not start <= end or (end - start).days > STATEMENT_MAX_DAYS:
-            await message.reply_text(t(party.language, "statement.csv_dates"))
-            return
-        wanted = {"p": party.id, "l": party.language, "f": start.isoformat(), "t": end.isoformat()}
-        await self.redis.set(f"{STATEMENT_PREFIX}{user.id}", json.dumps(wanted), ex=PENDING_TTL_S)
-        await message.reply_text(t(party.language, "statement.csv_pin", start=start, end=end))
+        dates = " ".join((context.args or [])[:2])[:32]
+        await self._show(message, await self._turn(update, dates, new=True, entry=T.EXPORT))
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -242,45 +214,30 @@ class TelegramChannel:
         new: bool = False,
         shown: str | None = None,
         contact: bool | None = None,
+        entry: str | None = None,
     ) -> Screen:
         chat, user = update.effective_chat, update.effective_user
         assert chat is not None and user is not None
         turn = Turn(
-            CHANNEL.name, str(chat.id), str(user.id), text, is_new=new, shown=shown, contact=contact
+            CHANNEL.name,
+            str(chat.id),
+            str(user.id),
+            text,
+            is_new=new,
+            shown=shown,
+            contact=contact,
+            entry=entry,
         )
         return await self.engine.handle(turn, STYLE)
 
     async def _show(self, message: Message, screen: Screen, *, above: str = "") -> None:
         """One message per update: a private chat takes about one a second."""
         text = f"{above}\n\n{screen.text}" if above else screen.text
+        if screen.document is not None:
+            document = screen.document
+            await message.reply_document(document.content, filename=document.filename, caption=text)
+            return
         await message.reply_text(text, reply_markup=render.markup(screen))
-
-    async def _send_statement(
-        self, message: Message, user_id: int, wanted: dict[str, Any], text: str
-    ) -> None:
-        core, lang = self.engine.core, str(wanted["l"])
-        try:
-            await parties.check_pin(
-                core, party_id=int(wanted["p"]), pin=Pin(text), channel=CHANNEL.name
-            )
-        except (WrongPin, InputError) as exc:
-            await message.reply_text(self.engine.describe(lang, exc))
-            return
-        except AirGateError as exc:
-            await self.redis.delete(f"{STATEMENT_PREFIX}{user_id}")
-            await message.reply_text(self.engine.describe(lang, exc))
-            return
-        await self.redis.delete(f"{STATEMENT_PREFIX}{user_id}")
-        zone = ZoneInfo(self.settings.timezone)
-        start, end = date.fromisoformat(wanted["f"]), date.fromisoformat(wanted["t"])
-        since = datetime.combine(start, time.min, zone)
-        until = datetime.combine(end + timedelta(days=1), time.min, zone)
-        moves = await statement.between(core, party_id=int(wanted["p"]), since=since, until=until)
-        await message.reply_document(
-            document=statement.as_csv(moves, zone=self.settings.timezone),
-            filename=f"airgate-statement-{start}-{end}.csv",
-            caption=t(lang, "statement.csv_caption", start=start, end=end, count=len(moves)),
-        )
 
     @staticmethod
     async def _erase(message: Message) -> None:

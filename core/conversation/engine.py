@@ -206,12 +206,24 @@ class Engine:
         # versions start again after an expiry, so (chat, version) alone would repeat.
         data.update(p=party.id, r=party.role, l=lang, k=secrets.token_hex(4))
         ctx = self._ctx(turn, session)
+        if turn.entry is not None:
+            return await self._enter(ctx, turn.entry, style)
         if point is not None and point["d"].get("p") == party.id:
             offer = self._offer(ctx, state=point["s"], kept=point["d"])
             if offer is not None:
                 return offer
         screen = await self._show(ctx, self.flows[party.role].steps[MENU])
         return _above(ctx.t("start.expired"), screen) if expired else screen
+
+    async def _enter(self, ctx: Ctx, entry: str, style: Style) -> Screen:
+        """A command's menu entry, its first step answered by the turn's input; the menu if the
+        role's flow has no such entry."""
+        flow = self._flow(ctx)
+        if entry not in flow.machine.get_triggers(MENU):
+            return await self._show(ctx, flow.steps[MENU])
+        flow.move(ctx.session, entry)
+        ctx.data["h"] = [MENU]
+        return await self._on(ctx, ctx.session.state, ctx.turn.input.strip(), style)
 
     async def _stranger(self, turn: Turn, session: Session, style: Style) -> Screen:
         """Someone the channel cannot name as a party: on a channel of accounts, an account

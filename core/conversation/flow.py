@@ -66,6 +66,7 @@ class T(StrEnum):
     REQUESTS = "requests"
     APPROVE = "approve"
     REFUSE = "refuse"
+    EXPORT = "export"  # a statement as a document (a command's entry, not on a menu)
 
 
 class Reprompt(AirGateError):

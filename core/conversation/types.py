@@ -36,12 +36,24 @@ class Turn:
     # when it is someone else's; None when the turn carries no contact (a typed number proves
     # nothing).
     contact: bool | None = None
+    # A channel's command that opens a menu entry at once (Telegram's ``/statement``: a trigger
+    # the role's flow takes from its main menu, shown there or not); ``input`` then answers the
+    # entry's first step.
+    entry: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Option:
     label: str
     value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A file sent with a screen (its text is the caption), on a channel that can carry one."""
+
+    filename: str
+    content: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +68,7 @@ class Screen:
     # ``0`` goes back and ``00`` to the main menu here (not the main menu, not a confirmation,
     # where 0 cancels): a channel without buttons may say so (USSD, when it fits).
     nav: bool = False
+    document: Document | None = None
 
     def tag(self) -> str:
         """A short fingerprint of the options (their values, in order)."""

@@ -158,6 +158,11 @@ async def test_a_statement_for_a_date_range_comes_as_a_csv_document_after_the_pi
     assert document.caption.endswith(f": {len(rows) - 1} movements.")
     users_texts = [m.text for m in telegram.fake.chat(USER, include_user=True) if not m.from_bot]
     assert "1234" not in users_texts
+    # The statement is an engine flow: the adapter keeps no keys of its own but update ids.
+    client = aioredis.Redis.from_url(redis_url)
+    own = [k async for k in client.scan_iter("airgate:tg:*") if b":update:" not in k]
+    await client.aclose()
+    assert own == []
 
 
 async def _top_up(telegram: Telegram, amount: str) -> None:

@@ -12,6 +12,7 @@ from airgate.server import CHANNELS, conversation_engine
 from core.context import Core
 from core.conversation.channel import Channel, Identifies, Shows
 from core.conversation.engine import Style
+from core.conversation.flow import T
 from core.conversation.sessions import session_key
 from core.conversation.types import Expects, Turn
 from core.i18n import t
@@ -63,3 +64,28 @@ async def test_an_unlinked_account_where_no_contact_can_be_asked_is_told_how_to_
 async def test_a_channel_declared_twice_is_refused(core: Core, redis: aioredis.Redis) -> None:
     with pytest.raises(ValueError, match="declared twice"):
         conversation_engine(core, redis, (*CHANNELS, WHATSAPP, WHATSAPP))
+
+
+async def test_a_command_entry_opens_its_step_and_a_document_needs_a_channel_that_shows_one(
+    core: Core, redis: aioredis.Redis
+) -> None:
+    await seed_demo(core, retailers=1)
+    papers = Channel(
+        name="papers",
+        session_ttl_s=lambda _s: 60,
+        identifies=Identifies.NUMBER,
+        shows=frozenset({Shows.DOCUMENT}),
+    )
+    engine = conversation_engine(core, redis, (*CHANNELS, WHATSAPP, papers))
+    turn = Turn("papers", "p1", SHOP, "2026-01-01 2026-01-31", is_new=True, entry=T.EXPORT)
+    screen = await engine.handle(turn, Style())
+    assert screen.expects == Expects.PIN and not screen.final
+    assert screen.text == t("en", "statement.csv_pin", start="2026-01-01", end="2026-01-31")
+    screen = await engine.handle(Turn("papers", "p1", SHOP, "1234"), Style())
+    assert screen.final and screen.document is not None
+    assert screen.document.content.decode().startswith("date,time,kind,asset,amount,reference")
+    # The same command where no screen can carry a file: told how, nothing asked, nothing sent.
+    turn = Turn("whatsapp", "w3", SHOP, "", is_new=True, entry=T.EXPORT)
+    screen = await engine.handle(turn, Style())
+    assert screen.final and screen.document is None
+    assert screen.text == t("en", "statement.csv_dates")

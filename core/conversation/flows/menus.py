@@ -16,6 +16,7 @@ from core.conversation.flows import (
     money,
     requests,
     retailers,
+    statement,
     support,
     topup,
 )
@@ -45,13 +46,21 @@ DISTRIBUTOR_MENU = [
 RETAILER = Flow(
     name="retailer",
     initial=MENU,
-    table=[*topup.TABLE, *money.BALANCE_TABLE, *money.BUY_TABLE, *support.TABLE, *account.TABLE],
+    table=[
+        *topup.TABLE,
+        *money.BALANCE_TABLE,
+        *money.BUY_TABLE,
+        *support.TABLE,
+        *account.TABLE,
+        *statement.TABLE,
+    ],
     steps={
         MENU: Step(choices("menu.title", RETAILER_MENU), fire),
         **topup.STEPS,
         **money.STEPS,
         **support.STEPS,
         **account.STEPS,
+        **statement.STEPS,
     },
 )
 _DISTRIBUTOR_MONEY: dict[str, Step] = {
@@ -68,6 +77,7 @@ DISTRIBUTOR = Flow(
         *broadcast.TABLE,
         *requests.TABLE,
         *cases.TABLE,
+        *statement.TABLE,
     ],
     steps={
         MENU: Step(choices("menu.title", DISTRIBUTOR_MENU), fire),
@@ -78,6 +88,7 @@ DISTRIBUTOR = Flow(
         **broadcast.STEPS,
         **requests.STEPS,
         **cases.STEPS,
+        **statement.STEPS,
     },
 )
 FLOWS = {"retailer": RETAILER, "distributor": DISTRIBUTOR}
