@@ -43,7 +43,6 @@ REPORT_PAGE_SIZE = 200  # the report's largest page: fewest round trips
 # Status codes that say "not processed, ask again later" rather than "no".
 RETRY_LATER = frozenset({408, 425, 429})
 
-
 @contextmanager
 def _translated(what: str, *, may_apply: bool) -> Iterator[None]:
     """The one place aiohttp's errors become ours.

@@ -39,7 +39,9 @@ async def recent(core: Core, *, party_id: int, limit: int = 5) -> list[Movement]
     return await _movements(core, party_id=party_id, limit=limit)
 
 
-async def between(core: Core, *, party_id: int, since: datetime, until: datetime) -> list[Movement]:
+async def between(
+    core: Core, *, party_id: int, since: datetime, until: datetime
+) -> list[Movement]:
     """Every movement in ``[since, until)``, newest first (at most MAX_ROWS)."""
     return await _movements(core, party_id=party_id, limit=MAX_ROWS, since=since, until=until)
 
