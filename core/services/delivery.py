@@ -278,7 +278,7 @@ def _owed(
             retailer(t(lang, "topup.delivered", **fields, stock=left)),
             Message(
                 key=f"{topup.id}:customer",
-                channel=SMS,
+                via=SMS,
                 recipient=topup.msisdn,
                 text=t(lang, "topup.receipt", **fields, shop=job.shop_name),
             ),
@@ -289,13 +289,13 @@ def _owed(
 
 def _retailer(d: Delivery, job: _Job, key: str) -> Callable[[str], Message]:
     """A message to the retailer on its own channel."""
-    channel, recipient = route(
+    via, recipient = route(
         telegram_on=d.notifier.telegram_on,
         telegram_user_id=job.telegram_user_id,
         msisdn=job.shop_msisdn,
     )
     return lambda text: Message(
-        key=key, party_id=job.topup.party_id, channel=channel, recipient=recipient, text=text
+        key=key, party_id=job.topup.party_id, via=via, recipient=recipient, text=text
     )
 
 
@@ -390,14 +390,14 @@ async def _to_distributor(
     if parent is None:
         return []
     parent_id, msisdn, language, telegram_user_id = parent
-    channel, recipient = route(
+    via, recipient = route(
         telegram_on=d.notifier.telegram_on, telegram_user_id=telegram_user_id, msisdn=msisdn
     )
     return [
         Message(
             key=f"{job.topup.id}:escalated:parent",
             party_id=parent_id,
-            channel=channel,
+            via=via,
             recipient=recipient,
             text=t(language, "alert.case", **fields, name=job.shop_name[:24]),
         )

@@ -407,7 +407,7 @@ async def _tell_buyer(
 def _message(
     core: Core, party: Party, key: str, text_key: str, fields: Mapping[str, object]
 ) -> Message:
-    channel, recipient = route(
+    via, recipient = route(
         telegram_on=bool(core.settings.telegram_token),
         telegram_user_id=party.telegram_user_id,
         msisdn=party.msisdn,
@@ -416,7 +416,7 @@ def _message(
     return Message(
         key=key,
         party_id=party.id,
-        channel=channel,
+        via=via,
         recipient=recipient,
         text=t(party.language, text_key, **fields),
     )
