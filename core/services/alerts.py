@@ -71,12 +71,12 @@ def to_party(
     text: str,
 ) -> Message:
     """A message to a party on its own channel (Telegram when linked and the bot is on)."""
-    channel, recipient = route(
+    via, recipient = route(
         telegram_on=bool(core.settings.telegram_token),
         telegram_user_id=telegram_user_id,
         msisdn=msisdn,
     )
-    return Message(key=key, party_id=party_id, channel=channel, recipient=recipient, text=text)
+    return Message(key=key, party_id=party_id, via=via, recipient=recipient, text=text)
 
 
 async def owe_low_stock(

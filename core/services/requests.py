@@ -416,7 +416,7 @@ async def _message(
     text_key: str,
     fields: Mapping[str, object],
 ) -> Message:
-    channel, recipient = route(
+    via, recipient = route(
         telegram_on=bool(core.settings.telegram_token),
         telegram_user_id=await identities.address(
             session, party_id=party.id or 0, channel=TELEGRAM
@@ -426,7 +426,7 @@ async def _message(
     return Message(
         key=key,
         party_id=party.id,
-        channel=channel,
+        via=via,
         recipient=recipient,
         text=t(party.language, text_key, **fields),
     )
