@@ -138,11 +138,7 @@ class Engine:
         when the database cannot say): for a request refused before it became a turn."""
         lang = DEFAULT_LANGUAGE
         try:
-            party = (
-                None
-                if user_ref is None
-                else await parties.who(self.core, channel=channel, user_ref=user_ref)
-            )
+            party = None if user_ref is None else await self._who(channel, user_ref)
         except Exception as exc:  # the refusal must answer even with the database away
             log.warning("no language for a refusal", error=type(exc).__name__)
             party = None
@@ -150,13 +146,21 @@ class Engine:
             lang = party.language
         return end(t(lang, key))
 
+    async def _who(self, channel: str, user_ref: str) -> parties.Who | None:
+        """Who is calling, as the channel's declaration says a party is known on it: by its
+        own number, or by an account linked to it."""
+        by_number = self.channels[channel].identifies == Identifies.NUMBER
+        return await parties.who(
+            self.core, user_ref=user_ref, channel=None if by_number else channel
+        )
+
     async def _still_acting(self, turn: Turn, session: Session) -> bool:
         """The session's party is still the one this user acts for, active and unlocked (or,
         in the link flow, the account is still linked to nobody)."""
         linking = session.role == LINK
         if session.party is None and not linking:
             return session.state in (END, RESUME)
-        party = await parties.who(self.core, channel=turn.channel, user_ref=turn.user_ref)
+        party = await self._who(turn.channel, turn.user_ref)
         if linking:
             return party is None
         return (
@@ -187,7 +191,7 @@ class Engine:
         # and read after: one wait for both, without a task (a hop of a session we lost starts
         # over, without the offer).
         resume = None if expired else self.store.resume_point(turn.channel, turn.user_ref)
-        party = await parties.who(self.core, channel=turn.channel, user_ref=turn.user_ref)
+        party = await self._who(turn.channel, turn.user_ref)
         point = None if resume is None else await resume
         if party is None:
             return await self._stranger(turn, session, style)
@@ -451,7 +455,11 @@ def _ended(session: Session, text: str) -> Session:
     """What an ended session keeps, briefly: its final text for a retry, and what tells a retry
     (whose it is, the path or hop it answered)."""
     return Session(
-        END, version=session.version, owner=session.owner, path=session.path, hop=session.hop,
+        END,
+        version=session.version,
+        owner=session.owner,
+        path=session.path,
+        hop=session.hop,
         ended=text,
     )
 
