@@ -31,6 +31,7 @@ from core.context import Core
 from core.errors import NotFound, OutcomeUnknown, ProviderRejected, ProviderUnavailable
 from core.i18n import t
 from core.jobs.queue import JobQueue
+from core.ledger import AccountRef
 from core.logging import get_logger
 from core.models import (
     AccountKind,
@@ -48,7 +49,6 @@ from core.money import airtime_asset, format_minor
 from core.msisdn import masked, national
 from core.providers.port import AirtimeProvider, ProviderStatus, ProviderTransaction, TopupOrder
 from core.services.finish import Final, Finisher
-from core.services.ledger import AccountRef
 from core.services.notify import SMS, Message, Notifier, add_owed, route
 
 log = get_logger(__name__)

@@ -26,11 +26,11 @@ from core.errors import (
     PinLocked,
     WrongPin,
 )
+from core.ledger.pg_fast import _as_sqlalchemy_error
 from core.models import Party, PartyStatus, Role
 from core.msisdn import normalize
 from core.security import Pin
 from core.services.audit import Actor, record
-from core.services.ledger_pg import _as_sqlalchemy_error
 
 party_t = Party.__table__  # type: ignore[attr-defined]
 

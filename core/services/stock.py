@@ -39,12 +39,12 @@ from core.errors import (
     Refused,
 )
 from core.jobs.queue import JobQueue
+from core.ledger import AccountRef, Leg, Overdraft, account_balances
 from core.models import Account, AccountKind, Operator, Party
 from core.money import airtime_asset, cash_asset, discounted_price, format_minor
 from core.services import alerts
 from core.services.audit import Actor, record
 from core.services.catalog import agreement_for, get_operator
-from core.services.ledger import AccountRef, Leg, Overdraft, account_balances
 from core.services.parties import ensure_active, get_party, platform
 
 operator_t = Operator.__table__  # type: ignore[attr-defined]

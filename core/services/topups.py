@@ -32,6 +32,7 @@ from core.errors import (
     RepeatNeedsConfirmation,
 )
 from core.jobs.queue import JobQueue
+from core.ledger import Overdraft
 from core.models import Operator, Party, PartyStatus, Product, ProductKind, Role, Topup, TopupState
 from core.models.types import utcnow
 from core.money import airtime_asset
@@ -39,7 +40,6 @@ from core.msisdn import normalize
 from core.services import alerts, delivery
 from core.services.catalog import check_airtime_amount
 from core.services.catalog_snapshot import Catalog
-from core.services.ledger import Overdraft
 from core.services.notify import Message
 
 party_t = Party.__table__  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ import asyncio
 import signal
 from typing import Any
 
+from core.ledger import account_balances
 from core.models import (
     AccountKind,
     Party,
@@ -16,7 +17,6 @@ from core.models import (
     TopupState,
 )
 from core.money import airtime_asset
-from core.services.ledger import account_balances
 from core.services.topups import confirm_topup
 from tests.helpers import SAFARICOM, assert_ledger_ok, chain, give_retailer_stock
 from tests.lifecycle.conftest import Rig
