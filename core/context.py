@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from core.catalog_snapshot import CatalogCache
 from core.db import Lookups, make_engine, make_sessionmaker, transaction
 from core.ledger import Ledger
 from core.security import PinHasher, load_pepper
-from core.services.catalog_snapshot import CatalogCache
 from core.settings import Settings
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from core.catalog_snapshot import Catalog
 from core.context import Core
 from core.errors import (
     IdempotencyConflict,
@@ -39,7 +40,6 @@ from core.money import airtime_asset
 from core.msisdn import normalize
 from core.services import alerts, delivery
 from core.services.catalog import check_airtime_amount
-from core.services.catalog_snapshot import Catalog
 from core.services.notify import Message
 
 party_t = Party.__table__  # type: ignore[attr-defined]
