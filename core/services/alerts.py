@@ -10,7 +10,7 @@ balance itself is the state, and a re-stock above the threshold re-arms the aler
 (docs/ALERTS.md).
 
 The threshold is the party's own ``low_stock_minor``, else ``AIRGATE_LOW_STOCK_MINOR``; the
-distributor's low-stock list (core/services/stock.py ``low_stock``) applies the same rule.
+distributor's low-stock list (core/services/stock/positions.py ``low_stock``) applies the same rule.
 """
 
 from __future__ import annotations
