@@ -11,7 +11,7 @@ sell, clawback), ``cash`` (money between a seller and its buyer: deposit, credit
              its cash first and the rest from its available credit, all in one transaction. The
              seller sells, or the buyer buys (a purchase beyond cash plus available credit is
              refused; a buyer's own purchase that needs credit is a stock request the seller
-             approves, core/services/requests.py, which sells inside its decision's transaction);
+             approves, core/services/requests/, which sells inside its decision's transaction);
 * deposit:   cash a buyer handed its seller outside AirGate; it first repays used credit, the rest
              becomes cash; a reference is recorded once per seller, a repeat is refused;
 * clawback:  a seller takes stock back from its buyer, with a reason;
