@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from core.context import Core
 from core.errors import DuplicateReference, IdempotencyConflict, InvalidAmount, Refused
 from core.ledger import AccountRef, Leg, Overdraft, account_balances
-from core.models import AccountKind
+from core.models import AccountKind, Party
 from core.money import cash_asset, format_minor
 from core.services.audit import Actor, record
 from core.services.stock.rules import (
@@ -38,26 +40,8 @@ async def deposit(
     async with core.transaction() as session:
         receiver, payer = await seller_and_buyer(core, session, receiver_ref, payer_ref, actor)
         await known_currency(session, currency)
-        balances = await account_balances(session, payer.id or 0)
-        used_credit = max(payer.credit_limit_minor - balances.get((cash, AccountKind.CREDIT), 0), 0)
-        repay = min(amount_minor, used_credit)
-        source = AccountRef(AccountKind.DEPOSITS, cash)
-        legs = [
-            Leg(
-                "deposit",
-                source,
-                AccountRef(AccountKind.MAIN, cash, payer.id),
-                amount_minor - repay,
-                reference=reference,
-            ),
-            Leg(
-                "repayment",
-                source,
-                AccountRef(AccountKind.CREDIT, cash, payer.id),
-                repay,
-                reference=reference,
-            ),
-        ]
+        repay = await _credit_to_repay(session, payer, cash, amount_minor)
+        legs = _deposit_legs(payer, cash, amount_minor, repay, reference)
         try:
             posting = await core.ledger.post(
                 session, op_key=f"deposit:{receiver.id}:{reference}", legs=legs
@@ -81,6 +65,37 @@ async def deposit(
         cash_minor=amount_minor - repay,
         credit_minor=repay,
     )
+
+
+async def _credit_to_repay(
+    session: AsyncSession, payer: Party, cash: str, amount_minor: int
+) -> int:
+    """How much of the deposit repays the payer's used credit (all of it, up to what is used)."""
+    balances = await account_balances(session, payer.id or 0)
+    used_credit = max(payer.credit_limit_minor - balances.get((cash, AccountKind.CREDIT), 0), 0)
+    return min(amount_minor, used_credit)
+
+
+def _deposit_legs(
+    payer: Party, cash: str, amount_minor: int, repay: int, reference: str
+) -> list[Leg]:
+    source = AccountRef(AccountKind.DEPOSITS, cash)
+    return [
+        Leg(
+            "deposit",
+            source,
+            AccountRef(AccountKind.MAIN, cash, payer.id),
+            amount_minor - repay,
+            reference=reference,
+        ),
+        Leg(
+            "repayment",
+            source,
+            AccountRef(AccountKind.CREDIT, cash, payer.id),
+            repay,
+            reference=reference,
+        ),
+    ]
 
 
 async def set_credit_limit(

@@ -121,9 +121,14 @@ async def sell(
         )
     if within is None:  # else sent once the caller commits (or by the sweeper)
         await alerts.send_owed(queue, owed)
+    return _sale_receipt(sale.reference, posting)
+
+
+def _sale_receipt(reference: str, posting: Posting) -> Receipt:
+    """What the sale moved (the original's amounts, on a replay)."""
     paid, on_credit = posting.amount("payment"), posting.amount("credit_payment")
     return Receipt(
-        reference=sale.reference,
+        reference=reference,
         replayed=posting.replayed,
         face_minor=posting.amount("sale"),
         price_minor=paid + on_credit,
@@ -270,26 +275,9 @@ async def clawback(
     async with core.transaction() as session:
         seller, buyer = await seller_and_buyer(core, session, seller_ref, buyer_ref, actor)
         operator = await get_operator(session, operator_code)
-        stock = airtime_asset(operator_code)
-        leg = Leg(
-            "clawback",
-            AccountRef(AccountKind.MAIN, stock, buyer.id),
-            AccountRef(AccountKind.MAIN, stock, seller.id),
-            amount_minor,
-            reference=key,
-            memo=reason,
+        posting = await _post_clawback(
+            core, session, seller, buyer, operator_code, amount_minor, key, reason
         )
-        try:
-            posting = await core.ledger.post(
-                session, op_key=f"clawback:{seller.id}:{key}", legs=[leg]
-            )
-        except Overdraft as exc:
-            raise InsufficientStock(
-                party=buyer.label,
-                asset=stock,
-                available_minor=exc.available_minor,
-                needed_minor=amount_minor,
-            ) from None
         if not posting.replayed:
             await record(
                 session,
@@ -309,3 +297,34 @@ async def clawback(
         )
     await alerts.send_owed(queue, owed)
     return Receipt(reference=key, replayed=posting.replayed, face_minor=amount_minor)
+
+
+async def _post_clawback(
+    core: Core,
+    session: AsyncSession,
+    seller: Party,
+    buyer: Party,
+    operator_code: str,
+    amount_minor: int,
+    key: str,
+    reason: str,
+) -> Posting:
+    """The buyer's stock back to the seller, the reason kept as the transfer's memo."""
+    stock = airtime_asset(operator_code)
+    leg = Leg(
+        "clawback",
+        AccountRef(AccountKind.MAIN, stock, buyer.id),
+        AccountRef(AccountKind.MAIN, stock, seller.id),
+        amount_minor,
+        reference=key,
+        memo=reason,
+    )
+    try:
+        return await core.ledger.post(session, op_key=f"clawback:{seller.id}:{key}", legs=[leg])
+    except Overdraft as exc:
+        raise InsufficientStock(
+            party=buyer.label,
+            asset=stock,
+            available_minor=exc.available_minor,
+            needed_minor=amount_minor,
+        ) from None
