@@ -40,6 +40,13 @@ def test_core_imports_no_channel(path: Path) -> None:
 # no two modules may reach each other, whatever the folder.
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "bench").rglob("*.py")), ids=str)
+def test_bench_imports_nothing_from_tests(path: Path) -> None:
+    """A benchmark measures the product: what it needs from a stand-in lives in sandbox/."""
+    bad = {name for name in _imports(path) if name == "tests" or name.startswith("tests.")}
+    assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
 def _module_name(path: Path) -> str:
     parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
