@@ -39,6 +39,7 @@ from core.providers.telegram import TelegramSender
 from core.services.broadcast.progress import Progress
 from core.services.broadcast.report import describe, report
 from core.services.notify import SMS, TELEGRAM, mark_blocked
+from core.stores import redis_errors
 
 log = get_logger(__name__)
 
@@ -98,7 +99,9 @@ class Sender:
         it: their job finishes it), False if there is more to send."""
         token = secrets.token_hex(8)
         lease = f"{LEASE_PREFIX}{broadcast_id}"
-        if not await self.redis.set(lease, token, nx=True, px=int(LEASE_S * 1000)):
+        with redis_errors():
+            taken = await self.redis.set(lease, token, nx=True, px=int(LEASE_S * 1000))
+        if not taken:
             log.info("broadcast.busy", broadcast=broadcast_id)
             return True
         renewer = asyncio.create_task(self._renew(lease, token))
@@ -108,8 +111,9 @@ class Sender:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
-            if await self.redis.get(lease) == token.encode():
-                await self.redis.delete(lease)
+            with redis_errors():
+                if await self.redis.get(lease) == token.encode():
+                    await self.redis.delete(lease)
 
     async def _renew(self, lease: str, token: str) -> None:
         while True:
