@@ -1,4 +1,5 @@
-"""Dependencies point inward: core never imports a channel (see ARCHITECTURE.md)."""
+"""Dependencies point inward: core never imports a channel, core's files and folders import one
+another without cycles, and bench/ imports nothing from tests/ (see ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
