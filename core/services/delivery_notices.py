@@ -12,12 +12,12 @@ from collections.abc import Callable
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.catalog_snapshot import Catalog
 from core.i18n import t
 from core.models import Party, ProductKind, Role, TopupState
 from core.money import format_minor
 from core.msisdn import national
 from core.services import identities
-from core.services.catalog_snapshot import Catalog
 from core.services.delivery_rows import Job, OpenTopup
 from core.services.notify import SMS, TELEGRAM, Message, route
 
