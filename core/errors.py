@@ -42,7 +42,7 @@ No error ever carries a PIN.
 Signals, not errors: exceptions private to a module (``_Lost``, ``_NotTheirs`` …) and these two,
 which never cross a service: ``Overdraft`` (core/ledger/postings.py: a guard refused a debit; the
 service turns it into InsufficientStock or InsufficientFunds) and ``Malformed``
-(core/providers/reloadly_wire.py: an answer the adapter cannot read; it becomes OutcomeUnknown).
+(inside an aggregator adapter: an answer it cannot read; it becomes OutcomeUnknown).
 """
 
 from __future__ import annotations

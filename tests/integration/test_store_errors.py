@@ -33,9 +33,8 @@ async def test_a_refused_database_connection_is_store_unavailable(settings: Sett
     assert NUMBER not in str(caught.value) and NUMBER not in repr(caught.value)
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # a server drops it
 async def test_a_connection_the_server_dropped_is_store_unavailable(core: Core) -> None:
-    if core.engine.dialect.name != "postgresql":
-        pytest.skip("only a server can drop a connection")
     async with core.transaction() as session:
         pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
     url = core.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)

@@ -63,13 +63,29 @@ def _core_module(name: str) -> str | None:
     return name or None
 
 
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of ``tree`` but those under ``if TYPE_CHECKING:``: an import for the type
+    checker alone runs never, so it makes no cycle (and needs no import inside a function)."""
+    found: list[ast.AST] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        found.append(node)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return found
+
+
 def _module_graph() -> dict[str, set[str]]:
     """Each core module → the core modules it imports (``from a import b`` reaches ``a.b`` when
-    that is a module, else ``a``), anywhere in the file, in a function or not."""
+    that is a module, else ``a``), anywhere in the file, in a function or not, except for the
+    type checker alone (``if TYPE_CHECKING:``)."""
     graph: dict[str, set[str]] = {}
     for name, path in CORE_MODULES.items():
         imported: set[str | None] = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 imported.update(_core_module(alias.name) for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
