@@ -21,23 +21,31 @@ from telegram.ext import Application
 
 from airgate import ops
 from airgate.ops import CORE, REDIS
+from bot import channel as telegram
 from bot import webhook as telegram_webhook
 from bot.channel import ALLOWED_UPDATES, TelegramChannel
 from core.context import Core, open_core
+from core.conversation.channel import Channel
 from core.conversation.engine import Engine
-from core.conversation.flows import FLOWS
+from core.conversation.flow import LINK
+from core.conversation.flows import FLOWS, LINK_FLOW
 from core.conversation.sessions import REF_KEY_PURPOSE, SessionStore
 from core.jobs.queue import JobQueue
 from core.logging import get_logger
 from core.redis import redis_for
 from core.settings import Settings
 from ussd import app as ussd
+from ussd import channel as ussd_channel
 from ussd.gateway import BODY_TOO_LARGE
 
 ENGINE = web.AppKey("engine", Engine)
 TELEGRAM = web.AppKey("telegram", Application)
 
 log = get_logger(__name__)
+
+# The channels the app serves: each declares itself beside its adapter (core/conversation/
+# channel.py says what a declaration holds). A new channel is one more line here.
+CHANNELS: tuple[Channel, ...] = (ussd_channel.CHANNEL, telegram.CHANNEL)
 
 
 def build_app(settings: Settings) -> web.Application:
@@ -124,13 +132,16 @@ def body_within(timeout_s: float) -> Middleware:
     return middleware
 
 
-def conversation_engine(core: Core, redis: aioredis.Redis) -> Engine:
-    """The one engine of a process: sessions and the job queue on ``redis``, every role's flow."""
-    settings = core.settings
-    ttl_s = {"ussd": settings.ussd_session_ttl_s, "telegram": settings.telegram_session_ttl_s}
+def conversation_engine(
+    core: Core, redis: aioredis.Redis, channels: tuple[Channel, ...] = CHANNELS
+) -> Engine:
+    """The one engine of a process: sessions and the job queue on ``redis``, every role's flow,
+    for the declared ``channels`` (each session's TTL is its channel's)."""
+    ttl_s = {channel.name: channel.session_ttl_s(core.settings) for channel in channels}
     queue = JobQueue.on_pool(redis.connection_pool)
+    flows = {**FLOWS, LINK: LINK_FLOW}
     store = SessionStore(redis, ttl_s=ttl_s, ref_key=core.pins.subkey(REF_KEY_PURPOSE))
-    return Engine(core=core, store=store, queue=queue, flows=FLOWS)
+    return Engine(core=core, store=store, queue=queue, flows=flows, channels=channels)
 
 
 async def _start_bot(

@@ -1,7 +1,7 @@
 """Telegram: updates/s through the webhook into the shared core and back, and a broadcast's rate.
 
 **Updates.** ``airgate serve`` runs as its own process on PostgreSQL and Redis with the bot on,
-its Bot API pointed at the fake Bot API server of tests/fakes/telegram_api.py (run in this process,
+its Bot API pointed at the fake Bot API server of sandbox/telegram_api.py (run in this process,
 flood limits off: we measure our side). ``--users`` linked retailers each play, again and again,
 the balance journey as Telegram would deliver it to ``POST /telegram/webhook`` (with the secret
 header): press "My balance" (a callback: the menu message is edited), type the PIN (a message: it is
@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 import time
 from asyncio.subprocess import DEVNULL, Process
 from collections import Counter
@@ -38,10 +37,7 @@ from tempfile import mkdtemp
 from typing import Any
 
 import aiohttp
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.fakes
-
-from _common import (  # noqa: E402
+from _common import (
     AIRGATE,
     PEPPER,
     add_server_flags,
@@ -55,10 +51,10 @@ from _common import (  # noqa: E402
     stop,
     wait_http,
 )
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+from rich.console import Console
+from rich.table import Table
 
-from tests.fakes.telegram_api import FakeTelegram  # noqa: E402
+from sandbox.telegram_api import FakeTelegram
 
 BENCH_DB = "airgate_bench_tg"
 HOOK_SECRET = "bench-hook-secret"

@@ -9,15 +9,11 @@ the conversation is the shared engine's, in the same Redis sessions as USSD.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
-from datetime import date, datetime, time, timedelta
-from typing import Any
-from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
-from telegram import Message, ReplyKeyboardRemove, Update
+from telegram import Message, Update
 from telegram.constants import ChatType
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
@@ -34,27 +30,30 @@ from telegram.ext import (
 
 from bot import render
 from bot.request import AiohttpRequest
+from core.conversation.channel import Channel, Identifies, Shows
 from core.conversation.engine import Engine, Style
 from core.conversation.flow import T
 from core.conversation.types import Screen, Turn
-from core.errors import AirGateError, AlreadyExists, InputError, NotFound, WrongPin
+from core.errors import AirGateError, AlreadyExists, NotFound
 from core.i18n import DEFAULT_LANGUAGE, t
 from core.logging import get_logger
-from core.msisdn import national, normalize
-from core.security import Pin
-from core.services import links, parties, statement
+from core.services import links, parties
 from core.settings import Settings
 
 log = get_logger(__name__)
 
-CHANNEL = "telegram"
+# The Telegram channel as the core knows it (core/conversation/channel.py): a user is their
+# Telegram account, linked to a party; a chat outlives its journeys.
+CHANNEL = Channel(
+    name="telegram",
+    session_ttl_s=lambda settings: settings.telegram_session_ttl_s,
+    identifies=Identifies.ACCOUNT,
+    shows=frozenset({Shows.CONTACT, Shows.DOCUMENT}),
+    restart_after_end=True,
+)
 SEEN_PREFIX = "airgate:tg:update:"
 SEEN_TTL_S = 86_400  # Telegram retries a webhook delivery for hours at most
-PENDING_PREFIX = "airgate:tg:pending:"  # a shared contact waiting for its PIN
-PENDING_TTL_S = 300
-STATEMENT_PREFIX = "airgate:tg:statement:"  # a statement asked for, waiting for the PIN
-STATEMENT_MAX_DAYS = 366
-STYLE = Style(pages=render.pages, restart_after_end=True, recheck_party=True)
+STYLE = Style(pages=render.pages)
 ALLOWED_UPDATES = ["message", "callback_query"]  # what the handlers read; Telegram sends no more
 # Commands that jump to a menu item: the option values to choose, in order, from the main menu.
 SHORTCUTS: dict[str, Sequence[str]] = {
@@ -139,7 +138,9 @@ class TelegramChannel:
         message, user = update.effective_message, update.effective_user
         if message is None or user is None:
             return
-        party = await parties.identify(self.engine.core, channel=CHANNEL, user_ref=str(user.id))
+        party = await parties.identify(
+            self.engine.core, channel=CHANNEL.name, user_ref=str(user.id)
+        )
         await message.reply_text(t(party.language if party else DEFAULT_LANGUAGE, "link.help"))
 
     async def on_shortcut(self, update: Update, _context: Context) -> None:
@@ -174,43 +175,20 @@ class TelegramChannel:
         message, user = update.effective_message, update.effective_user
         if message is None or user is None or message.text is None:
             return
-        pending = await self.redis.get(f"{PENDING_PREFIX}{user.id}")
-        if pending is not None:
-            await self._erase(message)
-            await self._link_by_pin(message, user.id, int(pending), message.text)
-            return
-        wanted = await self.redis.get(f"{STATEMENT_PREFIX}{user.id}")
-        if wanted is not None:
-            await self._erase(message)
-            await self._send_statement(message, user.id, json.loads(wanted), message.text)
-            return
         screen = await self._turn(update, message.text[:64])
         if screen.erase_input:
             await self._erase(message)
         await self._show(message, screen)
 
     async def on_contact(self, update: Update, _context: Context) -> None:
+        """A shared contact is a turn whose input is the number, marked as the user's own only
+        when Telegram says it is theirs (the link flow trusts nothing else)."""
         message, user = update.effective_message, update.effective_user
         if message is None or user is None or message.contact is None:
             return
-        if message.contact.user_id != user.id:
-            await message.reply_text(t(DEFAULT_LANGUAGE, "link.not_yours"))
-            return
-        raw = message.contact.phone_number
-        try:
-            msisdn = normalize(raw if raw.startswith("+") else f"+{raw}", country="ZZ")
-        except InputError:
-            msisdn = ""
-        party = await parties.identify(self.engine.core, channel="ussd", user_ref=msisdn)
-        if party is None:
-            number = national(msisdn) if msisdn else raw[:20]
-            await message.reply_text(t(DEFAULT_LANGUAGE, "link.not_registered", number=number))
-            return
-        await self.redis.set(f"{PENDING_PREFIX}{user.id}", str(party.id), ex=PENDING_TTL_S)
-        await message.reply_text(
-            t(party.language, "link.pin", number=national(party.msisdn)),
-            reply_markup=ReplyKeyboardRemove(),
-        )
+        own = message.contact.user_id == user.id
+        screen = await self._turn(update, message.contact.phone_number[:20], contact=own)
+        await self._show(message, screen)
 
     async def on_error(self, update: object, context: Context) -> None:
         """A handler failed (Telegram away, a 429, a bug): one log line, no token, no number."""
@@ -218,89 +196,48 @@ class TelegramChannel:
         log.error("telegram update failed", update_id=update_id, error=repr(context.error))
 
     async def on_statement(self, update: Update, context: Context) -> None:
-        """``/statement [FROM] [TO]``: every movement in the range as a CSV document, after the
-        PIN (the dates are local days, both included; this month by default)."""
-        message, user = update.effective_message, update.effective_user
-        if message is None or user is None:
+        """``/statement [FROM] [TO]``: the statement flow's entry, the dates its first answer
+        (core/conversation/flows/statement.py); the CSV document comes after the PIN."""
+        message = update.effective_message
+        if message is None:
             return
-        party = await parties.who(self.engine.core, channel=CHANNEL, user_ref=str(user.id))
-        if party is None:
-            await message.reply_text(t(DEFAULT_LANGUAGE, "start.unlinked"))
-            return
-        today = datetime.now(ZoneInfo(self.settings.timezone)).date()
-        try:
-            dates = [date.fromisoformat(arg) for arg in (context.args or [])[:2]]
-        except ValueError:
-            dates = [today, today - timedelta(days=1)]  # refused below
-        start = dates[0] if dates else today.replace(day=1)
-        end = dates[1] if len(dates) > 1 else today
-        if not start <= end or (end - start).days > STATEMENT_MAX_DAYS:
-            await message.reply_text(t(party.language, "statement.csv_dates"))
-            return
-        wanted = {"p": party.id, "l": party.language, "f": start.isoformat(), "t": end.isoformat()}
-        await self.redis.set(f"{STATEMENT_PREFIX}{user.id}", json.dumps(wanted), ex=PENDING_TTL_S)
-        await message.reply_text(t(party.language, "statement.csv_pin", start=start, end=end))
+        dates = " ".join((context.args or [])[:2])[:32]
+        await self._show(message, await self._turn(update, dates, new=True, entry=T.EXPORT))
 
     # -- helpers --------------------------------------------------------------------------------
 
     async def _turn(
-        self, update: Update, text: str, *, new: bool = False, shown: str | None = None
+        self,
+        update: Update,
+        text: str,
+        *,
+        new: bool = False,
+        shown: str | None = None,
+        contact: bool | None = None,
+        entry: str | None = None,
     ) -> Screen:
         chat, user = update.effective_chat, update.effective_user
         assert chat is not None and user is not None
-        turn = Turn(CHANNEL, str(chat.id), str(user.id), text, is_new=new, shown=shown)
+        turn = Turn(
+            CHANNEL.name,
+            str(chat.id),
+            str(user.id),
+            text,
+            is_new=new,
+            shown=shown,
+            contact=contact,
+            entry=entry,
+        )
         return await self.engine.handle(turn, STYLE)
 
     async def _show(self, message: Message, screen: Screen, *, above: str = "") -> None:
         """One message per update: a private chat takes about one a second."""
         text = f"{above}\n\n{screen.text}" if above else screen.text
+        if screen.document is not None:
+            document = screen.document
+            await message.reply_document(document.content, filename=document.filename, caption=text)
+            return
         await message.reply_text(text, reply_markup=render.markup(screen))
-
-    async def _link_by_pin(self, message: Message, user_id: int, party_id: int, text: str) -> None:
-        core = self.engine.core
-        try:
-            party = await parties.check_pin(core, party_id=party_id, pin=Pin(text), channel=CHANNEL)
-        except (WrongPin, InputError) as exc:
-            await message.reply_text(self.engine.describe(DEFAULT_LANGUAGE, exc))
-            return
-        except AirGateError as exc:  # locked now, or the party is no longer active
-            await self.redis.delete(f"{PENDING_PREFIX}{user_id}")
-            await message.reply_text(self.engine.describe(DEFAULT_LANGUAGE, exc))
-            return
-        await self.redis.delete(f"{PENDING_PREFIX}{user_id}")
-        try:
-            await links.link(core, party_id=party_id, telegram_user_id=user_id, how="contact")
-        except AlreadyExists:
-            await message.reply_text(t(party.language, "link.taken"))
-            return
-        turn = Turn(CHANNEL, str(message.chat_id), str(user_id), "", is_new=True)
-        screen = await self.engine.handle(turn, STYLE)
-        await self._show(message, screen, above=t(party.language, "link.done", name=party.name))
-
-    async def _send_statement(
-        self, message: Message, user_id: int, wanted: dict[str, Any], text: str
-    ) -> None:
-        core, lang = self.engine.core, str(wanted["l"])
-        try:
-            await parties.check_pin(core, party_id=int(wanted["p"]), pin=Pin(text), channel=CHANNEL)
-        except (WrongPin, InputError) as exc:
-            await message.reply_text(self.engine.describe(lang, exc))
-            return
-        except AirGateError as exc:
-            await self.redis.delete(f"{STATEMENT_PREFIX}{user_id}")
-            await message.reply_text(self.engine.describe(lang, exc))
-            return
-        await self.redis.delete(f"{STATEMENT_PREFIX}{user_id}")
-        zone = ZoneInfo(self.settings.timezone)
-        start, end = date.fromisoformat(wanted["f"]), date.fromisoformat(wanted["t"])
-        since = datetime.combine(start, time.min, zone)
-        until = datetime.combine(end + timedelta(days=1), time.min, zone)
-        moves = await statement.between(core, party_id=int(wanted["p"]), since=since, until=until)
-        await message.reply_document(
-            document=statement.as_csv(moves, zone=self.settings.timezone),
-            filename=f"airgate-statement-{start}-{end}.csv",
-            caption=t(lang, "statement.csv_caption", start=start, end=end, count=len(moves)),
-        )
 
     @staticmethod
     async def _erase(message: Message) -> None:

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from core.catalog_snapshot import CatalogCache
 from core.db import Lookups, make_engine, make_sessionmaker, transaction
+from core.ledger import Ledger
 from core.security import PinHasher, load_pepper
-from core.services.catalog_snapshot import CatalogCache
-from core.services.ledger import Ledger
 from core.settings import Settings
+from core.stores import database_errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +28,9 @@ class Core:
     lookups: Lookups
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
-        """``async with core.transaction() as session``: commit on success, roll back on error."""
-        return transaction(self.sessions)
+        """``async with core.transaction() as session``: commit on success, roll back on error;
+        a database that cannot be reached raises StoreUnavailable (core/stores.py)."""
+        return database_errors(transaction(self.sessions))
 
 
 @asynccontextmanager

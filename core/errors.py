@@ -6,11 +6,13 @@
     │   ├── InvalidMsisdn
     │   ├── InvalidPin             not 4-6 digits
     │   └── InvalidAmount
+    ├── Reprompt                   the answer cannot be used: ask again (conversation/flow.py)
     ├── NotFound                   party, operator, product, reservation …
     ├── Conflict
     │   ├── AlreadyExists          e.g. an MSISDN already registered
     │   ├── DuplicateReference     a payment/intake reference seen before: refused, not re-counted
-    │   └── IdempotencyConflict    same idempotency key, different request
+    │   ├── IdempotencyConflict    same idempotency key, different request
+    │   └── SessionConflict        two turns of one session at once (conversation/sessions.py)
     ├── Refused                    a business rule says no
     │   ├── InsufficientStock
     │   ├── InsufficientFunds      cash plus available credit do not cover the price
@@ -21,14 +23,26 @@
     │   ├── ReservationResolved    a reservation resolves at most once
     │   ├── LimitExceeded          the retailer's daily top-up limit
     │   └── RepeatNeedsConfirmation  same retailer, number and amount within the repeat window
+    ├── StoreUnavailable           the database or Redis cannot be reached now (core/stores.py)
     └── ProviderError              the operator/aggregator or SMS gateway (core/providers/)
         ├── ProviderUnavailable    not sent, or safe to resend with the same reference (5xx)
+        │   └── Throttled          not sent: wait retry_after_s (Telegram's 429)
         ├── OutcomeUnknown         may have been applied (time-out after sending): look it up
         └── ProviderRejected       a definitive 4xx refusal: nothing was delivered
+            └── RecipientBlocked   the user blocked the bot: nothing reaches them there
 
 Errors carry fields (for channels that translate) and an English ``str`` (for the CLI and logs).
 Third-party errors (SQLAlchemy, phonenumbers, pydantic) are translated where they are caught; none
-crosses a service boundary. No error ever carries a PIN.
+crosses a service boundary. Driver errors that mean "the store is not there" (a refused or dropped
+connection to the database or Redis) become :class:`StoreUnavailable` at the adapter
+(``core/stores.py``: ``Core.transaction``, the broadcast sender's lease); other database errors
+(a constraint, a trigger's refusal) stay SQLAlchemy's, caught by the service that expects them.
+No error ever carries a PIN.
+
+Signals, not errors: exceptions private to a module (``_Lost``, ``_NotTheirs`` …) and these two,
+which never cross a service: ``Overdraft`` (core/ledger/postings.py: a guard refused a debit; the
+service turns it into InsufficientStock or InsufficientFunds) and ``Malformed``
+(inside an aggregator adapter: an answer it cannot read; it becomes OutcomeUnknown).
 """
 
 from __future__ import annotations
@@ -191,6 +205,15 @@ class RepeatNeedsConfirmation(Refused):
 
     def _shown(self, fields: dict[str, Any]) -> dict[str, Any]:
         return {"amount": format_minor(fields["amount_minor"], fields.get("currency", ""))}
+
+
+class StoreUnavailable(AirGateError):
+    """The database or Redis refused or dropped the connection: ``store`` names which, ``detail``
+    the driver error's type (never its text: it may hold a statement's parameters). Trying again is
+    safe: every write is keyed, so a unit of work that did commit is not applied twice."""
+
+    code = "store_unavailable"
+    template = "the {store} is unavailable ({detail}); try again"
 
 
 class ProviderError(AirGateError):

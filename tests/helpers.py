@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from core.context import Core
@@ -138,3 +139,15 @@ def killed_at_exit(process: subprocess.Popen[Any]) -> Iterator[subprocess.Popen[
         if process.poll() is None:
             process.kill()
         process.wait()
+
+
+def handles_signal(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler of its own for ``signum`` (Linux: the SigCgt mask
+    in /proc): a worker stopped before it set its SIGTERM handler dies of the signal instead of
+    stopping cleanly, so a test waits for this before it relies on a clean stop."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) >> (signum - 1) & 1)

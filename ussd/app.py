@@ -22,6 +22,7 @@ from core.i18n import DEFAULT_LANGUAGE, t
 from core.logging import get_logger
 from core.models import UssdSessionEnd
 from core.settings import Settings, UssdGateway
+from ussd.channel import CHANNEL
 from ussd.dialects import DIALECTS
 from ussd.gateway import BadRequest, Dialect, Guard, Hangup, TooLong, guard_for
 from ussd.render import Limits, pages
@@ -71,7 +72,9 @@ class Gateway:
             return self.dialect.reply("", True, {})
         except TooLong as exc:  # more than a session sends: an END the caller can read
             self._refused["too_long"].inc()
-            screen = await engine.farewell(channel="ussd", user_ref=exc.user_ref, key=TOO_LONG)
+            screen = await engine.farewell(
+                channel=CHANNEL.name, user_ref=exc.user_ref, key=TOO_LONG
+            )
             return self.dialect.reply(self.page(screen), True, {})
         try:
             screen = await engine.handle(turn, self.style)

@@ -197,7 +197,7 @@ async def _serve_sandbox(stack: AsyncExitStack, s: Settings) -> None:
 async def _start_worker(stack: AsyncExitStack, s: Settings, *, url: str) -> asyncio.Task[None]:
     """The arq worker ``airgate worker`` runs, as a task of this process; stopped as arq stops on
     a signal (running jobs are cancelled and re-run later: every step is safe to run twice)."""
-    from core.jobs.worker import build_worker, run_worker  # only the worker pays for arq
+    from core.worker import build_worker, run_worker  # only the worker pays for arq
 
     worker = build_worker(s, redis_url=url, handle_signals=False)
     task = asyncio.create_task(run_worker(worker))

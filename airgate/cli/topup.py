@@ -251,7 +251,7 @@ def worker(
     configure(level=s.log_level, json=s.log_json, secrets=secrets_of(s))
 
     async def main() -> None:
-        from core.jobs.worker import build_worker, run_worker  # only the worker pays for them
+        from core.worker import build_worker, run_worker  # only the worker pays for them
 
         engine = make_engine(s.effective_database_url)
         try:

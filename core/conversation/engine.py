@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from core.context import Core
-from core.conversation.flow import MENU, Ctx, Flow, Reprompt, Step, Zero, end
+from core.conversation.channel import Channel, Identifies, Shows, by_name
+from core.conversation.flow import AGAIN, LINK, MENU, Ctx, Flow, Reprompt, Step, Zero, end
 from core.conversation.sessions import (
     PathKeeper,
     Resume,
@@ -45,7 +46,7 @@ log = get_logger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Style:
-    """How a channel shows screens.
+    """How a channel's gateway shows screens (what the channel is: its :class:`Channel`).
 
     ``pages``: how many pages a screen takes there (USSD: by the gateway's character limit).
     ``last_input``: for a gateway that sends the whole path of inputs (Africa's Talking), how to
@@ -55,12 +56,6 @@ class Style:
 
     pages: Callable[[Screen], int] = lambda _screen: 1
     last_input: Callable[[str, SeenPath | None], str] | None = None
-    # A chat outlives its journeys (Telegram): a new turn or input after a final screen starts a
-    # new one. On USSD the gateway ends the session, and a hop after the end is a retry.
-    restart_after_end: bool = False
-    # Who is talking is looked up again on every turn (a Telegram account can be unlinked or
-    # linked to another party while its session lives); on USSD the number is the caller's.
-    recheck_party: bool = False
 
 
 PLAIN = Style()
@@ -68,12 +63,19 @@ PLAIN = Style()
 
 class Engine:
     def __init__(
-        self, *, core: Core, store: SessionStore, queue: JobQueue, flows: dict[str, Flow]
+        self,
+        *,
+        core: Core,
+        store: SessionStore,
+        queue: JobQueue,
+        flows: dict[str, Flow],
+        channels: Iterable[Channel],
     ) -> None:
         self.core = core
         self.store = store
         self.queue = queue
-        self.flows = flows  # by party role
+        self.flows = flows  # by party role, and LINK for an account nobody linked yet
+        self.channels = by_name(channels)  # a turn of a channel not declared here is a bug
         self.paths = PathKeeper(core.pins.subkey("ussd-path"))
 
     async def handle(self, turn: Turn, style: Style = PLAIN) -> Screen:
@@ -89,7 +91,7 @@ class Engine:
     async def _handle(self, turn: Turn, style: Style) -> Screen:
         # A USSD session id is new on each dial; a chat (Telegram) keeps its id across journeys,
         # so its new journey writes over the stored version.
-        fresh = turn.is_new and not style.restart_after_end
+        fresh = turn.is_new and not self.channels[turn.channel].restart_after_end
         session = None if fresh else await self._load(turn)
         # Whatever answers this turn, a PIN typed into a chat does not stay there.
         erase = session is not None and self._expects_pin(session)
@@ -104,10 +106,11 @@ class Engine:
         return session
 
     async def _turn(self, turn: Turn, session: Session | None, style: Style) -> Screen:
+        channel = self.channels[turn.channel]
         restart = turn.is_new or (session is not None and session.state == END)
-        if session is not None and style.recheck_party and not restart:
+        if session is not None and channel.identifies == Identifies.ACCOUNT and not restart:
             restart = not await self._still_acting(turn, session)
-        if session is None or (restart and style.restart_after_end):
+        if session is None or (restart and channel.restart_after_end):
             expired = session is None and not turn.is_new
             session = Session(state=MENU, version=session.version if session else 0)
             screen = await self._start(turn, session, style, expired=expired)
@@ -135,9 +138,7 @@ class Engine:
         when the database cannot say): for a request refused before it became a turn."""
         lang = DEFAULT_LANGUAGE
         try:
-            party = None if user_ref is None else await parties.who(
-                self.core, channel=channel, user_ref=user_ref
-            )
+            party = None if user_ref is None else await self._who(channel, user_ref)
         except Exception as exc:  # the refusal must answer even with the database away
             log.warning("no language for a refusal", error=type(exc).__name__)
             party = None
@@ -145,11 +146,23 @@ class Engine:
             lang = party.language
         return end(t(lang, key))
 
+    async def _who(self, channel: str, user_ref: str) -> parties.Who | None:
+        """Who is calling, as the channel's declaration says a party is known on it: by its
+        own number, or by an account linked to it."""
+        by_number = self.channels[channel].identifies == Identifies.NUMBER
+        return await parties.who(
+            self.core, user_ref=user_ref, channel=None if by_number else channel
+        )
+
     async def _still_acting(self, turn: Turn, session: Session) -> bool:
-        """The session's party is still the one this user acts for, active and unlocked."""
-        if session.party is None:
+        """The session's party is still the one this user acts for, active and unlocked (or,
+        in the link flow, the account is still linked to nobody)."""
+        linking = session.role == LINK
+        if session.party is None and not linking:
             return session.state in (END, RESUME)
-        party = await parties.who(self.core, channel=turn.channel, user_ref=turn.user_ref)
+        party = await self._who(turn.channel, turn.user_ref)
+        if linking:
+            return party is None
         return (
             party is not None
             and party.id == session.party
@@ -163,7 +176,8 @@ class Engine:
         return step is not None and step.expects == Expects.PIN
 
     def _ctx(self, turn: Turn, session: Session) -> Ctx:
-        return Ctx(core=self.core, queue=self.queue, turn=turn, session=session)
+        channel = self.channels[turn.channel]
+        return Ctx(core=self.core, queue=self.queue, turn=turn, session=session, channel=channel)
 
     # -- starting -------------------------------------------------------------------------------
 
@@ -177,12 +191,10 @@ class Engine:
         # and read after: one wait for both, without a task (a hop of a session we lost starts
         # over, without the offer).
         resume = None if expired else self.store.resume_point(turn.channel, turn.user_ref)
-        party = await parties.who(self.core, channel=turn.channel, user_ref=turn.user_ref)
+        party = await self._who(turn.channel, turn.user_ref)
         point = None if resume is None else await resume
         if party is None:
-            if turn.channel == "telegram":  # known by a Telegram account nobody linked yet
-                return Screen(t(DEFAULT_LANGUAGE, "start.unlinked"), (), Expects.CONTACT, True)
-            return end(t(DEFAULT_LANGUAGE, "start.unregistered"))
+            return await self._stranger(turn, session, style)
         lang = party.language
         if party.role not in self.flows:
             return end(t(lang, "start.not_here"))
@@ -196,12 +208,48 @@ class Engine:
         session.party, session.role, session.lang = party.id, party.role, lang
         session.journey = secrets.token_hex(4)
         ctx = self._ctx(turn, session)
+        if turn.entry is not None:
+            return await self._enter(ctx, turn.entry, style)
         if point is not None and point.party == party.id:
             offer = self._offer(ctx, point)
             if offer is not None:
                 return offer
         screen = await self._show(ctx, self.flows[party.role].steps[MENU])
         return _above(ctx.t("start.expired"), screen) if expired else screen
+
+    async def _enter(self, ctx: Ctx, entry: str, style: Style) -> Screen:
+        """A command's menu entry, its first step answered by the turn's input; the menu if the
+        role's flow has no such entry."""
+        flow = self._flow(ctx)
+        if entry not in flow.machine.get_triggers(MENU):
+            return await self._show(ctx, flow.steps[MENU])
+        flow.move(ctx.session, entry)
+        ctx.session.history = [MENU]
+        return await self._on(ctx, ctx.session.state, ctx.turn.input.strip(), style)
+
+    async def _stranger(self, turn: Turn, session: Session, style: Style) -> Screen:
+        """Someone the channel cannot name as a party: on a channel of accounts, an account
+        nobody linked yet, offered the link flow (which a shared contact answers at once);
+        on a channel of numbers, a number nobody registered."""
+        channel = self.channels[turn.channel]
+        if channel.identifies == Identifies.NUMBER:
+            return end(t(DEFAULT_LANGUAGE, "start.unregistered"))
+        if LINK not in self.flows or not channel.can(Shows.CONTACT):
+            return end(t(DEFAULT_LANGUAGE, "start.unlinked"))
+        session.role, session.lang, session.journey = LINK, DEFAULT_LANGUAGE, secrets.token_hex(4)
+        ctx = self._ctx(turn, session)
+        if turn.contact is not None:  # a contact shared at once: the first step's answer
+            return await self._on(ctx, MENU, turn.input, style)
+        return await self._show(ctx, self.flows[LINK].steps[MENU])
+
+    async def _again_as_whoever(self, ctx: Ctx, style: Style) -> Screen:
+        """A step's ``AGAIN``: the journey starts over as whoever is talking now (an account
+        just linked gets its party's menu), with the step's notice above."""
+        notice, session = ctx.notice, ctx.session
+        session.state, session.data, session.history, session.page = MENU, {}, [], 0
+        session.party, session.role = None, ""
+        screen = await self._start(ctx.turn, session, style, expired=False)
+        return replace(screen, text=f"{notice}\n\n{screen.text}") if notice else screen
 
     def _offer(self, ctx: Ctx, point: ResumePoint) -> Screen | None:
         """The offer to continue at ``point``; None when it cannot be shown (a label or a step
@@ -280,7 +328,7 @@ class Engine:
                 return replace(screen, page=session.page)
             if text == BACK:
                 return await self._zero(ctx, step, page)
-            return await self._answer(ctx, step, text)
+            return await self._answer(ctx, step, text, style)
         except Reprompt as exc:
             fields = exc.shown_fields()
             return await self._again(ctx, style, ctx.t(fields.pop("key"), **fields))
@@ -310,7 +358,7 @@ class Engine:
         ctx.session.page = 0
         return await self._show(ctx, self._flow(ctx).steps[ctx.session.state])
 
-    async def _answer(self, ctx: Ctx, step: Step, text: str) -> Screen:
+    async def _answer(self, ctx: Ctx, step: Step, text: str, style: Style) -> Screen:
         value = text
         if step.expects == Expects.CHOICE:
             screen = await self._show(ctx, step)
@@ -323,6 +371,8 @@ class Engine:
         result = await step.answer(ctx, value)
         if isinstance(result, Screen):
             return result
+        if result == AGAIN:
+            return await self._again_as_whoever(ctx, style)
         state = ctx.session.state
         self._flow(ctx).move(ctx.session, result)
         ctx.session.history.append(state)
@@ -405,7 +455,11 @@ def _ended(session: Session, text: str) -> Session:
     """What an ended session keeps, briefly: its final text for a retry, and what tells a retry
     (whose it is, the path or hop it answered)."""
     return Session(
-        END, version=session.version, owner=session.owner, path=session.path, hop=session.hop,
+        END,
+        version=session.version,
+        owner=session.owner,
+        path=session.path,
+        hop=session.hop,
         ended=text,
     )
 

@@ -19,6 +19,7 @@ from typing import Any
 from transitions import Machine
 
 from core.context import Core
+from core.conversation.channel import Channel, Shows
 from core.conversation.sessions import Session
 from core.conversation.types import Expects, Option, Screen, Turn
 from core.errors import AirGateError
@@ -26,6 +27,8 @@ from core.i18n import t
 from core.jobs.queue import JobQueue
 
 MENU = "menu"  # every role's main menu, the state a journey starts from
+LINK = "link"  # the flow of an account nobody linked yet (beside the flows of party roles)
+AGAIN = "again"  # an answer's result: start over as whoever is talking now (a link just made)
 
 
 class Zero(StrEnum):
@@ -63,6 +66,7 @@ class T(StrEnum):
     REQUESTS = "requests"
     APPROVE = "approve"
     REFUSE = "refuse"
+    EXPORT = "export"  # a statement as a document (a command's entry, not on a menu)
 
 
 class Reprompt(AirGateError):
@@ -82,6 +86,7 @@ class Ctx:
     session: Session
     # A line shown above the next screen (why we came back to it, what just happened).
     notice: str = ""
+    channel: Channel | None = None  # what the turn's channel declared (None: a bare test)
 
     @property
     def data(self) -> dict[str, Any]:
@@ -100,6 +105,10 @@ class Ctx:
     @property
     def role(self) -> str:
         return self.session.role
+
+    def can(self, feature: Shows) -> bool:
+        """The turn's channel can show ``feature`` (a document, a contact button)."""
+        return self.channel is not None and self.channel.can(feature)
 
     def t(self, key: str, **fields: object) -> str:
         return t(self.lang, key, **fields)

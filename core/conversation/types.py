@@ -29,7 +29,7 @@ class Nav(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    channel: str  # "ussd", "telegram"
+    channel: str  # the declared channel's name (core/conversation/channel.py)
     session_id: str  # the channel's session (a USSD session id, a Telegram chat)
     user_ref: str  # who is talking: an E.164 number, a Telegram user id
     input: str  # the last input only; a dialect strips Africa's Talking's path
@@ -40,12 +40,29 @@ class Turn:
     # The options the user chose from, as :meth:`Screen.tag` (a Telegram button carries it): a
     # choice made on a list that has changed since is asked again, not applied to the new list.
     shown: str | None = None
+    # A contact shared with the channel's contact button (``input`` is its number): True when the
+    # channel proves it is the user's own (Telegram: the contact's user id is the sender's), False
+    # when it is someone else's; None when the turn carries no contact (a typed number proves
+    # nothing).
+    contact: bool | None = None
+    # A channel's command that opens a menu entry at once (Telegram's ``/statement``: a trigger
+    # the role's flow takes from its main menu, shown there or not); ``input`` then answers the
+    # entry's first step.
+    entry: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Option:
     label: str
     value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A file sent with a screen (its text is the caption), on a channel that can carry one."""
+
+    filename: str
+    content: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +77,7 @@ class Screen:
     # ``0`` goes back and ``00`` to the main menu here (not the main menu, not a confirmation,
     # where 0 cancels): a channel without buttons may say so (USSD, when it fits).
     nav: bool = False
+    document: Document | None = None
 
     def tag(self) -> str:
         """A short fingerprint of the options (their values, in order)."""

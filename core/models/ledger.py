@@ -1,7 +1,7 @@
 """Ledger tables: accounts with stored balances, immutable transfers, two-phase reservations.
 
 Invariant: an account's ``balance_minor`` equals the sum of its credits minus its debits, each asset
-sums to zero over all accounts, and no non-system account is below zero (core/services/ledger.py).
+sums to zero over all accounts, and no non-system account is below zero (core/ledger/).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -28,7 +28,9 @@ from core.providers.port import (
     ProviderTransaction,
     TopupOrder,
 )
-from core.settings import Settings
+
+if TYPE_CHECKING:  # a type only: the settings import the adapter registry
+    from core.settings import Settings
 
 PROVIDER = "reloadly"
 ACCEPT = "application/com.reloadly.topups-v1+json"

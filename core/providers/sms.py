@@ -13,13 +13,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from core.errors import OutcomeUnknown, ProviderRejected, ProviderUnavailable
 from core.providers.port import SmsReceipt
-from core.settings import Settings
+
+if TYPE_CHECKING:  # a type only: the settings import the adapter registry
+    from core.settings import Settings
 
 PROVIDER = "africastalking"
 # 100 Processed, 101 Sent, 102 Queued: accepted; anything else (401-409, 500-501) is not.

@@ -2,7 +2,7 @@
 
 Invariant: a party is told once per crossing. A crossing is a posting that took the balance of the
 party's main ``AIRTIME:{operator}`` account from at or above its threshold to below it
-(:meth:`~core.services.ledger.Move.fell_below`). The ledger's guarded UPDATE applies postings to
+(:meth:`~core.ledger.postings.Move.fell_below`). The ledger's guarded UPDATE applies postings to
 one row one after another and returns the balance each left, so of any number of concurrent
 debits exactly one crosses; its message is written to the notification outbox in that same
 transaction (a unique key), so it is owed exactly when the debit commits. No flag table: the
@@ -10,7 +10,7 @@ balance itself is the state, and a re-stock above the threshold re-arms the aler
 (docs/ALERTS.md).
 
 The threshold is the party's own ``low_stock_minor``, else ``AIRGATE_LOW_STOCK_MINOR``; the
-distributor's low-stock list (core/services/stock.py ``low_stock``) applies the same rule.
+distributor's low-stock list (core/services/stock/positions.py ``low_stock``) applies the same rule.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from core.context import Core
 from core.errors import InvalidAmount
 from core.i18n import t
 from core.jobs.queue import JobQueue
+from core.ledger import AccountRef, Posting
 from core.models import AccountKind, Operator, Party, Role
 from core.money import airtime_asset, format_minor
 from core.services import identities
 from core.services.audit import Actor
-from core.services.ledger import AccountRef, Posting
 from core.services.notify import TELEGRAM, Message, add_owed, route
 from core.services.parties import change
 
@@ -71,12 +71,12 @@ def to_party(
     text: str,
 ) -> Message:
     """A message to a party on its own channel (Telegram when linked and the bot is on)."""
-    channel, recipient = route(
+    via, recipient = route(
         telegram_on=bool(core.settings.telegram_token),
         telegram_user_id=telegram_user_id,
         msisdn=msisdn,
     )
-    return Message(key=key, party_id=party_id, channel=channel, recipient=recipient, text=text)
+    return Message(key=key, party_id=party_id, via=via, recipient=recipient, text=text)
 
 
 async def owe_low_stock(

@@ -19,9 +19,6 @@ from core.services.chain import get_party
 party_t = Party.__table__  # type: ignore[attr-defined]
 identity_t = PartyIdentity.__table__  # type: ignore[attr-defined]
 
-# The channel whose users are the parties' own phone numbers: no identity to look up.
-BY_NUMBER = "ussd"
-
 
 class Who(NamedTuple):
     """Who is talking, as a conversation starts: what the engine needs, nothing more."""
@@ -60,22 +57,24 @@ _BY_IDENTITY = (
 )
 
 
-async def who(core: Core, *, channel: str, user_ref: str) -> Who | None:
+async def who(core: Core, *, user_ref: str, channel: str | None = None) -> Who | None:
     """:func:`identify` on the hot path: one prebuilt statement in one round trip, no transaction
-    (:class:`core.db.Lookups`). ``user_ref`` is already E.164 on the number channel (the
-    gateway's number, validated by the dialect), else the channel's own id of its user."""
-    if channel == BY_NUMBER:
+    (:class:`core.db.Lookups`). ``channel``: the channel of accounts ``user_ref`` is an identity
+    on; None for a channel of numbers (USSD), where ``user_ref`` is the party's own E.164 number
+    (the gateway's, validated by the dialect). Which a channel is, its declaration says
+    (core.conversation.channel.Identifies)."""
+    if channel is None:
         row = await core.lookups.first(_BY_NUMBER, ref=user_ref)
     else:
         row = await core.lookups.first(_BY_IDENTITY, channel=channel, ref=user_ref)
     return None if row is None else Who(*row)
 
 
-async def identify(core: Core, *, channel: str, user_ref: str) -> Party | None:
-    """Who is talking, as a whole party: by the phone number on the number channel, by the
-    channel's identity elsewhere; None if nobody registered is."""
+async def identify(core: Core, *, user_ref: str, channel: str | None = None) -> Party | None:
+    """Who is talking, as a whole party: by the phone number (``channel`` None, as for
+    :func:`who`), else by the channel's identity; None if nobody registered is."""
     async with core.sessions() as session:
-        if channel != BY_NUMBER:
+        if channel is not None:
             query = (
                 select(Party)
                 .join(identity_t, identity_t.c.party_id == party_t.c.id)

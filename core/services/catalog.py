@@ -11,13 +11,13 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from core.catalog_snapshot import load_snapshot
 from core.context import Core
 from core.errors import InputError, InvalidAmount, NotFound
 from core.models import Agreement, NumberPrefix, Operator, OperatorProvider, Product, ProductKind
 from core.models.catalog import ALL_OPERATORS
 from core.money import format_minor
 from core.services.audit import Actor, record
-from core.services.catalog_snapshot import load_snapshot
 
 prefix_t = NumberPrefix.__table__  # type: ignore[attr-defined]
 

@@ -27,10 +27,12 @@ from typing import Any
 
 from sqlalchemy import and_, update
 
+from core.catalog_snapshot import Catalog
 from core.context import Core
 from core.errors import NotFound, OutcomeUnknown, ProviderRejected, ProviderUnavailable
 from core.i18n import t
 from core.jobs.queue import JobQueue
+from core.ledger import AccountRef
 from core.logging import get_logger
 from core.models import AccountKind, ProductKind, SupportCase, TopupState
 from core.models.topup import OPEN_STATES
@@ -39,10 +41,8 @@ from core.money import airtime_asset, format_minor
 from core.msisdn import masked, national
 from core.providers.port import AirtimeProvider, Outcome, ProviderTransaction, TopupOrder
 from core.services import delivery_notices as notices
-from core.services.catalog_snapshot import Catalog
 from core.services.delivery_rows import Job, OpenTopup, load, snapshot, topup_t, unpack
 from core.services.finish import Final, Finisher
-from core.services.ledger import AccountRef
 from core.services.notify import Notifier, add_owed
 
 __all__ = ["Delivery", "advance", "snapshot"]  # snapshot: what topups.py carries in a new job

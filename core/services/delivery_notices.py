@@ -12,12 +12,12 @@ from collections.abc import Callable
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.catalog_snapshot import Catalog
 from core.i18n import t
 from core.models import Party, ProductKind, Role, TopupState
 from core.money import format_minor
 from core.msisdn import national
 from core.services import identities
-from core.services.catalog_snapshot import Catalog
 from core.services.delivery_rows import Job, OpenTopup
 from core.services.notify import SMS, TELEGRAM, Message, route
 
@@ -51,7 +51,7 @@ def owed(
             to_retailer(t(lang, "topup.delivered", **fields, stock=left)),
             Message(
                 key=f"{topup.id}:customer",
-                channel=SMS,
+                via=SMS,
                 recipient=topup.msisdn,
                 text=t(lang, "topup.receipt", **fields, shop=job.shop_name),
             ),
@@ -62,13 +62,13 @@ def owed(
 
 def retailer(job: Job, key: str, *, telegram_on: bool) -> Callable[[str], Message]:
     """A message to the retailer on its own channel."""
-    channel, recipient = route(
+    via, recipient = route(
         telegram_on=telegram_on,
         telegram_user_id=job.telegram_user_id,
         msisdn=job.shop_msisdn,
     )
     return lambda text: Message(
-        key=key, party_id=job.topup.party_id, channel=channel, recipient=recipient, text=text
+        key=key, party_id=job.topup.party_id, via=via, recipient=recipient, text=text
     )
 
 
@@ -91,14 +91,14 @@ async def to_distributor(
     if parent is None:
         return []
     parent_id, msisdn, language, telegram_user_id = parent
-    channel, recipient = route(
+    via, recipient = route(
         telegram_on=telegram_on, telegram_user_id=telegram_user_id, msisdn=msisdn
     )
     return [
         Message(
             key=f"{job.topup.id}:escalated:parent",
             party_id=parent_id,
-            channel=channel,
+            via=via,
             recipient=recipient,
             text=t(language, "alert.case", **fields, name=job.shop_name[:24]),
         )

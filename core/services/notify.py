@@ -8,7 +8,9 @@ runs, "sent" marks are written in batches every ``MARK_EVERY_S``, which widens t
 and saves a transaction per message.
 
 The retailer hears on Telegram when linked and the bot is configured, otherwise by SMS; the
-customer's receipt is always an SMS.
+customer's receipt is always an SMS. How a notice goes is its :class:`Via` (not "channel": a
+channel is where a conversation or a top-up came from, core/conversation/channel.py); the
+notification table's column keeps its old name ``channel`` until a migration renames it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,7 +37,15 @@ log = get_logger(__name__)
 notification_t = Notification.__table__  # type: ignore[attr-defined]
 party_t = Party.__table__  # type: ignore[attr-defined]
 
-SMS, TELEGRAM = "sms", "telegram"
+
+class Via(StrEnum):
+    """How a notice goes."""
+
+    SMS = "sms"
+    TELEGRAM = "telegram"
+
+
+SMS, TELEGRAM = Via.SMS, Via.TELEGRAM
 MARK_EVERY_S = 0.2
 
 
@@ -43,7 +54,7 @@ class Message:
     """A notification row as the hot path handles it (no ORM object)."""
 
     key: str
-    channel: str
+    via: str  # a Via
     recipient: str
     text: str
     party_id: int | None = None
@@ -53,8 +64,8 @@ class Message:
 
 def route(
     *, telegram_on: bool, telegram_user_id: int | str | None, msisdn: str, blocked: bool = False
-) -> tuple[str, str]:
-    """(channel, recipient) of a message to a party: Telegram when linked, on and not blocked by
+) -> tuple[Via, str]:
+    """(via, recipient) of a message to a party: Telegram when linked, on and not blocked by
     the user, else SMS."""
     if telegram_on and telegram_user_id is not None and not blocked:
         return TELEGRAM, str(telegram_user_id)
@@ -93,7 +104,7 @@ async def add_owed(session: AsyncSession, messages: Sequence[Message]) -> list[M
         {
             "key": m.key,
             "party_id": m.party_id,
-            "channel": m.channel,
+            "channel": m.via,
             "recipient": m.recipient,
             "text": m.text[:480],
             "state": NotificationState.PENDING,
@@ -140,17 +151,17 @@ class Notifier:
 
     async def send(self, messages: Sequence[Message]) -> int:
         """Send ``messages`` (pending, with ids) at once; record what became of each."""
-        channels = [m.channel for m in messages]
+        vias = [m.via for m in messages]
         states = await asyncio.gather(*(self._send_one(m) for m in messages))
-        for message, state, channel in zip(messages, states, channels, strict=True):
-            if state == NotificationState.SENT and message.channel == channel:
+        for message, state, via in zip(messages, states, vias, strict=True):
+            if state == NotificationState.SENT and message.via == via:
                 self._sent.append(message.id or 0)
             else:
                 await self._mark(
                     [message.id or 0],
                     state=state,
                     attempts=message.attempts + 1,
-                    route=(message.channel, message.recipient),
+                    route=(message.via, message.recipient),
                 )
         if self._flusher is None:
             await self._flush()
@@ -158,7 +169,7 @@ class Notifier:
 
     async def _send_one(self, message: Message) -> NotificationState:
         try:
-            if message.channel == TELEGRAM and self.telegram is not None:
+            if message.via == TELEGRAM and self.telegram is not None:
                 try:
                     await self.telegram.send(chat_id=message.recipient, text=message.text)
                     return NotificationState.SENT
@@ -167,7 +178,7 @@ class Notifier:
                     log.info("notify.telegram_refused", notification=message.id, detail=str(exc))
                     if isinstance(exc, RecipientBlocked) and message.party_id is not None:
                         await mark_blocked(self.core, [message.party_id])
-                    message.channel, message.recipient = SMS, await self._msisdn_of(message)
+                    message.via, message.recipient = SMS, await self._msisdn_of(message)
             receipts = await self.sms.send(to=[message.recipient], message=message.text)
         except (ProviderUnavailable, OutcomeUnknown) as exc:  # at least once: sent again later
             log.info("notify.later", notification=message.id, detail=str(exc))

@@ -90,6 +90,19 @@ async def seed_demo(core: Core, *, retailers: int = 10) -> SeedSummary:
         buyer_id=distributor.id,
         discount_bps=PLATFORM_TO_DISTRIBUTOR_BPS,
     )
+    await _stock_distributor(core, actor, operators, retailers)
+    for index in range(1, retailers + 1):
+        await _seed_retailer(core, index=index, distributor=distributor, operators=operators)
+    return SeedSummary(
+        platform=PLATFORM_MSISDN, distributor=DISTRIBUTOR_MSISDN, retailers=retailers
+    )
+
+
+async def _stock_distributor(
+    core: Core, actor: Actor, operators: list[str], retailers: int
+) -> None:
+    """Airtime into the platform, the distributor's cash deposit, and the platform's sale to it:
+    enough for every retailer's stock and a spare."""
     per_operator = retailers * RETAILER_STOCK_MINOR + DISTRIBUTOR_SPARE_MINOR
     for code in operators:
         await _once(
@@ -121,11 +134,6 @@ async def seed_demo(core: Core, *, retailers: int = 10) -> SeedSummary:
             face_minor=per_operator,
             key=f"demo-stock-{code}",
         )
-    for index in range(1, retailers + 1):
-        await _seed_retailer(core, index=index, distributor=distributor, operators=operators)
-    return SeedSummary(
-        platform=PLATFORM_MSISDN, distributor=DISTRIBUTOR_MSISDN, retailers=retailers
-    )
 
 
 async def _seed_retailer(

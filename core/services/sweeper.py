@@ -6,7 +6,7 @@ re-enqueued under that same job id: if the job still exists, arq refuses the cop
 (the enqueue after commit never happened, Redis lost it), the copy resumes the top-up, which then
 asks the provider before sending anything. Pending notifications older than the same delay are
 re-sent the same way, and a broadcast still sending whose sender's lease has lapsed (its worker
-died) is enqueued again (core/services/broadcast.py: the lease keeps it to one sender).
+died) is enqueued again (core/services/broadcast/sender.py: the lease keeps it to one sender).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from core.catalog_snapshot import Catalog
 from core.context import Core
 from core.errors import (
     IdempotencyConflict,
@@ -32,14 +33,13 @@ from core.errors import (
     RepeatNeedsConfirmation,
 )
 from core.jobs.queue import JobQueue
+from core.ledger import Overdraft
 from core.models import Operator, Party, PartyStatus, Product, ProductKind, Role, Topup, TopupState
 from core.models.types import utcnow
 from core.money import airtime_asset
 from core.msisdn import normalize
 from core.services import alerts, delivery, identities
 from core.services.catalog import check_airtime_amount
-from core.services.catalog_snapshot import Catalog
-from core.services.ledger import Overdraft
 from core.services.notify import TELEGRAM, Message
 
 party_t = Party.__table__  # type: ignore[attr-defined]
@@ -149,18 +149,9 @@ async def _request(
         # of one retailer cannot both pass the daily limit.
         party = await _locked_party(session, party_id)
         if client_key is not None and (earlier := await _by_client_key(session, client_key)):
-            same = (earlier.party_id, earlier.msisdn, earlier.product_code) == (
-                party_id,
-                number,
-                product.code,
-            )
-            if not same or earlier.amount_minor != amount:
-                raise IdempotencyConflict(key=client_key)
+            _same_request(earlier, party_id, number, product.code, amount, client_key)
             return earlier, party, False, []
-        if party.status != PartyStatus.ACTIVE:
-            raise PartyInactive(party=party.label, status=party.status)
-        if party.role != Role.RETAILER:
-            raise NotPermitted(reason="only a retailer tops up customers")
+        _may_top_up(party)
         await _check_guards(
             core,
             session,
@@ -187,34 +178,61 @@ async def _request(
             due_at=now,
             created_at=now,
         )
-        asset = airtime_asset(operator.code)
-        try:
-            posting = await core.ledger.reserve(
-                session,
-                reservation_id=topup.id,
-                party_id=party_id,
-                asset=asset,
-                amount_minor=amount,
-            )
-        except Overdraft as exc:
-            raise InsufficientStock(
-                party=party.label,
-                asset=asset,
-                available_minor=exc.available_minor,
-                needed_minor=amount,
-                currency=operator.currency,
-            ) from None
-        await session.execute(_INSERT, topup.model_dump())
-        # Told once per crossing of its threshold, in this transaction (core/services/alerts.py).
-        owed = await alerts.owe_low_stock(
-            core,
+        return topup, party, True, await _reserve(core, session, topup, party, operator)
+
+
+def _same_request(
+    earlier: Topup, party_id: int, number: str, product_code: str, amount: int, client_key: str
+) -> None:
+    """A client key used again names the same top-up, or it is a conflict."""
+    same = (earlier.party_id, earlier.msisdn, earlier.product_code) == (
+        party_id,
+        number,
+        product_code,
+    )
+    if not same or earlier.amount_minor != amount:
+        raise IdempotencyConflict(key=client_key)
+
+
+def _may_top_up(party: _Retailer) -> None:
+    if party.status != PartyStatus.ACTIVE:
+        raise PartyInactive(party=party.label, status=party.status)
+    if party.role != Role.RETAILER:
+        raise NotPermitted(reason="only a retailer tops up customers")
+
+
+async def _reserve(
+    core: Core, session: AsyncSession, topup: Topup, party: _Retailer, operator: Operator
+) -> list[Message]:
+    """Hold the retailer's stock under the top-up's id and write the top-up; the low-stock
+    messages this owes are told once per crossing, in this transaction (core/services/alerts.py).
+    """
+    asset = airtime_asset(operator.code)
+    try:
+        posting = await core.ledger.reserve(
             session,
-            holder=party.holder,
-            posting=posting,
-            operator=operator,
-            tag=topup.id,
+            reservation_id=topup.id,
+            party_id=topup.party_id,
+            asset=asset,
+            amount_minor=topup.amount_minor,
         )
-    return topup, party, True, owed
+    except Overdraft as exc:
+        raise InsufficientStock(
+            party=party.label,
+            asset=asset,
+            available_minor=exc.available_minor,
+            needed_minor=topup.amount_minor,
+            currency=operator.currency,
+        ) from None
+    await session.execute(_INSERT, topup.model_dump())
+    return await alerts.owe_low_stock(
+        core,
+        session,
+        holder=party.holder,
+        posting=posting,
+        operator=operator,
+        tag=topup.id,
+    )
 
 
 async def confirm_topup(

@@ -34,7 +34,7 @@ async def test_a_broadcast_typed_three_times_goes_past_512_characters(client: Te
 async def test_a_path_past_any_session_ends_politely_in_the_users_language(
     client: TestClient, core: Core
 ) -> None:
-    party = await parties.identify(core, channel="ussd", user_ref="+254700000001")
+    party = await parties.identify(core, user_ref="+254700000001")
     assert party is not None
     await parties.set_language(core, actor=Actor.cli(), party_id=party.id, language="fr")
     phone = AtPhone(client, "+254700000001")

@@ -27,7 +27,7 @@ async def test_every_menu_item_of_both_roles_resumes_in_every_language(
 ) -> None:
     sorry = t(language, "error.unexpected")
     for msisdn, items in ROLES:
-        party = await parties.identify(core, channel="ussd", user_ref=msisdn)
+        party = await parties.identify(core, user_ref=msisdn)
         assert party is not None
         await parties.set_language(core, actor=Actor.cli(), party_id=party.id, language=language)
         for item in range(1, items + 1):
@@ -58,7 +58,7 @@ async def test_a_resume_point_that_cannot_be_shown_is_dropped(
     phone: AtPhone, core: Core, redis_url: str
 ) -> None:
     """A point left by an older release (a state no flow has now) gives the menu, and is gone."""
-    party = await parties.identify(core, channel="ussd", user_ref=phone.msisdn)
+    party = await parties.identify(core, user_ref=phone.msisdn)
     assert party is not None
     redis = aioredis.Redis.from_url(redis_url)
     key = resume_key(core, redis, phone.msisdn)
@@ -75,7 +75,7 @@ async def test_continuing_a_point_whose_step_cannot_be_shown_gives_the_menu(
     phone: AtPhone, core: Core, redis_url: str
 ) -> None:
     """The offer could be shown (its label exists) but the step's data is not what it needs."""
-    party = await parties.identify(core, channel="ussd", user_ref=phone.msisdn)
+    party = await parties.identify(core, user_ref=phone.msisdn)
     assert party is not None
     redis = aioredis.Redis.from_url(redis_url)
     key = resume_key(core, redis, phone.msisdn)

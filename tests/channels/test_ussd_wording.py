@@ -59,7 +59,7 @@ async def test_statement_lines_read_like_a_person_in_local_time(
     client: TestClient, core: Core, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A purchase posted at 23:30 UTC is on the next day in Nairobi; money reads "KES 487.50"."""
-    for module in ("core.services.ledger", "core.services.ledger_pg"):
+    for module in ("core.ledger.generic", "core.ledger.pg_fast"):
         monkeypatch.setattr(f"{module}.utcnow", lambda: LATE_UTC)
     shop = AtPhone(client, "+254700000001")
     await shop.dial()

@@ -205,7 +205,7 @@ async def sandbox_url() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def delivery(core: Core, sandbox_url: str, redis_url: str) -> AsyncIterator[Delivery]:
-    """What a worker builds at start-up (core/jobs/worker.py), on the sandbox."""
+    """What a worker builds at start-up (core/worker.py), on the sandbox."""
     settings = core.settings.model_copy(
         update={
             "provider_url": sandbox_url,

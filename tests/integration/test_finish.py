@@ -21,7 +21,7 @@ from tests.helpers import assert_ledger_ok, chain, give_retailer_stock
 def _final(topup: Topup, state: TopupState) -> Final:
     def owed(stock: int) -> list[Message]:
         return [
-            Message(key=f"{topup.id}:r", channel="sms", recipient="+254700000001", text=f"{stock}")
+            Message(key=f"{topup.id}:r", via="sms", recipient="+254700000001", text=f"{stock}")
         ]
 
     return Final(

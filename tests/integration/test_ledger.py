@@ -10,8 +10,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from core.context import Core
 from core.errors import IdempotencyConflict, NotFound, ReservationResolved
+from core.ledger import AccountRef, Leg, Overdraft, account_balances
 from core.models import AccountKind, Transfer
-from core.services.ledger import AccountRef, Leg, Overdraft, account_balances
 from tests.helpers import SAFARICOM, assert_ledger_ok, chain, give_retailer_stock
 
 ASSET = f"AIRTIME:{SAFARICOM}"

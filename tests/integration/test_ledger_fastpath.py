@@ -1,5 +1,5 @@
 """Reserve, capture and release on both databases, aimed at PostgreSQL's one-statement fast path
-(core/services/ledger_pg.py): new accounts, replays, conflicts, overdrafts, resolve-once,
+(core/ledger/pg_fast.py): new accounts, replays, conflicts, overdrafts, resolve-once,
 concurrency, and that the statement is part of the caller's transaction."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.context import Core
 from core.errors import IdempotencyConflict, NotFound, ReservationResolved
+from core.ledger import AccountRef, Leg, Overdraft, Posting, account_balances
+from core.ledger import pg_fast as ledger_pg
 from core.models import AccountKind, Party, Reservation, ReservationStatus, Transfer
-from core.services import ledger_pg
-from core.services.ledger import AccountRef, Leg, Overdraft, Posting, account_balances
 from tests.helpers import SAFARICOM, assert_ledger_ok, chain, give_retailer_stock
 
 ASSET = f"AIRTIME:{SAFARICOM}"

@@ -27,10 +27,10 @@ from core.errors import (
     Refused,
     ReservationResolved,
 )
+from core.ledger import Overdraft
 from core.models import Party
 from core.money import discounted_price
 from core.services import catalog, stock
-from core.services.ledger import Overdraft
 from core.settings import Settings
 from tests.conftest import _truncate
 from tests.helpers import ADMIN, SAFARICOM, assert_ledger_ok, chain, give_distributor_stock

@@ -112,6 +112,8 @@ async def test_every_step_of_every_menu_fits_with_a_reason_above(core: Core, lan
                 "t": "T3B1ZXXSMQ2NHTKJ",
                 "ta": 99_999_950,
                 "tc": "KES",
+                "df": "2026-11-01",
+                "dt": "2026-11-25",
             }
             if state.startswith("data."):
                 data["o"] = "safaricom-ke"

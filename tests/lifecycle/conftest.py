@@ -22,10 +22,10 @@ from sqlalchemy import func, select
 from core.context import Core, open_core
 from core.db import upgrade
 from core.jobs.queue import JobQueue
-from core.jobs.worker import build_worker, run_worker
 from core.models import Topup, TopupState
 from core.models.topup import FINAL_STATES
 from core.settings import Settings
+from core.worker import build_worker, run_worker
 from sandbox.app import build_app
 from sandbox.config import SandboxConfig
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from core.jobs.worker import build_worker, run_worker
 from core.models import Notification, NotificationState, TopupState
 from core.services.topups import confirm_topup
+from core.worker import build_worker, run_worker
 from tests.e2e.conftest import AIRGATE, free_port
 from tests.helpers import killed_at_exit
 from tests.lifecycle.conftest import FAST, Rig

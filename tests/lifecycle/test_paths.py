@@ -9,6 +9,7 @@ import asyncio
 import signal
 from typing import Any
 
+from core.ledger import account_balances
 from core.models import (
     AccountKind,
     Party,
@@ -16,7 +17,6 @@ from core.models import (
     TopupState,
 )
 from core.money import airtime_asset
-from core.services.ledger import account_balances
 from core.services.topups import confirm_topup
 from tests.helpers import SAFARICOM, assert_ledger_ok, chain, give_retailer_stock
 from tests.lifecycle.conftest import Rig
@@ -144,8 +144,8 @@ async def test_bundle_goes_the_same_way(rig: Rig) -> None:
 async def test_crash_between_commit_and_enqueue_is_swept(rig_no_worker: Rig) -> None:
     """The request commits, the process dies before enqueueing: only the row knows. The
     sweeper (run at the worker's start) finds it and the worker delivers it, once."""
-    from core.jobs.worker import build_worker, run_worker
     from core.services.topups import request_topup
+    from core.worker import build_worker, run_worker
 
     rig = rig_no_worker
     shop = await _shop(rig)
@@ -173,10 +173,10 @@ async def test_a_rerun_after_an_unrecorded_send_looks_it_up_and_sends_nothing(
     our row says nothing was sent. The job's next run asks the provider first and finishes from
     its answer; AirGate sends nothing more (the sandbox counts every send of the reference, so a
     blind resend shows even though the sandbox would answer it with the first transaction)."""
-    from core.jobs.worker import build_worker, run_worker
     from core.providers.port import TopupOrder
     from core.providers.reloadly import ReloadlyProvider
     from core.services.topups import request_topup
+    from core.worker import build_worker, run_worker
 
     rig = rig_no_worker
     shop = await _shop(rig)

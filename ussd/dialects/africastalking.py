@@ -17,6 +17,7 @@ from aiohttp import web
 
 from core.conversation.sessions import SeenPath
 from core.conversation.types import Turn
+from ussd.channel import CHANNEL
 from ussd.gateway import (
     Dialect,
     Echo,
@@ -58,7 +59,7 @@ async def parse(request: web.Request) -> tuple[Turn, Echo]:
     session_id = field_text(form, "sessionId")
     msisdn = phone(field_text(form, "phoneNumber"))
     text = path_text(form, caller=msisdn)
-    turn = Turn("ussd", f"at:{session_id}", msisdn, text, is_new=text == "")
+    turn = Turn(CHANNEL.name, f"at:{session_id}", msisdn, text, is_new=text == "")
     return turn, {}
 
 

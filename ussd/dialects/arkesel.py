@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from core.conversation.types import Turn
+from ussd.channel import CHANNEL
 from ussd.gateway import BadRequest, Dialect, Echo, field_text, phone, read_json
 
 
@@ -26,7 +27,9 @@ async def parse(request: web.Request) -> tuple[Turn, Echo]:
         raise BadRequest("newSession must be true or false")
     data = field_text(body, "userData", required=False)
     echo = {"sessionID": session_id, "userID": user_id, "msisdn": raw_msisdn}
-    return Turn("ussd", f"arkesel:{session_id}", msisdn, "" if new else data, is_new=new), echo
+    return Turn(
+        CHANNEL.name, f"arkesel:{session_id}", msisdn, "" if new else data, is_new=new
+    ), echo
 
 
 def respond(page: str, final: bool, echo: Echo) -> web.Response:

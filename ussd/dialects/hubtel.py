@@ -11,6 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from core.conversation.types import Turn
+from ussd.channel import CHANNEL
 from ussd.gateway import BadRequest, Dialect, Echo, Hangup, field_text, phone, read_json
 
 INITIATION, RESPONSE, RELEASE, TIMEOUT = "Initiation", "Response", "Release", "Timeout"
@@ -39,7 +40,9 @@ async def parse(request: web.Request) -> tuple[Turn, Echo]:
     hop = None
     if isinstance(sequence, int) and not isinstance(sequence, bool) and 0 <= sequence < MAX_HOP:
         hop = sequence
-    turn = Turn("ussd", f"hubtel:{session_id}", msisdn, text, is_new=kind == INITIATION, hop=hop)
+    turn = Turn(
+        CHANNEL.name, f"hubtel:{session_id}", msisdn, text, is_new=kind == INITIATION, hop=hop
+    )
     return turn, echo
 
 

@@ -1,6 +1,6 @@
 """A distributor's broadcast: compose → audience → preview with the count → PIN → queued.
 
-The audience is counted on the preview and fixed on confirmation (core/services/broadcast.py);
+The audience is counted on the preview and fixed on confirmation (core/services/broadcast/);
 the worker sends it and edits the progress into the distributor's Telegram chat, or sends the
 final report by SMS to a distributor without Telegram.
 """

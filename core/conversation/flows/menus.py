@@ -12,9 +12,11 @@ from core.conversation.flows import (
     broadcast,
     cases,
     distributor,
+    link,
     money,
     requests,
     retailers,
+    statement,
     support,
     topup,
 )
@@ -44,13 +46,21 @@ DISTRIBUTOR_MENU = [
 RETAILER = Flow(
     name="retailer",
     initial=MENU,
-    table=[*topup.TABLE, *money.BALANCE_TABLE, *money.BUY_TABLE, *support.TABLE, *account.TABLE],
+    table=[
+        *topup.TABLE,
+        *money.BALANCE_TABLE,
+        *money.BUY_TABLE,
+        *support.TABLE,
+        *account.TABLE,
+        *statement.TABLE,
+    ],
     steps={
         MENU: Step(choices("menu.title", RETAILER_MENU), fire),
         **topup.STEPS,
         **money.STEPS,
         **support.STEPS,
         **account.STEPS,
+        **statement.STEPS,
     },
 )
 _DISTRIBUTOR_MONEY: dict[str, Step] = {
@@ -67,6 +77,7 @@ DISTRIBUTOR = Flow(
         *broadcast.TABLE,
         *requests.TABLE,
         *cases.TABLE,
+        *statement.TABLE,
     ],
     steps={
         MENU: Step(choices("menu.title", DISTRIBUTOR_MENU), fire),
@@ -77,6 +88,8 @@ DISTRIBUTOR = Flow(
         **broadcast.STEPS,
         **requests.STEPS,
         **cases.STEPS,
+        **statement.STEPS,
     },
 )
 FLOWS = {"retailer": RETAILER, "distributor": DISTRIBUTOR}
+LINK_FLOW = Flow(name="link", initial=MENU, table=link.TABLE, steps=link.STEPS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from core.catalog_snapshot import Catalog
 from core.conversation.flow import MENU, Ctx, Reprompt, Step, T, Zero, end, prompt
 from core.conversation.flows.common import (
     check_pin,
@@ -24,7 +25,6 @@ from core.conversation.types import Expects, Screen
 from core.errors import InsufficientFunds
 from core.services import requests, stock
 from core.services.audit import Actor
-from core.services.catalog_snapshot import Catalog
 from core.services.statement import Movement, recent
 
 STATEMENT_LINES = 5

@@ -19,164 +19,51 @@ every account's :class:`Move` (before, after): low-stock alerts fire on a crossi
 (core/services/alerts.py, docs/ALERTS.md).
 
 On PostgreSQL, reserve, capture and release (the top-up hot path) run these steps as ONE prepared
-statement of data-modifying CTEs (``core/services/ledger_pg.py``): the same keys, guards, lock
-order and errors, inside the caller's transaction; there each account's delta is applied by its
-own guarded single-row UPDATE, lower id first, instead of one UPDATE for all. SQLite, and every
-other operation, use the statements below.
+statement of data-modifying CTEs (``core/ledger/pg_fast.py``, chosen by ``core/ledger/ledger.py``):
+the same keys, guards, lock order and errors, inside the caller's transaction; there each
+account's delta is applied by its own guarded single-row UPDATE, lower id first, instead of one
+UPDATE for all. SQLite, and every other operation, use the statements here (:class:`GenericLedger`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from core.errors import IdempotencyConflict, NotFound, ReservationResolved
-from core.models import Account, AccountKind, Reservation, ReservationStatus, Transfer
-from core.models.ledger import SYSTEM_KINDS
+from core.ledger.postings import (
+    MAX_LEGS,
+    AccountRef,
+    Leg,
+    Move,
+    Overdraft,
+    Posting,
+    by_kind,
+    checked_legs,
+    leg_keys,
+    reserve_leg,
+    resolution_leg,
+)
+from core.models import Account, Reservation, ReservationStatus, Transfer
 from core.models.types import utcnow
-
-if TYPE_CHECKING:
-    from core.services.ledger_pg import PgFastPath
 
 account_t = Account.__table__  # type: ignore[attr-defined]
 transfer_t = Transfer.__table__  # type: ignore[attr-defined]
 reservation_t = Reservation.__table__  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True, slots=True)
-class AccountRef:
-    """Names an account: a party's (party_id set) or the system's (party_id None)."""
-
-    kind: str
-    asset: str
-    party_id: int | None = None
-
-    @property
-    def code(self) -> str:
-        owner = "sys" if self.party_id is None else f"p{self.party_id}"
-        return f"{owner}:{self.kind}:{self.asset}"
-
-    @property
-    def is_system(self) -> bool:
-        return self.kind in SYSTEM_KINDS
-
-
-@dataclass(frozen=True, slots=True)
-class Leg:
-    """One transfer of an operation: ``amount_minor`` of ``debit``'s asset moves to ``credit``."""
-
-    kind: str
-    debit: AccountRef
-    credit: AccountRef
-    amount_minor: int
-    reference: str | None = None
-    memo: str | None = None
-
-
-class Move(NamedTuple):
-    """One account's balance just before and just after a posting.
-
-    ``new_minor`` is what the guarded UPDATE returned, and the UPDATE applied ``new - old`` to the
-    row it held locked, so ``old_minor`` is the balance this posting itself found: of concurrent
-    postings to one account, each sees its own step (docs/ALERTS.md).
-    """
-
-    old_minor: int
-    new_minor: int
-
-    def fell_below(self, threshold_minor: int) -> bool:
-        """This posting took the balance from at or above ``threshold_minor`` to below it."""
-        return self.old_minor >= threshold_minor > self.new_minor
-
-
-@dataclass(frozen=True, slots=True)
-class Posting:
-    transfer_ids: tuple[int, ...]
-    replayed: bool  # True: this key was posted before; nothing changed now
-    by_kind: dict[str, int]  # amount posted per transfer kind (the original's, on a replay)
-    # The balances this posting moved, per account (empty on a replay: nothing moved now).
-    moves: dict[AccountRef, Move] = field(default_factory=dict)
-
-    def amount(self, kind: str) -> int:
-        return self.by_kind.get(kind, 0)
-
-
-def _by_kind(pairs: Iterable[tuple[str, int]]) -> dict[str, int]:
-    totals: dict[str, int] = defaultdict(int)
-    for kind, amount in pairs:
-        totals[kind] += amount
-    return dict(totals)
-
-
-class Overdraft(Exception):
-    """A guard refused a debit; the services turn it into InsufficientStock/Funds."""
-
-    def __init__(self, account: AccountRef, available_minor: int, needed_minor: int) -> None:
-        super().__init__(account.code)
-        self.account = account
-        self.available_minor = available_minor
-        self.needed_minor = needed_minor
-
-
-MAX_LEGS = 8
-
-
-def leg_keys(op_key: str, count: int) -> list[str]:
-    """The first leg carries the operation's key and names the request; later legs (derived from
-    balances at the time, like a cash/credit split) add ``#n``."""
-    return [op_key if i == 0 else f"{op_key}#{i}" for i in range(count)]
-
-
-def checked_legs(op_key: str, legs: Sequence[Leg]) -> list[Leg]:
-    """``legs`` without zero amounts; ValueError if they cannot make an operation."""
-    legs = [leg for leg in legs if leg.amount_minor]
-    if not legs or len(legs) > MAX_LEGS or any(leg.amount_minor < 0 for leg in legs):
-        raise ValueError(f"an operation needs 1 to {MAX_LEGS} legs with positive amounts")
-    if "#" in op_key:
-        raise ValueError("'#' is reserved for the keys of later legs")
-    return legs
-
-
-def reserve_leg(reservation_id: str, party_id: int, asset: str, amount_minor: int) -> Leg:
-    main = AccountRef(AccountKind.MAIN, asset, party_id)
-    inflight = AccountRef(AccountKind.INFLIGHT, asset, party_id)
-    return Leg("reserve", main, inflight, amount_minor, reference=reservation_id)
-
-
-def resolution(outcome: ReservationStatus) -> tuple[str, AccountKind]:
-    """The transfer kind of resolving a reservation with ``outcome``, and the kind of account it
-    credits (the debit is always the party's ``inflight``)."""
-    if outcome is ReservationStatus.CAPTURED:
-        return "capture", AccountKind.SOLD
-    return "release", AccountKind.MAIN
-
-
-def resolution_leg(
-    reservation_id: str, outcome: ReservationStatus, party_id: int, asset: str, amount_minor: int
-) -> Leg:
-    kind, target = resolution(outcome)
-    inflight = AccountRef(AccountKind.INFLIGHT, asset, party_id)
-    target_ref = AccountRef(target, asset, party_id)
-    return Leg(kind, inflight, target_ref, amount_minor, reference=reservation_id)
-
-
-class Ledger:
-    """Posts operations. One instance per process: it caches account ids."""
+class GenericLedger:
+    """Posts operations with statements every database runs. One instance per process: it caches
+    account ids."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._dialect = engine.dialect.name
         self._ids: dict[str, int] = {}
-        self._pg: PgFastPath | None = None
-        if self._dialect == "postgresql":
-            from core.services.ledger_pg import PgFastPath  # here: it imports this module
-
-            self._pg = PgFastPath(self)
 
     # -- accounts -------------------------------------------------------------------------------
 
@@ -255,7 +142,7 @@ class Ledger:
         return Posting(
             transfer_ids=tuple(posted),
             replayed=False,
-            by_kind=_by_kind((leg.kind, leg.amount_minor) for leg in legs),
+            by_kind=by_kind((leg.kind, leg.amount_minor) for leg in legs),
             moves=moves,
         )
 
@@ -330,7 +217,7 @@ class Ledger:
         return Posting(
             transfer_ids=tuple(sorted(int(row["id"]) for row in rows)),
             replayed=True,
-            by_kind=_by_kind((row["kind"], int(row["amount_minor"])) for row in rows),
+            by_kind=by_kind((row["kind"], int(row["amount_minor"])) for row in rows),
         )
 
     # -- two-phase reservations -----------------------------------------------------------------
@@ -345,14 +232,6 @@ class Ledger:
         amount_minor: int,
     ) -> Posting:
         """Hold ``amount_minor`` of ``asset`` for a top-up (main → inflight); idempotent by id."""
-        if self._pg is not None:
-            return await self._pg.reserve(
-                session,
-                reservation_id=reservation_id,
-                party_id=party_id,
-                asset=asset,
-                amount_minor=amount_minor,
-            )
         leg = reserve_leg(reservation_id, party_id, asset, amount_minor)
         posting = await self.post(session, op_key=f"reserve:{reservation_id}", legs=[leg])
         if not posting.replayed:
@@ -379,8 +258,6 @@ class Ledger:
     async def _resolve(
         self, session: AsyncSession, reservation_id: str, outcome: ReservationStatus
     ) -> Posting:
-        if self._pg is not None:
-            return await self._pg.resolve(session, reservation_id, outcome)
         row = (
             await session.execute(
                 update(reservation_t)

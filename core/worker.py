@@ -1,5 +1,8 @@
 """``airgate worker``: arq functions and the worker's start-up.
 
+It composes what jobs run (services, provider adapters) and so sits above ``core/services``;
+``core/jobs/`` is only how work is put on the queue, which services use (no cycle between them).
+
 Invariant: a job only ever advances a top-up by one step (core/services/delivery.py) and is safe to
 run twice; arq re-runs a job whose worker died (after ``job timeout + 10 s``), and the sweeper
 (a cron job here, unique across workers) re-enqueues whatever has no job at all.

@@ -3,7 +3,7 @@
 A top-up reserves and then captures or releases. On PostgreSQL each of those runs as ONE prepared
 statement of data-modifying CTEs instead of three or four SQLAlchemy statements; SQL text is fixed
 at import, so nothing is built per call, and the driver prepares it once per connection. It keeps
-every invariant of ``core/services/ledger.py`` (see its docstring and docs/LEDGER.md):
+every invariant of ``core/ledger/generic.py`` (see its docstring and docs/LEDGER.md):
 
 * ``t`` inserts the transfer with ``ON CONFLICT (idempotency_key) DO NOTHING RETURNING``; a
   concurrent duplicate waits on the unique index and gets no row, and then nothing else in the
@@ -40,11 +40,9 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.models import AccountKind, ReservationStatus
-from core.models.types import utcnow
-from core.services.ledger import (
+from core.ledger.generic import GenericLedger
+from core.ledger.postings import (
     AccountRef,
-    Ledger,
     Leg,
     Move,
     Overdraft,
@@ -54,6 +52,8 @@ from core.services.ledger import (
     resolution,
     resolution_leg,
 )
+from core.models import AccountKind, ReservationStatus
+from core.models.types import utcnow
 
 # Apply the two deltas of the one transfer ``t`` inserted (none if it inserted none): one guarded
 # single-row UPDATE per account, the lower id first (``hi`` runs only once ``lo`` has succeeded).
@@ -178,9 +178,11 @@ def _as_sqlalchemy_error(
 
 
 class PgFastPath:
-    """Used by a PostgreSQL :class:`Ledger` for reserve, capture and release."""
+    """Used by a PostgreSQL :class:`~core.ledger.ledger.Ledger` for reserve, capture and release;
+    whatever the one statement cannot do (a replay, an account to create) falls back on the
+    generic statements of ``ledger``."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: GenericLedger) -> None:
         self._ledger = ledger
 
     async def reserve(

@@ -1,0 +1,78 @@
+"""A database or Redis that is not there reaches services and channels as AirGate's own
+StoreUnavailable (core/stores.py), never as a driver's exception; other database errors pass."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from core.context import Core, open_core
+from core.errors import StoreUnavailable
+from core.providers.sms import AfricasTalkingSms
+from core.services.broadcast import Sender
+from core.settings import Settings
+from tests.e2e.conftest import free_port
+
+NUMBER = "+254712345678"
+
+
+async def test_a_refused_database_connection_is_store_unavailable(settings: Settings) -> None:
+    down = settings.model_copy(
+        update={"database_url": f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/none"}
+    )
+    async with open_core(down) as core:
+        with pytest.raises(StoreUnavailable) as caught:
+            async with core.transaction() as session:
+                await session.execute(text("SELECT :n"), {"n": NUMBER})
+    assert caught.value.store == "database"
+    assert NUMBER not in str(caught.value) and NUMBER not in repr(caught.value)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # a server drops it
+async def test_a_connection_the_server_dropped_is_store_unavailable(core: Core) -> None:
+    async with core.transaction() as session:
+        pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    url = core.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    admin = await asyncpg.connect(url)
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+    for _ in range(100):  # until the pooled connection has seen its close
+        try:
+            async with core.transaction() as session:
+                await session.execute(text("SELECT 1"))
+        except StoreUnavailable as exc:
+            assert exc.store == "database"
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the dropped connection was never noticed")
+    async with core.transaction() as session:  # the pool recovers: the next one works
+        assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
+
+
+async def test_other_database_errors_pass_unchanged(core: Core) -> None:
+    with pytest.raises(IntegrityError):
+        async with core.transaction() as session:
+            await session.execute(text("INSERT INTO party (id) VALUES (NULL)"))
+
+
+async def test_the_broadcast_senders_lease_on_a_redis_that_is_down(
+    core: Core, settings: Settings
+) -> None:
+    redis = aioredis.Redis(host="127.0.0.1", port=free_port())
+    sms = AfricasTalkingSms.from_settings(settings)
+    try:
+        sender = Sender(core=core, redis=redis, sms=sms, telegram=None)
+        with pytest.raises(StoreUnavailable) as caught:
+            await sender.run(1, budget_s=1)
+    finally:
+        await sms.close()
+        await redis.aclose()
+    assert caught.value.store == "redis"
