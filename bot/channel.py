@@ -34,11 +34,12 @@ from core.conversation.channel import Channel, Identifies, Shows
 from core.conversation.engine import Engine, Style
 from core.conversation.flow import T
 from core.conversation.types import Screen, Turn
-from core.errors import AirGateError, AlreadyExists, NotFound
+from core.errors import AirGateError, AlreadyExists, NotFound, StoreUnavailable
 from core.i18n import DEFAULT_LANGUAGE, t
 from core.logging import get_logger
 from core.services import links, parties
 from core.settings import Settings
+from core.stores import redis_errors
 
 log = get_logger(__name__)
 
@@ -102,12 +103,14 @@ class TelegramChannel:
     async def once(self, update: Update, _context: Context) -> None:
         """Runs before every handler: a repeated update, or one from a group (where others could
         press a party's buttons), goes no further."""
-        key = f"{SEEN_PREFIX}{update.update_id}"
-        if not await self.redis.set(key, 1, nx=True, ex=SEEN_TTL_S):
-            log.info("repeated update ignored", update_id=update.update_id)
-            raise ApplicationHandlerStop
         chat = update.effective_chat
         if chat is None or chat.type != ChatType.PRIVATE:
+            raise ApplicationHandlerStop
+        key = f"{SEEN_PREFIX}{update.update_id}"
+        with redis_errors():
+            seen = not await self.redis.set(key, 1, nx=True, ex=SEEN_TTL_S)
+        if seen:
+            log.info("repeated update ignored", update_id=update.update_id)
             raise ApplicationHandlerStop
 
     async def on_start(self, update: Update, context: Context) -> None:
@@ -191,9 +194,17 @@ class TelegramChannel:
         await self._show(message, screen)
 
     async def on_error(self, update: object, context: Context) -> None:
-        """A handler failed (Telegram away, a 429, a bug): one log line, no token, no number."""
+        """A handler failed (Telegram away, a 429, a bug): one log line, no token, no number. A
+        store that is not there (StoreUnavailable) is said to the user, and the update goes no
+        further (no second handler fails on it)."""
         update_id = update.update_id if isinstance(update, Update) else None
-        log.error("telegram update failed", update_id=update_id, error=repr(context.error))
+        error = context.error
+        if isinstance(error, StoreUnavailable) and isinstance(update, Update):
+            store = error.fields["store"]
+            log.warning("telegram update without a store", update_id=update_id, store=store)
+            await self._not_now(update, error)
+            raise ApplicationHandlerStop
+        log.error("telegram update failed", update_id=update_id, error=repr(error))
 
     async def on_statement(self, update: Update, context: Context) -> None:
         """``/statement [FROM] [TO]``: the statement flow's entry, the dates its first answer
@@ -238,6 +249,22 @@ class TelegramChannel:
             await message.reply_document(document.content, filename=document.filename, caption=text)
             return
         await message.reply_text(text, reply_markup=render.markup(screen))
+
+    async def _not_now(self, update: Update, error: StoreUnavailable) -> None:
+        """Says "not available for a moment", in the user's language when the database can
+        still say it (Redis was the one away)."""
+        chat, user = update.effective_chat, update.effective_user
+        if chat is None:
+            return
+        ref = str(user.id) if user is not None and error.fields["store"] == "redis" else None
+        key = f"error.{StoreUnavailable.code}"
+        screen = await self.engine.farewell(channel=CHANNEL.name, user_ref=ref, key=key)
+        try:
+            if update.callback_query is not None:
+                await update.callback_query.answer()  # or the client shows a spinner
+            await update.get_bot().send_message(chat.id, screen.text)
+        except TelegramError as exc:  # Telegram away too: nothing more we can do
+            log.warning("could not say the service is away", error=str(exc))
 
     @staticmethod
     async def _erase(message: Message) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from core.errors import SettingsError
+from core.stores import database_errors
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -160,9 +161,10 @@ class Lookups:
     SQLAlchemy's pool (a checkout and check-in through that pool cost more CPU than the query:
     docs/BENCHMARKS.md, "One write for many"), compiled once per statement. When all ``size``
     are busy, or one fails (it is dropped: an idle connection is always one that answered its
-    last query), the read goes through SQLAlchemy on an AUTOCOMMIT connection, which raises and
-    recovers from a lost database as SQLAlchemy does. On SQLite (or with ``size`` 0) that is the
-    only path. Read-only statements only: nothing to reset between uses, and asking again is safe.
+    last query), the read goes through SQLAlchemy on an AUTOCOMMIT connection, which recovers from
+    a lost database as SQLAlchemy does and raises StoreUnavailable for it (core/stores.py). On
+    SQLite (or with ``size`` 0) that is the only path. Read-only statements only: nothing to reset
+    between uses, and asking again is safe.
     """
 
     def __init__(self, engine: AsyncEngine, *, size: int) -> None:
@@ -190,7 +192,7 @@ class Lookups:
             else:
                 self._give_back(conn)
                 return row  # type: ignore[no-any-return]  # an asyncpg Record
-        async with self._engine.connect() as sa_conn:
+        async with database_errors(self._engine.connect()) as sa_conn:
             autocommit = await sa_conn.execution_options(isolation_level="AUTOCOMMIT")
             found: Sequence[Any] | None = (await autocommit.execute(query, params)).first()
             return found

@@ -2,8 +2,9 @@
 
 A route only translates (STYLE.md rule 2): guard → dialect parse → ``Engine.handle`` → the page
 the screen asked for, rendered within the gateway's limit → dialect reply. Whatever fails inside
-the engine (a database away) is logged and answered as a polite END: a 5xx would make the gateway
-drop the user with a network error instead.
+the engine is logged and answered as a polite END: a 5xx would make the gateway drop the user with
+a network error instead. A store that is not there (StoreUnavailable: Redis or the database away)
+is "not available for a moment", in the caller's language when the database can still say it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from prometheus_client import Counter, Histogram
 from core.conversation.engine import Engine, Style
 from core.conversation.flow import end
 from core.conversation.types import Screen
+from core.errors import StoreUnavailable
 from core.i18n import DEFAULT_LANGUAGE, t
 from core.logging import get_logger
 from core.models import UssdSessionEnd
@@ -29,6 +31,7 @@ from ussd.render import Limits, pages
 
 log = get_logger(__name__)
 TOO_LONG = "error.too_long"
+NOT_NOW = f"error.{StoreUnavailable.code}"
 
 HOPS = Counter("airgate_ussd_hops_total", "USSD hops answered", ["gateway", "final"])
 REFUSED = Counter("airgate_ussd_refused_total", "USSD requests refused", ["gateway", "status"])
@@ -78,6 +81,11 @@ class Gateway:
             return self.dialect.reply(self.page(screen), True, {})
         try:
             screen = await engine.handle(turn, self.style)
+        except StoreUnavailable as exc:  # the database can name the caller's language if Redis is
+            store = exc.fields["store"]
+            log.warning("USSD hop without a store", gateway=self.dialect.name, store=store)
+            ref = turn.user_ref if store == "redis" else None
+            screen = await engine.farewell(channel=CHANNEL.name, user_ref=ref, key=NOT_NOW)
         except Exception:
             log.exception("USSD hop failed", gateway=self.dialect.name)
             screen = end(t(DEFAULT_LANGUAGE, "error.unexpected"))

@@ -14,6 +14,7 @@ digest without the key, derived from the PIN pepper).
 The same write may set or delete the user's *resume point* (``airgate:r:{channel}:{digest}``,
 2 minutes): the journey a redial offers to continue. One script, one round trip per turn. The key
 names the user by a keyed digest of their reference (a phone number on USSD), never the number.
+A Redis that cannot be reached is StoreUnavailable (core/stores.py), never redis-py's error.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from core.errors import Conflict
 from core.i18n import DEFAULT_LANGUAGE
 from core.logging import get_logger
 from core.redis_pipeline import Lua, PipelinedRedis
+from core.stores import redis_errors
 
 KEY_PREFIX = "airgate:s"
 RESUME_PREFIX = "airgate:r"
@@ -180,7 +182,8 @@ class SessionStore:
         self._ttl_ms = {channel: seconds * 1000 for channel, seconds in ttl_s.items()}
 
     async def load(self, channel: str, session_id: str) -> Session | None:
-        raw = await self._hot.get(session_key(channel, session_id))
+        with redis_errors():
+            raw = await self._hot.get(session_key(channel, session_id))
         return None if raw is None else _decoded(_SESSION, raw, "session")
 
     async def save(
@@ -202,7 +205,9 @@ class SessionStore:
                 args.append("del")
             else:
                 args += ["set", _encode(resume.point), str(RESUME_TTL_MS)]
-        if not await _CAS(self._hot, keys, args):
+        with redis_errors():
+            written = await _CAS(self._hot, keys, args)
+        if not written:
             raise SessionConflict(key=key)
         session.version = new_version
         return session
@@ -217,7 +222,8 @@ class SessionStore:
         return _Decoded(self._hot.get(self.resume_key(channel, user_ref)))
 
     async def end(self, channel: str, session_id: str) -> None:
-        await self._redis.delete(session_key(channel, session_id))
+        with redis_errors():
+            await self._redis.delete(session_key(channel, session_id))
 
 
 _SESSION = msgspec.json.Decoder(Session)
@@ -243,5 +249,6 @@ class _Decoded:
         self._reply = reply
 
     def __await__(self) -> Generator[Any, None, ResumePoint | None]:
-        raw = yield from self._reply.__await__()
+        with redis_errors():
+            raw = yield from self._reply.__await__()
         return None if raw is None else _decoded(_POINT, raw, "resume point")

@@ -59,7 +59,7 @@ class BroadcastRecipient(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
     broadcast_id: int = Field(foreign_key="broadcast.id")
     party_id: int = Field(foreign_key="party.id")
-    channel: str = Field(sa_type=String(16))  # "telegram" | "sms"
+    via: str = Field(sa_type=String(16))  # how it goes: notify.Via, "telegram" | "sms"
     recipient: str = Field(sa_type=String(32))  # a chat id or an MSISDN
     state: str = Field(default=RecipientState.PENDING, sa_type=String(12))
     attempts: int = 0

@@ -73,7 +73,7 @@ class Notification(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
     key: str = Field(sa_type=String(96), unique=True)  # e.g. "{topup}:retailer"
     party_id: int | None = Field(default=None, foreign_key="party.id")
-    channel: str = Field(sa_type=String(10))  # "telegram" | "sms"
+    via: str = Field(sa_type=String(10))  # how it goes: notify.Via, "telegram" | "sms"
     recipient: str = Field(sa_type=String(32))  # chat id or E.164
     text: str = Field(sa_type=String(480))
     state: str = Field(default=NotificationState.PENDING, sa_type=String(8))

@@ -15,6 +15,7 @@ from core.context import Core
 from core.errors import InvalidMsisdn, NotFound
 from core.models import Party, PartyIdentity
 from core.services.chain import get_party
+from core.stores import database_errors
 
 party_t = Party.__table__  # type: ignore[attr-defined]
 identity_t = PartyIdentity.__table__  # type: ignore[attr-defined]
@@ -73,7 +74,7 @@ async def who(core: Core, *, user_ref: str, channel: str | None = None) -> Who |
 async def identify(core: Core, *, user_ref: str, channel: str | None = None) -> Party | None:
     """Who is talking, as a whole party: by the phone number (``channel`` None, as for
     :func:`who`), else by the channel's identity; None if nobody registered is."""
-    async with core.sessions() as session:
+    async with database_errors(core.sessions()) as session:
         if channel is not None:
             query = (
                 select(Party)

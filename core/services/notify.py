@@ -9,8 +9,8 @@ and saves a transaction per message.
 
 The retailer hears on Telegram when linked and the bot is configured, otherwise by SMS; the
 customer's receipt is always an SMS. How a notice goes is its :class:`Via` (not "channel": a
-channel is where a conversation or a top-up came from, core/conversation/channel.py); the
-notification table's column keeps its old name ``channel`` until a migration renames it.
+channel is where a conversation or a top-up came from, core/conversation/channel.py), and so
+is the column that keeps it (``notification.via``, ``broadcast_recipient.via``).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ _INSERT = notification_t.insert().returning(notification_t.c.id, sort_by_paramet
 _MARK = update(notification_t).where(notification_t.c.id.in_(bindparam("ids", expanding=True)))
 _PENDING = select(
     notification_t.c.key,
-    notification_t.c.channel,
+    notification_t.c.via,
     notification_t.c.recipient,
     notification_t.c.text,
     notification_t.c.party_id,
@@ -104,7 +104,7 @@ async def add_owed(session: AsyncSession, messages: Sequence[Message]) -> list[M
         {
             "key": m.key,
             "party_id": m.party_id,
-            "channel": m.via,
+            "via": m.via,
             "recipient": m.recipient,
             "text": m.text[:480],
             "state": NotificationState.PENDING,
@@ -228,6 +228,6 @@ class Notifier:
         if attempts is not None:
             values["attempts"] = attempts
         if route is not None:  # a Telegram message that fell back to SMS
-            values["channel"], values["recipient"] = route
+            values["via"], values["recipient"] = route
         async with self.core.transaction() as session:
             await session.execute(_MARK.values(**values), {"ids": list(ids)})

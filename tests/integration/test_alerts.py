@@ -71,7 +71,7 @@ async def test_a_retailer_is_told_once_per_crossing(core: Core) -> None:
     assert first.text == (
         "AirGate: your Safaricom stock is KES 600, below KES 1,000. Buy stock: menu 4."
     )
-    assert first.recipient == shop.msisdn and first.channel == "sms"
+    assert first.recipient == shop.msisdn and first.via == "sms"
     await give_retailer_stock(core, distributor, shop, 1_000 * KES, "r2")  # 0 → 1,000: re-armed
     await _top_up(core, shop, 50)
     await _top_up(core, shop, 50)

@@ -257,7 +257,7 @@ async def broadcast_to(rig: Rig, n: int) -> None:
     assert await rig.sender().run(second, budget_s=60)
     async with rig.core.sessions() as session:
         rows = await session.execute(
-            select(BroadcastRecipient.channel).where(BroadcastRecipient.broadcast_id == second)
+            select(BroadcastRecipient.via).where(BroadcastRecipient.broadcast_id == second)
         )
         assert Counter(rows.scalars().all()) == Counter({"sms": 3, "telegram": 1})
     assert await states(rig.core, second) == Counter({RecipientState.SENT: 4})

@@ -18,6 +18,7 @@ from core.errors import (
     NotPermitted,
     PartyInactive,
     PinLocked,
+    StoreUnavailable,
     WrongPin,
 )
 from core.models import AuditEvent, PartyStatus, Role
@@ -278,8 +279,9 @@ async def _seen_closed(connections: list[Any]) -> None:
 async def test_who_after_postgresql_dropped_its_connections(
     core: Core, monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
-    """Connections the server closed: the first who() fails as SQLAlchemy's would (a DBAPIError)
-    and the pool is invalidated, so every later one gets a new connection, on both paths."""
+    """Connections the server closed: the first who() fails as StoreUnavailable (SQLAlchemy's
+    DBAPIError translated) and the pool is invalidated, so every later one gets a new connection,
+    on both paths."""
     if path == "generic":
         _generic_who(monkeypatch, core)
     pool: Any = core.engine.sync_engine.pool
@@ -302,8 +304,9 @@ async def test_who_after_postgresql_dropped_its_connections(
         await admin.close()
     assert killed >= kept
     await _seen_closed(idle)
-    with pytest.raises(DBAPIError):
+    with pytest.raises(StoreUnavailable) as caught:
         await parties.who(core, user_ref=shop.msisdn)
+    assert isinstance(caught.value.__cause__, DBAPIError)
     for _ in range(6):
         found = await parties.who(core, user_ref=shop.msisdn)
         assert found is not None and found.id == shop.id

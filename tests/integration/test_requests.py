@@ -80,7 +80,7 @@ async def test_a_request_is_listed_approved_once_and_each_side_told(core: Core) 
     [pending] = await requests.pending_for(core, seller_id=distributor.id or 0)
     assert (pending.id, pending.buyer_name, pending.face_minor) == (request.id, "Shop 1", FACE)
     told = (await _notes(core))[f"req:{request.id}:new"]
-    assert told.party_id == distributor.id and told.channel == "sms"
+    assert told.party_id == distributor.id and told.via == "sms"
     assert told.recipient == distributor.msisdn
     assert (
         f"Shop 1 asks for KES 3,000 Safaricom stock, KES 2,000 on credit. Request {request.id}"

@@ -12,8 +12,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from core.context import Core, open_core
+from core.conversation.sessions import Resume, Session, SessionStore
 from core.errors import StoreUnavailable
 from core.providers.sms import AfricasTalkingSms
+from core.services import callers
 from core.services.broadcast import Sender
 from core.settings import Settings
 from tests.e2e.conftest import free_port
@@ -76,3 +78,58 @@ async def test_the_broadcast_senders_lease_on_a_redis_that_is_down(
         await sms.close()
         await redis.aclose()
     assert caught.value.store == "redis"
+
+
+async def test_who_is_calling_on_a_refused_database(settings: Settings) -> None:
+    down = settings.model_copy(
+        update={"database_url": f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/none"}
+    )
+    async with open_core(down) as core:
+        for ask in (callers.who, callers.identify):
+            with pytest.raises(StoreUnavailable) as caught:
+                await ask(core, user_ref=NUMBER)
+            assert caught.value.store == "database" and NUMBER not in repr(caught.value)
+        with pytest.raises(StoreUnavailable):
+            await callers.who(core, user_ref="4242", channel="telegram")
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # a server drops it
+async def test_who_is_calling_over_a_connection_the_server_dropped(settings: Settings) -> None:
+    """Through SQLAlchemy's pool (no connections of the lookups' own): the path every read takes
+    when those are busy or failed."""
+    async with open_core(settings.model_copy(update={"db_lookup_connections": 0})) as core:
+        assert await callers.who(core, user_ref=NUMBER) is None  # a pooled connection, kept
+        async with core.engine.connect() as conn:
+            pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        url = core.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        admin = await asyncpg.connect(url)
+        try:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+        for _ in range(100):  # until the pooled connection has seen its close
+            try:
+                await callers.who(core, user_ref=NUMBER)
+            except StoreUnavailable as exc:
+                assert exc.store == "database"
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the dropped connection was never noticed")
+        assert await callers.who(core, user_ref=NUMBER) is None  # the pool recovers
+
+
+async def test_the_session_store_on_a_redis_that_is_down() -> None:
+    redis = aioredis.Redis(host="127.0.0.1", port=free_port())
+    store = SessionStore(redis, ttl_s={"ussd": 60}, ref_key=b"k" * 32)
+    try:
+        with pytest.raises(StoreUnavailable) as caught:
+            await store.load("ussd", "s1")
+        assert caught.value.store == "redis"
+        with pytest.raises(StoreUnavailable):
+            await store.save("ussd", "s1", Session(state="menu"), resume=Resume(NUMBER, None))
+        with pytest.raises(StoreUnavailable) as caught:
+            await store.resume_point("ussd", NUMBER)
+        assert NUMBER not in str(caught.value) and NUMBER not in repr(caught.value)
+    finally:
+        await redis.aclose()

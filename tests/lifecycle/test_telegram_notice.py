@@ -111,4 +111,4 @@ async def test_a_blocked_bot_falls_back_to_sms(rig: Rig, bot_api: tuple[FakeBotA
     assert "FAILED" in sms["message"] and fake.sent == []
     # The mark is written just after the gateway answered.
     [note] = await eventually(lambda: _all_sent(rig), what="the notification marked sent")
-    assert (note.channel, note.recipient, note.state) == ("sms", shop.msisdn, "sent")
+    assert (note.via, note.recipient, note.state) == ("sms", shop.msisdn, "sent")

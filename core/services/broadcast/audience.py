@@ -78,15 +78,15 @@ async def recipients(core: Core, distributor_id: int, audience: Audience) -> lis
         rows = (await session.execute(_audience_query(core, distributor_id, audience))).all()
     out = []
     for party_id, msisdn, telegram_address in rows:
-        channel, recipient = route(
+        via, recipient = route(
             telegram_on=telegram_on, telegram_user_id=telegram_address, msisdn=msisdn
         )
-        out.append({"party_id": party_id, "channel": channel, "recipient": recipient})
+        out.append({"party_id": party_id, "via": via, "recipient": recipient})
     return out
 
 
 def preview_of(recipients: Sequence[dict[str, Any]]) -> Preview:
-    telegram = sum(r["channel"] == TELEGRAM for r in recipients)
+    telegram = sum(r["via"] == TELEGRAM for r in recipients)
     return Preview(len(recipients), telegram, len(recipients) - telegram)
 
 

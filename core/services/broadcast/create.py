@@ -120,14 +120,14 @@ async def _by_key(session: AsyncSession, key: str) -> Created | None:
     row = (await session.execute(select(Broadcast).where(col(Broadcast.key) == key))).scalar()
     if row is None or row.id is None:
         return None
-    counts = await _counts_by_channel(session, row.id)
+    counts = await _counts_by_via(session, row.id)
     return Created(row.id, Preview(row.total, counts.get(TELEGRAM, 0), counts.get(SMS, 0)), False)
 
 
-async def _counts_by_channel(session: AsyncSession, broadcast_id: int) -> dict[str, int]:
+async def _counts_by_via(session: AsyncSession, broadcast_id: int) -> dict[str, int]:
     rows = await session.execute(
-        select(recipient_t.c.channel, func.count())
+        select(recipient_t.c.via, func.count())
         .where(recipient_t.c.broadcast_id == broadcast_id)
-        .group_by(recipient_t.c.channel)
+        .group_by(recipient_t.c.via)
     )
-    return {channel: int(n) for channel, n in rows.all()}
+    return {via: int(n) for via, n in rows.all()}

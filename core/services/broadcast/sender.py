@@ -70,7 +70,7 @@ _SET = update(recipient_t).where(recipient_t.c.id.in_(bindparam("ids", expanding
 class _Row:
     id: int
     party_id: int
-    channel: str
+    via: str  # a notify.Via
     recipient: str
     attempts: int
     msisdn: str  # where an SMS goes (a Telegram row's too, if the bot was turned off meanwhile)
@@ -149,8 +149,8 @@ class Sender:
             rows = await self._pending(broadcast_id)
             if not rows:
                 break
-            sms = [r for r in rows if r.channel == SMS or self.telegram is None]
-            chats = [r for r in rows if r.channel == TELEGRAM and self.telegram is not None]
+            sms = [r for r in rows if r.via == SMS or self.telegram is None]
+            chats = [r for r in rows if r.via == TELEGRAM and self.telegram is not None]
             await asyncio.gather(
                 self._send_sms(sms, message, deadline),
                 self._send_telegram(chats, message, deadline, progress),
@@ -168,7 +168,7 @@ class Sender:
                 select(
                     recipient_t.c.id,
                     recipient_t.c.party_id,
-                    recipient_t.c.channel,
+                    recipient_t.c.via,
                     recipient_t.c.recipient,
                     recipient_t.c.attempts,
                     party_t.c.msisdn,
