@@ -237,6 +237,7 @@ class Engine:
         if LINK not in self.flows or not channel.can(Shows.CONTACT):
             return end(t(DEFAULT_LANGUAGE, "start.unlinked"))
         session.role, session.lang, session.journey = LINK, DEFAULT_LANGUAGE, secrets.token_hex(4)
+        self.flows[LINK].at_menu(session)
         ctx = self._ctx(turn, session)
         if turn.contact is not None:  # a contact shared at once: the first step's answer
             return await self._on(ctx, MENU, turn.input, style)
@@ -246,7 +247,7 @@ class Engine:
         """A step's ``AGAIN``: the journey starts over as whoever is talking now (an account
         just linked gets its party's menu), with the step's notice above."""
         notice, session = ctx.notice, ctx.session
-        session.state, session.data, session.history, session.page = MENU, {}, [], 0
+        session.state, session.data, session.history, session.page = MENU, None, [], 0
         session.party, session.role = None, ""
         screen = await self._start(ctx.turn, session, style, expired=False)
         return replace(screen, text=f"{notice}\n\n{screen.text}") if notice else screen
@@ -279,14 +280,13 @@ class Engine:
         if text == OVER or point is None:
             return await self._menu(ctx)
         state = point.state
-        session.data, session.state, session.history = dict(point.data), state, [MENU]
+        session.data, session.state, session.history = point.data, state, [MENU]
         try:
             return await self._current(ctx, PLAIN)
         except AirGateError:
             raise  # a rule says no now: said and ended as on any step
         except Exception as exc:  # the kept data no longer fits the step
             log.warning("resume point dropped", state=state, error=type(exc).__name__)
-            session.data = {}
             return await self._menu(ctx)
 
     # -- a turn ---------------------------------------------------------------------------------
@@ -352,7 +352,7 @@ class Engine:
         if step.zero == Zero.CANCEL:
             return end(ctx.t("common.cancelled"))
         history = ctx.session.history
-        if not history:
+        if not history or history[-1] == MENU:  # back to the menu: the journey's data goes
             return await self._menu(ctx)
         ctx.session.state = history.pop()
         ctx.session.page = 0
@@ -381,9 +381,9 @@ class Engine:
         return _above(ctx.notice, screen) if ctx.notice else screen
 
     async def _menu(self, ctx: Ctx) -> Screen:
-        ctx.session.state = MENU
-        ctx.session.history, ctx.session.page = [], 0
-        return await self._show(ctx, self._flow(ctx).steps[MENU])
+        flow = self._flow(ctx)
+        flow.at_menu(ctx.session)
+        return await self._show(ctx, flow.steps[MENU])
 
     async def _current(self, ctx: Ctx, style: Style) -> Screen:
         """The screen the session is on, at its page."""
