@@ -98,8 +98,9 @@ class Ctx:
     def data(self, kind: type[J]) -> J:
         """This journey's data, as the flow that started it declared it (a step shared by several
         journeys asks for the struct they all extend, e.g. ``common.Chosen``). Data of another
-        kind is a bug in a table (a step reached from a journey it does not belong to), or a
-        resume point of an older release: the engine then shows the menu."""
+        kind raises TypeError: a bug in a table (a step reached from a journey it does not belong
+        to), or a resume point whose data does not fit its step (the engine then shows the
+        menu)."""
         data = self.session.data
         if not isinstance(data, kind):
             raise TypeError(

@@ -68,7 +68,6 @@ async def current_pin(ctx: Ctx, text: str) -> Screen:
         pin_hash=ctx.data(NewPin).pin_hash,  # kept until it is set: a wrong current PIN asks again
         current=Pin(text),
     )
-    ctx.data(NewPin).pin_hash = ""
     return end(ctx.t("account.pin_changed"))
 
 
