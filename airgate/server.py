@@ -27,7 +27,7 @@ from bot.channel import ALLOWED_UPDATES, TelegramChannel
 from core.context import Core, open_core
 from core.conversation.channel import Channel
 from core.conversation.engine import Engine
-from core.conversation.flow import LINK
+from core.conversation.flow import LINK, journeys_of
 from core.conversation.flows import FLOWS, LINK_FLOW
 from core.conversation.sessions import REF_KEY_PURPOSE, SessionStore
 from core.jobs.queue import JobQueue
@@ -140,7 +140,12 @@ def conversation_engine(
     ttl_s = {channel.name: channel.session_ttl_s(core.settings) for channel in channels}
     queue = JobQueue.on_pool(redis.connection_pool)
     flows = {**FLOWS, LINK: LINK_FLOW}
-    store = SessionStore(redis, ttl_s=ttl_s, ref_key=core.pins.subkey(REF_KEY_PURPOSE))
+    store = SessionStore(
+        redis,
+        ttl_s=ttl_s,
+        ref_key=core.pins.subkey(REF_KEY_PURPOSE),
+        journeys=journeys_of(flows.values()),
+    )
     return Engine(core=core, store=store, queue=queue, flows=flows, channels=channels)
 
 

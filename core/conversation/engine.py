@@ -4,61 +4,51 @@ Invariant: a turn applies only if the session it read is still the stored one (c
 core/conversation/sessions.py). A turn that loses, or a gateway's retry of a hop already answered,
 gets the winner's current screen again and changes nothing.
 
-Wired here for every step, so no flow wires them: ``00`` the main menu, ``0`` back (or cancel on a
-confirmation), ``98`` the next page of options, a wrong answer re-prompting the same screen with
-the reason on top, an expired session saying so and starting over, and the offer to continue a
-journey dropped less than 2 minutes ago (never past a PIN: see ``Step.resumable``).
+Here: which session a turn is, and who is talking. Starting (who is calling, as the channel
+identifies a party; a stranger offered the link flow; a command's entry), an expired session
+saying so and starting over, the offer to continue a journey dropped less than 2 minutes ago
+(never past a PIN: see ``Step.resumable``), a gateway's retry answered with the current screen,
+and the one write per turn (the session and the resume point). Answering the step a session is on
+(``00``, ``0``, ``98``, choices, re-prompts, moves) is core/conversation/steps.py, the same for
+every flow.
+
+A hop's hot path stays one Redis read and one Redis write (a first hop's resume point is asked in
+flight while the database is asked who is calling), and no task.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
+from dataclasses import replace
 
 from core.context import Core
 from core.conversation.channel import Channel, Identifies, Shows, by_name
-from core.conversation.flow import AGAIN, LINK, MENU, Ctx, Flow, Reprompt, Step, Zero, end
+from core.conversation.flow import LINK, MENU, Ctx, Flow, Step, end
 from core.conversation.sessions import (
     PathKeeper,
     Resume,
     ResumePoint,
-    SeenPath,
     Session,
     SessionConflict,
     SessionStore,
 )
-from core.conversation.types import Expects, Nav, Option, Screen, Turn
-from core.errors import AirGateError, InputError, WrongPin
-from core.i18n import DEFAULT_LANGUAGE, catalogue, t
+from core.conversation.steps import Steps, above
+from core.conversation.types import PLAIN, Expects, Option, Screen, Style, Turn
+from core.errors import AirGateError
+from core.i18n import DEFAULT_LANGUAGE, t
 from core.jobs.queue import JobQueue
 from core.logging import get_logger
 from core.models import PartyStatus
 from core.services import parties
 
-MAIN, BACK, MORE = Nav.MAIN, Nav.BACK, Nav.MORE
+__all__ = ["PLAIN", "Engine", "Style"]  # Style: what a channel's adapter passes to handle()
+
 RESUME, END = "resume", "end"
 CONTINUE, OVER = "1", "2"  # the resume offer's answers
 
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Style:
-    """How a channel's gateway shows screens (what the channel is: its :class:`Channel`).
-
-    ``pages``: how many pages a screen takes there (USSD: by the gateway's character limit).
-    ``last_input``: for a gateway that sends the whole path of inputs (Africa's Talking), how to
-    take the newest input from it given the previous hop's path, which the session keeps as its
-    length and keyed digest (the path holds PINs: sessions.PathKeeper).
-    """
-
-    pages: Callable[[Screen], int] = lambda _screen: 1
-    last_input: Callable[[str, SeenPath | None], str] | None = None
-
-
-PLAIN = Style()
 
 
 class Engine:
@@ -75,6 +65,7 @@ class Engine:
         self.store = store
         self.queue = queue
         self.flows = flows  # by party role, and LINK for an account nobody linked yet
+        self.steps = Steps(flows)
         self.channels = by_name(channels)  # a turn of a channel not declared here is a bug
         self.paths = PathKeeper(core.pins.subkey("ussd-path"))
 
@@ -214,15 +205,15 @@ class Engine:
             offer = self._offer(ctx, point)
             if offer is not None:
                 return offer
-        screen = await self._show(ctx, self.flows[party.role].steps[MENU])
-        return _above(ctx.t("start.expired"), screen) if expired else screen
+        screen = await self.steps.show(ctx, self.flows[party.role].steps[MENU])
+        return above(ctx.t("start.expired"), screen) if expired else screen
 
     async def _enter(self, ctx: Ctx, entry: str, style: Style) -> Screen:
         """A command's menu entry, its first step answered by the turn's input; the menu if the
         role's flow has no such entry."""
-        flow = self._flow(ctx)
+        flow = self.steps.flow(ctx)
         if entry not in flow.machine.get_triggers(MENU):
-            return await self._show(ctx, flow.steps[MENU])
+            return await self.steps.show(ctx, flow.steps[MENU])
         flow.move(ctx.session, entry)
         ctx.session.history = [MENU]
         return await self._on(ctx, ctx.session.state, ctx.turn.input.strip(), style)
@@ -237,16 +228,17 @@ class Engine:
         if LINK not in self.flows or not channel.can(Shows.CONTACT):
             return end(t(DEFAULT_LANGUAGE, "start.unlinked"))
         session.role, session.lang, session.journey = LINK, DEFAULT_LANGUAGE, secrets.token_hex(4)
+        self.flows[LINK].at_menu(session)
         ctx = self._ctx(turn, session)
         if turn.contact is not None:  # a contact shared at once: the first step's answer
             return await self._on(ctx, MENU, turn.input, style)
-        return await self._show(ctx, self.flows[LINK].steps[MENU])
+        return await self.steps.show(ctx, self.flows[LINK].steps[MENU])
 
     async def _again_as_whoever(self, ctx: Ctx, style: Style) -> Screen:
         """A step's ``AGAIN``: the journey starts over as whoever is talking now (an account
         just linked gets its party's menu), with the step's notice above."""
         notice, session = ctx.notice, ctx.session
-        session.state, session.data, session.history, session.page = MENU, {}, [], 0
+        session.state, session.data, session.history, session.page = MENU, None, [], 0
         session.party, session.role = None, ""
         screen = await self._start(ctx.turn, session, style, expired=False)
         return replace(screen, text=f"{notice}\n\n{screen.text}") if notice else screen
@@ -257,7 +249,7 @@ class Engine:
         save drops the point, so one bad point cannot fail every dial for two minutes."""
         state = point.state
         try:
-            self._flow(ctx).steps[state]  # the step must exist to be continued
+            self.steps.flow(ctx).steps[state]  # the step must exist to be continued
             what = ctx.t(f"menu.{state.split('.')[0]}")
             screen = Screen(
                 ctx.t("start.resume", what=what),
@@ -271,23 +263,23 @@ class Engine:
         return screen
 
     async def _resume(self, ctx: Ctx, text: str) -> Screen:
+        """The answer to the resume offer: the step it was on, with what it had collected."""
         session = ctx.session
         point = session.offered
         if text not in (CONTINUE, OVER):
-            raise Reprompt(key="error.choose")
+            return above(ctx.t("error.choose"), await self._current(ctx, PLAIN))
         session.offered = None
         if text == OVER or point is None:
-            return await self._menu(ctx)
+            return await self.steps.menu(ctx)
         state = point.state
-        session.data, session.state, session.history = dict(point.data), state, [MENU]
+        session.data, session.state, session.history = point.data, state, [MENU]
         try:
-            return await self._current(ctx, PLAIN)
-        except AirGateError:
-            raise  # a rule says no now: said and ended as on any step
+            return await self.steps.current(ctx, PLAIN)
+        except AirGateError as exc:  # a rule says no now: said and ended as on any step
+            return end(self.describe(ctx.lang, exc))
         except Exception as exc:  # the kept data no longer fits the step
             log.warning("resume point dropped", state=state, error=type(exc).__name__)
-            session.data = {}
-            return await self._menu(ctx)
+            return await self.steps.menu(ctx)
 
     # -- a turn ---------------------------------------------------------------------------------
 
@@ -314,100 +306,21 @@ class Engine:
         return await self._on(ctx, state, text, style)
 
     async def _on(self, ctx: Ctx, state: str, text: str, style: Style) -> Screen:
-        session = ctx.session
-        try:
-            if state == RESUME:
-                return await self._resume(ctx, text)
-            step = self._flow(ctx).steps[state]
-            if text == MAIN:
-                return await self._menu(ctx)
-            page = session.page
-            if text == MORE and step.expects == Expects.CHOICE:
-                screen = await self._show(ctx, step)
-                session.page = min(page + 1, max(style.pages(screen) - 1, 0))
-                return replace(screen, page=session.page)
-            if text == BACK:
-                return await self._zero(ctx, step, page)
-            return await self._answer(ctx, step, text, style)
-        except Reprompt as exc:
-            fields = exc.shown_fields()
-            return await self._again(ctx, style, ctx.t(fields.pop("key"), **fields))
-        except (InputError, WrongPin) as exc:
-            return await self._again(ctx, style, self.describe(ctx.lang, exc))
-        except AirGateError as exc:  # a rule said no (stock, limit, lock…): say it, end
-            return end(self.describe(ctx.lang, exc))
-
-    async def _again(self, ctx: Ctx, style: Style, reason: str) -> Screen:
-        """The current screen again with ``reason`` on top; if showing it is refused now (a rule
-        changed meanwhile), the refusal ends the journey, as any other."""
-        try:
-            return _above(reason, await self._current(ctx, style))
-        except AirGateError as exc:
-            return end(self.describe(ctx.lang, exc))
-
-    async def _zero(self, ctx: Ctx, step: Step, page: int) -> Screen:
-        if page:
-            ctx.session.page = page - 1
-            return replace(await self._show(ctx, step), page=page - 1)
-        if step.zero == Zero.CANCEL:
-            return end(ctx.t("common.cancelled"))
-        history = ctx.session.history
-        if not history:
-            return await self._menu(ctx)
-        ctx.session.state = history.pop()
-        ctx.session.page = 0
-        return await self._show(ctx, self._flow(ctx).steps[ctx.session.state])
-
-    async def _answer(self, ctx: Ctx, step: Step, text: str, style: Style) -> Screen:
-        value = text
-        if step.expects == Expects.CHOICE:
-            screen = await self._show(ctx, step)
-            if ctx.turn.shown is not None and ctx.turn.shown != screen.tag():
-                raise Reprompt(key="error.stale")  # an old button: the list has changed since
-            index = int(text) - 1 if text.isascii() and text.isdigit() and len(text) < 4 else -1
-            if not 0 <= index < len(screen.options):
-                raise Reprompt(key="error.choose")
-            value = screen.options[index].value
-        result = await step.answer(ctx, value)
-        if isinstance(result, Screen):
-            return result
-        if result == AGAIN:
-            return await self._again_as_whoever(ctx, style)
-        state = ctx.session.state
-        self._flow(ctx).move(ctx.session, result)
-        ctx.session.history.append(state)
-        ctx.session.page = 0
-        screen = await self._show(ctx, self._flow(ctx).steps[ctx.session.state])
-        return _above(ctx.notice, screen) if ctx.notice else screen
-
-    async def _menu(self, ctx: Ctx) -> Screen:
-        ctx.session.state = MENU
-        ctx.session.history, ctx.session.page = [], 0
-        return await self._show(ctx, self._flow(ctx).steps[MENU])
+        if state == RESUME:
+            return await self._resume(ctx, text)
+        screen = await self.steps.on(ctx, state, text, style)
+        return screen if screen is not None else await self._again_as_whoever(ctx, style)
 
     async def _current(self, ctx: Ctx, style: Style) -> Screen:
-        """The screen the session is on, at its page."""
+        """The screen the session is on: its final one, the resume offer, or a flow's step."""
         state = ctx.session.state
         if state == END:
             return end(ctx.session.ended)
         if state == RESUME:
             point = ctx.session.offered
             offer = None if point is None else self._offer(ctx, point)
-            return offer if offer is not None else await self._menu(ctx)
-        screen = await self._show(ctx, self._flow(ctx).steps[state])
-        return replace(screen, page=min(ctx.session.page, style.pages(screen) - 1))
-
-    async def _show(self, ctx: Ctx, step: Step) -> Screen:
-        screen = await step.show(ctx)
-        if screen.final:
-            return screen
-        nav = step.zero == Zero.BACK and ctx.session.state != MENU
-        if screen.expects == step.expects and screen.nav == nav:
-            return screen
-        return replace(screen, expects=step.expects, nav=nav)
-
-    def _flow(self, ctx: Ctx) -> Flow:
-        return self.flows[ctx.role]
+            return offer if offer is not None else await self.steps.menu(ctx)
+        return await self.steps.current(ctx, style)
 
     # -- saving ---------------------------------------------------------------------------------
 
@@ -429,14 +342,7 @@ class Engine:
     def _flow_step(self, session: Session) -> Step:
         return self.flows[session.role].steps[session.state]
 
-    @staticmethod
-    def describe(lang: str, exc: AirGateError) -> str:
-        """The one place an error becomes words for a user, in their language."""
-        key = f"error.{exc.code}"
-        if key not in catalogue(DEFAULT_LANGUAGE):
-            log.warning("no text for an error", code=exc.code, error=type(exc).__name__)
-            key = "error.unexpected"
-        return t(lang, key, **exc.shown_fields())
+    describe = staticmethod(Steps.describe)  # the channels' way to word an error too
 
 
 class _NotTheirs(Exception):
@@ -462,7 +368,3 @@ def _ended(session: Session, text: str) -> Session:
         hop=session.hop,
         ended=text,
     )
-
-
-def _above(line: str, screen: Screen) -> Screen:
-    return replace(screen, text=f"{line}\n{screen.text}") if line else screen

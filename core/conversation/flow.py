@@ -6,21 +6,26 @@ an answer. A step's ``answer`` validates and prepares; it returns the trigger to
 ``Screen`` when the journey ends. Money moves only in an ``answer`` that ends the journey, through
 an idempotent service call keyed by the turn (:meth:`Ctx.turn_key`), before the session is written:
 transitions does not roll back, and a replayed turn must find the same result.
+
+What a journey's steps collect is the flow's own :class:`Journey` (named fields, validated when the
+session is loaded), read and written as ``ctx.data(Order).msisdn``. A flow names the journey each of
+its menu's triggers starts (``JOURNEYS = {T.AIRTIME: Topup}``): moving from the menu gives the
+session that journey's fresh data, so nothing is left over from another journey.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from transitions import Machine
 
 from core.context import Core
 from core.conversation.channel import Channel, Shows
-from core.conversation.sessions import Session
+from core.conversation.sessions import Journey, Session
 from core.conversation.types import Expects, Option, Screen, Turn
 from core.errors import AirGateError
 from core.i18n import t
@@ -29,6 +34,8 @@ from core.jobs.queue import JobQueue
 MENU = "menu"  # every role's main menu, the state a journey starts from
 LINK = "link"  # the flow of an account nobody linked yet (beside the flows of party roles)
 AGAIN = "again"  # an answer's result: start over as whoever is talking now (a link just made)
+
+J = TypeVar("J", bound=Journey)
 
 
 class Zero(StrEnum):
@@ -78,7 +85,7 @@ class Reprompt(AirGateError):
 
 @dataclass(slots=True)
 class Ctx:
-    """One turn as a step sees it: the session's data is the flow's memory."""
+    """One turn as a step sees it: the session's journey data is the flow's memory."""
 
     core: Core
     queue: JobQueue
@@ -88,9 +95,18 @@ class Ctx:
     notice: str = ""
     channel: Channel | None = None  # what the turn's channel declared (None: a bare test)
 
-    @property
-    def data(self) -> dict[str, Any]:
-        return self.session.data
+    def data(self, kind: type[J]) -> J:
+        """This journey's data, as the flow that started it declared it (a step shared by several
+        journeys asks for the struct they all extend, e.g. ``common.Chosen``). Data of another
+        kind raises TypeError: a bug in a table (a step reached from a journey it does not belong
+        to), or a resume point whose data does not fit its step (the engine then shows the
+        menu)."""
+        data = self.session.data
+        if not isinstance(data, kind):
+            raise TypeError(
+                f"{self.session.state} needs {kind.__name__}, not {type(data).__name__}"
+            )
+        return data
 
     @property
     def lang(self) -> str:
@@ -171,12 +187,15 @@ def end(text: str) -> Screen:
 
 @dataclass(frozen=True, slots=True)
 class Flow:
-    """The states, table and steps of one menu tree (a role's), built into one machine."""
+    """The states, table and steps of one menu tree (a role's), built into one machine; and the
+    data each journey keeps, by the trigger that starts it from the menu (``initial``: the data
+    the menu itself starts with, for a flow whose menu is its first question, as linking's)."""
 
     name: str
     initial: str
     table: Sequence[Sequence[Any]]
     steps: dict[str, Step]
+    journeys: Mapping[str, type[Journey]] = field(default_factory=dict)
     machine: Machine = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -200,8 +219,18 @@ class Flow:
         ``add_model``/``remove_model`` (0.42 ms per turn with this many states, against 0.02 ms):
         the model needs only a ``state`` attribute. A trigger the table does not allow from the
         session's state raises transitions' ``MachineError``: a bug in a step, never user input.
+        A trigger that starts a journey from the menu gives it fresh data of its declared kind.
         """
+        starts = session.state == self.initial and trigger in self.journeys
         self.machine.events[trigger].trigger(session)
+        if starts:
+            session.data = self.journeys[trigger]()
+
+    def at_menu(self, session: Session) -> None:
+        """Put ``session`` on the menu, with the menu's own fresh data (none but linking's)."""
+        session.state, session.history, session.page = self.initial, [], 0
+        kind = self.journeys.get(self.initial)
+        session.data = None if kind is None else kind()
 
     def mermaid(self) -> str:
         """The table as a Mermaid state diagram (docs/FLOWS.md is generated from it)."""
@@ -210,6 +239,11 @@ class Flow:
             for source in [sources] if isinstance(sources, str) else sources:
                 lines.append(f"    {_node(source)} --> {_node(dest)}: {trigger}")
         return "\n".join(lines)
+
+
+def journeys_of(flows: Iterable[Flow]) -> tuple[type[Journey], ...]:
+    """Every kind of data the journeys of ``flows`` keep: what their session store loads."""
+    return tuple(dict.fromkeys(kind for flow in flows for kind in flow.journeys.values()))
 
 
 def _plain(source: str | Sequence[str]) -> str | list[str]:

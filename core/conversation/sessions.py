@@ -19,14 +19,17 @@ A Redis that cannot be reached is StoreUnavailable (core/stores.py), never redis
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable, Generator
+import operator
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic
 
 import msgspec
 import redis.asyncio as aioredis
+from typing_extensions import TypeVar
 
 from core.errors import Conflict
 from core.i18n import DEFAULT_LANGUAGE
@@ -82,19 +85,37 @@ class SessionConflict(Conflict):
     template = "session {key!r} changed under this turn"
 
 
+class Journey(msgspec.Struct, omit_defaults=True, kw_only=True, tag_field="j"):
+    """What one journey's steps collect: each flow declares a subclass with its named fields,
+    each stored under a short name (``msgspec.field(name=...)``) and a short tag of its own
+    (``class Topup(Journey, tag="top")``), so a stored one says which it is and is validated as
+    that. The session store decodes the kinds it is given (``SessionStore(journeys=...)``); a
+    stored journey of another kind, or whose fields do not fit, reads as no session (expired).
+    """
+
+
+# The kinds of journey data a session holds: any Journey to the code, the flows' own (a tagged
+# union) to the store's decoder (Session[Order | Buy | ...]).
+D = TypeVar("D", bound=Journey, default=Journey)
+
+
 class ResumePoint(
-    msgspec.Struct, omit_defaults=True, rename={"state": "s", "party": "p", "data": "d"}
+    msgspec.Struct,
+    Generic[D],
+    omit_defaults=True,
+    rename={"state": "s", "party": "p", "data": "d"},
 ):
     """Where a dropped journey was: its step, whose it was, and what its flow had collected."""
 
     state: str
     party: int
-    data: dict[str, Any] = {}
+    data: D | None = None
 
 
-class Session(msgspec.Struct, omit_defaults=True, rename=_SHORT_NAMES):
-    """One conversation: the flow's ``state`` and what its steps collected (``data``), the
-    engine's own fields by name, and ``version``, the version it was read at.
+class Session(msgspec.Struct, Generic[D], omit_defaults=True, rename=_SHORT_NAMES):
+    """One conversation: the flow's ``state`` and what this journey's steps collected (``data``,
+    the flow's own :class:`Journey`; none at the menu), the engine's own fields by name, and
+    ``version``, the version it was read at.
 
     Stored as compact JSON: short names, and a field at its default not written at all (a
     mid-journey session is about 200 bytes; tests/integration/test_sessions.py holds it under
@@ -102,7 +123,7 @@ class Session(msgspec.Struct, omit_defaults=True, rename=_SHORT_NAMES):
     """
 
     state: str
-    data: dict[str, Any] = {}
+    data: D | None = None
     version: int = 0
     owner: str = ""  # who opened it: a keyed digest of the user's reference (engine._owner)
     party: int | None = None  # the party acting, once known
@@ -114,7 +135,7 @@ class Session(msgspec.Struct, omit_defaults=True, rename=_SHORT_NAMES):
     path: str = ""  # the gateway's path of inputs as PathKeeper keeps it
     hop: int = -1  # the gateway's number of the last hop applied
     ended: str = ""  # the final screen's text, replayed to a retry
-    offered: ResumePoint | None = None  # the journey the resume offer continues
+    offered: ResumePoint[D] | None = None  # the journey the resume offer continues
 
     def dumps(self, version: int) -> bytes:
         """The stored form at ``version`` (the one this write makes)."""
@@ -173,10 +194,19 @@ class Resume:
 
 
 class SessionStore:
-    def __init__(self, redis: aioredis.Redis, *, ttl_s: dict[str, int], ref_key: bytes) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        ttl_s: dict[str, int],
+        ref_key: bytes,
+        journeys: Iterable[type[Journey]] = (),
+    ) -> None:
         """``ref_key``: the secret a user's reference is digested with in a resume point's key
-        (a digest of a phone number without a key is found again by trying every number)."""
+        (a digest of a phone number without a key is found again by trying every number).
+        ``journeys``: the kinds of a session's ``data`` (every flow's), the only ones it loads."""
         self._redis = redis
+        self._session, self._point = _decoders(tuple(journeys))
         self._ref_key = ref_key
         self._hot = PipelinedRedis(redis.connection_pool)  # GET and EVALSHA on every turn
         self._ttl_ms = {channel: seconds * 1000 for channel, seconds in ttl_s.items()}
@@ -184,7 +214,7 @@ class SessionStore:
     async def load(self, channel: str, session_id: str) -> Session | None:
         with redis_errors():
             raw = await self._hot.get(session_key(channel, session_id))
-        return None if raw is None else _decoded(_SESSION, raw, "session")
+        return None if raw is None else _decoded(self._session, raw, "session")
 
     async def save(
         self, channel: str, session_id: str, session: Session, *, resume: Resume | None = None
@@ -219,15 +249,21 @@ class SessionStore:
     def resume_point(self, channel: str, user_ref: str) -> Awaitable[ResumePoint | None]:
         """The user's resume point, asked now and in flight until awaited (the engine asks the
         database who is calling meanwhile). Not awaiting it is fine: the reply is dropped."""
-        return _Decoded(self._hot.get(self.resume_key(channel, user_ref)))
+        return _Decoded(self._hot.get(self.resume_key(channel, user_ref)), self._point)
 
     async def end(self, channel: str, session_id: str) -> None:
         with redis_errors():
             await self._redis.delete(session_key(channel, session_id))
 
 
-_SESSION = msgspec.json.Decoder(Session)
-_POINT = msgspec.json.Decoder(ResumePoint)
+def _decoders(
+    journeys: tuple[type[Journey], ...],
+) -> tuple[msgspec.json.Decoder[Session], msgspec.json.Decoder[ResumePoint]]:
+    """Decoders of a session and of a resume point whose ``data`` is one of ``journeys`` (a
+    tagged union, each telling itself by its tag) or none. The union is given here, not written
+    in ``Session``, because the flows that declare it sit above this module."""
+    kinds: Any = functools.reduce(operator.or_, journeys) if journeys else None  # Order | Buy...
+    return msgspec.json.Decoder(Session[kinds]), msgspec.json.Decoder(ResumePoint[kinds])
 
 
 def _decoded(decoder: msgspec.json.Decoder[Any], raw: bytes, what: str) -> Any:
@@ -243,12 +279,15 @@ def _decoded(decoder: msgspec.json.Decoder[Any], raw: bytes, what: str) -> Any:
 class _Decoded:
     """A resume point's reply in flight, decoded when awaited."""
 
-    __slots__ = ("_reply",)
+    __slots__ = ("_decoder", "_reply")
 
-    def __init__(self, reply: Awaitable[bytes | None]) -> None:
+    def __init__(
+        self, reply: Awaitable[bytes | None], decoder: msgspec.json.Decoder[ResumePoint]
+    ) -> None:
         self._reply = reply
+        self._decoder = decoder
 
     def __await__(self) -> Generator[Any, None, ResumePoint | None]:
         with redis_errors():
             raw = yield from self._reply.__await__()
-        return None if raw is None else _decoded(_POINT, raw, "resume point")
+        return None if raw is None else _decoded(self._decoder, raw, "resume point")

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.conversation.sessions import SeenPath
 
 
 class Expects(StrEnum):
@@ -83,3 +88,20 @@ class Screen:
         """A short fingerprint of the options (their values, in order)."""
         values = "\x1f".join(option.value for option in self.options)
         return hashlib.blake2b(values.encode(), digest_size=3).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Style:
+    """How a channel's gateway shows screens (what the channel is: its ``Channel``).
+
+    ``pages``: how many pages a screen takes there (USSD: by the gateway's character limit).
+    ``last_input``: for a gateway that sends the whole path of inputs (Africa's Talking), how to
+    take the newest input from it given the previous hop's path, which the session keeps as its
+    length and keyed digest (the path holds PINs: sessions.PathKeeper).
+    """
+
+    pages: Callable[[Screen], int] = lambda _screen: 1
+    last_input: Callable[[str, SeenPath | None], str] | None = None
+
+
+PLAIN = Style()

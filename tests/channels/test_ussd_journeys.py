@@ -206,6 +206,25 @@ async def test_start_over_forgets_the_dropped_journey(phone: AtPhone) -> None:
     assert (await phone.redial().dial()).startswith("CON AirGate")
 
 
+async def test_a_journey_from_the_menu_keeps_nothing_of_the_one_before(
+    phone: AtPhone, redis_url: str
+) -> None:
+    """Each journey started from the menu has fresh data: the customer's number typed into an
+    abandoned top-up rides along neither in the balance journey's session nor its resume point."""
+    await _to_confirm(phone)
+    await phone.send("00")
+    assert (await phone.send("3")).startswith("CON Enter your PIN")  # balance
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        stored = await client.get(f"airgate:s:ussd:at:{phone.session_id}")
+        points = [await client.get(key) async for key in client.scan_iter("airgate:r:*")]
+    finally:
+        await client.aclose()
+    assert stored is not None and b'"s":"balance.pin"' in stored, stored
+    assert b'"d":' not in stored, stored
+    assert len(points) == 1 and points[0] is not None and b"788123456" not in points[0], points
+
+
 async def test_an_expired_session_says_so_and_starts_over(phone: AtPhone, redis_url: str) -> None:
     await phone.dial()
     await phone.send("1")

@@ -79,7 +79,7 @@ async def test_continuing_a_point_whose_step_cannot_be_shown_gives_the_menu(
     assert party is not None
     redis = aioredis.Redis.from_url(redis_url)
     key = resume_key(core, redis, phone.msisdn)
-    point = {"s": "airtime.confirm", "p": party.id, "d": {}}  # no number, no amount
+    point = {"s": "airtime.confirm", "p": party.id}  # no number, no amount
     try:
         await redis.set(key, orjson.dumps(point), px=120_000)
         assert (await phone.dial()).startswith("CON Continue where you left off (Airtime")

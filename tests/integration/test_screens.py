@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import string
 
+import msgspec
 import pytest
 
 from core.context import Core
-from core.conversation.flow import Ctx
+from core.conversation.flow import MENU, Ctx, Flow
 from core.conversation.flows import FLOWS
-from core.conversation.sessions import Session
+from core.conversation.sessions import Journey, Session
 from core.conversation.types import Expects, Turn
 from core.i18n import LANGUAGES, catalogue, t
 from core.jobs.queue import JobQueue
@@ -75,6 +76,20 @@ WORST = {
 }
 
 
+def _journeys(flow: Flow) -> dict[str, type[Journey] | None]:
+    """The kind of data each state of ``flow`` is shown with: its journey's, from the menu on."""
+    kinds: dict[str, type[Journey] | None] = {}
+    todo = [
+        (str(dest), flow.journeys.get(trigger)) for trigger, src, dest in flow.table if src == MENU
+    ]
+    while todo:
+        state, kind = todo.pop()
+        if state not in kinds:
+            kinds[state] = kind
+            todo += [(str(dest), kind) for _trigger, src, dest in flow.table if src == state]
+    return kinds
+
+
 def _fields(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
@@ -93,11 +108,13 @@ async def test_every_step_of_every_menu_fits_with_a_reason_above(core: Core, lan
     longest_reason = max([*reasons, t(language, "error.wrong_pin", attempts_left=2)], key=len)
     roles = {"retailer": "+254700000001", "distributor": DISTRIBUTOR_MSISDN}
     for role, flow in FLOWS.items():
+        kinds = _journeys(flow)
         for state, step in flow.steps.items():
             data = {
                 "n": "+254788123456",
                 "o": "airtel-ke",
                 "a": 99_999_900,
+                "dm": 99_999_900,
                 "b": "safaricom-ke:data-5gb-30d",
                 "rid": 3,
                 "rn": "N" * 24,
@@ -114,6 +131,7 @@ async def test_every_step_of_every_menu_fits_with_a_reason_above(core: Core, lan
                 "tc": "KES",
                 "df": "2026-11-01",
                 "dt": "2026-11-25",
+                "cid": 1_234_567,
             }
             if state.startswith("data."):
                 data["o"] = "safaricom-ke"
@@ -125,7 +143,9 @@ async def test_every_step_of_every_menu_fits_with_a_reason_above(core: Core, lan
                 turn=Turn("ussd", "s", roles[role], ""),
                 session=Session(
                     state=state,
-                    data=data,
+                    data=None
+                    if (kind := kinds.get(state)) is None
+                    else msgspec.convert(data, kind),
                     party=2 if role == "distributor" else 3,
                     role=role,
                     lang=language,

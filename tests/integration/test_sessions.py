@@ -9,6 +9,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from core.conversation.flow import journeys_of
+from core.conversation.flows import FLOWS, LINK_FLOW
+from core.conversation.flows.topup import Order
 from core.conversation.sessions import (
     Resume,
     ResumePoint,
@@ -20,6 +23,8 @@ from core.conversation.sessions import (
 from tests.helpers import eventually
 
 REF_KEY = b"test-ref-key-0123456789abcdef0123"
+JOURNEYS = journeys_of([*FLOWS.values(), LINK_FLOW])
+NUMBER = Order(msisdn="+254788123456")
 # Every engine field away from its default, as on a journey's deepest step.
 _ENGINE_FIELDS: dict[str, Any] = {
     "owner": "0123456789abcdef",
@@ -42,24 +47,24 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 async def test_a_session_round_trips_and_versions_rise(redis: aioredis.Redis) -> None:
-    store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY)
+    store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY, journeys=JOURNEYS)
     assert await store.load("ussd", "s1") is None
-    saved = await store.save("ussd", "s1", Session(state="menu", data={"n": "0712345670"}))
+    saved = await store.save("ussd", "s1", Session(state="airtime.amount", data=NUMBER))
     assert saved.version == 1
     loaded = await store.load("ussd", "s1")
-    assert loaded == Session(state="menu", data={"n": "0712345670"}, version=1)
+    assert loaded == Session(state="airtime.amount", data=NUMBER, version=1)
     loaded.state = "amount"
     assert (await store.save("ussd", "s1", loaded)).version == 2
     assert 170_000 < await redis.pttl(session_key("ussd", "s1")) <= 180_000
 
 
 async def test_of_two_concurrent_turns_only_one_applies(redis: aioredis.Redis) -> None:
-    store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY)
+    store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY, journeys=JOURNEYS)
     await store.save("ussd", "s2", Session(state="menu"))
     reads = await asyncio.gather(*(store.load("ussd", "s2") for _ in range(10)))
     for i, session in enumerate(reads):
         assert session is not None
-        session.data["turn"] = i
+        session.data = Order(amount_minor=i + 1)
     results = await asyncio.gather(
         *(store.save("ussd", "s2", s) for s in reads if s is not None), return_exceptions=True
     )
@@ -92,9 +97,9 @@ async def test_an_expired_session_reads_as_none(redis: aioredis.Redis) -> None:
 
 
 async def test_a_mid_journey_session_stays_under_1_kb(redis: aioredis.Redis) -> None:
-    store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY)
-    data = {"flow": "airtime", "msisdn": "+254788123456", "operator": "airtel-ke", "amount": 50000}
-    session = Session("confirm", data, **_ENGINE_FIELDS)
+    store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY, journeys=JOURNEYS)
+    data = Order(msisdn="+254788123456", operator="airtel-ke", amount_minor=50000, seconds_ago=119)
+    session = Session("airtime.repeat", data, **_ENGINE_FIELDS)
     await store.save("ussd", "ATUid_0123456789abcdef0123456789abcdef", session)
     used = await redis.memory_usage(session_key("ussd", "ATUid_0123456789abcdef0123456789abcdef"))
     assert used is not None and used <= 1024
@@ -125,9 +130,9 @@ async def test_a_resume_point_key_does_not_name_the_number(redis: aioredis.Redis
 
 
 async def test_the_engines_fields_round_trip_by_name(redis: aioredis.Redis) -> None:
-    store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY)
-    offered = ResumePoint("airtime.amount", 123_456, {"n": "+254788123456"})
-    session = Session("resume", {}, offered=offered, **_ENGINE_FIELDS)
+    store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY, journeys=JOURNEYS)
+    offered = ResumePoint("airtime.amount", 123_456, NUMBER)
+    session = Session("resume", offered=offered, **_ENGINE_FIELDS)
     await store.save("ussd", "s1", session)
     loaded = await store.load("ussd", "s1")
     assert loaded == session and loaded.version == 1
@@ -144,6 +149,12 @@ async def test_the_engines_fields_round_trip_by_name(redis: aioredis.Redis) -> N
         b'{"v":1,"d":{}}',  # no state
         b'{"s":"menu","v":1,"h":"menu"}',
         b"not json",
+        # The flow's data: a loose dict (no kind), a kind no flow declares, a field that does not
+        # fit its kind; and a resume offer whose data does not fit.
+        b'{"s":"airtime.amount","v":1,"d":{"n":"+254788123456"}}',
+        b'{"s":"airtime.amount","v":1,"d":{"j":"gone","n":"+254788123456"}}',
+        b'{"s":"airtime.confirm","v":1,"d":{"j":"top","a":"fifty"}}',
+        b'{"s":"resume","v":1,"o":{"s":"airtime.amount","p":7,"d":{"n":"+254788123456"}}}',
     ],
 )
 async def test_a_stored_session_that_does_not_fit_reads_as_expired(
@@ -151,15 +162,18 @@ async def test_a_stored_session_that_does_not_fit_reads_as_expired(
 ) -> None:
     """Validated on load: a session an older release wrote, or a damaged one, is never half
     applied; the engine starts over, saying the session expired."""
-    store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY)
+    store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY, journeys=JOURNEYS)
     await redis.set(session_key("ussd", "s1"), stored)
     assert await store.load("ussd", "s1") is None
 
 
 async def test_a_resume_point_that_does_not_fit_reads_as_none(redis: aioredis.Redis) -> None:
-    store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY)
-    point = ResumePoint("airtime.amount", 7, {"n": "+254788123456"})
+    store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY, journeys=JOURNEYS)
+    point = ResumePoint("airtime.amount", 7, NUMBER)
     await store.save("ussd", "s1", Session("menu"), resume=Resume("+254712345678", point))
     assert await store.resume_point("ussd", "+254712345678") == point
-    await redis.set(store.resume_key("ussd", "+254712345678"), b'{"s":"x","d":{"p":7}}')
+    key = store.resume_key("ussd", "+254712345678")
+    await redis.set(key, b'{"s":"x","d":{"p":7}}')
     assert await store.resume_point("ussd", "+254712345678") is None  # an older shape: no party
+    await redis.set(key, b'{"s":"airtime.amount","p":7,"d":{"n":"+254788123456"}}')
+    assert await store.resume_point("ussd", "+254712345678") is None  # a loose dict of data

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from msgspec import field
+
 from core.conversation.flow import MENU, Ctx, Step, T, Zero, choices, end, fire, prompt
+from core.conversation.sessions import Journey
 from core.conversation.types import Expects, Option, Screen
 from core.i18n import LANGUAGES, t
 from core.security import Pin
@@ -35,16 +38,23 @@ TABLE: list[list[str]] = [
 ]
 
 
+class NewPin(Journey, tag="acc"):
+    pin_hash: str = field(default="", name="nh")  # the new PIN, peppered and hashed
+
+
+JOURNEYS: dict[str, type[Journey]] = {T.ACCOUNT: NewPin}
+
+
 ACCOUNT_MENU = [(T.PIN, "account.pin"), (T.LANGUAGE, "account.lang")]
 
 
 async def new_pin(ctx: Ctx, text: str) -> str:
-    ctx.data["nh"] = ctx.core.pins.hash(Pin(text))
+    ctx.data(NewPin).pin_hash = ctx.core.pins.hash(Pin(text))
     return T.NEXT
 
 
 async def repeat_pin(ctx: Ctx, text: str) -> str:
-    if not ctx.core.pins.verify(Pin(text), ctx.data["nh"]):
+    if not ctx.core.pins.verify(Pin(text), ctx.data(NewPin).pin_hash):
         ctx.notice = ctx.t("account.pin_mismatch")
         return T.RETRY
     return T.NEXT
@@ -55,10 +65,9 @@ async def current_pin(ctx: Ctx, text: str) -> Screen:
         ctx.core,
         actor=Actor.party(ctx.party_id, ctx.turn.channel),
         ref=ctx.party_id,
-        pin_hash=ctx.data["nh"],  # kept until it is set: a wrong current PIN asks again
+        pin_hash=ctx.data(NewPin).pin_hash,  # kept until it is set: a wrong current PIN asks again
         current=Pin(text),
     )
-    del ctx.data["nh"]
     return end(ctx.t("account.pin_changed"))
 
 

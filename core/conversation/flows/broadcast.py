@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from msgspec import field
+
 from core.conversation.flow import MENU, Ctx, Reprompt, Step, T, Zero, choices, end, prompt
-from core.conversation.flows.common import check_pin, operator_choice
+from core.conversation.flows.common import Chosen, check_pin, operator_choice
+from core.conversation.sessions import Journey
 from core.conversation.types import Expects, Screen
 from core.services import broadcast
 from core.services.audit import Actor
@@ -43,16 +46,28 @@ AUDIENCES = [
 ]
 
 
+class Draft(Chosen, tag="bc"):
+    """A broadcast being composed: its text, and its audience (all, the retailers low on the
+    chosen operator's stock, or those with a tag)."""
+
+    text: str = field(default="", name="bt")
+    audience: str = field(default="all", name="ba")  # broadcast.Audience's kind
+    tag: str = field(default="", name="bg")
+
+
+JOURNEYS: dict[str, type[Journey]] = {T.BROADCAST: Draft}
+
+
 async def take_text(ctx: Ctx, text: str) -> str:
     text = " ".join(text.split())
     if not text:
         raise Reprompt(key="broadcast.empty")
-    ctx.data["bt"] = text[: broadcast.MAX_TEXT]
+    ctx.data(Draft).text = text[: broadcast.MAX_TEXT]
     return T.NEXT
 
 
 async def take_audience(ctx: Ctx, value: str) -> str:
-    ctx.data["ba"] = {T.LOW_STOCK: "low", T.TAG: "tag"}.get(T(value), "all")
+    ctx.data(Draft).audience = {T.LOW_STOCK: "low", T.TAG: "tag"}.get(T(value), "all")
     return value
 
 
@@ -60,21 +75,21 @@ async def take_tag(ctx: Ctx, text: str) -> str:
     tag = text.strip().lower()[:40]
     if not tag:
         raise Reprompt(key="broadcast.tag_prompt")
-    ctx.data["bg"] = tag
+    ctx.data(Draft).tag = tag
     return T.NEXT
 
 
 def audience(ctx: Ctx) -> broadcast.Audience:
-    kind = str(ctx.data.get("ba", "all"))
-    value = {"low": ctx.data.get("o", ""), "tag": ctx.data.get("bg", "")}.get(kind, "")
-    return broadcast.Audience(kind, str(value))
+    draft = ctx.data(Draft)
+    value = {"low": draft.operator, "tag": draft.tag}.get(draft.audience, "")
+    return broadcast.Audience(draft.audience, value)
 
 
 async def show_confirm(ctx: Ctx) -> Screen:
     seen = await broadcast.preview(ctx.core, distributor_id=ctx.party_id, audience=audience(ctx))
     if not seen.total:
         return end(ctx.t("broadcast.none"))
-    text = str(ctx.data["bt"])
+    text = ctx.data(Draft).text
     excerpt = text if len(text) <= EXCERPT else f"{text[: EXCERPT - 3]}..."
     return Screen(
         ctx.t(
@@ -92,7 +107,7 @@ async def send(ctx: Ctx, text: str) -> Screen:
     created = await broadcast.create(
         ctx.core,
         distributor_id=ctx.party_id,
-        text=str(ctx.data["bt"]),
+        text=ctx.data(Draft).text,
         audience=audience(ctx),
         key=ctx.turn_key(),
         actor=Actor.party(ctx.party_id, ctx.turn.channel),

@@ -9,8 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
+from msgspec import field
+
 from core.conversation.flow import MENU, Ctx, Step, T, end
 from core.conversation.flows.common import money
+from core.conversation.sessions import Journey
 from core.conversation.types import Option, Screen
 from core.errors import NotFound
 from core.models.types import utcnow
@@ -32,6 +35,13 @@ TABLE: list[list[str]] = [
     [T.CASES, MENU, S.LIST],
     [T.NEXT, S.LIST, S.ONE],
 ]
+
+
+class Picked(Journey, tag="case"):
+    case_id: int = field(default=0, name="cid")
+
+
+JOURNEYS: dict[str, type[Journey]] = {T.CASES: Picked}
 
 
 def _age(ctx: Ctx, opened_at: datetime) -> str:
@@ -61,14 +71,14 @@ async def show_list(ctx: Ctx) -> Screen:
 
 
 async def pick(ctx: Ctx, case_id: str) -> str:
-    ctx.data["cid"] = int(case_id)
+    ctx.data(Picked).case_id = int(case_id)
     return T.NEXT
 
 
 async def show_one(ctx: Ctx) -> Screen:
     try:
         case = await support.queued_case(
-            ctx.core, distributor_id=ctx.party_id, case_id=int(ctx.data.get("cid", 0))
+            ctx.core, distributor_id=ctx.party_id, case_id=ctx.data(Picked).case_id
         )
     except NotFound:  # resolved since the list was shown
         return end(ctx.t("cases.gone"))

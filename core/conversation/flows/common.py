@@ -1,4 +1,5 @@
-"""What several flows ask for: a phone number, an amount, a PIN; and how money reads on a screen."""
+"""What several flows ask for: a phone number, an amount, a PIN, an operator (and the data the
+operator step keeps, :class:`Chosen`); and how money reads on a screen."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from msgspec import field
+
 from core.conversation.flow import Ctx, Reprompt, Step, T
+from core.conversation.sessions import Journey
 from core.conversation.types import Option, Screen
 from core.errors import NotFound
 from core.models import Operator
@@ -62,15 +66,23 @@ async def operator(ctx: Ctx, code: str) -> Operator:
     return (await ctx.core.catalog.get()).operator(code)
 
 
+class Chosen(Journey):
+    """The data of a journey with an operator step (:func:`operator_choice`): each such journey's
+    own struct extends it, so the one step fills them all."""
+
+    operator: str = field(default="", name="o")  # its code
+
+
 def operator_choice(text_key: str, **fields: Callable[[Ctx], object]) -> Step:
-    """A step choosing one of the country's operators (kept as ``o``), then ``next``."""
+    """A step choosing one of the country's operators (kept as ``Chosen.operator``), then
+    ``next``."""
 
     async def show(ctx: Ctx) -> Screen:
         options = tuple(Option(op.name, op.code) for op in await operators(ctx))
         return Screen(ctx.t(text_key, **{k: f(ctx) for k, f in fields.items()}), options)
 
     async def pick(ctx: Ctx, code: str) -> str:
-        ctx.data["o"] = code
+        ctx.data(Chosen).operator = code
         return T.NEXT
 
     return Step(show, pick)

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from msgspec import field
+
 from core.conversation.flow import MENU, Ctx, Reprompt, Step, T, Zero, end, prompt
 from core.conversation.flows.common import (
+    Chosen,
     check_pin,
     money,
     operator,
     operator_choice,
     take_amount,
 )
+from core.conversation.sessions import Journey
 from core.conversation.types import Expects, Option, Screen
 from core.errors import InvalidMsisdn, NotFound
 from core.msisdn import national
@@ -42,6 +46,20 @@ TABLE: list[list[str]] = [
 ]
 
 
+class Sale(Chosen, tag="sell"):
+    """Stock sold to one of the distributor's retailers: whom (as shown), which operator, how
+    much face value. The retailers journey extends it: selling from a retailer's page."""
+
+    retailer_id: int = field(default=0, name="rid")
+    retailer_name: str = field(default="", name="rn")  # cut to 24 characters
+    retailer_msisdn: str = field(default="", name="rm")
+    face_minor: int = field(default=0, name="a")
+
+
+JOURNEYS: dict[str, type[Journey]] = {T.SELL: Sale}
+NAME_CHARS = 24  # of a retailer's name kept for the screens
+
+
 async def retailer(ctx: Ctx, text: str) -> str:
     try:
         async with ctx.core.sessions() as session:
@@ -50,27 +68,33 @@ async def retailer(ctx: Ctx, text: str) -> str:
         party = None
     if party is None or party.parent_id != ctx.party_id:
         raise Reprompt(key="sell.not_yours")
-    ctx.data.update(rid=party.id, rn=party.name[:24], rm=party.msisdn)
+    sale = ctx.data(Sale)
+    sale.retailer_id, sale.retailer_msisdn = party.id or 0, party.msisdn
+    sale.retailer_name = party.name[:NAME_CHARS]
     return T.NEXT
 
 
 async def amount(ctx: Ctx, text: str) -> str:
-    ctx.data["a"] = take_amount(text)
+    ctx.data(Sale).face_minor = take_amount(text)
     return T.NEXT
 
 
 async def show_confirm(ctx: Ctx) -> Screen:
+    sale = ctx.data(Sale)
     quote = await stock.quote(
-        ctx.core, buyer_id=ctx.data["rid"], operator_code=ctx.data["o"], face_minor=ctx.data["a"]
+        ctx.core,
+        buyer_id=sale.retailer_id,
+        operator_code=sale.operator,
+        face_minor=sale.face_minor,
     )
-    op = await operator(ctx, ctx.data["o"])
+    op = await operator(ctx, sale.operator)
     return Screen(
         ctx.t(
             "sell.confirm",
             amount=money(quote.face_minor, op.currency),
             operator=op.name,
-            name=ctx.data["rn"],
-            number=national(ctx.data["rm"]),
+            name=sale.retailer_name,
+            number=national(sale.retailer_msisdn),
             price=money(quote.price_minor, op.currency),
         )
     )
@@ -78,23 +102,24 @@ async def show_confirm(ctx: Ctx) -> Screen:
 
 async def sell(ctx: Ctx, text: str) -> Screen:
     await check_pin(ctx, text)
+    sale = ctx.data(Sale)
     receipt = await stock.sell(
         ctx.core,
         actor=Actor.party(ctx.party_id, ctx.turn.channel),
         seller_ref=ctx.party_id,
-        buyer_ref=ctx.data["rid"],
-        operator_code=ctx.data["o"],
-        face_minor=ctx.data["a"],
+        buyer_ref=sale.retailer_id,
+        operator_code=sale.operator,
+        face_minor=sale.face_minor,
         key=ctx.turn_key(),
         queue=ctx.queue,  # a low-stock alert goes at once
     )
-    op = await operator(ctx, ctx.data["o"])
+    op = await operator(ctx, sale.operator)
     return end(
         ctx.t(
             "sell.done",
             amount=money(receipt.face_minor, op.currency),
             operator=op.name,
-            name=ctx.data["rn"],
+            name=sale.retailer_name,
             price=money(receipt.price_minor, op.currency),
             ref=receipt.reference,
         )
@@ -135,7 +160,9 @@ async def low_detail(ctx: Ctx, party_id: str) -> Screen:
 
 STEPS: dict[str, Step] = {
     S.SELL_NUMBER: Step(prompt("sell.number"), retailer, Expects.MSISDN),
-    S.SELL_OPERATOR: operator_choice("sell.operator", name=lambda ctx: ctx.data["rn"]),
+    S.SELL_OPERATOR: operator_choice(
+        "sell.operator", name=lambda ctx: ctx.data(Sale).retailer_name
+    ),
     S.SELL_AMOUNT: Step(prompt("sell.amount"), amount, Expects.AMOUNT),
     S.SELL_CONFIRM: Step(show_confirm, sell, Expects.PIN, Zero.CANCEL),
     S.LOW_STOCK: Step(show_low, low_detail),

@@ -7,15 +7,18 @@ checked and counted like any PIN try. The engine offers this flow to an account 
 yet, on a channel that identifies by accounts and can ask for a contact; once linked, the journey
 starts over as the party (``AGAIN``), with "Linked to ..." above its menu.
 
-Session data: ``lp`` the party the shared number belongs to.
+Its data: :class:`Contact`, made at the menu (its first question: the shared contact).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
+from msgspec import field
+
 from core.context import Core
 from core.conversation.flow import AGAIN, MENU, Ctx, Reprompt, Step, T, end
+from core.conversation.sessions import Journey
 from core.conversation.types import Expects, Screen
 from core.errors import AlreadyExists, InputError, InvalidMsisdn, NotFound
 from core.models import Party
@@ -34,6 +37,13 @@ TABLE: list[list[str]] = [
     # trigger  source  destination
     [T.NEXT, MENU, S.PIN],
 ]
+
+
+class Contact(Journey, tag="link"):
+    party: int = field(default=0, name="lp")  # whose number the shared contact is
+
+
+JOURNEYS: dict[str, type[Journey]] = {MENU: Contact}  # the flow's menu is its first question
 
 
 async def _party_by_number(core: Core, msisdn: str) -> Party | None:
@@ -60,7 +70,7 @@ async def take_contact(ctx: Ctx, text: str) -> str | Screen:
     if party is None or party.id is None:
         number = national(msisdn) if msisdn else text[:20]
         return end(ctx.t("link.not_registered", number=number))
-    ctx.data["lp"] = party.id
+    ctx.data(Contact).party = party.id
     ctx.session.lang = party.language
     return T.NEXT
 
@@ -68,13 +78,13 @@ async def take_contact(ctx: Ctx, text: str) -> str | Screen:
 async def ask_pin(ctx: Ctx) -> Screen:
     async with ctx.core.sessions() as session:
         party = await parties.get_party(
-            session, int(ctx.data["lp"]), country=ctx.core.settings.country
+            session, ctx.data(Contact).party, country=ctx.core.settings.country
         )
     return Screen(ctx.t("link.pin", number=national(party.msisdn)))
 
 
 async def take_pin(ctx: Ctx, text: str) -> str | Screen:
-    party_id, channel = int(ctx.data["lp"]), ctx.turn.channel
+    party_id, channel = ctx.data(Contact).party, ctx.turn.channel
     party = await parties.check_pin(ctx.core, party_id=party_id, pin=Pin(text), channel=channel)
     try:
         await identities.link(

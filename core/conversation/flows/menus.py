@@ -1,4 +1,5 @@
-"""The main menus, and each role's machine: its menu plus the flows it may enter.
+"""The main menus, and each role's machine: its menu plus the flows it may enter, and the data
+each of their journeys keeps.
 
 The retailer's numbering is a contract (printed on posters, remembered by thumbs): append, never
 renumber. What a party may do is still checked by the core services, not by which menu it saw.
@@ -62,6 +63,13 @@ RETAILER = Flow(
         **account.STEPS,
         **statement.STEPS,
     },
+    journeys={
+        **topup.JOURNEYS,
+        **money.JOURNEYS,
+        **support.JOURNEYS,
+        **account.JOURNEYS,
+        **statement.JOURNEYS,
+    },
 )
 _DISTRIBUTOR_MONEY: dict[str, Step] = {
     s: money.STEPS[s] for s in (money.S.BALANCE_PIN, money.S.STATEMENT_PIN)
@@ -90,6 +98,17 @@ DISTRIBUTOR = Flow(
         **cases.STEPS,
         **statement.STEPS,
     },
+    journeys={
+        **distributor.JOURNEYS,
+        **retailers.JOURNEYS,
+        **account.JOURNEYS,
+        **broadcast.JOURNEYS,
+        **requests.JOURNEYS,
+        **cases.JOURNEYS,
+        **statement.JOURNEYS,
+    },
 )
 FLOWS = {"retailer": RETAILER, "distributor": DISTRIBUTOR}
-LINK_FLOW = Flow(name="link", initial=MENU, table=link.TABLE, steps=link.STEPS)
+LINK_FLOW = Flow(
+    name="link", initial=MENU, table=link.TABLE, steps=link.STEPS, journeys=link.JOURNEYS
+)

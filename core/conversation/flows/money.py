@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from msgspec import field
+
 from core.catalog_snapshot import Catalog
 from core.conversation.flow import MENU, Ctx, Reprompt, Step, T, Zero, end, prompt
 from core.conversation.flows.common import (
+    Chosen,
     check_pin,
     local,
     money,
@@ -21,6 +24,7 @@ from core.conversation.flows.common import (
     operator_choice,
     take_amount,
 )
+from core.conversation.sessions import Journey
 from core.conversation.types import Expects, Screen
 from core.errors import InsufficientFunds
 from core.services import requests, stock
@@ -48,6 +52,15 @@ BUY_TABLE: list[list[str]] = [
     [T.NEXT, S.BUY_OPERATOR, S.BUY_AMOUNT],
     [T.NEXT, S.BUY_AMOUNT, S.BUY_CONFIRM],
 ]
+
+
+class Buy(Chosen, tag="buy"):
+    """Stock bought from the party's distributor: the operator (chosen), and its face value."""
+
+    face_minor: int = field(default=0, name="a")
+
+
+JOURNEYS: dict[str, type[Journey]] = {T.BUY: Buy}
 
 
 async def balance(ctx: Ctx, text: str) -> Screen:
@@ -109,13 +122,13 @@ _RECEIVED = frozenset({"payment", "credit_payment"})  # the seller's side says s
 
 
 async def show_buy_amount(ctx: Ctx) -> Screen:
-    return Screen(ctx.t("buy.amount", operator=(await operator(ctx, ctx.data["o"])).name))
+    return Screen(ctx.t("buy.amount", operator=(await operator(ctx, ctx.data(Buy).operator)).name))
 
 
 async def buy_amount(ctx: Ctx, text: str) -> str:
-    face = take_amount(text)
+    face, buy = take_amount(text), ctx.data(Buy)
     quote = await stock.quote(
-        ctx.core, buyer_id=ctx.party_id, operator_code=ctx.data["o"], face_minor=face
+        ctx.core, buyer_id=ctx.party_id, operator_code=buy.operator, face_minor=face
     )
     if quote.price_minor > quote.payable_minor:
         raise Reprompt(
@@ -123,15 +136,13 @@ async def buy_amount(ctx: Ctx, text: str) -> str:
             price=money(quote.price_minor, quote.currency),
             payable=money(quote.payable_minor, quote.currency),
         )
-    ctx.data["a"] = face
+    buy.face_minor = face
     return T.NEXT
 
 
 async def show_buy_confirm(ctx: Ctx) -> Screen:
-    quote = await stock.quote(
-        ctx.core, buyer_id=ctx.party_id, operator_code=ctx.data["o"], face_minor=ctx.data["a"]
-    )
-    op = await operator(ctx, ctx.data["o"])
+    quote = await _quote(ctx)
+    op = await operator(ctx, ctx.data(Buy).operator)
     return Screen(
         ctx.t(
             "requests.buy_confirm" if quote.credit_minor else "buy.confirm",
@@ -144,12 +155,17 @@ async def show_buy_confirm(ctx: Ctx) -> Screen:
     )
 
 
+async def _quote(ctx: Ctx) -> stock.Quote:
+    asked = ctx.data(Buy)
+    return await stock.quote(
+        ctx.core, buyer_id=ctx.party_id, operator_code=asked.operator, face_minor=asked.face_minor
+    )
+
+
 async def buy(ctx: Ctx, text: str) -> Screen:
     await check_pin(ctx, text)
-    actor = Actor.party(ctx.party_id, ctx.turn.channel)
-    quote = await stock.quote(
-        ctx.core, buyer_id=ctx.party_id, operator_code=ctx.data["o"], face_minor=ctx.data["a"]
-    )
+    actor, asked = Actor.party(ctx.party_id, ctx.turn.channel), ctx.data(Buy)
+    quote = await _quote(ctx)
     if quote.credit_minor:
         return await _request(ctx, actor)
     try:
@@ -158,15 +174,15 @@ async def buy(ctx: Ctx, text: str) -> Screen:
             actor=actor,
             seller_ref=quote.seller.id or 0,
             buyer_ref=ctx.party_id,
-            operator_code=ctx.data["o"],
-            face_minor=ctx.data["a"],
+            operator_code=asked.operator,
+            face_minor=asked.face_minor,
             key=ctx.turn_key(),
             queue=ctx.queue,
             cash_only=True,
         )
     except InsufficientFunds:  # cash was spent since the quote: the credit part needs approval
         return await _request(ctx, actor)
-    op = await operator(ctx, ctx.data["o"])
+    op = await operator(ctx, asked.operator)
     return end(
         ctx.t(
             "buy.done",
@@ -179,11 +195,12 @@ async def buy(ctx: Ctx, text: str) -> Screen:
 
 
 async def _request(ctx: Ctx, actor: Actor) -> Screen:
+    asked = ctx.data(Buy)
     made = await requests.create(
         ctx.core,
         buyer_id=ctx.party_id,
-        operator_code=ctx.data["o"],
-        face_minor=ctx.data["a"],
+        operator_code=asked.operator,
+        face_minor=asked.face_minor,
         actor=actor,
         queue=ctx.queue,
     )

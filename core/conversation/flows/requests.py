@@ -13,8 +13,11 @@ from __future__ import annotations
 from datetime import timedelta
 from enum import StrEnum
 
+from msgspec import field
+
 from core.conversation.flow import MENU, Ctx, Reprompt, Step, T, Zero, end
 from core.conversation.flows.common import check_pin, money, operator
+from core.conversation.sessions import Journey
 from core.conversation.types import Expects, Option, Screen
 from core.models import RequestState
 from core.models.types import utcnow
@@ -37,6 +40,21 @@ TABLE: list[list[str]] = [
     [T.APPROVE, S.ONE, S.CONFIRM],
     [T.REFUSE, S.ONE, S.CONFIRM],
 ]
+
+
+class Decision(Journey, tag="req"):
+    """One request as the list showed it, and what the distributor chose to do with it."""
+
+    request_id: int = field(default=0, name="q")
+    created_s: int = field(default=0, name="qt")  # when it was made (Unix seconds): its age
+    buyer_id: int = field(default=0, name="rid")
+    buyer_name: str = field(default="", name="rn")  # cut to 24 characters
+    operator: str = field(default="", name="o")
+    face_minor: int = field(default=0, name="a")
+    act: str = field(default="", name="act")  # T.APPROVE or T.REFUSE
+
+
+JOURNEYS: dict[str, type[Journey]] = {T.REQUESTS: Decision}
 
 
 def age(elapsed: timedelta) -> str:
@@ -70,29 +88,25 @@ async def pick(ctx: Ctx, request_id: str) -> str:
     row = next((r for r in rows if r.id == int(request_id)), None)
     if row is None:  # decided since the list was shown
         raise Reprompt(key="requests.gone")
-    ctx.data.update(
-        q=row.id,
-        qt=int(row.created_at.timestamp()),
-        rid=row.buyer_id,
-        rn=row.buyer_name[:24],
-        o=row.operator_code,
-        a=row.face_minor,
-    )
+    decision = ctx.data(Decision)
+    decision.request_id, decision.created_s = row.id, int(row.created_at.timestamp())
+    decision.buyer_id, decision.buyer_name = row.buyer_id, row.buyer_name[:24]
+    decision.operator, decision.face_minor = row.operator_code, row.face_minor
     return T.NEXT
 
 
 async def show_one(ctx: Ctx) -> Screen:
-    data = ctx.data
+    asked = ctx.data(Decision)
     quote = await stock.quote(
-        ctx.core, buyer_id=data["rid"], operator_code=data["o"], face_minor=data["a"]
+        ctx.core, buyer_id=asked.buyer_id, operator_code=asked.operator, face_minor=asked.face_minor
     )
-    op = await operator(ctx, data["o"])
-    waited = utcnow().timestamp() - int(data.get("qt", 0))
+    op = await operator(ctx, asked.operator)
+    waited = utcnow().timestamp() - asked.created_s
     text = ctx.t(
         "requests.detail",
-        request=data["q"],
+        request=asked.request_id,
         age=age(timedelta(seconds=waited)),
-        name=data["rn"],
+        name=asked.buyer_name,
         amount=money(quote.face_minor, op.currency),
         operator=op.name,
         price=money(quote.price_minor, op.currency),
@@ -107,19 +121,19 @@ async def show_one(ctx: Ctx) -> Screen:
 
 
 async def act(ctx: Ctx, value: str) -> str:
-    ctx.data["act"] = value
+    ctx.data(Decision).act = value
     return value
 
 
 async def show_confirm(ctx: Ctx) -> Screen:
-    data = ctx.data
-    op = await operator(ctx, data["o"])
+    asked = ctx.data(Decision)
+    op = await operator(ctx, asked.operator)
     return Screen(
         ctx.t(
-            f"requests.confirm_{data['act']}",
-            request=data["q"],
-            name=data["rn"],
-            amount=money(data["a"], op.currency),
+            f"requests.confirm_{asked.act}",
+            request=asked.request_id,
+            name=asked.buyer_name,
+            amount=money(asked.face_minor, op.currency),
             operator=op.name,
         )
     )
@@ -127,17 +141,21 @@ async def show_confirm(ctx: Ctx) -> Screen:
 
 async def decide(ctx: Ctx, text: str) -> Screen:
     await check_pin(ctx, text)
-    data = ctx.data
+    asked = ctx.data(Decision)
     actor = Actor.party(ctx.party_id, ctx.turn.channel)
-    fields = {"request": data["q"], "name": data["rn"]}
-    if data["act"] == T.APPROVE:
+    fields = {"request": asked.request_id, "name": asked.buyer_name}
+    if asked.act == T.APPROVE:
         decision = await requests.approve(
-            ctx.core, request_id=data["q"], seller_id=ctx.party_id, actor=actor, queue=ctx.queue
+            ctx.core,
+            request_id=asked.request_id,
+            seller_id=ctx.party_id,
+            actor=actor,
+            queue=ctx.queue,
         )
     else:
         decision = await requests.refuse(
             ctx.core,
-            request_id=data["q"],
+            request_id=asked.request_id,
             seller_id=ctx.party_id,
             note=None,
             actor=actor,
@@ -147,7 +165,7 @@ async def decide(ctx: Ctx, text: str) -> Screen:
         return end(ctx.t("requests.decided", **fields))
     if decision.state == RequestState.REFUSED:
         return end(ctx.t("requests.refused", **fields))
-    op = await operator(ctx, data["o"])
+    op = await operator(ctx, asked.operator)
     receipt = decision.receipt
     if decision.state == RequestState.FAILED or receipt is None:
         why = ctx.t(decision.why or "requests.why_other")

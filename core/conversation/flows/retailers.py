@@ -13,9 +13,13 @@ from __future__ import annotations
 import secrets
 from enum import StrEnum
 
+from msgspec import field
+
 from core.conversation.flow import MENU, Ctx, Reprompt, Step, T, Zero, end, prompt
 from core.conversation.flows.common import check_pin, local, money, take_amount
+from core.conversation.flows.distributor import NAME_CHARS, Sale
 from core.conversation.flows.distributor import S as Sell
+from core.conversation.sessions import Journey
 from core.conversation.types import Expects, Option, Screen
 from core.errors import DuplicateReference
 from core.msisdn import national
@@ -52,6 +56,18 @@ TABLE: list[list[str]] = [
 ]
 
 
+class Retailer(Sale, tag="ret"):
+    """One retailer's page and what is done from it: a sale (the sell steps, whose data this
+    extends), unlock or invite (``act``), or a deposit."""
+
+    act: str = field(default="", name="act")  # T.UNLOCK or T.INVITE, confirmed with the PIN
+    deposit_minor: int = field(default=0, name="dm")
+    reference: str = field(default="", name="dr")  # the deposit's
+
+
+JOURNEYS: dict[str, type[Journey]] = {T.RETAILERS: Retailer}
+
+
 async def show_list(ctx: Ctx) -> Screen:
     rows = await reports.retailers_of(ctx.core, distributor_id=ctx.party_id)
     if not rows:
@@ -75,13 +91,15 @@ async def _row(ctx: Ctx, party_id: int) -> reports.RetailerRow:
 
 
 async def pick(ctx: Ctx, party_id: str) -> str:
-    row = await _row(ctx, int(party_id))
-    ctx.data.update(rid=row.party_id, rn=row.name[:24], rm=row.msisdn)
+    row, retailer = await _row(ctx, int(party_id)), ctx.data(Retailer)
+    retailer.retailer_id, retailer.retailer_msisdn = row.party_id, row.msisdn
+    retailer.retailer_name = row.name[:NAME_CHARS]
     return T.NEXT
 
 
 async def show_one(ctx: Ctx) -> Screen:
-    row = await _row(ctx, int(ctx.data["rid"]))
+    retailer = ctx.data(Retailer)
+    row = await _row(ctx, retailer.retailer_id)
     last = (
         f"{local(ctx, row.last_topup_at):%d/%m %H:%M}"
         if row.last_topup_at
@@ -89,7 +107,7 @@ async def show_one(ctx: Ctx) -> Screen:
     )
     text = ctx.t(
         "retailers.detail",
-        name=ctx.data["rn"],
+        name=retailer.retailer_name,
         number=national(row.msisdn),
         stock=money(row.stock_minor, CURRENCY),
         last=last,
@@ -105,30 +123,31 @@ async def show_one(ctx: Ctx) -> Screen:
 async def act(ctx: Ctx, value: str) -> str:
     """Sell goes on to the operator; unlock and invite ask for the distributor's PIN first (a
     phone left open must not reset a retailer's lockout or hand its account to a new device)."""
-    ctx.data["act"] = value
+    ctx.data(Retailer).act = value
     return value
 
 
 async def show_confirm(ctx: Ctx) -> Screen:
-    return Screen(ctx.t(f"retailers.confirm_{ctx.data['act']}", name=ctx.data["rn"]))
+    retailer = ctx.data(Retailer)
+    return Screen(ctx.t(f"retailers.confirm_{retailer.act}", name=retailer.retailer_name))
 
 
 async def confirm(ctx: Ctx, text: str) -> Screen:
     await check_pin(ctx, text)
-    actor = Actor.party(ctx.party_id, ctx.turn.channel)
-    name = ctx.data["rn"]
-    if ctx.data["act"] == T.UNLOCK:
-        await parties.unlock(ctx.core, actor=actor, ref=ctx.data["rid"])
+    actor, retailer = Actor.party(ctx.party_id, ctx.turn.channel), ctx.data(Retailer)
+    name = retailer.retailer_name
+    if retailer.act == T.UNLOCK:
+        await parties.unlock(ctx.core, actor=actor, ref=retailer.retailer_id)
         return end(ctx.t("retailers.unlocked", name=name))
     ttl_s = ctx.core.settings.telegram_invite_ttl_s
     made = await links.invite(
-        ctx.core, ctx.queue.redis, actor=actor, party_ref=ctx.data["rid"], ttl_s=ttl_s
+        ctx.core, ctx.queue.redis, actor=actor, party_ref=retailer.retailer_id, ttl_s=ttl_s
     )
     return end(ctx.t("retailers.invited", name=name, code=made.code, hours=ttl_s // 3600))
 
 
 async def deposit_amount(ctx: Ctx, text: str) -> str:
-    ctx.data["a"] = take_amount(text)
+    ctx.data(Retailer).deposit_minor = take_amount(text)
     return T.NEXT
 
 
@@ -144,31 +163,33 @@ async def deposit_ref(ctx: Ctx, text: str) -> str:
         reference = text
     else:
         raise Reprompt(key="deposit.bad_reference")
-    ctx.data["dr"] = reference
+    ctx.data(Retailer).reference = reference
     return T.NEXT
 
 
 async def show_deposit_confirm(ctx: Ctx) -> Screen:
+    retailer = ctx.data(Retailer)
     return Screen(
         ctx.t(
             "deposit.confirm",
-            amount=money(ctx.data["a"], CURRENCY),
-            name=ctx.data["rn"],
-            reference=ctx.data["dr"],
+            amount=money(retailer.deposit_minor, CURRENCY),
+            name=retailer.retailer_name,
+            reference=retailer.reference,
         )
     )
 
 
 async def record_deposit(ctx: Ctx, text: str) -> Screen:
     await check_pin(ctx, text)
-    reference = ctx.data["dr"]
+    retailer = ctx.data(Retailer)
+    reference = retailer.reference
     try:
         receipt = await stock.deposit(
             ctx.core,
             actor=Actor.party(ctx.party_id, ctx.turn.channel),
             receiver_ref=ctx.party_id,
-            payer_ref=ctx.data["rid"],
-            amount_minor=ctx.data["a"],
+            payer_ref=retailer.retailer_id,
+            amount_minor=retailer.deposit_minor,
             reference=reference,
             currency=CURRENCY,
         )
@@ -178,7 +199,7 @@ async def record_deposit(ctx: Ctx, text: str) -> Screen:
         ctx.t(
             "deposit.done",
             amount=money(receipt.price_minor, CURRENCY),
-            name=ctx.data["rn"],
+            name=retailer.retailer_name,
             credit=money(receipt.credit_minor, CURRENCY),
             cash=money(receipt.cash_minor, CURRENCY),
             reference=reference,
@@ -207,7 +228,9 @@ STEPS: dict[str, Step] = {
     S.ONE: Step(show_one, act),
     S.CONFIRM: Step(show_confirm, confirm, Expects.PIN, Zero.CANCEL, resumable=False),
     S.DEPOSIT_AMOUNT: Step(
-        prompt("deposit.amount", name=lambda ctx: ctx.data["rn"]), deposit_amount, Expects.AMOUNT
+        prompt("deposit.amount", name=lambda ctx: ctx.data(Retailer).retailer_name),
+        deposit_amount,
+        Expects.AMOUNT,
     ),
     S.DEPOSIT_REF: Step(show_deposit_ref, deposit_ref, Expects.TEXT),
     S.DEPOSIT_CONFIRM: Step(

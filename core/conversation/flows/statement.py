@@ -5,7 +5,7 @@ Entered by a channel's command (Telegram's ``/statement [FROM] [TO]``: ``Turn.en
 document; not on a menu (USSD's numbering is a contract, and a USSD screen cannot carry a file).
 The dates are local days in ``AIRGATE_TIMEZONE``, both included; none means this month so far.
 
-Session data: ``df`` and ``dt`` the first and last day (ISO dates).
+Its data: :class:`Days`, the first and last day.
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from msgspec import field
+
 from core.conversation.channel import Shows
 from core.conversation.flow import MENU, Ctx, Step, T, end
 from core.conversation.flows.common import check_pin
+from core.conversation.sessions import Journey
 from core.conversation.types import Document, Expects, Screen
 from core.services import statement
 
@@ -33,6 +36,16 @@ TABLE: list[list[str]] = [
     [T.EXPORT, MENU, S.DATES],
     [T.NEXT, S.DATES, S.PIN],
 ]
+
+
+class Days(Journey, tag="exp"):
+    """The local days asked for, both included (stored as ISO dates)."""
+
+    first: date | None = field(default=None, name="df")
+    last: date | None = field(default=None, name="dt")
+
+
+JOURNEYS: dict[str, type[Journey]] = {T.EXPORT: Days}
 
 
 def _days(ctx: Ctx, text: str) -> tuple[date, date] | None:
@@ -57,18 +70,27 @@ async def take_dates(ctx: Ctx, text: str) -> str | Screen:
     days = _days(ctx, text) if ctx.can(Shows.DOCUMENT) else None
     if days is None:
         return end(ctx.t("statement.csv_dates"))
-    ctx.data.update(df=days[0].isoformat(), dt=days[1].isoformat())
+    asked = ctx.data(Days)
+    asked.first, asked.last = days
     return T.NEXT
 
 
+def _asked(ctx: Ctx) -> tuple[date, date]:
+    asked = ctx.data(Days)
+    if asked.first is None or asked.last is None:
+        raise TypeError("the dates step was not answered")  # a resume point of another release
+    return asked.first, asked.last
+
+
 async def ask_pin(ctx: Ctx) -> Screen:
-    return Screen(ctx.t("statement.csv_pin", start=ctx.data["df"], end=ctx.data["dt"]))
+    start, last = _asked(ctx)
+    return Screen(ctx.t("statement.csv_pin", start=start.isoformat(), end=last.isoformat()))
 
 
 async def send(ctx: Ctx, text: str) -> Screen:
     await check_pin(ctx, text)
     zone = ctx.core.settings.timezone
-    start, last = date.fromisoformat(ctx.data["df"]), date.fromisoformat(ctx.data["dt"])
+    start, last = _asked(ctx)
     since = datetime.combine(start, time.min, ZoneInfo(zone))
     until = datetime.combine(last + timedelta(days=1), time.min, ZoneInfo(zone))
     moves = await statement.between(ctx.core, party_id=ctx.party_id, since=since, until=until)

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from msgspec import field
+
 from core.conversation.flow import MENU, Ctx, Reprompt, Step, T, Zero, end
 from core.conversation.flows.common import local, money
+from core.conversation.sessions import Journey
 from core.conversation.types import Option, Screen
 from core.msisdn import national
 from core.services import support
@@ -27,6 +30,18 @@ TABLE: list[list[str]] = [
     [T.SUPPORT, MENU, S.PICK],
     [T.NEXT, S.PICK, S.CONFIRM],
 ]
+
+
+class Report(Journey, tag="sup"):
+    """The top-up picked, as the list showed it."""
+
+    topup_id: str = field(default="", name="t")
+    amount_minor: int = field(default=0, name="ta")
+    currency: str = field(default="", name="tc")
+    msisdn: str = field(default="", name="n")
+
+
+JOURNEYS: dict[str, type[Journey]] = {T.SUPPORT: Report}
 
 
 async def show_recent(ctx: Ctx) -> Screen:
@@ -49,23 +64,25 @@ async def pick(ctx: Ctx, topup_id: str) -> str:
     topup = next((tp for tp in topups if tp.id == topup_id), None)
     if topup is None:
         raise Reprompt(key="error.stale")
-    ctx.data.update(t=topup.id, ta=topup.amount_minor, tc=topup.currency, n=topup.msisdn)
+    report = ctx.data(Report)
+    report.topup_id, report.msisdn = topup.id, topup.msisdn
+    report.amount_minor, report.currency = topup.amount_minor, topup.currency
     return T.NEXT
 
 
 async def show_confirm(ctx: Ctx) -> Screen:
-    data = ctx.data
+    report = ctx.data(Report)
     text = ctx.t(
         "support.confirm",
-        ref=data["t"],
-        amount=money(data["ta"], data["tc"]),
-        number=national(data["n"]),
+        ref=report.topup_id,
+        amount=money(report.amount_minor, report.currency),
+        number=national(report.msisdn),
     )
     return Screen(text, (Option(ctx.t("support.yes"), YES),))
 
 
-async def report(ctx: Ctx, _yes: str) -> Screen:
-    topup_id = ctx.data["t"]
+async def open_case(ctx: Ctx, _yes: str) -> Screen:
+    topup_id = ctx.data(Report).topup_id
     case, opened = await support.open_case(
         ctx.core,
         actor=Actor.party(ctx.party_id, ctx.turn.channel),
@@ -78,5 +95,5 @@ async def report(ctx: Ctx, _yes: str) -> Screen:
 
 STEPS: dict[str, Step] = {
     S.PICK: Step(show_recent, pick),
-    S.CONFIRM: Step(show_confirm, report, zero=Zero.CANCEL),
+    S.CONFIRM: Step(show_confirm, open_case, zero=Zero.CANCEL),
 }

@@ -10,8 +10,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 
+from msgspec import field
+
 from core.conversation.flow import MENU, Ctx, Reprompt, Step, T, Zero, end, prompt
 from core.conversation.flows.common import check_pin, money, operator, take_amount, take_number
+from core.conversation.sessions import Journey
 from core.conversation.types import Expects, Option, Screen
 from core.errors import RepeatNeedsConfirmation
 from core.models import ProductKind, Topup
@@ -44,30 +47,44 @@ TABLE: list[list[str]] = [
 ]
 
 
+class Order(Journey, tag="top"):
+    """A customer's top-up as it is asked for: airtime (an amount) or data (a bundle)."""
+
+    msisdn: str = field(default="", name="n")  # E.164
+    operator: str = field(default="", name="o")  # detected from the number
+    amount_minor: int = field(default=0, name="a")  # airtime
+    bundle: str = field(default="", name="b")  # data: the product's code
+    seconds_ago: int = field(default=0, name="ago")  # since the same top-up, when it is a repeat
+
+
+JOURNEYS: dict[str, type[Journey]] = {T.AIRTIME: Order, T.DATA: Order}
+
+
 async def number(ctx: Ctx, text: str) -> str:
     msisdn, op = await take_number(ctx, text)
-    for earlier in ("a", "b", "ago"):  # from another journey of this session
-        ctx.data.pop(earlier, None)
-    ctx.data.update(n=msisdn, o=op.code)
+    topup = ctx.data(Order)
+    topup.msisdn, topup.operator = msisdn, op.code
     return T.NEXT
 
 
 async def _airtime_range(ctx: Ctx) -> tuple[int, int, int, str]:
     catalog = await ctx.core.catalog.get()
-    product = catalog.product(f"{ctx.data['o']}:{ProductKind.AIRTIME}")
-    currency = catalog.operator(ctx.data["o"]).currency
+    code = ctx.data(Order).operator
+    product = catalog.product(f"{code}:{ProductKind.AIRTIME}")
+    currency = catalog.operator(code).currency
     low, high = product.min_minor or 1, product.max_minor or 10**12
     return low, high, product.step_minor or 1, currency
 
 
 async def show_amount(ctx: Ctx) -> Screen:
     low, high, _step, currency = await _airtime_range(ctx)
-    op = await operator(ctx, ctx.data["o"])
+    topup = ctx.data(Order)
+    op = await operator(ctx, topup.operator)
     return Screen(
         ctx.t(
             "airtime.amount",
             operator=op.name,
-            number=national(ctx.data["n"]),
+            number=national(topup.msisdn),
             low=money(low, currency),
             high=money(high, currency),
         )
@@ -83,17 +100,18 @@ async def amount(ctx: Ctx, text: str) -> str:
         raise Reprompt(
             key="error.amount_range", low=money(low, currency), high=money(high, currency)
         )
-    ctx.data["a"] = value
+    ctx.data(Order).amount_minor = value
     return T.NEXT
 
 
 async def show_confirm(ctx: Ctx) -> Screen:
-    op = await operator(ctx, ctx.data["o"])
+    topup = ctx.data(Order)
+    op = await operator(ctx, topup.operator)
     return Screen(
         ctx.t(
             "airtime.confirm",
-            amount=money(ctx.data["a"], op.currency),
-            number=national(ctx.data["n"]),
+            amount=money(topup.amount_minor, op.currency),
+            number=national(topup.msisdn),
             operator=op.name,
         )
     )
@@ -101,7 +119,8 @@ async def show_confirm(ctx: Ctx) -> Screen:
 
 async def show_bundles(ctx: Ctx) -> Screen:
     catalog = await ctx.core.catalog.get()
-    op = catalog.operator(ctx.data["o"])
+    topup = ctx.data(Order)
+    op = catalog.operator(topup.operator)
     bundles = sorted(
         (
             p
@@ -115,23 +134,24 @@ async def show_bundles(ctx: Ctx) -> Screen:
     options = tuple(
         Option(f"{p.name} {money(p.price_minor or 0, op.currency)}", p.code) for p in bundles
     )
-    return Screen(ctx.t("data.bundles", operator=op.name, number=national(ctx.data["n"])), options)
+    return Screen(ctx.t("data.bundles", operator=op.name, number=national(topup.msisdn)), options)
 
 
 async def bundle(ctx: Ctx, code: str) -> str:
-    ctx.data["b"] = code
+    ctx.data(Order).bundle = code
     return T.NEXT
 
 
 async def show_data_confirm(ctx: Ctx) -> Screen:
     catalog = await ctx.core.catalog.get()
-    product, op = catalog.product(ctx.data["b"]), catalog.operator(ctx.data["o"])
+    topup = ctx.data(Order)
+    product, op = catalog.product(topup.bundle), catalog.operator(topup.operator)
     return Screen(
         ctx.t(
             "data.confirm",
             bundle=product.name,
             price=money(product.price_minor or 0, op.currency),
-            number=national(ctx.data["n"]),
+            number=national(topup.msisdn),
             operator=op.name,
         )
     )
@@ -140,21 +160,21 @@ async def show_data_confirm(ctx: Ctx) -> Screen:
 def _confirm(*, repeat: bool) -> Callable[[Ctx, str], Awaitable[str | Screen]]:
     async def answer(ctx: Ctx, text: str) -> str | Screen:
         await check_pin(ctx, text)
-        data = ctx.data
+        asked = ctx.data(Order)
         try:
             topup = await confirm_topup(
                 ctx.core,
                 ctx.queue,
                 party_id=ctx.party_id,
-                msisdn=data["n"],
+                msisdn=asked.msisdn,
                 channel=ctx.turn.channel,
-                product_code=data.get("b"),
-                amount_minor=None if "b" in data else data["a"],
+                product_code=asked.bundle or None,
+                amount_minor=None if asked.bundle else asked.amount_minor,
                 client_key=ctx.turn_key(),
                 confirm_repeat=repeat,
             )
         except RepeatNeedsConfirmation as exc:
-            data["ago"] = exc.fields["seconds_ago"]
+            asked.seconds_ago = int(exc.fields["seconds_ago"])
             return T.REPEAT
         return end(_accepted(ctx, topup))
 
@@ -171,17 +191,18 @@ def _accepted(ctx: Ctx, topup: Topup) -> str:
 
 
 async def show_repeat(ctx: Ctx) -> Screen:
-    op = await operator(ctx, ctx.data["o"])
+    topup = ctx.data(Order)
+    op = await operator(ctx, topup.operator)
     catalog = await ctx.core.catalog.get()
     amount_minor = (
-        catalog.product(ctx.data["b"]).price_minor or 0 if "b" in ctx.data else ctx.data["a"]
+        catalog.product(topup.bundle).price_minor or 0 if topup.bundle else topup.amount_minor
     )
     return Screen(
         ctx.t(
             "topup.repeat",
             amount=money(amount_minor, op.currency),
-            number=national(ctx.data["n"]),
-            seconds=ctx.data.get("ago", 0),
+            number=national(topup.msisdn),
+            seconds=topup.seconds_ago,
         )
     )
 
