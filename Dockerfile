@@ -1,4 +1,4 @@
-# One image, several roles: `airgate serve`, later `airgate worker`, `airgate sandbox`.
+# One image, several roles: `airgate serve`, `airgate worker`, `airgate sandbox` (docker-compose.yml).
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -6,6 +6,7 @@ COPY core core
 COPY airgate airgate
 COPY bot bot
 COPY ussd ussd
+COPY sandbox sandbox
 RUN pip install --no-cache-dir .
 ENV AIRGATE_HTTP_HOST=0.0.0.0
 EXPOSE 8080
