@@ -1,11 +1,14 @@
 """The SMS sink, Africa's Talking's shape: ``POST /version1/messaging`` (form, ``apiKey`` header).
 
 Every recipient is recorded, accepted or not, so tests and the demo can read what a number was
-sent at ``/sandbox/sms``. Nothing is delivered anywhere.
+sent at ``/sandbox/sms``. Nothing is delivered anywhere. The answer's Content-Type is exactly
+``application/json``, no charset, as Africa's Talking's: the official Python SDK parses JSON only
+then. Its other fields (``bulkSMSMode``, ``enqueue``) are accepted and change nothing here.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 
@@ -60,9 +63,8 @@ async def send(request: web.Request) -> web.Response:
     sent = sum(1 for r in recipients if r["statusCode"] == 101)
     total = _kes(sent * parts * COST_PER_PART_MINOR)
     summary = f"Sent to {sent}/{len(recipients)} Total Cost: {total}"
-    return web.json_response(
-        {"SMSMessageData": {"Message": summary, "Recipients": recipients}}, status=201
-    )
+    body = {"SMSMessageData": {"Message": summary, "Recipients": recipients}}
+    return web.Response(body=json.dumps(body).encode(), status=201, content_type="application/json")
 
 
 def _parts(message: str) -> int:

@@ -60,7 +60,7 @@ class TopupOrder:
 class ProviderTransaction:
     """What became of a reference at the aggregator."""
 
-    reference: str
+    reference: str | None  # the sender's reference; None when the aggregator holds none
     outcome: Outcome
     provider_ref: str | None  # the aggregator's own transaction id, as text
     operator_ref: str | None  # the operator's receipt, once delivered

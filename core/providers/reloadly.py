@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -151,6 +152,8 @@ class ReloadlyProvider:
         if 200 <= status < 300:
             with _translated("send", may_apply=True):
                 tx = wire.transaction(wire.parse_json(raw))
+                if tx.reference is None:  # the answer to our own POST: ours (docs/PROVIDERS.md)
+                    tx = replace(tx, reference=order.reference)
                 if tx.reference != order.reference:
                     raise wire.Malformed(f"answer for {tx.reference!r}, not {order.reference!r}")
             return tx

@@ -28,6 +28,11 @@ OUTCOMES = {
     "FAILED": Outcome.FAILED,
     "REFUNDED": Outcome.FAILED,
 }
+# The official Java SDK's samples (tests/fixtures/reloadly/) leave ``status`` out of the
+# POST /topups answer and of report items: a transaction record without one is a completed
+# top-up, SUCCESSFUL.
+# An unknown status word is still unreadable (Malformed), never guessed.
+NO_STATUS = "SUCCESSFUL"
 
 _loads = partial(json.loads, parse_float=Decimal)  # 123.45 stays exactly 12345 cents
 
@@ -63,10 +68,11 @@ def content(page: Any) -> list[Any]:
 
 def transaction(item: Any) -> ProviderTransaction:
     try:
-        outcome = OUTCOMES[item["status"]]
+        outcome = OUTCOMES[item.get("status") or NO_STATUS]
         delivered = item.get("deliveredAmount")
+        reference = item.get("customIdentifier")
         return ProviderTransaction(
-            reference=str(item["customIdentifier"]),
+            reference=None if reference is None else str(reference),
             outcome=outcome,
             provider_ref=str(int(item["transactionId"])),
             operator_ref=str(item.get("operatorTransactionId") or "") or None,
