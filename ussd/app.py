@@ -26,11 +26,10 @@ from core.models import UssdSessionEnd
 from core.settings import Settings, UssdGateway
 from ussd.channel import CHANNEL
 from ussd.dialects import DIALECTS
-from ussd.gateway import BadRequest, Dialect, Guard, Hangup, TooLong, guard_for
+from ussd.gateway import BadRequest, Dialect, Farewell, Guard, Hangup, TooLong, guard_for
 from ussd.render import Limits, pages
 
 log = get_logger(__name__)
-TOO_LONG = "error.too_long"
 NOT_NOW = f"error.{StoreUnavailable.code}"
 
 HOPS = Counter("airgate_ussd_hops_total", "USSD hops answered", ["gateway", "final"])
@@ -73,11 +72,10 @@ class Gateway:
             return web.Response(status=400, text=f"bad request: {exc}")
         except Hangup:
             return self.dialect.reply("", True, {})
-        except TooLong as exc:  # more than a session sends: an END the caller can read
-            self._refused["too_long"].inc()
-            screen = await engine.farewell(
-                channel=CHANNEL.name, user_ref=exc.user_ref, key=TOO_LONG
-            )
+        except Farewell as exc:  # too long, or not for AirGate: an END the caller can read
+            if isinstance(exc, TooLong):
+                self._refused["too_long"].inc()
+            screen = await engine.farewell(channel=CHANNEL.name, user_ref=exc.user_ref, key=exc.key)
             return self.dialect.reply(self.page(screen), True, {})
         try:
             screen = await engine.handle(turn, self.style)
@@ -89,6 +87,8 @@ class Gateway:
         except Exception:
             log.exception("USSD hop failed", gateway=self.dialect.name)
             screen = end(t(DEFAULT_LANGUAGE, "error.unexpected"))
+        if self.dialect.describe is not None:
+            echo = {**echo, **self.dialect.describe(screen)}
         response = self.dialect.reply(self.page(screen), screen.final, echo)
         self._hops[screen.final].inc()
         self._seconds.observe(time.perf_counter() - started)

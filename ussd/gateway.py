@@ -26,7 +26,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 
 from core.conversation.sessions import SeenPath
-from core.conversation.types import Turn
+from core.conversation.types import Screen, Turn
 from core.errors import InvalidMsisdn
 from core.msisdn import normalize
 from core.security import kept_secret
@@ -53,13 +53,22 @@ class BadRequest(Exception):
     """The request is not one this dialect can read: 400, with this message."""
 
 
-class TooLong(Exception):
-    """More than any real session sends (a path past MAX_PATH_CHARS, a body past
-    AIRGATE_HTTP_MAX_BODY_BYTES): answered with a polite END in the caller's language, if known."""
+class Farewell(Exception):
+    """A request answered with one polite final screen saying ``key`` (in the caller's language,
+    if known) and nothing else: the engine never sees it."""
+
+    key = "error.unsupported"
 
     def __init__(self, user_ref: str | None = None) -> None:
-        super().__init__("too long")
+        super().__init__(self.key)
         self.user_ref = user_ref
+
+
+class TooLong(Farewell):
+    """More than any real session sends (a path past MAX_PATH_CHARS, a body past
+    AIRGATE_HTTP_MAX_BODY_BYTES)."""
+
+    key = "error.too_long"
 
 
 class Hangup(Exception):
@@ -93,6 +102,9 @@ class Dialect:
     name: str  # the route: POST /ussd/{name}
     parse: Callable[[web.Request], Awaitable[tuple[Turn, Echo]]]
     reply: Callable[[str, bool, Echo], web.Response]  # (page, final, echo)
+    # For a gateway whose apps render a screen by its kind (Hubtel): reply fields saying what the
+    # screen waits for, added to the echo of every screen the engine answers.
+    describe: Callable[[Screen], Echo] | None = None
     # For a gateway that sends the whole path of inputs: the newest input given the last path.
     last_input: Callable[[str, SeenPath | None], str] | None = None
     # For a gateway that reports how sessions ended: POST /ussd/{name}/end.

@@ -6,7 +6,9 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import count
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -163,6 +165,9 @@ async def test_hubtel_gets_its_client_state_back_and_release_when_final(client: 
         "Type": "Release",
         "Message": "Cancelled. Nothing was done.",
         "ClientState": handset.client_state,
+        "Label": "Cancelled. Nothing was done.",
+        "DataType": "display",
+        "FieldType": "text",
     }
 
 
@@ -198,16 +203,97 @@ async def test_hubtel_release_is_answered_without_the_engine(
     for kind in ("Release", "Timeout"):
         response = await handset.post(handset.body(new=False) | {"Type": kind, "Message": ""})
         assert response.status == 200
-        assert await response.json() == {"Type": "Release", "Message": ""}
+        assert await response.json() == HANGUP
         assert await redis.get(key) == before  # the engine never saw it
         stranger = Handset(client, "hubtel")
         response = await stranger.post(stranger.body(new=True) | {"Type": kind})
-        assert await response.json() == {"Type": "Release", "Message": ""}
+        assert await response.json() == HANGUP
     assert await stored_sessions(redis) == [key]
     assert await handset.send("0788123456") == (
         "Airtel 0788123456\nAmount (KES 5 to KES 10,000):\n0 Back 00 Menu",
         False,
     )
+
+
+HANGUP = {"Type": "Release", "Message": "", "Label": "", "DataType": "display", "FieldType": "text"}
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "hubtel"
+
+
+def hubtel_sample(name: str) -> bytes:
+    """One of Hubtel's published samples, byte for byte (tests/fixtures/hubtel/README.md)."""
+    return (FIXTURES / name).read_bytes()
+
+
+async def _post_raw(client: TestClient, body: bytes) -> dict[str, Any]:
+    response = await client.post(f"/ussd/hubtel?token={SECRET}", data=body, headers=JSON_TYPE)
+    assert response.status == 200, await response.text()
+    reply: dict[str, Any] = await response.json()
+    return reply
+
+
+async def test_hubtels_published_sample_is_answered_as_hubtel_reads_it(client: TestClient) -> None:
+    """The docs' sample: ``"Type":"initiation"`` in lower case, ``"Sequence":"1"`` as a string, a
+    caller AirGate does not know (answered on one display screen, with the fields Hubtel's app
+    renders)."""
+    reply = await _post_raw(client, hubtel_sample("initiation_app.json"))
+    assert reply["Type"] == "Release" and reply["ClientState"] == ""
+    assert reply["DataType"] == "display" and reply["FieldType"] == "text"
+    assert reply["Message"] and reply["Label"] == reply["Message"].split("\n")[0]
+
+
+def _as_retailer(sample: bytes, session_id: str, **fields: Any) -> bytes:
+    """The sample with a known retailer's number, this session, and ``fields`` changed (the
+    sample's own spelling of every other field kept)."""
+    body = json.loads(sample) | {"Mobile": RETAILER.lstrip("+"), "SessionId": session_id}
+    return json.dumps(body | fields).encode()
+
+
+async def test_a_journey_in_the_samples_spelling_reads_its_screens_and_retries(
+    client: TestClient,
+) -> None:
+    """Lower-case types and string sequences throughout: each screen's ``DataType``/``FieldType``
+    says what it waits for, and a retried hop (same string ``Sequence``) is not applied twice."""
+    sample = hubtel_sample("initiation_app.json")
+    hop = partial(_as_retailer, sample, f"HS{next(_sessions)}")
+    menu = await _post_raw(client, hop())
+    assert menu["Type"] == "Response" and menu["Message"].startswith("AirGate\n1. Airtime")
+    assert (menu["Label"], menu["DataType"], menu["FieldType"]) == ("AirGate", "menu", "text")
+    ask = {"Type": "response", "Sequence": "2", "Message": "1"}
+    number = await _post_raw(client, hop(**ask))
+    assert (number["DataType"], number["FieldType"]) == ("input", "phone")
+    assert await _post_raw(client, hop(**ask)) == number  # the retry: the same screen
+    amount = await _post_raw(client, hop(Type="response", Sequence="3", Message="0788123456"))
+    assert (amount["DataType"], amount["FieldType"]) == ("input", "number")
+    pin = await _post_raw(client, hop(Type="RESPONSE", Sequence="4", Message="500"))
+    assert (pin["DataType"], pin["FieldType"]) == ("input", "number")
+    done = await _post_raw(client, hop(Type="response", Sequence="5", Message="0"))
+    assert done["Message"] == "Cancelled. Nothing was done." and done["DataType"] == "display"
+
+
+async def test_hubtel_field_names_are_read_whatever_their_case(client: TestClient) -> None:
+    """Json.NET, which Hubtel's SDK binds with, matches property names case-insensitively."""
+    body = {key.lower(): value for key, value in HUBTEL.items()} | {"type": "initiation"}
+    reply = await _post_raw(client, json.dumps(body).encode())
+    assert reply["Type"] == "Response" and reply["Message"].startswith("AirGate")
+
+
+@pytest.mark.parametrize("kind", ["query", "Favorite", "FAVORITE"])
+async def test_hubtel_query_and_favorite_start_a_session(client: TestClient, kind: str) -> None:
+    """Hubtel's SDK treats both as a kind of initiation (a favourite may skip steps AirGate does
+    not skip: the session starts at the menu)."""
+    reply = await _post_raw(client, json.dumps(HUBTEL | {"Type": kind}).encode())
+    assert reply["Type"] == "Response" and reply["Message"].startswith("AirGate\n1.")
+
+
+async def test_hubtel_add_to_cart_is_politely_released(
+    client: TestClient, redis: aioredis.Redis
+) -> None:
+    """AirGate sells nothing through Hubtel's checkout: the caller is told so, nothing is stored."""
+    for kind in ("AddToCart", "addtocart"):
+        reply = await _post_raw(client, json.dumps(HUBTEL | {"Type": kind}).encode())
+        assert reply["Type"] == "Release" and reply["DataType"] == "display"
+        assert "not available" in reply["Message"]
+    assert await stored_sessions(redis) == []
 
 
 async def test_arkesel_gets_its_ids_back_and_continue_false_when_final(client: TestClient) -> None:
@@ -336,7 +422,7 @@ MALFORMED: list[tuple[str, tuple[bytes, dict[str, str]], str]] = [
     ("hubtel", _json([HUBTEL]), "not a JSON object"),
     ("hubtel", _json(_without(HUBTEL, "SessionId")), "missing SessionId"),
     ("hubtel", _json(_without(HUBTEL, "Type")), "missing Type"),
-    ("hubtel", _json(HUBTEL | {"Type": "initiation"}), "Type must be one of"),
+    ("hubtel", _json(HUBTEL | {"Type": "Resume"}), "Type must be one of"),
     ("hubtel", _json(HUBTEL | {"Type": 1}), "Type must be one of"),
     ("hubtel", _json(HUBTEL | {"Type": ["Initiation"]}), "Type must be text"),
     ("hubtel", _json(HUBTEL | {"SessionId": {"id": 1}}), "SessionId must be text"),
