@@ -10,19 +10,16 @@ one place that uses each; URL passwords are masked) and no error line echoes one
 from __future__ import annotations
 
 import difflib
-import json
 import os
-import re
 from collections.abc import Iterable, Mapping
-from ipaddress import ip_address, ip_network
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -35,6 +32,20 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import SettingsError
 from core.providers import registry as providers
+from core.setting_values import (
+    LOG_LEVELS,
+    SENDER_ID,
+    BotToken,
+    GivenSecret,
+    Host,
+    HttpUrl,
+    KeptSecret,
+    Seconds,
+    WebhookSecret,
+    closest,
+    masked_url,
+    parse_json,
+)
 
 ENV_PREFIX = "AIRGATE_"
 # Variables the test suite and the benchmarks read for themselves (AIRGATE_TEST_POSTGRES_URL …):
@@ -50,87 +61,6 @@ SANDBOX_KNOBS = (
 USSD_GATEWAY_NAMES = ("africastalking", "hubtel", "arkesel")
 # A secret we did not generate ourselves: 16 characters at least (PinHasher's floor for the
 # pepper; guessable webhook and gateway tokens are no guard).
-MIN_SECRET_CHARS = 16
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOST_NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
-_SENDER_ID = re.compile(r"^([A-Za-z0-9 ]{1,11}|\+?[0-9]{1,15})?$")
-_BOT_TOKEN = re.compile(r"^([0-9]+:[A-Za-z0-9_-]+)?$")
-_WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{0,256}$")  # Telegram's rule for secret_token
-
-
-def closest(name: str, known: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the known name nearest to a mistyped one, else ``""``."""
-    match = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
-def masked_url(url: str) -> str:
-    """``url`` with its password, if any, as ``***``: what a repr or an error line may show."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-
-
-def _http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("use an http:// or https:// URL")
-    return value
-
-
-def _host(value: str) -> str:
-    try:
-        ip_address(value)
-    except ValueError:
-        if not _HOST_NAME.match(value):
-            raise ValueError("not a host name or IP address") from None
-    return value
-
-
-def _kept_or_long(value: SecretStr) -> SecretStr:
-    if 0 < len(value) < MIN_SECRET_CHARS:
-        raise ValueError(
-            f"leave it empty (generated) or give at least {MIN_SECRET_CHARS} characters"
-        )
-    return value
-
-
-def _not_empty(value: SecretStr) -> SecretStr:
-    if not value:
-        raise ValueError("must not be empty")
-    return value
-
-
-def _bot_token(value: SecretStr) -> SecretStr:
-    if not _BOT_TOKEN.match(value.get_secret_value()):
-        raise ValueError("a bot token reads <bot id>:<secret>, as @BotFather gives it")
-    return value
-
-
-def _webhook_secret(value: SecretStr) -> SecretStr:
-    if not _WEBHOOK_SECRET.match(value.get_secret_value()):
-        raise ValueError("Telegram allows up to 256 of A-Z, a-z, 0-9, _ and -")
-    return value
-
-
-def _json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON ({exc.msg} at character {exc.pos})") from None
-
-
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
-Host = Annotated[str, AfterValidator(_host)]
-# Empty: generated once into var_dir (the embedded defaults); else long enough to be one.
-KeptSecret = Annotated[SecretStr, AfterValidator(_kept_or_long)]
-GivenSecret = Annotated[SecretStr, AfterValidator(_not_empty)]
-Seconds = Annotated[int, Field(ge=1)]
-
-
 class UssdGateway(BaseModel):
     """One USSD gateway's route (``/ussd/{name}``): how it proves itself and its screen size.
 
@@ -207,14 +137,14 @@ class Settings(BaseSettings):
     sandbox_host: Host = "127.0.0.1"
     sandbox_port: int = Field(default=8090, ge=1, le=65535)
     # Telegram: notifications now, the bot with issue 5. Empty token: no Telegram at all.
-    telegram_token: Annotated[SecretStr, AfterValidator(_bot_token)] = SecretStr("")
+    telegram_token: BotToken = SecretStr("")
     telegram_api_url: HttpUrl = "https://api.telegram.org/bot"
     # The bot's webhook (served by `airgate serve` at /telegram/webhook): the public HTTPS URL to
     # register with setWebhook (empty: register nothing; use `airgate bot --polling` in
     # development), and the secret Telegram sends back in X-Telegram-Bot-Api-Secret-Token (empty:
     # generated once into var_dir/telegram_webhook_secret).
     telegram_webhook_url: str = ""
-    telegram_webhook_secret: Annotated[KeptSecret, AfterValidator(_webhook_secret)] = SecretStr("")
+    telegram_webhook_secret: WebhookSecret = SecretStr("")
     # How long an invite link (`airgate party invite`) can be used.
     telegram_invite_ttl_s: int = Field(default=259_200, ge=60)  # 72 h
     # Telegram's flood limits (about 30 messages a second for a bot, one a second per chat),
@@ -306,7 +236,7 @@ class Settings(BaseSettings):
     @field_validator("sms_sender")
     @classmethod
     def _sender_id(cls, value: str) -> str:
-        if not _SENDER_ID.match(value):
+        if not SENDER_ID.match(value):
             raise ValueError("a sender ID is up to 11 letters and digits, or a short code")
         return value
 
@@ -324,14 +254,14 @@ class Settings(BaseSettings):
             return value
         text = value.strip()
         if text.startswith("["):
-            return _json(text)
+            return parse_json(text)
         return [item.strip() for item in text.split(",")] if text else []
 
     @field_validator("ussd_gateways", mode="before")
     @classmethod
     def _gateways(cls, value: Any) -> Any:
         if isinstance(value, str):
-            value = _json(value) if value.strip() else {}
+            value = parse_json(value) if value.strip() else {}
         if not isinstance(value, dict):
             raise ValueError('use a JSON object: {"hubtel": {"secret_in": "header"}}')
         for name in value:
