@@ -40,6 +40,8 @@ SECRET_SETTINGS = (
     "telegram_webhook_secret",
     "telegram_token",
     "provider_client_secret",
+    "dtone_api_key",
+    "dtone_api_secret",
     "sms_api_key",
 )
 

@@ -129,6 +129,13 @@ class Settings(BaseSettings):
     provider_timeout_s: float = Field(default=10.0, gt=0, le=120)
     provider_connect_timeout_s: float = Field(default=3.0, gt=0, le=60)
     provider_max_connections: int = Field(default=256, ge=1, le=10_000)
+    # DT One's DVS API (AIRGATE_PROVIDER=dtone, docs/PROVIDERS.md): HTTP Basic with the API key
+    # and secret; the time-outs above apply. The default is `airgate sandbox`'s DT One face.
+    dtone_url: HttpUrl = "http://127.0.0.1:8090/v1"
+    dtone_api_key: GivenSecret = SecretStr("sandbox")
+    dtone_api_secret: GivenSecret = SecretStr("sandbox")
+    # A send waits this long for a final status (polling it) before reporting it pending.
+    dtone_settle_s: float = Field(default=1.0, ge=0, le=60)
     # The SMS gateway (Africa's Talking messaging shape); the sandbox is its sink by default.
     sms_url: HttpUrl = "http://127.0.0.1:8090"
     sms_username: str = Field(default="sandbox", min_length=1)

@@ -6,7 +6,8 @@ eager import here would be a cycle), and a process pays only for the adapter it 
 
 An adapter class keeps the :class:`~core.providers.port.AirtimeProvider` port, has ``name`` equal
 to its key here (the catalog keys operator ids by it) and a ``from_settings(settings)``
-constructor. Adding an aggregator is its module beside reloadly.py and one line below
+constructor. Adding an aggregator is its module beside reloadly.py (dtone.py is the second) and
+one line below
 (docs/ARCHITECTURE.md, "How to add an aggregator").
 """
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 DEFAULT = "reloadly"
 ADAPTERS: dict[str, str] = {
     "reloadly": "core.providers.reloadly:ReloadlyProvider",
+    "dtone": "core.providers.dtone:DtOneProvider",
 }
 
 
