@@ -3,7 +3,7 @@
 Health and metrics (airgate/ops.py: ``/healthz``, ``/readyz``, ``/health``, ``/metrics``, here or
 on their own listener), the USSD gateways (``/ussd/{gateway}``, ussd/app.py) and, when a bot
 token is set, the Telegram webhook (``/telegram/webhook``, bot/webhook.py); the reseller API
-(``api/``) mounts its routes here when it lands. Resources
+(``/api/v1``, api/app.py) as a sub-application. Resources
 (the core, Redis, the job queue and the one conversation engine) are built in a cleanup context and
 reached through typed AppKeys; nothing connects at import.
 """
@@ -21,6 +21,7 @@ from telegram.ext import Application
 
 from airgate import ops
 from airgate.ops import CORE, REDIS
+from api import app as rest_api
 from bot import channel as telegram
 from bot import webhook as telegram_webhook
 from bot.channel import ALLOWED_UPDATES, TelegramChannel
@@ -75,6 +76,8 @@ def build_app(settings: Settings) -> web.Application:
     if settings.ops_port is None:
         ops.add_routes(app, main=app, ready_timeout_s=settings.ready_timeout_s)
     ussd.add_routes(app, settings=settings, engine=ENGINE)
+    rest = rest_api.build(settings, core=CORE, redis=REDIS, main=app, body_too_large=BODY_TOO_LARGE)
+    rest_api.mount(app, rest)
     if settings.telegram_token:
         telegram_webhook.add_route(app, settings=settings, application=TELEGRAM)
     else:

@@ -304,6 +304,12 @@ class Settings(BaseSettings):
     # The largest body read (a USSD form, a Telegram update): past it a USSD caller gets a polite
     # END, anything else 413. 64 KiB: eight times the longest USSD path, percent-encoded.
     http_max_body_bytes: int = Field(default=65_536, ge=4_096, le=16_777_216)
+    # The REST API (docs/API.md): requests a second per key, and the burst a key may spend at
+    # once, kept in Redis so they hold across every `serve` process.
+    api_rate_per_s: float = Field(default=20.0, gt=0, le=10_000)
+    api_burst: int = Field(default=40, ge=1, le=100_000)
+    # How long a POST's Idempotency-Key keeps its response (a client retries within a day).
+    api_idempotency_ttl_s: int = Field(default=86_400, ge=60, le=604_800)
     # /readyz: how long the database and Redis each have to answer before it says 503.
     ready_timeout_s: float = Field(default=2.0, gt=0, le=30)
     # /metrics, /healthz, /readyz and /health on their own address (empty port: on the gateways').

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from airgate.cli import agreement, bot, db, money, party, phone, sandbox, topup
+from airgate.cli import agreement, apikey, bot, db, money, party, phone, sandbox, topup
 from airgate.cli import run as running
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app.add_typer(money.stock_app, name="stock")
 app.add_typer(money.ledger_app, name="ledger")
 app.add_typer(running.catalog_app, name="catalog")
 app.add_typer(topup.app, name="topup")
+app.add_typer(apikey.app, name="apikey")
 app.command("deposit")(money.deposit)
 app.command("balance")(money.balance)
 app.command("seed")(running.seed)

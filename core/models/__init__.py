@@ -1,5 +1,6 @@
 """SQL tables (SQLModel). Importing this package registers every table on ``SQLModel.metadata``."""
 
+from core.models.apikey import ApiKey, Scope
 from core.models.audit import AuditEvent
 from core.models.broadcast import (
     Broadcast,
@@ -30,6 +31,8 @@ from core.models.topup import (
 )
 
 __all__ = [
+    "ApiKey",
+    "Scope",
     "StockRequest",
     "RequestState",
     "RecipientState",

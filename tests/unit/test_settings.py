@@ -83,6 +83,9 @@ BAD_VALUES: dict[str, tuple[str, str]] = {
     "http_body_timeout_s": ("301", "less than or equal to 300"),
     "http_max_body_bytes": ("1024", "greater than or equal to 4096"),
     "ready_timeout_s": ("never", "valid number"),
+    "api_rate_per_s": ("0", "greater than 0"),
+    "api_burst": ("0", "greater than or equal to 1"),
+    "api_idempotency_ttl_s": ("5", "greater than or equal to 60"),
     "ops_host": ("bad host!", "host name or IP address"),
     "ops_port": ("65536", "less than or equal to 65535"),
 }
