@@ -173,6 +173,16 @@ class Settings(BaseSettings):
     # The sweeper resumes a top-up not final, untouched this long, whose job is gone.
     sweeper_interval_s: int = Field(default=30, ge=1, le=60)  # an arq cron: seconds of a minute
     sweeper_stale_s: int = Field(default=60, ge=1)
+    # Outcome callbacks (docs/API.md#callbacks): POST timeout, retries from first to max gap
+    # (doubling, jittered) for the window, then given up; a rotated secret still signs for grace.
+    callback_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    callback_backoff_first_s: float = Field(default=10.0, gt=0, le=3600)
+    callback_backoff_max_s: float = Field(default=3600.0, gt=0, le=86_400)
+    callback_window_s: int = Field(default=86_400, ge=1)  # 24 h
+    callback_rotation_grace_s: int = Field(default=86_400, ge=0)  # 24 h
+    # Development and tests only: private, loopback and link-local targets, and plain http.
+    callback_allow_private: bool = False
+    callback_allow_http: bool = False
     # A retailer holding less than this of an operator's stock shows in its distributor's
     # low-stock list (USSD menu 3, the bot).
     low_stock_minor: int = Field(default=100_000, ge=0)  # KES 1,000

@@ -26,6 +26,7 @@ from core.providers.sms import AfricasTalkingSms
 from core.providers.telegram import TelegramSender
 from core.ratelimit import Limiter
 from core.services.broadcast import Sender
+from core.services.callbacks.sender import CallbackSender, attempt
 from core.services.delivery import Delivery, advance
 from core.services.finish import Finisher
 from core.services.notify import Notifier
@@ -57,13 +58,16 @@ async def _startup(ctx: dict[str, Any]) -> None:
     notifier.start()
     stack.push_async_callback(notifier.close)
     ctx["stack"] = stack
+    queue = JobQueue(ctx["redis"])
     ctx["delivery"] = Delivery(
         core=core,
         provider=provider,
         notifier=notifier,
-        queue=JobQueue(ctx["redis"]),
-        finisher=Finisher(core),
+        queue=queue,
+        finisher=Finisher(core, queue=queue),
     )
+    ctx["callbacks"] = CallbackSender.build(core, queue)
+    stack.push_async_callback(ctx["callbacks"].close)
     ctx["broadcasts"] = Sender(core=core, redis=ctx["redis"], sms=sms, telegram=telegram)
     log.info(
         "worker.ready",
@@ -78,7 +82,8 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
         await ctx["stack"].aclose()
 
 
-# The function names are the job names core.jobs.queue enqueues (DELIVER, NOTIFY, BROADCAST).
+# The function names are the job names core.jobs.queue enqueues (DELIVER, NOTIFY, BROADCAST,
+# CALLBACK).
 async def deliver(
     ctx: dict[str, Any],
     topup_id: str,
@@ -108,6 +113,11 @@ async def broadcast(ctx: dict[str, Any], broadcast_id: int, part: int) -> bool:
     return done
 
 
+async def callback(ctx: dict[str, Any], delivery_id: int, attempts: int) -> str:
+    """One POST of an outcome callback (core/services/callbacks/sender.py)."""
+    return await attempt(ctx["callbacks"], delivery_id, attempts)
+
+
 async def sweeper(ctx: dict[str, Any]) -> None:
     delivery: Delivery = ctx["delivery"]
     report = await sweep(delivery.core, delivery.queue)
@@ -118,6 +128,8 @@ async def sweeper(ctx: dict[str, Any]) -> None:
             notifications=report.notifications_resumed,
             broadcasts=report.broadcasts_resumed,
         )
+    if report.callbacks_resumed:  # overdue retries land here too: not a warning
+        log.info("sweeper.callbacks", resumed=report.callbacks_resumed)
 
 
 class _Worker(Worker):
@@ -157,7 +169,7 @@ def build_worker(
     # job whose worker died, so a long sweeper time-out would slow every crash recovery.
     timeout_s = job_timeout_s(settings)
     return _Worker(
-        functions=[deliver, notify, broadcast],
+        functions=[deliver, notify, broadcast, callback],
         cron_jobs=[
             cron(
                 sweeper,

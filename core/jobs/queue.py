@@ -21,6 +21,7 @@ log = get_logger(__name__)
 DELIVER = "deliver"
 NOTIFY = "notify"
 BROADCAST = "broadcast"
+CALLBACK = "callback"
 QUEUE = "airgate:queue"
 
 
@@ -71,6 +72,11 @@ class JobQueue:
     async def broadcast(self, broadcast_id: int, *, part: int = 0) -> bool:
         """Enqueue (a part of) a broadcast's sending; parts run one after another (a lease)."""
         return await self._enqueue(BROADCAST, (broadcast_id, part), f"bc{broadcast_id}:{part}")
+
+    async def callback(self, delivery_id: int, *, attempts: int, defer_s: float = 0) -> bool:
+        """Enqueue the next POST of an outcome callback (core/services/callbacks/sender.py)."""
+        job_id = f"cb{delivery_id}:{attempts}"
+        return await self._enqueue(CALLBACK, (delivery_id, attempts), job_id, defer_s=defer_s)
 
     async def _enqueue(
         self, function: str, args: tuple[Any, ...], job_id: str, *, defer_s: float = 0

@@ -9,6 +9,7 @@ from core.models.broadcast import (
     PartyTag,
     RecipientState,
 )
+from core.models.callback import CallbackDelivery, CallbackEndpoint, CallbackState
 from core.models.catalog import (
     Agreement,
     NumberPrefix,
@@ -44,6 +45,9 @@ __all__ = [
     "AccountKind",
     "Agreement",
     "AuditEvent",
+    "CallbackDelivery",
+    "CallbackEndpoint",
+    "CallbackState",
     "CaseState",
     "Notification",
     "NotificationState",

@@ -8,9 +8,11 @@ deadlock with another worker's batch, a constraint), every item of it is written
 transaction of its own, so one bad item fails only its own job.
 
 Why: at hundreds of top-ups a second the transaction per outcome (six statements) was most of the
-worker's CPU and of PostgreSQL's (docs/BENCHMARKS.md). A batch costs four statements plus one per
-top-up (the ledger resolution). Batches form by themselves: while one is written, the outcomes
-that arrive wait for the next; an idle worker writes a lone outcome at once.
+worker's CPU and of PostgreSQL's (docs/BENCHMARKS.md). A batch costs five statements plus one per
+top-up (the ledger resolution); the fifth finds the outcome callbacks owed, written as outbox rows
+in the same transaction (core/services/callbacks/outbox.py). Batches form by themselves: while
+one is written, the outcomes that arrive wait for the next; an idle worker writes a lone outcome
+at once.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.context import Core
+from core.jobs.queue import JobQueue
 from core.logging import get_logger
 from core.models import Account, Topup, TopupState
 from core.models.topup import OPEN_STATES
+from core.services.callbacks import outbox as callbacks
 from core.services.notify import Message, add_owed
 
 log = get_logger(__name__)
@@ -86,8 +90,11 @@ def _lock_order(item: Final) -> tuple[int, str, bool, str]:
 
 
 class Finisher:
-    def __init__(self, core: Core) -> None:
+    """``queue``: where the outcome callbacks a batch owes are enqueued after its commit."""
+
+    def __init__(self, core: Core, *, queue: JobQueue | None = None) -> None:
         self.core = core
+        self.queue = queue
         self._queue: list[Final] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -145,6 +152,11 @@ class Finisher:
             stock = await self._stock(session, todo)
             owed = {item.topup_id: item.owed(stock.get(item.stock_account, 0)) for item in todo}
             await add_owed(session, [m for messages in owed.values() for m in messages])
+            finals = [(item.topup_id, str(item.state)) for item in todo]
+            window_s = self.core.settings.callback_window_s
+            calls = await callbacks.owe(session, finals, window_s=window_s)
+        if calls and self.queue is not None:
+            await callbacks.enqueue(self.queue, calls)
         return [owed.get(item.topup_id) for item in batch]
 
     async def _resolve(self, session: AsyncSession, item: Final) -> None:

@@ -6,7 +6,8 @@ re-enqueued under that same job id: if the job still exists, arq refuses the cop
 (the enqueue after commit never happened, Redis lost it), the copy resumes the top-up, which then
 asks the provider before sending anything. Pending notifications older than the same delay are
 re-sent the same way, and a broadcast still sending whose sender's lease has lapsed (its worker
-died) is enqueued again (core/services/broadcast/sender.py: the lease keeps it to one sender).
+died) is enqueued again (core/services/broadcast/sender.py: the lease keeps it to one sender), and
+so is a pending outcome callback overdue by that delay (core/services/callbacks/outbox.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from core.models import Notification, NotificationState, Topup
 from core.models.topup import OPEN_STATES
 from core.models.types import utcnow
 from core.services import broadcast
+from core.services.callbacks import outbox as callbacks
 
 BATCH = 1_000  # rows per sweep and kind; the next sweep takes the rest
 
@@ -34,6 +36,7 @@ class SweepReport:
     topups_resumed: int
     notifications_resumed: int
     broadcasts_resumed: int = 0
+    callbacks_resumed: int = 0
 
 
 async def sweep(core: Core, queue: JobQueue) -> SweepReport:
@@ -68,9 +71,11 @@ async def sweep(core: Core, queue: JobQueue) -> SweepReport:
     for broadcast_id in await broadcast.open_broadcasts(core):
         if not await broadcast.leased(queue.redis, broadcast_id):  # nobody is sending it
             rebroadcast += await queue.broadcast(broadcast_id, part=int(time.time()))
+    stale_s = core.settings.sweeper_stale_s
     return SweepReport(
         topups_overdue=len(overdue),
         topups_resumed=resumed,
         notifications_resumed=renotified,
         broadcasts_resumed=rebroadcast,
+        callbacks_resumed=await callbacks.sweep(core.sessions, queue, stale_s=stale_s),
     )
