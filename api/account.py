@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -87,14 +87,12 @@ async def get_statement(call: Call) -> Statement | web.Response:
     end = asked.end or max(today, start)
     if (end - start).days > MAX_DAYS:
         end = start + timedelta(days=MAX_DAYS)
-    since = datetime.combine(start, time.min, ZoneInfo(zone))
-    until = datetime.combine(end + timedelta(days=1), time.min, ZoneInfo(zone))
-    moves = await statements.between(
-        call.core, party_id=call.who.party_id, since=since, until=until
-    )
+    # The same document as the Telegram /statement and `airgate statement` (running balances).
+    doc = await statements.for_days(call.core, party_id=call.who.party_id, first=start, last=end)
+    moves = [line.move for line in reversed(doc.lines)]  # newest first
     if asked.format == "csv":
         return web.Response(
-            body=statements.as_csv(moves, zone=zone),
+            body=statements.as_csv(doc, zone=zone),
             content_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="statement-{start}-{end}.csv"'},
         )

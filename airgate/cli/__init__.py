@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from airgate.cli import agreement, apikey, bot, db, money, party, phone, sandbox, topup
+from airgate.cli import (
+    agreement,
+    apikey,
+    bot,
+    db,
+    money,
+    party,
+    phone,
+    reports,
+    sandbox,
+    topup,
+)
 from airgate.cli import run as running
 
 app = typer.Typer(
@@ -20,6 +31,8 @@ app.add_typer(money.ledger_app, name="ledger")
 app.add_typer(running.catalog_app, name="catalog")
 app.add_typer(topup.app, name="topup")
 app.add_typer(apikey.app, name="apikey")
+app.add_typer(reports.report_app, name="report")
+app.command("statement")(reports.statement_command)
 app.command("deposit")(money.deposit)
 app.command("balance")(money.balance)
 app.command("seed")(running.seed)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 import redis.asyncio as aioredis
 from sqlalchemy import select
 
 from core.context import Core
 from core.i18n import t
 from core.models import Party, Topup
-from core.services import identities, links
+from core.services import identities, links, statement
 from core.services.audit import Actor
 from tests.channels.conftest import Telegram
 
@@ -152,10 +155,18 @@ async def test_a_statement_for_a_date_range_comes_as_a_csv_document_after_the_pi
     await telegram.say(USER, "1234")
     document = telegram.fake.documents[-1]
     rows = document.content.decode().splitlines()
-    assert rows[0] == "date,time,kind,asset,amount,reference"
+    assert rows[0] == "date,time,kind,asset,amount,balance,reference"
     assert {row.split(",")[2] for row in rows[1:]} >= {"sale", "payment"}  # the seeded stock
     assert document.filename.startswith("airgate-statement-") and document.filename.endswith(".csv")
     assert document.caption.endswith(f": {len(rows) - 1} movements.")
+    # The very document `airgate statement --csv` prints (tests/e2e/test_cli_reports.py).
+    async with core.sessions() as session:
+        shop = (await session.execute(select(Party).where(Party.msisdn == SHOP))).scalar_one()
+    today = datetime.now(ZoneInfo(core.settings.timezone)).date()
+    doc = await statement.for_days(
+        core, party_id=shop.id or 0, first=today.replace(day=1), last=today
+    )
+    assert document.content == statement.as_csv(doc, zone=core.settings.timezone)
     users_texts = [m.text for m in telegram.fake.chat(USER, include_user=True) if not m.from_bot]
     assert "1234" not in users_texts
     # The statement is an engine flow: the adapter keeps no keys of its own but update ids.

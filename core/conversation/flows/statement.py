@@ -10,7 +10,7 @@ Its data: :class:`Days`, the first and last day.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -91,11 +91,9 @@ async def send(ctx: Ctx, text: str) -> Screen:
     await check_pin(ctx, text)
     zone = ctx.core.settings.timezone
     start, last = _asked(ctx)
-    since = datetime.combine(start, time.min, ZoneInfo(zone))
-    until = datetime.combine(last + timedelta(days=1), time.min, ZoneInfo(zone))
-    moves = await statement.between(ctx.core, party_id=ctx.party_id, since=since, until=until)
-    caption = ctx.t("statement.csv_caption", start=start, end=last, count=len(moves))
-    document = Document(f"airgate-statement-{start}-{last}.csv", statement.as_csv(moves, zone=zone))
+    doc = await statement.for_days(ctx.core, party_id=ctx.party_id, first=start, last=last)
+    caption = ctx.t("statement.csv_caption", start=start, end=last, count=len(doc.lines))
+    document = Document(f"airgate-statement-{start}-{last}.csv", statement.as_csv(doc, zone=zone))
     return Screen(caption, final=True, document=document)
 
 
