@@ -1,7 +1,8 @@
 """``build_app(config)``: the sandbox as one aiohttp application.
 
-Three faces on one port: the aggregator API (Reloadly Airtime shape, bearer token required), the
-SMS gateway sink (Africa's Talking shape, ``apiKey`` header) and ``/sandbox/*`` inspection routes
+Four faces on one port: the aggregator API (Reloadly Airtime shape, bearer token required), a
+second aggregator's (DT One's DVS API under ``/v1``, HTTP Basic; sandbox/dtone.py), the SMS
+gateway sink (Africa's Talking shape, ``apiKey`` header) and ``/sandbox/*`` inspection routes
 (no authentication; tests and the demo only). State is in memory and dies with the process.
 """
 
@@ -9,14 +10,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from sandbox import auth, inspection, lookups, messaging, topups
+from sandbox import auth, dtone, inspection, lookups, messaging, topups
 from sandbox.config import SandboxConfig
+from sandbox.dtone_store import DTONE, DtOneState
 from sandbox.store import STORE, Store
 
 
 def build_app(config: SandboxConfig) -> web.Application:
     app = web.Application()
     app[STORE] = Store(config)  # memory only: nothing to connect to, nothing to wait for
+    app[DTONE] = DtOneState(config)
 
     async def stop_timers(app: web.Application) -> None:
         app[STORE].close()
@@ -30,6 +33,7 @@ def build_app(config: SandboxConfig) -> web.Application:
     app.router.add_post("/topups", topups.send)
     app.router.add_get("/topups/reports/transactions", topups.report)
     app.router.add_get("/topups/{transaction_id}/status", topups.status)
+    dtone.add_routes(app)  # DT One's DVS API under /v1 (sandbox/dtone.py)
     app.router.add_post("/version1/messaging", messaging.send)
     app.router.add_get("/sandbox/stats", inspection.stats)
     app.router.add_get("/sandbox/sms", inspection.sms)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from sandbox.dtone_store import DTONE
 from sandbox.store import STORE
 
 SMS_LIMIT_DEFAULT = 50
@@ -37,4 +38,5 @@ async def sms(request: web.Request) -> web.Response:
 async def reset(request: web.Request) -> web.Response:
     """Forget every token, transaction and SMS; the balance goes back to its initial value."""
     request.app[STORE].reset()
+    request.app[DTONE].reset()
     return web.json_response({"reset": True})

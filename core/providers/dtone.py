@@ -93,7 +93,7 @@ class DtOneProvider:
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self._base = str(base_url).rstrip("/")
-        self._auth = aiohttp.BasicAuth(api_key, api_secret)
+        self._authorization = aiohttp.encode_basic_auth(api_key, api_secret)
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=connect_timeout_s)
         self._max_connections = max_connections
         self._settle_s = settle_s
@@ -321,7 +321,7 @@ class DtOneProvider:
         body: dict[str, Any] | None = None,
     ) -> tuple[int, bytes, dict[str, str]]:
         data = json.dumps(body).encode() if body is not None else None
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "Authorization": self._authorization}
         if data is not None:
             headers["Content-Type"] = "application/json"
         with _translated(f"{method} {path}", may_apply=method == "POST"):
@@ -331,7 +331,6 @@ class DtOneProvider:
                 params=params,
                 data=data,
                 headers=headers,
-                auth=self._auth,
                 timeout=self._timeout,
             ) as resp:
                 return resp.status, await resp.read(), dict(resp.headers)

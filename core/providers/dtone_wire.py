@@ -32,6 +32,7 @@ OUTCOMES = {
 }
 RANGED_AIRTIME = "RANGED_VALUE_RECHARGE"
 FIXED_AIRTIME = "FIXED_VALUE_RECHARGE"
+BUNDLE_BENEFITS = frozenset({"DATA", "SMS"})
 # ISO 3166 alpha-2 (ours) to alpha-3 (DT One's country_iso_code), for the countries we serve.
 ALPHA3 = {
     "KE": "KEN", "UG": "UGA", "TZ": "TZA", "RW": "RWA", "BI": "BDI", "ET": "ETH", "SO": "SOM",
@@ -135,9 +136,9 @@ def product(item: Any) -> ProviderOperator:
 
 
 def _is_bundle(item: dict[str, Any]) -> bool:
-    """A product whose benefits are more than airtime credit (data, SMS, minutes)."""
+    """A product whose benefits include data or SMS (airtime gives TALKTIME or CREDITS)."""
     kinds = {str(b.get("type")) for b in item.get("benefits") or () if isinstance(b, dict)}
-    return bool(kinds - {"CREDITS"})
+    return bool(kinds & BUNDLE_BENEFITS)
 
 
 def fixed_amount(item: Any) -> int | None:

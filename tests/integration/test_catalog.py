@@ -80,16 +80,19 @@ async def test_an_operator_carries_an_id_per_aggregator(core: Core) -> None:
     text = catalog.demo_catalog_text().replace(
         'providers.reloadly = { airtime = "3", bundle = "103" }',
         'providers.reloadly = { airtime = "3", bundle = "103" }\n'
-        'providers.dtone = { airtime = 1377 }',
+        'providers.ding = { airtime = 1377 }',
     )
     await catalog.load_catalog(core, text=text, actor=ADMIN)
     snapshot = await core.catalog.get()
     assert snapshot.operator_ref("safaricom-ke", provider="reloadly", bundle=True) == "101"
     assert snapshot.operator_ref("telkom-ke", provider="reloadly", bundle=False) == "3"
     # An aggregator listing bundles under the operator itself names one id for both.
-    assert snapshot.operator_ref("telkom-ke", provider="dtone", bundle=True) == "1377"
-    with pytest.raises(LookupError, match="airtel-ke has no dtone id for airtime"):
-        snapshot.operator_ref("airtel-ke", provider="dtone", bundle=False)
+    assert snapshot.operator_ref("telkom-ke", provider="ding", bundle=True) == "1377"
+    with pytest.raises(LookupError, match="airtel-ke has no ding id for airtime"):
+        snapshot.operator_ref("airtel-ke", provider="ding", bundle=False)
+    # The demo names both aggregators the sandbox speaks: DT One by product, bundles by operator.
+    assert snapshot.operator_ref("airtel-ke", provider="dtone", bundle=False) == "30002"
+    assert snapshot.operator_ref("airtel-ke", provider="dtone", bundle=True) == "operator:1402"
 
 
 async def test_a_catalog_with_the_old_operator_id_keys_says_what_they_became(core: Core) -> None:

@@ -139,6 +139,7 @@ async def rig_parts(
             pin_pepper=TEST_PEPPER,
             provider_url=url,
             provider_auth_url=url,
+            dtone_url=f"{url}/v1",  # the sandbox's DT One face, for AIRGATE_PROVIDER=dtone
             sms_url=url,
             **{**FAST, **rig_overrides},
         )
