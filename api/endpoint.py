@@ -82,7 +82,15 @@ class Call:
         return f"api:{self.who.party_id}:{digest}"
 
 
-Handler = Callable[[Call], Awaitable[BaseModel | web.StreamResponse]]
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An answer with a status other than the endpoint's usual one (listed in its ``also``)."""
+
+    model: BaseModel
+    status: int
+
+
+Handler = Callable[[Call], Awaitable[BaseModel | Reply | web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,7 @@ class Endpoint:
     # Other media types the answer may take, beside JSON (a statement as text/csv).
     alternatives: tuple[str, ...] = ()
     errors: tuple[int, ...] = field(default=(404, 409, 422))
+    also: tuple[int, ...] = ()  # other success statuses, answered with the same model
 
     @property
     def operation_id(self) -> str:
@@ -181,11 +190,6 @@ def _allowed(endpoint: Endpoint, who: Principal) -> None:
 
 
 async def _call(endpoint: Endpoint, api: Api, who: Principal, request: web.Request) -> Call:
-    path = _validate(endpoint.path_params, dict(request.match_info), "path")
-    query = _validate(endpoint.query, _query_dict(request), "query")
-    body = None
-    if endpoint.body is not None:
-        body = _validate(endpoint.body, await _json(api, request), "body")
     key = None
     if endpoint.idempotent:
         key = request.headers.get(IDEMPOTENCY_HEADER, "")
@@ -201,6 +205,11 @@ async def _call(endpoint: Endpoint, api: Api, who: Principal, request: web.Reque
                     detail=f"every POST needs an {IDEMPOTENCY_HEADER} header",
                 )
             )
+    path = _validate(endpoint.path_params, dict(request.match_info), "path")
+    query = _validate(endpoint.query, _query_dict(request), "query")
+    body = None
+    if endpoint.body is not None:
+        body = _validate(endpoint.body, await _json(api, request), "body")
     return Call(api, who, path, query, body, key, request)
 
 
@@ -252,9 +261,12 @@ async def _run(endpoint: Endpoint, call: Call) -> web.StreamResponse:
         return refusal.response
     if isinstance(answer, web.StreamResponse):
         return answer
+    model, status = (
+        (answer.model, answer.status) if isinstance(answer, Reply) else (answer, endpoint.status)
+    )
     return web.Response(
-        status=endpoint.status,
-        body=answer.model_dump_json(by_alias=True),
+        status=status,
+        body=model.model_dump_json(by_alias=True).encode(),
         content_type="application/json",
     )
 

@@ -120,10 +120,9 @@ def _responses(e: Endpoint, mapping: dict[Any, Any]) -> dict[str, Any]:
         }
         for media in e.alternatives:
             content[media] = {"schema": {"type": "string"}}
-        out[str(e.status)] = {
-            "description": "Done" if e.status < 300 else "Accepted",
-            "content": content,
-        }
+        for status in (e.status, *e.also):
+            described = {201: "Created", 202: "Accepted"}.get(status, "Done")
+            out[str(status)] = {"description": described, "content": content}
     problem = {PROBLEM_JSON: {"schema": _ref(mapping, Problem, "validation")}}
     statuses = set(COMMON_ERRORS) | set(e.errors) | {422}
     if e.body is not None:
