@@ -8,6 +8,7 @@ from airgate.cli import (
     agreement,
     apikey,
     bot,
+    callback,
     db,
     money,
     party,
@@ -30,6 +31,7 @@ app.add_typer(money.stock_app, name="stock")
 app.add_typer(money.ledger_app, name="ledger")
 app.add_typer(running.catalog_app, name="catalog")
 app.add_typer(topup.app, name="topup")
+app.add_typer(callback.app, name="callback")
 app.add_typer(apikey.app, name="apikey")
 app.add_typer(reports.report_app, name="report")
 app.command("statement")(reports.statement_command)

@@ -21,6 +21,7 @@ from core.models.types import utcnow
 from core.services import callbacks
 from core.services.callbacks import outbox, signing
 from tests.fakes.receiver import receiver
+from tests.helpers import ADMIN
 from tests.lifecycle.conftest import Rig
 from tests.lifecycle.test_paths import _shop, _top_up
 
@@ -48,6 +49,10 @@ def doc_verifier() -> Any:
     namespace: dict[str, Any] = {}
     exec(block, namespace)  # noqa: S102 - the documented snippet, verbatim
     return namespace["verify"]
+
+
+async def _set(rig: Rig, party_id: int, url: str) -> callbacks.Registered:
+    return await callbacks.register(rig.core, actor=ADMIN, party_id=party_id, url=url)
 
 
 async def rows(rig: Rig, topup_id: str) -> list[CallbackDelivery]:
@@ -78,8 +83,8 @@ async def test_fails_first_then_delivered_signed_to_retailer_and_distributor(rig
     shop = await _shop(rig)
     assert shop.id and shop.parent_id
     async with receiver(fail_first={"/shop": 1}) as got:
-        mine = await callbacks.register(rig.core, party_id=shop.id, url=f"{got.url}/shop")
-        theirs = await callbacks.register(rig.core, party_id=shop.parent_id, url=f"{got.url}/d")
+        mine = await _set(rig, shop.id, f"{got.url}/shop")
+        theirs = await _set(rig, shop.parent_id, f"{got.url}/d")
         topup = await rig.wait((await _top_up(rig, shop, 0)).id)
         shop_row, dist_row = sorted(
             await settled(rig, topup.id, count=2), key=lambda r: r.party_id != shop.id
@@ -119,7 +124,7 @@ async def test_failed_outcome_retried_with_backoff_then_given_up_and_resent(rig:
     shop = await _shop(rig)
     assert shop.id
     async with receiver(status={"/s": 503}) as got:
-        await callbacks.register(rig.core, party_id=shop.id, url=f"{got.url}/s")
+        await _set(rig, shop.id, f"{got.url}/s")
         topup = await rig.wait((await _top_up(rig, shop, 1)).id)  # declined: "failed"
         [row] = await settled(rig, topup.id, count=1)
         posts = got.to("/s")
@@ -135,7 +140,9 @@ async def test_failed_outcome_retried_with_backoff_then_given_up_and_resent(rig:
         assert logged.id == row.id and callbacks.delivery_dict(logged)["next_attempt_at"] is None
         # The receiver is fixed; the delivery is sent again on request.
         got.status["/s"] = 200
-        await callbacks.resend(rig.core, rig.queue, party_id=shop.id, delivery_id=row.id or 0)
+        await callbacks.resend(
+            rig.core, rig.queue, actor=ADMIN, party_id=shop.id, delivery_id=row.id or 0
+        )
         [again] = await settled(rig, topup.id, count=1)
     assert (again.state, again.attempts) == ("delivered", len(posts) + 1)
     assert len(got.events("/s")) == 1
@@ -148,7 +155,7 @@ async def test_job_lost_after_commit_is_swept_and_sent_once(rig: Rig) -> None:
     topup = await rig.wait((await _top_up(rig, shop, 0)).id)  # no endpoint yet: nothing owed
     assert await rows(rig, topup.id) == []
     async with receiver() as got:
-        await callbacks.register(rig.core, party_id=shop.id, url=f"{got.url}/s")
+        await _set(rig, shop.id, f"{got.url}/s")
         async with rig.core.transaction() as session:  # what finish.py writes; no enqueue
             await outbox.owe(session, [(topup.id, "delivered")], window_s=60)
         [row] = await settled(rig, topup.id, count=1)  # sweeper every 1 s, stale after 1 s
@@ -166,8 +173,8 @@ async def test_rotation_signs_with_both_secrets_and_no_secret_is_logged_or_store
     shop = await _shop(rig)
     assert shop.id
     async with receiver(fail_first={"/s": 1}) as got:
-        old = await callbacks.register(rig.core, party_id=shop.id, url=f"{got.url}/s")
-        new = await callbacks.rotate_secret(rig.core, party_id=shop.id)
+        old = await _set(rig, shop.id, f"{got.url}/s")
+        new = await callbacks.rotate_secret(rig.core, actor=ADMIN, party_id=shop.id)
         assert new.endpoint.previous_secret_until is not None
         topup = await rig.wait((await _top_up(rig, shop, 0)).id)
         await settled(rig, topup.id, count=1)
@@ -215,7 +222,7 @@ async def test_worker_killed_mid_post_delivers_each_event_once_to_a_deduplicatin
     shop = await _shop(rig)
     assert shop.id
     async with receiver(hold=asyncio.Event()) as got:
-        await callbacks.register(rig.core, party_id=shop.id, url=f"{got.url}/s")
+        await _set(rig, shop.id, f"{got.url}/s")
         with killed_at_exit(start_worker(env, tmp_path)) as first:
             topup = await _top_up(rig, shop, 0)
             await asyncio.wait_for(got.arrived.wait(), 30)  # the POST is in flight

@@ -22,6 +22,8 @@ from core.errors import InputError, NotFound
 from core.jobs.queue import JobQueue
 from core.models import CallbackDelivery, CallbackEndpoint, CallbackState, Party
 from core.models.types import utcnow
+from core.services import audit
+from core.services.audit import Actor
 from core.services.callbacks import guard, signing
 
 LOG_LIMIT_MAX = 200
@@ -72,7 +74,7 @@ def _checked(core: Core, url: str) -> str:
     )
 
 
-async def register(core: Core, *, party_id: int, url: str) -> Registered:
+async def register(core: Core, *, actor: Actor, party_id: int, url: str) -> Registered:
     """Register ``url`` for ``party_id``, or replace its endpoint's URL (keeping the secret)."""
     checked = _checked(core, url)
     async with core.transaction() as session:
@@ -80,6 +82,13 @@ async def register(core: Core, *, party_id: int, url: str) -> Registered:
             raise NotFound(kind="party", key=party_id)
         row = await session.get(CallbackEndpoint, party_id, with_for_update=True)
         now = utcnow()
+        await audit.record(
+            session,
+            actor=actor,
+            action="callback.set",
+            subject_party_id=party_id,
+            details={"host": guard.host_of(checked), "replaced": row is not None},
+        )
         if row is not None:
             row.url, row.updated_at = checked, now
             return Registered(endpoint=_view(row), created=False, secret=None)
@@ -98,17 +107,20 @@ async def get(core: Core, *, party_id: int) -> Endpoint | None:
         return _view(row) if row else None
 
 
-async def remove(core: Core, *, party_id: int) -> bool:
+async def remove(core: Core, *, actor: Actor, party_id: int) -> bool:
     """Remove the endpoint; False if there was none. Pending deliveries are then given up."""
     async with core.transaction() as session:
         row = await session.get(CallbackEndpoint, party_id)
         if row is None:
             return False
         await session.delete(row)
+        await audit.record(
+            session, actor=actor, action="callback.remove", subject_party_id=party_id
+        )
         return True
 
 
-async def rotate_secret(core: Core, *, party_id: int) -> Registered:
+async def rotate_secret(core: Core, *, actor: Actor, party_id: int) -> Registered:
     """A new secret (returned, shown once); the old one still signs for the grace period."""
     async with core.transaction() as session:
         row = await session.get(CallbackEndpoint, party_id, with_for_update=True)
@@ -120,6 +132,9 @@ async def rotate_secret(core: Core, *, party_id: int) -> Registered:
         row.previous_until = now + timedelta(seconds=grace_s) if grace_s else None
         row.secret_seed = secrets.token_hex(32)
         row.updated_at = now
+        await audit.record(
+            session, actor=actor, action="callback.rotate", subject_party_id=party_id
+        )
         secret = signing.secret_for(core.pins, row.secret_seed)
         return Registered(endpoint=_view(row), created=False, secret=secret)
 
@@ -166,7 +181,7 @@ async def deliveries(
 
 
 async def resend(
-    core: Core, queue: JobQueue, *, party_id: int, delivery_id: int
+    core: Core, queue: JobQueue, *, actor: Actor, party_id: int, delivery_id: int
 ) -> CallbackDelivery:
     """Send a delivered or given-up callback again, with a fresh retry window."""
     async with core.transaction() as session:
@@ -184,5 +199,12 @@ async def resend(
         row.state, row.due_at, row.delivered_at = CallbackState.PENDING, now, None
         row.retry_until = now + timedelta(seconds=core.settings.callback_window_s)
         attempts = row.attempts
+        await audit.record(
+            session,
+            actor=actor,
+            action="callback.resend",
+            subject_party_id=party_id,
+            reference=row.event_id,
+        )
     await queue.callback(delivery_id, attempts=attempts)
     return row

@@ -65,6 +65,11 @@ def check_url(url: str, *, allow_private: bool, allow_http: bool) -> str:
     return str(parsed)
 
 
+def host_of(url: str) -> str:
+    """The host alone (for the audit log: a URL's path or query may carry a receiver's token)."""
+    return URL(url).host or ""
+
+
 def _refused_host(host: str) -> bool:
     literal = _ip(host)
     if literal is not None:
