@@ -56,7 +56,9 @@ class Product:
         return self.min_minor <= amount_minor <= self.max_minor
 
     def operator_json(self) -> dict[str, Any]:
-        return {"id": self.operator_id, "name": self.operator_name, "country": COUNTRY}
+        return {"id": self.operator_id, "name": self.operator_name, "country": COUNTRY} | {
+            "regions": None
+        }
 
     def to_json(self) -> dict[str, Any]:
         """A product as the spec's ProductRangedValueRecharge / ProductFixedValueRecharge."""
@@ -191,8 +193,6 @@ class Transaction:
             "beneficiary": None,
             "debit_party_identifier": None,
             "credit_party_identifier": {"mobile_number": self.msisdn},
-            "statement_identifier": None,
-            "callback_url": None,
         }
 
 

@@ -42,7 +42,12 @@ Outcome by the recipient number's last digit:
   other SUCCESSFUL at once
 Then, for the other digits, --error-rate (503, not recorded) and --decline-rate
 (declined, recorded FAILED) draw from one RNG seeded by --seed. A repeated
-customIdentifier is never delivered twice: 200 with the original transaction."""
+customIdentifier is never delivered twice: 200 with the original transaction.
+DT One's face (/v1) follows the same digits in its own words: POST
+/v1/async/transactions answers 201 CONFIRMED and the transaction then reads
+COMPLETED (other, ...5), DECLINED-OPERATOR-CURRENTLY-UNAVAILABLE (...1), or
+SUBMITTED until --settle-s after the request, then COMPLETED (...2) or
+DECLINED (...3); ...4 is one 503; a repeated external_id is refused 1007001."""
 
 
 def choose(

@@ -145,3 +145,97 @@ def test_amounts_and_dates() -> None:
     assert wire.parse_date("2026-05-02T13:35:00+03:00").hour == 10
     day = wire.date(wire.parse_date("2026-05-02"))
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", day)
+
+
+# The sandbox's DT One answers, validated against DT One's own schemas.
+
+
+def _json_schema(node: Any) -> Any:
+    """An OpenAPI 3.0 answer schema as JSON Schema 2020-12: ``nullable`` becomes "or null",
+    ``writeOnly`` fields are not required, and an
+    ``allOf`` member that is only ``additionalProperties: false`` (OpenAPI's way of closing a
+    composed object) becomes ``unevaluatedProperties: false`` on the composition."""
+    if isinstance(node, list):
+        return [_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    write_only = {
+        name
+        for name, prop in (node.get("properties") or {}).items()
+        if isinstance(prop, dict) and prop.get("writeOnly")
+    }  # a request's fields: not required in an answer (OpenAPI 3.0's readOnly/writeOnly rule)
+    node = {k: _json_schema(v) for k, v in node.items() if k != "discriminator"}
+    if write_only and isinstance(node.get("required"), list):
+        node["required"] = [name for name in node["required"] if name not in write_only]
+    members = node.get("allOf")
+    if isinstance(members, list) and {"additionalProperties": False} in members:
+        node["allOf"] = [m for m in members if m != {"additionalProperties": False}]
+        node["unevaluatedProperties"] = False
+    if node.pop("nullable", False):
+        return {"anyOf": [node, {"type": "null"}]}
+    return node
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    from jsonschema import Draft202012Validator
+
+    root = {**schema, "components": {"schemas": _json_schema(SPEC["components"]["schemas"])}}
+    return Draft202012Validator(root)
+
+
+def _response_schema(path: str, method: str, status: str) -> dict[str, Any]:
+    answer = SPEC["paths"][path][method]["responses"][status]
+    return _json_schema(answer["content"]["application/json"]["schema"])  # type: ignore[no-any-return]
+
+
+def _errors_of(schema: dict[str, Any], body: Any) -> list[str]:
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in _validator(schema).iter_errors(body)
+    ]
+
+
+async def test_the_sandbox_answers_in_dt_ones_schemas(sandbox: Any) -> None:
+    from tests.providers.test_dtone import AIRTIME, BUNDLES, dtone, sale
+
+    adapter = dtone(sandbox.url)
+    http, base = sandbox.http, f"{sandbox.url}/v1"
+    try:
+        await adapter.send_topup(sale(0, "dt-schema-ok"))
+        await adapter.send_topup(sale(1, "dt-schema-no"))
+        await adapter.send_topup(sale(0, "dt-schema-b", operator_ref=BUNDLES, amount_minor=25_000))
+    finally:
+        await adapter.close()
+    auth = {"Authorization": "Basic c2FuZGJveDpzYW5kYm94"}  # sandbox:sandbox
+    number = "mobile-number/+254712345670"
+    checks = [
+        ("/transactions", "get", "200", "/transactions", {}),
+        ("/transactions/{transaction_id}", "get", "200", "/transactions/2237001", {}),
+        ("/products", "get", "200", "/products", {}),
+        ("/products", "get", "200", "/products", {"operator_id": "1401"}),
+        ("/balances", "get", "200", "/balances", {}),
+        ("/lookup/mobile-number/{mobile_number}", "get", "200", f"/lookup/{number}", {}),
+    ]
+    for path, method, status, url, params in checks:
+        async with http.get(base + url, params=params, headers=auth) as resp:
+            assert resp.status == int(status), url
+            body = json.loads(await resp.read(), parse_float=Decimal)
+        assert body, url
+        found = _errors_of(_response_schema(path, method, status), body)
+        assert found == [], (url, found)
+    created = {"external_id": "dt-schema-new", "product_id": int(AIRTIME), "auto_confirm": True}
+    created |= {"calculation_mode": "DESTINATION_AMOUNT"}
+    created |= {"destination": {"unit_type": "CURRENCY", "unit": "KES", "amount": 50}}
+    created |= {"credit_party_identifier": {"mobile_number": "+254712345670"}}
+    errors = _response_schema("/async/transactions", "post", "default")
+    for body_sent, expected in ((created, 201), (created, 400), ({"product_id": 1}, 400)):
+        async with http.post(f"{base}/async/transactions", json=body_sent, headers=auth) as resp:
+            assert resp.status == expected
+            body = await resp.json()
+        answer = _response_schema("/async/transactions", "post", "201")
+        assert _errors_of(answer if expected == 201 else errors, body) == []
+    broken = {"id": 0, "external_id": "", "status": {"id": "one", "message": "COMPLETED"}}
+    transaction = _response_schema("/transactions/{transaction_id}", "get", "200")
+    assert len(_errors_of(transaction, broken)) == 4  # the check is live: it refuses a bad shape
+    async with http.get(f"{base}/balances") as resp:  # no credentials
+        assert resp.status == 401 and _errors_of(errors, await resp.json()) == []
