@@ -100,7 +100,7 @@ async def test_a_statement_as_json_and_as_csv(rig: Rig) -> None:
     assert any(m["kind"] == "reserve" and m["amount_minor"] == -5000 for m in moves)
     as_csv = await rig.client.get("/api/v1/statement?format=csv", headers=auth(key))
     assert as_csv.content_type == "text/csv"
-    assert (await as_csv.text()).startswith("date,time,kind,asset,amount,reference")
+    assert (await as_csv.text()).startswith("date,time,kind,asset,amount,balance,reference")
     wrong = await rig.client.get(
         "/api/v1/statement?from=2026-12-02&to=2026-12-01", headers=auth(key)
     )
