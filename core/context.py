@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from core.catalog_snapshot import CatalogCache
 from core.db import Lookups, make_engine, make_sessionmaker, transaction
 from core.ledger import Ledger
+from core.providers import registry as providers
+from core.providers.port import AirtimeProvider
 from core.security import PinHasher, load_pepper
 from core.settings import Settings
 from core.stores import database_errors
@@ -26,6 +28,9 @@ class Core:
     catalog: CatalogCache
     # One-row reads off the pool's path: the first hop's who is calling (core.services.callers).
     lookups: Lookups
+    # The aggregator, for a look-up outside the worker (a support case asks it first); its
+    # connection pool opens on first use.
+    provider: AirtimeProvider
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
         """``async with core.transaction() as session``: commit on success, roll back on error;
@@ -39,6 +44,7 @@ async def open_core(settings: Settings) -> AsyncIterator[Core]:
     pool = {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
     engine = make_engine(url, **({} if url.startswith("sqlite") else pool))
     lookups = Lookups(engine, size=settings.db_lookup_connections)
+    provider = providers.build(settings)
     try:
         pepper = load_pepper(
             configured=settings.pin_pepper.get_secret_value(), var_dir=settings.var_dir
@@ -52,7 +58,9 @@ async def open_core(settings: Settings) -> AsyncIterator[Core]:
             pins=PinHasher(pepper),
             catalog=CatalogCache(sessions),
             lookups=lookups,
+            provider=provider,
         )
     finally:
+        await provider.close()
         await lookups.close()
         await engine.dispose()

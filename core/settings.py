@@ -168,6 +168,12 @@ class Settings(BaseSettings):
         15, 30, 60, 120, 300, 900, 1800, 3600,
     ]  # fmt: skip
     topup_unknown_window_s: int = Field(default=86_400, ge=1)  # 24 h
+    # Support cases (docs/RECONCILIATION.md): one the distributor has not settled this long goes
+    # to the platform; a retailer's report waits this long for the aggregator's answer.
+    case_answer_s: int = Field(default=14_400, ge=60)  # 4 h
+    case_lookup_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # The worker reconciles the previous local day with the aggregator at this local hour.
+    reconcile_hour: int = Field(default=3, ge=0, le=23)
     # Worker: concurrent deliveries per process (each mostly waits on the provider's HTTP).
     worker_max_jobs: int = Field(default=256, ge=1, le=10_000)
     # The sweeper resumes a top-up not final, untouched this long, whose job is gone.

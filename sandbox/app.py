@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from sandbox import auth, dtone, inspection, lookups, messaging, topups
+from sandbox import auth, dtone, inspection, lookups, messaging, tamper, topups
 from sandbox.config import SandboxConfig
 from sandbox.dtone_store import DTONE, DtOneState
 from sandbox.store import STORE, Store
@@ -38,4 +38,6 @@ def build_app(config: SandboxConfig) -> web.Application:
     app.router.add_get("/sandbox/stats", inspection.stats)
     app.router.add_get("/sandbox/sms", inspection.sms)
     app.router.add_post("/sandbox/reset", inspection.reset)
+    app.router.add_post("/sandbox/tamper", tamper.tamper)
+    app.router.add_post("/sandbox/import", tamper.bulk_import)
     return app

@@ -66,7 +66,7 @@ class Transaction:
             "transactionId": self.transaction_id,
             "status": self.status.value,
             "operatorTransactionId": self.operator_transaction_id,
-            "customIdentifier": self.reference,
+            "customIdentifier": self.reference or None,  # "": added without one
             "recipientPhone": self.recipient.lstrip("+"),
             "recipientEmail": None,
             "senderPhone": self.sender.lstrip("+") if self.sender else None,

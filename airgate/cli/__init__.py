@@ -9,6 +9,7 @@ from airgate.cli import (
     apikey,
     bot,
     callback,
+    cases,
     db,
     money,
     party,
@@ -35,6 +36,7 @@ app.add_typer(callback.app, name="callback")
 app.add_typer(apikey.app, name="apikey")
 app.add_typer(reports.report_app, name="report")
 app.command("statement")(reports.statement_command)
+app.add_typer(cases.app, name="case")
 app.command("deposit")(money.deposit)
 app.command("balance")(money.balance)
 app.command("seed")(running.seed)

@@ -21,11 +21,13 @@ from core.models.catalog import (
 from core.models.channel import UssdSessionEnd
 from core.models.ledger import Account, AccountKind, Reservation, ReservationStatus, Transfer
 from core.models.party import Party, PartyIdentity, PartyStatus, Role
+from core.models.recon import ReconLine
 from core.models.stock import RequestState, StockRequest
 from core.models.topup import (
     CaseState,
     Notification,
     NotificationState,
+    Resolution,
     SupportCase,
     Topup,
     TopupState,
@@ -59,8 +61,10 @@ __all__ = [
     "PartyStatus",
     "Product",
     "ProductKind",
+    "ReconLine",
     "Reservation",
     "ReservationStatus",
+    "Resolution",
     "Role",
     "SupportCase",
     "Topup",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Index, String
+from sqlalchemy import JSON, BigInteger, Index, String
 from sqlmodel import Field, SQLModel
 
 from core.models.types import BigId, UtcDateTime, utcnow
@@ -27,6 +27,8 @@ class TopupState(StrEnum):
 
 FINAL_STATES = frozenset({TopupState.DELIVERED, TopupState.FAILED})
 OPEN_STATES = (TopupState.RESERVED, TopupState.UNKNOWN)  # the worker and the sweeper drive these
+# What may still become final: the open states, and an escalated top-up settled by its case.
+SETTLEABLE_STATES = (*OPEN_STATES, TopupState.ESCALATED)
 
 
 class Topup(SQLModel, table=True):
@@ -87,16 +89,39 @@ class CaseState(StrEnum):
     RESOLVED = "resolved"
 
 
+class Resolution(StrEnum):
+    """How a case ended (core/services/cases.py)."""
+
+    ANSWERED = "answered"  # the aggregator's record answered it at once; nothing to settle
+    DELIVERED = "delivered"  # the top-up was settled delivered: its stock captured
+    FAILED = "failed"  # settled failed: its stock released
+    REFUNDED = "refunded"  # a correcting transfer gave the retailer its stock back
+    CLOSED = "closed"  # closed with a note, no money moved
+
+
 class SupportCase(SQLModel, table=True):
+    """A person must look at something: a top-up (``topup_id``, at most one case each) or, for a
+    transaction the aggregator reported that is not ours, its ``reference``."""
+
     __tablename__ = "support_case"
+    __table_args__ = (Index("ix_support_case_state_opened", "state", "opened_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     topup_id: str | None = Field(
         default=None, foreign_key="topup.id", unique=True, sa_type=String(32)
     )
+    # What a case without a top-up is about ("reloadly:1234": the aggregator's transaction).
+    reference: str | None = Field(default=None, unique=True, sa_type=String(96))
     party_id: int = Field(foreign_key="party.id", index=True)
-    reason: str = Field(sa_type=String(40))  # "unknown_outcome", "retailer_report", …
+    reason: str = Field(sa_type=String(40))  # "unknown_outcome", "retailer_report", "recon_…"
     state: str = Field(default=CaseState.OPEN, sa_type=String(10))
     note: str | None = Field(default=None, sa_type=String(400))
     opened_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
     resolved_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    resolution: str | None = Field(default=None, sa_type=String(12))  # a Resolution
+    resolved_by: str | None = Field(default=None, sa_type=String(64))  # an audit actor label
+    # What the case was decided on: the aggregator's record, a reconciliation's row (numbers
+    # masked). Written by the code that opens or settles the case, never by a channel's input.
+    evidence: dict[str, object] = Field(default_factory=dict, sa_type=JSON)
+    # Unanswered past AIRGATE_CASE_ANSWER_S: handed to the platform (core/services/cases.py).
+    escalated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)

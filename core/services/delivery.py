@@ -34,18 +34,20 @@ from core.i18n import t
 from core.jobs.queue import JobQueue
 from core.ledger import AccountRef
 from core.logging import get_logger
-from core.models import AccountKind, ProductKind, SupportCase, TopupState
+from core.models import AccountKind, ProductKind, TopupState
 from core.models.topup import OPEN_STATES
 from core.models.types import utcnow
 from core.money import airtime_asset, format_minor
 from core.msisdn import masked, national
 from core.providers.port import AirtimeProvider, Outcome, ProviderTransaction, TopupOrder
 from core.services import delivery_notices as notices
+from core.services import support
 from core.services.delivery_rows import Job, OpenTopup, load, snapshot, topup_t, unpack
 from core.services.finish import Final, Finisher
 from core.services.notify import Notifier, add_owed
 
-__all__ = ["Delivery", "advance", "snapshot"]  # snapshot: what topups.py carries in a new job
+# snapshot: what topups.py carries in a new job; final_for: what cases.py settles with
+__all__ = ["Delivery", "advance", "final_for", "snapshot"]
 
 log = get_logger(__name__)
 
@@ -150,37 +152,52 @@ async def _finish(
 ) -> str:
     """Final state, ledger resolution and owed messages in one transaction (a group commit,
     core/services/finish.py); then the messages go out."""
-    topup = job.topup
-    asset = airtime_asset(topup.operator_code)
-    owed = await d.finisher.finish(
-        Final(
-            topup_id=topup.id,
-            party_id=topup.party_id,
-            state=state,
-            row={
-                "b_id": topup.id,
-                "b_state": state,
-                "b_final_at": utcnow(),
-                "b_sends": topup.sends,
-                "b_checks": topup.checks,
-                "b_provider_ref": txn.provider_ref if txn else None,
-                "b_operator_txn_id": txn.operator_ref if txn else None,
-                "b_detail": detail[:200] if detail else None,
-            },
-            stock_account=AccountRef(AccountKind.MAIN, asset, topup.party_id).code,
-            owed=notices.owed(
-                job,
-                state,
-                what=notices.what(await d.core.catalog.get(), topup, job.language),
-                telegram_on=d.notifier.telegram_on,
-            ),
-        )
+    catalog = await d.core.catalog.get()
+    final = final_for(
+        job, state, catalog=catalog, telegram_on=d.notifier.telegram_on, txn=txn, detail=detail
     )
+    owed = await d.finisher.finish(final)
     if owed is None:
         return state  # another run finished it first: the provider gave it the same answer
-    log.info("topup.final", topup_id=topup.id, state=state, msisdn=masked(topup.msisdn))
+    log.info("topup.final", topup_id=job.topup.id, state=state, msisdn=masked(job.topup.msisdn))
     await d.notifier.send(owed)
     return state
+
+
+def final_for(
+    job: Job,
+    state: TopupState,
+    *,
+    catalog: Catalog,
+    telegram_on: bool,
+    txn: ProviderTransaction | None = None,
+    detail: str | None = None,
+    closing: support.Closing | None = None,
+) -> Final:
+    """A top-up's final state as the finisher writes it (also a case's settlement, with
+    ``closing``: core/services/cases.py)."""
+    topup = job.topup
+    asset = airtime_asset(topup.operator_code)
+    return Final(
+        topup_id=topup.id,
+        party_id=topup.party_id,
+        state=state,
+        row={
+            "b_id": topup.id,
+            "b_state": state,
+            "b_final_at": utcnow(),
+            "b_sends": topup.sends,
+            "b_checks": topup.checks,
+            "b_provider_ref": txn.provider_ref if txn else topup.provider_ref,
+            "b_operator_txn_id": txn.operator_ref if txn else None,
+            "b_detail": detail[:200] if detail else None,
+        },
+        stock_account=AccountRef(AccountKind.MAIN, asset, topup.party_id).code,
+        owed=notices.owed(
+            job, state, what=notices.what(catalog, topup, job.language), telegram_on=telegram_on
+        ),
+        closing=closing,
+    )
 
 
 async def _unknown(
@@ -274,19 +291,20 @@ async def _escalate(d: Delivery, job: Job, *, detail: str) -> str:
         ).first()
         if moved is None:
             return TopupState.ESCALATED
-        case = SupportCase(topup_id=topup.id, party_id=topup.party_id, reason="unknown_outcome")
-        session.add(case)
-        await session.flush()
+        case_id, new = await support.case_for_escalation(
+            session, topup_id=topup.id, party_id=topup.party_id
+        )
         fields: dict[str, object] = {
             "amount": format_minor(topup.amount_minor, topup.currency),
             "number": national(topup.msisdn),
-            "case": case.id,
+            "case": case_id,
         }
         text = t(job.language, "topup.escalated", **fields, ref=topup.id)
         on = d.notifier.telegram_on
         messages = [notices.retailer(job, f"{topup.id}:escalated", telegram_on=on)(text)]
         messages += await notices.to_distributor(session, job, fields, telegram_on=on)
-        owed = await add_owed(session, messages)
-    log.warning("topup.escalated", topup_id=topup.id, case=case.id, detail=detail)
+        # A case that was already open (reported, or retried) told them when it opened.
+        owed = await add_owed(session, messages if new else [])
+    log.warning("topup.escalated", topup_id=topup.id, case=case_id, detail=detail)
     await d.notifier.send(owed)
     return TopupState.ESCALATED

@@ -3,16 +3,17 @@
 Invariant (the one of core/services/delivery.py): a top-up becomes final, its reservation is
 captured or released, and the messages it owes are recorded in ONE transaction, at most once. A
 batch keeps that per top-up: the rows are locked and filtered to those still open, each open one
-is resolved in the ledger, and the batch commits as a whole. If anything in a batch fails (a
-deadlock with another worker's batch, a constraint), every item of it is written again in a
-transaction of its own, so one bad item fails only its own job.
+is resolved in the ledger (and its open support case closed: support.py ``close_settled``),
+and the batch commits as a whole. If anything in a batch fails (a deadlock with another worker's
+batch, a constraint), every item of it is written again in a transaction of its own, so one bad
+item fails only its own job.
 
 Why: at hundreds of top-ups a second the transaction per outcome (six statements) was most of the
-worker's CPU and of PostgreSQL's (docs/BENCHMARKS.md). A batch costs five statements plus one per
+worker's CPU and of PostgreSQL's (docs/BENCHMARKS.md). A batch costs six statements plus one per
 top-up (the ledger resolution); the fifth finds the outcome callbacks owed, written as outbox rows
-in the same transaction (core/services/callbacks/outbox.py). Batches form by themselves: while
-one is written, the outcomes that arrive wait for the next; an idle worker writes a lone outcome
-at once.
+in the same transaction (core/services/callbacks/outbox.py), the sixth looks for open support
+cases to close. Batches form by themselves: while one is written, the outcomes that arrive wait
+for the next; an idle worker writes a lone outcome at once.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from core.context import Core
 from core.jobs.queue import JobQueue
 from core.logging import get_logger
 from core.models import Account, Topup, TopupState
-from core.models.topup import OPEN_STATES
+from core.models.topup import SETTLEABLE_STATES
 from core.services.callbacks import outbox as callbacks
 from core.services.notify import Message, add_owed
+from core.services.support import Closing, close_settled
 
 log = get_logger(__name__)
 topup_t = Topup.__table__  # type: ignore[attr-defined]
@@ -41,7 +43,10 @@ MAX_BATCH = 16  # outcomes per transaction: bounds how long it holds retailers' 
 
 _OPEN = (
     select(topup_t.c.id)
-    .where(topup_t.c.id.in_(bindparam("ids", expanding=True)), topup_t.c.state.in_(OPEN_STATES))
+    .where(
+        topup_t.c.id.in_(bindparam("ids", expanding=True)),
+        topup_t.c.state.in_(SETTLEABLE_STATES),
+    )
     .order_by(topup_t.c.id)
     .with_for_update()
 )
@@ -74,6 +79,7 @@ class Final:
     row: dict[str, Any]  # _FINAL's b_* values
     stock_account: str  # the retailer's main account of the asset (also its lock order)
     owed: Callable[[int], list[Message]]
+    closing: Closing | None = None  # who settles it, if not the worker on the aggregator's word
     done: asyncio.Future[list[Message] | None] = field(init=False)
 
 
@@ -149,6 +155,7 @@ class Finisher:
                 await session.execute(_FINAL, [item.row for item in todo])
             for item in todo:
                 await self._resolve(session, item)
+            await close_settled(session, [(i.topup_id, i.state, i.row, i.closing) for i in todo])
             stock = await self._stock(session, todo)
             owed = {item.topup_id: item.owed(stock.get(item.stock_account, 0)) for item in todo}
             await add_owed(session, [m for messages in owed.values() for m in messages])

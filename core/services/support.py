@@ -1,24 +1,29 @@
 """Support cases a retailer opens about a top-up (the worker opens them for unknown outcomes),
-and a distributor's queue: the open cases of its retailers.
+a distributor's queue (the open cases of its retailers), and the closing of a case whose top-up
+becomes final. Settling cases is core/services/cases.py.
 
 Invariant: one case per top-up (a unique column): a retailer reporting a top-up the worker has
-already escalated, or reporting it twice, is shown the case that exists.
+already escalated, or reporting it twice, is shown the case that exists; a top-up escalated
+again after a retry finds its case open. A case about a top-up that becomes final closes in the
+same transaction (:func:`close_settled`), whoever settled it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from core.context import Core
 from core.errors import NotFound
 from core.models import CaseState, Party, SupportCase, Topup
+from core.models.types import utcnow
 from core.services.audit import Actor, record
 
 case_t = SupportCase.__table__  # type: ignore[attr-defined]
@@ -26,6 +31,7 @@ party_t = Party.__table__  # type: ignore[attr-defined]
 topup_t = Topup.__table__  # type: ignore[attr-defined]
 
 RETAILER_REPORT = "retailer_report"
+UNKNOWN_OUTCOME = "unknown_outcome"
 
 
 async def recent_topups(core: Core, *, party_id: int, limit: int = 5) -> list[Topup]:
@@ -135,3 +141,81 @@ async def queued_case(core: Core, *, distributor_id: int, case_id: int) -> Queue
 
 def _queued(row: Sequence[Any]) -> QueuedCase:
     return QueuedCase(*row)
+
+
+@dataclass(frozen=True, slots=True)
+class Closing:
+    """Who settled a top-up, and on what: its case is closed with these."""
+
+    actor: Actor
+    note: str | None = None
+    evidence: Mapping[str, object] = field(default_factory=dict)
+
+
+_SYSTEM = Closing(actor=Actor.system())
+_OPEN_OF = select(case_t.c.id, case_t.c.topup_id, case_t.c.party_id, case_t.c.evidence).where(
+    case_t.c.topup_id.in_(bindparam("ids", expanding=True)), case_t.c.state == CaseState.OPEN
+)
+
+
+async def close_settled(
+    session: AsyncSession,
+    settled: Sequence[tuple[str, str, Mapping[str, Any], Closing | None]],
+) -> None:
+    """Close the open cases of top-ups made final in this transaction: (top-up id, its final
+    state, the row written (b_* values), who settled it or None for the worker). One query when
+    none has a case, which is the worker's usual batch."""
+    if not settled:
+        return
+    by_id = {topup_id: (state, row, closing) for topup_id, state, row, closing in settled}
+    found = (await session.execute(_OPEN_OF, {"ids": list(by_id)})).all()
+    for case_id, topup_id, party_id, evidence in found:
+        state, row, closing = by_id[topup_id]
+        closing = closing or _SYSTEM
+        record_ = {
+            "provider_ref": row.get("b_provider_ref"),
+            "operator_ref": row.get("b_operator_txn_id"),
+            **closing.evidence,
+        }
+        await session.execute(
+            update(case_t)
+            .where(case_t.c.id == case_id)
+            .values(
+                state=CaseState.RESOLVED,
+                resolution=str(state),
+                resolved_by=closing.actor.label,
+                resolved_at=utcnow(),
+                note=closing.note[:400] if closing.note else case_t.c.note,
+                evidence={**(evidence or {}), "settled": record_},
+            )
+        )
+        await record(
+            session,
+            actor=closing.actor,
+            action="support.resolve",
+            subject_party_id=party_id,
+            reference=topup_id,
+            details={"case": case_id, "resolution": str(state), "note": closing.note},
+        )
+
+
+async def case_for_escalation(
+    session: AsyncSession, *, topup_id: str, party_id: int
+) -> tuple[int, bool]:
+    """The case an escalated top-up is held by, and whether it is new: its case (a retailer's
+    report, a retry that did not settle it; reopened if it was closed) or a new one."""
+    query = select(case_t.c.id, case_t.c.state).where(case_t.c.topup_id == topup_id)
+    existing = (await session.execute(query)).first()
+    if existing is None:
+        case = SupportCase(topup_id=topup_id, party_id=party_id, reason=UNKNOWN_OUTCOME)
+        session.add(case)
+        await session.flush()
+        return case.id or 0, True
+    case_id, state = existing
+    if state != CaseState.OPEN:  # settled once, open again (reported after it was answered)
+        await session.execute(
+            update(case_t)
+            .where(case_t.c.id == case_id)
+            .values(state=CaseState.OPEN, resolution=None, resolved_at=None, escalated_at=None)
+        )
+    return int(case_id), False

@@ -1,0 +1,129 @@
+"""Sandbox-only routes that make the aggregator's books disagree with ours, so every class of
+reconciliation mismatch can be produced on purpose (tests, the benchmark, a demo). Never part of
+the aggregator's API; no authentication, like the other ``/sandbox/*`` routes.
+
+``POST /sandbox/tamper`` takes one edit, a JSON object:
+
+- ``{"reference": R, "status": "SUCCESSFUL" | "FAILED" | "REFUNDED" | "PROCESSING"}``: the
+  transaction's status now (a settled hang, a reversal);
+- ``{"reference": R, "amount": 60}``: the amount it records (major units);
+- ``{"reference": R, "drop": true}``: it disappears from the report (missing at the aggregator);
+- ``{"add": {"reference": R | null, "recipient": "+2547…", "amount": 50, "status": …,
+  "at": "2026-12-03 10:00:00"}}``: a transaction we never sent (unknown to us).
+
+``POST /sandbox/import`` takes ``{"transactions": [<add objects>]}``: many at once (the
+benchmark's day), charged to nobody's balance.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from sandbox import operators
+from sandbox.store import STORE, Status, Store, Transaction
+from sandbox.wire import loads, now, parse_date, to_minor
+
+
+class _Bad(Exception):
+    pass
+
+
+async def tamper(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    try:
+        edit = loads(await request.read())
+        if not isinstance(edit, dict):
+            raise _Bad("an edit is a JSON object")
+        tx = _add(store, edit["add"]) if "add" in edit else _edit(store, edit)
+    except (_Bad, ValueError, UnicodeDecodeError) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    return web.json_response(tx.to_json() if tx else {"dropped": edit.get("reference")})
+
+
+async def bulk_import(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    try:
+        body = loads(await request.read())
+        items = body.get("transactions") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise _Bad("expected {transactions: [...]}")
+        added = [_new(store, item) for item in items]
+    except (_Bad, ValueError, UnicodeDecodeError) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    for tx in added:
+        _index(store, tx)
+    store.ordered.sort(key=lambda t: (t.at, t.transaction_id))
+    return web.json_response({"imported": len(added)})
+
+
+def _edit(store: Store, edit: dict[str, Any]) -> Transaction | None:
+    tx = store.by_reference.get(str(edit.get("reference")))
+    if tx is None:
+        raise _Bad(f"no transaction with reference {edit.get('reference')!r}")
+    if edit.get("drop"):
+        del store.by_reference[tx.reference]
+        del store.by_id[tx.transaction_id]
+        store.ordered.remove(tx)
+        return None
+    if "amount" in edit:
+        amount = to_minor(edit["amount"])
+        if amount is None or amount <= 0:
+            raise _Bad("amount: a positive number in major units")
+        tx.requested_minor = amount
+    if "status" in edit:
+        status = Status(str(edit["status"]))
+        store.statuses[tx.status] -= 1
+        store.statuses[status] += 1
+        tx.status = status
+        if status is Status.SUCCESSFUL:
+            tx.operator_transaction_id = f"SBX{tx.transaction_id:010d}"
+    return tx
+
+
+def _add(store: Store, item: Any) -> Transaction:
+    tx = _new(store, item)
+    _index(store, tx)
+    store.ordered.sort(key=lambda t: (t.at, t.transaction_id))
+    return tx
+
+
+def _new(store: Store, item: Any) -> Transaction:
+    if not isinstance(item, dict):
+        raise _Bad("a transaction is a JSON object")
+    recipient = operators.normalize(str(item.get("recipient", "")), operators.COUNTRY)
+    operator = operators.detect(recipient) if recipient else None
+    amount = to_minor(item.get("amount"))
+    if recipient is None or operator is None or amount is None or amount <= 0:
+        raise _Bad("a transaction needs a KE recipient and a positive amount")
+    at = parse_date(str(item["at"])) if item.get("at") else now()
+    if at is None:
+        raise _Bad("at: YYYY-MM-DD HH:MM:SS (UTC)")
+    reference = item.get("reference")
+    status = Status(str(item.get("status", Status.SUCCESSFUL)))
+    tx = Transaction(
+        transaction_id=next(store._ids),  # noqa: SLF001 - the store's own id sequence
+        reference=str(reference) if reference is not None else "",
+        status=status,
+        operator=operator,
+        recipient=recipient,
+        sender=None,
+        requested_minor=amount,
+        cost_minor=store.cost(amount),
+        at=at if isinstance(at, datetime) else now(),
+        balance_before_minor=store.balance_minor,
+        balance_after_minor=store.balance_minor,
+    )
+    if status is Status.SUCCESSFUL:
+        tx.operator_transaction_id = f"SBX{tx.transaction_id:010d}"
+    return tx
+
+
+def _index(store: Store, tx: Transaction) -> None:
+    if tx.reference:
+        store.by_reference[tx.reference] = tx
+    store.by_id[tx.transaction_id] = tx
+    store.ordered.append(tx)
+    store.statuses[tx.status] += 1
