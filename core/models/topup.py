@@ -95,7 +95,7 @@ class Resolution(StrEnum):
     ANSWERED = "answered"  # the aggregator's record answered it at once; nothing to settle
     DELIVERED = "delivered"  # the top-up was settled delivered: its stock captured
     FAILED = "failed"  # settled failed: its stock released
-    REFUNDED = "refunded"  # a correcting transfer gave the retailer its stock back
+    RETURNED = "returned"  # a correcting transfer gave the retailer its stock back
     CLOSED = "closed"  # closed with a note, no money moved
 
 

@@ -4,8 +4,8 @@ note) or, past ``case_answer_s``, the platform (also delivered or failed, with t
 
 Invariant: money moves only on the paths that move it everywhere else. A held top-up becomes
 final through the finisher (capture or release, its case closed in the same transaction:
-core/services/finish.py); a delivered top-up is refunded by one correcting transfer keyed by its
-case (at most once). Nothing is settled on a guess: a retry or a refund of a held top-up needs
+core/services/finish.py); a delivered top-up's stock goes back by one correcting transfer keyed
+by its case (at most once). Nothing is settled on a guess: a retry or a refund of a held one needs
 the aggregator's word that it is not pending there (never while the outcome is unknown); only the
 platform may settle one against the aggregator's silence, with a note. Every action writes an
 audit row, and the retailer is told. What is shown is in case_views.py.
@@ -286,7 +286,7 @@ async def _refund_transfer(
         memo=note,
     )
     async with core.transaction() as session:
-        if not await _resolved(session, view, actor, Resolution.REFUNDED, note):
+        if not await _resolved(session, view, actor, Resolution.RETURNED, note):
             raise Refused(reason=f"case {view.id} is already resolved")
         try:
             await core.ledger.post(session, op_key=f"refund:case{view.id}", legs=[leg])
@@ -298,10 +298,10 @@ async def _refund_transfer(
             ) from None
         await _audit(session, actor, view, "support.refund", note)
         owed = await _tell(
-            core, session, view, f"case:{view.id}:refunded", "cases.told_refunded", note=note
+            core, session, view, f"case:{view.id}:returned", "cases.told_returned", note=note
         )
     await outbox(owed)
-    return Done(view.id, "cases.done_refunded", fields_of(view))
+    return Done(view.id, "cases.done_returned", fields_of(view))
 
 
 async def _resolved(

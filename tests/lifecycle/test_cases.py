@@ -260,12 +260,12 @@ async def test_a_disagreement_goes_to_the_distributor_who_refunds_by_transfer(ri
     done = await cases.resolve(
         rig.core, case_id=view.id, action=cases.Action.REFUND, note="customer's word", **kw
     )
-    assert done.key == "cases.done_refunded"
+    assert done.key == "cases.done_returned"
     assert await _stock(rig, shop) == (STOCK, 0, 5_000)  # stock back, the sale stands
     after = await case_views.get(rig.core, view.id)
     assert (after.state, after.resolution, after.note) == (
         "resolved",
-        "refunded",
+        "returned",
         "customer's word",
     )
     async with rig.core.sessions() as session:
