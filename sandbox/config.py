@@ -16,6 +16,9 @@ class SandboxConfig:
     # The credentials it accepts; the defaults match core's provider_* and sms_* defaults.
     client_id: str = "sandbox"
     client_secret: str = field(default="sandbox", repr=False)
+    # The DT One face's HTTP Basic credentials; the defaults match core's dtone_api_* defaults.
+    dtone_api_key: str = field(default="sandbox", repr=False)
+    dtone_api_secret: str = field(default="sandbox", repr=False)
     sms_username: str = "sandbox"
     sms_api_key: str = field(default="sandbox", repr=False)
     # A token is refused (401 TOKEN_EXPIRED) this long after it was issued.

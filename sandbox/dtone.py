@@ -14,6 +14,7 @@ import asyncio
 import base64
 import binascii
 import math
+import secrets
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any
@@ -53,7 +54,8 @@ def authorized(handler: Handler) -> Handler:
         except (binascii.Error, UnicodeDecodeError):
             given = ""
         config = request.app[DTONE].config
-        if scheme.lower() != "basic" or given != f"{config.client_id}:{config.client_secret}":
+        expected = f"{config.dtone_api_key}:{config.dtone_api_secret}".encode()
+        if scheme.lower() != "basic" or not secrets.compare_digest(given.encode(), expected):
             return errors(401, 1000401, "Unauthorized")
         return await handler(request)
 

@@ -80,6 +80,8 @@ def sandbox(
             port=port or s.sandbox_port,
             client_id=s.provider_client_id,
             client_secret=s.provider_client_secret.get_secret_value(),
+            dtone_api_key=s.dtone_api_key.get_secret_value(),
+            dtone_api_secret=s.dtone_api_secret.get_secret_value(),
             sms_username=s.sms_username,
             sms_api_key=s.sms_api_key.get_secret_value(),
             token_ttl_s=token_ttl_s,

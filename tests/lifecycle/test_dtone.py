@@ -6,14 +6,19 @@ After each: the ledger verifies, and the DT One face's delivered count equals ou
 
 from __future__ import annotations
 
+import base64
+import logging
+from dataclasses import replace
 from typing import Any
 
 import pytest
+import structlog
 
+from core.logging import configure, secrets_of
 from core.models import Party, Topup, TopupState
 from core.services.topups import confirm_topup
 from tests.helpers import assert_ledger_ok, chain, give_retailer_stock
-from tests.lifecycle.conftest import Rig
+from tests.lifecycle.conftest import SANDBOX, Rig
 
 STOCK = 100_000  # KES 1,000
 
@@ -104,3 +109,41 @@ async def test_a_bundle_goes_to_its_fixed_product(rig: Rig) -> None:
     topup = await rig.wait(sent.id)
     assert topup.state == TopupState.DELIVERED
     await _agree(rig)
+
+
+KEY, SECRET = "dt-live-key-5c1e9a", "dt-live-secret-0f7b3d2e91"
+
+
+@pytest.mark.parametrize(
+    ("sandbox_config", "rig_overrides"),
+    [
+        (
+            replace(SANDBOX, dtone_api_key=KEY, dtone_api_secret=SECRET),
+            {"provider": "dtone", "dtone_settle_s": 0.3, "dtone_api_key": KEY,
+             "dtone_api_secret": SECRET},
+        )
+    ],
+)  # fmt: skip
+async def test_no_log_line_holds_the_key_or_secret(
+    rig: Rig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Logged at DEBUG as JSON with **no** secret masking: nothing AirGate writes holds them (the
+    masking of every line, core/logging.py, is a second guard, not the only one)."""
+    configure(level="DEBUG", json=True, secrets=())
+    try:
+        shop = await _shop(rig)
+        for digit in (0, 1, 2):
+            topup = await rig.wait((await _top_up(rig, shop, digit)).id)
+            assert topup.state in (TopupState.DELIVERED, TopupState.FAILED)
+        await _agree(rig)
+    finally:
+        structlog.reset_defaults()
+        root = logging.getLogger()
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "topup.final" in text and "topup.unknown" in text  # the lines were written
+    basic = base64.b64encode(f"{KEY}:{SECRET}".encode()).decode()
+    assert [s for s in (KEY, SECRET, basic) if s in text] == []
+    assert {KEY, SECRET} <= set(secrets_of(rig.settings))  # and every line would mask them
