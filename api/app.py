@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from api import account, catalog, openapi, problems, reports, retailers, stock, topups
+from api import account, callbacks, catalog, openapi, problems, reports, retailers, stock, topups
 from api.endpoint import API, BASE, Api, Endpoint, route
 from api.idempotency import Idempotency
 from api.ratelimit import RateLimiter
@@ -28,7 +28,15 @@ from core.settings import Settings
 
 log = get_logger(__name__)
 
-RESOURCES: tuple[ModuleType, ...] = (account, catalog, topups, stock, retailers, reports)
+RESOURCES: tuple[ModuleType, ...] = (
+    account,
+    catalog,
+    topups,
+    stock,
+    retailers,
+    reports,
+    callbacks,
+)
 
 
 def endpoints(resources: Iterable[ModuleType] = RESOURCES) -> list[Endpoint]:

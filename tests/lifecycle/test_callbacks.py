@@ -107,7 +107,7 @@ async def test_fails_first_then_delivered_signed_to_retailer_and_distributor(rig
     assert got.events("/shop") == {event["id"]} and len(got.to("/shop")) == 2
     assert event["type"] == "topup.delivered"
     data = event["data"]
-    assert data["reference"] == topup.id and data["state"] == "delivered"
+    assert data["id"] == topup.id and data["state"] == "delivered"
     assert (data["amount_minor"], data["currency"]) == (5_000, "KES")
     assert data["operator"] == "safaricom-ke" and data["final_at"] and data["created_at"]
     assert data["msisdn"] == "+254712****70" and b"712345670" not in second.body
@@ -185,7 +185,9 @@ async def test_rotation_signs_with_both_secrets_and_no_secret_is_logged_or_store
         # The grace period over: only the new secret signs.
         async with rig.core.transaction() as session:
             await session.execute(
-                update(CallbackEndpoint).values(previous_until=utcnow()).where(
+                update(CallbackEndpoint)
+                .values(previous_until=utcnow())
+                .where(
                     CallbackEndpoint.party_id == shop.id  # type: ignore[arg-type]
                 )
             )
@@ -242,3 +244,35 @@ async def test_worker_killed_mid_post_delivers_each_event_once_to_a_deduplicatin
     assert (row.state, row.attempts) == ("delivered", 1)
     assert len(got.posts) == 2 and len(got.events("/s")) == 1
     assert got.posts[0].body == got.posts[1].body
+
+
+async def test_a_topup_sent_by_api_calls_back_with_the_resource_the_api_shows(rig: Rig) -> None:
+    """POST /topups, the worker delivers, the receiver's ``data`` is GET /topups/{id} verbatim."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from airgate.server import build_app
+    from core.models import Scope
+    from core.services import apikeys
+
+    verify = doc_verifier()
+    shop = await _shop(rig)
+    made = await apikeys.create(rig.core, actor=ADMIN, party_ref=shop.id or 0, scopes=list(Scope))
+    headers = {"Authorization": f"Bearer {made.key}"}
+    async with receiver() as got, TestClient(TestServer(build_app(rig.settings))) as client:
+        put = await client.put("/api/v1/callback", json={"url": f"{got.url}/s"}, headers=headers)
+        secret = (await put.json())["secret"]
+        sent = await client.post(
+            "/api/v1/topups",
+            json={"msisdn": "0712345670", "amount_minor": 5000},
+            headers={**headers, "Idempotency-Key": "cb-1"},
+        )
+        assert sent.status == 202, await sent.text()
+        topup_id = (await sent.json())["id"]
+        [post] = await got.wait_posts("/s", 1)
+        shown = await (await client.get(f"/api/v1/topups/{topup_id}", headers=headers)).json()
+        log = await (await client.get("/api/v1/callback", headers=headers)).json()
+    assert verify(secret, post.headers, post.body)
+    event = json.loads(post.body)
+    assert event["data"] == shown and shown["state"] == "delivered"
+    [row] = log["recent"]
+    assert (row["reference"], row["event_id"]) == (topup_id, event["id"])

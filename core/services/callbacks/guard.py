@@ -40,28 +40,29 @@ def _ip(host: str) -> str | None:
         return None
 
 
+def _bad(what: str) -> InputError:
+    return InputError(reason=f"the callback URL {what}", field="url")
+
+
 def check_url(url: str, *, allow_private: bool, allow_http: bool) -> str:
     """``url`` as it will be called, or InputError saying what is wrong with it."""
     text = url.strip()
     if len(text) > MAX_URL_CHARS:
-        raise InputError(reason=f"the callback URL is longer than {MAX_URL_CHARS} characters")
+        raise _bad(f"is longer than {MAX_URL_CHARS} characters")
     try:
         parsed = URL(text)
     except ValueError as exc:
-        raise InputError(reason=f"the callback URL cannot be read: {exc}") from None
-    schemes = ("https", "http") if allow_http else ("https",)
-    if parsed.scheme not in schemes:
-        raise InputError(reason="the callback URL must start with https://")
+        raise _bad(f"cannot be read: {exc}") from None
+    if parsed.scheme not in (("https", "http") if allow_http else ("https",)):
+        raise _bad("must start with https://")
     if not parsed.host:
-        raise InputError(reason="the callback URL has no host")
+        raise _bad("has no host")
     if parsed.user is not None or parsed.password is not None:
-        raise InputError(reason="the callback URL must not carry a user name or password")
+        raise _bad("must not carry a user name or password")
     if parsed.fragment:
-        raise InputError(reason="the callback URL must not have a #fragment")
+        raise _bad("must not have a #fragment")
     if not allow_private and _refused_host(parsed.host):
-        raise InputError(
-            reason="the callback URL points to a private, loopback or link-local address"
-        )
+        raise _bad("points to a private, loopback or link-local address")
     return str(parsed)
 
 

@@ -119,23 +119,23 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def payload(topup: Topup, *, event: str, event_type: str) -> bytes:
-    """The body of every POST of one event (the same bytes each attempt): the top-up as the API
-    shows it, with the customer's number masked."""
+    """The body of every POST of one event (the same bytes each attempt): ``data`` is the top-up
+    as ``GET /api/v1/topups/{id}`` shows it (api/topups.py), the customer's number masked."""
     body = {
         "id": event,
         "type": event_type,
         "created_at": _iso(topup.final_at),
         "data": {
-            "reference": topup.id,
+            "id": topup.id,
             "state": topup.state,
+            "retailer_id": topup.party_id,
+            "msisdn": masked(topup.msisdn),
+            "operator": topup.operator_code,
+            "product": topup.product_code,
             "kind": topup.kind,
             "amount_minor": topup.amount_minor,
             "currency": topup.currency,
-            "operator": topup.operator_code,
-            "product": topup.product_code,
-            "msisdn": masked(topup.msisdn),
-            "retailer_id": topup.party_id,
-            "operator_transaction_id": topup.operator_txn_id,
+            "channel": topup.channel,
             "created_at": _iso(topup.created_at),
             "final_at": _iso(topup.final_at),
         },
