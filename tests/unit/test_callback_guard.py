@@ -6,6 +6,8 @@ import hashlib
 import hmac
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.errors import InputError
 from core.services.callbacks import guard, signing
@@ -76,3 +78,19 @@ def test_backoff_doubles_from_first_to_max_with_jitter() -> None:
         gaps = [backoff_s(attempts, first_s=10, max_s=3600) for _ in range(200)]
         assert all(nominal * 0.8 <= g <= min(3600, nominal * 1.2) for g in gaps)
         assert len(set(gaps)) > 1 or nominal == 3600  # jittered, except at the cap's ceiling
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=80),
+        st.builds(lambda s, rest: s + rest, st.sampled_from(["https://", "http://"]), st.text()),
+    )
+)
+def test_any_text_is_a_url_or_an_input_error_never_anything_else(text: str) -> None:
+    try:
+        checked = guard.check_url(text, allow_private=False, allow_http=False)
+    except InputError as exc:
+        assert exc.fields["field"] == "url"
+    else:
+        assert checked.startswith("https://")
