@@ -23,6 +23,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")
 out = Console(highlight=False)
 
 
+def aggregator_url(s: Settings) -> tuple[str, str]:
+    """The running aggregator's base URL and the variable that sets it: DT One has its own."""
+    if s.provider == "dtone":
+        return s.dtone_url, "AIRGATE_DTONE_URL"
+    return s.provider_url, "AIRGATE_PROVIDER_URL"
+
+
 def fail(message: str, *, code: int = 1) -> NoReturn:
     sys.stderr.write(f"airgate: {message}\n")  # one plain line, never wrapped or styled
     raise typer.Exit(code)

@@ -16,7 +16,16 @@ import typer
 from sqlalchemy import select
 from sqlmodel import col
 
-from airgate.cli._run import JsonOpt, emit, exit_code, fail, out, run, settings
+from airgate.cli._run import (
+    JsonOpt,
+    aggregator_url,
+    emit,
+    exit_code,
+    fail,
+    out,
+    run,
+    settings,
+)
 from airgate.cli.phone import Line, LineDown, line_for, logs_to, ring
 from core.context import Core, open_core
 from core.db import upgrade
@@ -155,7 +164,8 @@ def serve() -> None:
 
 def local_sandbox(s: Settings) -> bool:
     """The aggregator URL is the sandbox's own address (the default): the demo serves it."""
-    return s.provider_url.rstrip("/") == f"http://{s.sandbox_host}:{s.sandbox_port}"
+    sandbox = f"http://{s.sandbox_host}:{s.sandbox_port}"
+    return aggregator_url(s)[0].rstrip("/") in (sandbox, f"{sandbox}/v1")
 
 
 async def _migrate_and_seed(s: Settings, *, retailers: int) -> None:
@@ -180,6 +190,8 @@ async def _serve_sandbox(stack: AsyncExitStack, s: Settings) -> None:
         port=s.sandbox_port,
         client_id=s.provider_client_id,
         client_secret=s.provider_client_secret.get_secret_value(),
+        dtone_api_key=s.dtone_api_key.get_secret_value(),
+        dtone_api_secret=s.dtone_api_secret.get_secret_value(),
         sms_username=s.sms_username,
         sms_api_key=s.sms_api_key.get_secret_value(),
     )
@@ -221,7 +233,8 @@ def _print_demo(s: Settings, *, url: str, sandbox: bool) -> None:
     if sandbox:
         _say("Sandbox", f"{sandbox_url}  (stand-in aggregator and SMS gateway, docs/PROVIDERS.md)")
     else:
-        _say("Provider", f"{s.provider_url}  (AIRGATE_PROVIDER_URL: no sandbox started)")
+        where, setting = aggregator_url(s)
+        _say("Provider", f"{where}  ({setting}: no sandbox started)")
     _say("Worker", f"in this process, up to {s.worker_max_jobs} jobs at once")
     _say("Demo", "distributor +254700000100, retailers +254700000001…, PIN 1234")
     me = airgate_as_typed()

@@ -16,6 +16,7 @@ from sqlmodel import col
 
 from airgate.cli._run import (
     JsonOpt,
+    aggregator_url,
     amount,
     emit,
     exit_code,
@@ -259,7 +260,8 @@ def worker(
         finally:
             await engine.dispose()
         async with redis_for(configured=s.redis_url, var_dir=s.var_dir) as url:
-            out.print(f"worker: provider {s.provider_url}, {s.worker_max_jobs} concurrent jobs")
+            where, _setting = aggregator_url(s)
+            out.print(f"worker: {s.provider} at {where}, {s.worker_max_jobs} concurrent jobs")
             await run_worker(build_worker(s, redis_url=url, burst=burst))
 
     try:

@@ -72,3 +72,18 @@ def test_dtone_delivers_declines_and_keeps_its_secrets(rig: Rig) -> None:
         log = rig.log(name)
         assert KEY not in log and SECRET not in log, name
     assert "topup.final" in rig.log("worker")
+
+
+def test_the_demo_serves_its_sandbox_for_dtone_too() -> None:
+    from airgate.cli._run import aggregator_url
+    from airgate.cli.run import local_sandbox
+    from core.settings import load_settings
+
+    local = load_settings(provider="dtone", sandbox_host="127.0.0.1", sandbox_port=8090)
+    assert aggregator_url(local) == ("http://127.0.0.1:8090/v1", "AIRGATE_DTONE_URL")
+    assert local_sandbox(local)
+    live = local.model_copy(update={"dtone_url": "https://dvs-api.dtone.com/v1"})
+    assert not local_sandbox(live)
+    assert aggregator_url(live.model_copy(update={"provider": "reloadly"}))[1] == (
+        "AIRGATE_PROVIDER_URL"
+    )
