@@ -152,8 +152,10 @@ class _Worker(Worker):
 
 
 def job_timeout_s(settings: Settings) -> float:
-    """One step is at most a status query and a send, each bounded by the provider time-out."""
-    return 2 * (settings.provider_timeout_s + settings.provider_connect_timeout_s) + 5
+    """One step is at most a status query and a send, each bounded by the provider time-out; a
+    callback is one POST (a job cut short would never record its attempt, so never give up)."""
+    step_s = 2 * (settings.provider_timeout_s + settings.provider_connect_timeout_s)
+    return max(step_s, settings.callback_timeout_s) + 5
 
 
 def broadcast_budget_s(settings: Settings) -> float:

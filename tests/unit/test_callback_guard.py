@@ -1,4 +1,4 @@
-"""Where a callback may go (core/services/callbacks/guard.py), and the signature's shape."""
+"""Callbacks without I/O: where one may go (guard.py), the signature, back-off, job time-out."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from core.errors import InputError
 from core.services.callbacks import guard, signing
 from core.services.callbacks.sender import backoff_s
+from core.settings import load_settings
+from core.worker import job_timeout_s
 
 REFUSED = [
     "https://127.0.0.1/cb",
@@ -94,3 +96,9 @@ def test_any_text_is_a_url_or_an_input_error_never_anything_else(text: str) -> N
         assert exc.fields["field"] == "url"
     else:
         assert checked.startswith("https://")
+
+
+def test_a_callback_post_always_fits_in_its_job() -> None:
+    """arq cancels a job at its time-out: a POST cut short would never record its attempt."""
+    for timeout_s in (1.0, 10.0, 60.0):
+        assert job_timeout_s(load_settings(callback_timeout_s=timeout_s)) > timeout_s
