@@ -124,7 +124,7 @@ async def build(core: Core, *, retailers: int = 3, tag: str = "") -> History:
     return History(platform_id, distributor, shops)
 
 
-async def _sell(
+async def sell(
     core: Core,
     history: History,
     seller: Party | str,
@@ -166,13 +166,13 @@ async def day_of_trade(  # noqa: C901 - a script of one day, read top to bottom
         await stock.intake(core, actor=ADMIN, operator_code=operator, amount_minor=10_000_000,
                            reference=ref)  # fmt: skip
         await _deposit(core, history, PLATFORM, dist, 4_850_000, clock.now)
-        await _sell(core, history, PLATFORM, dist, operator, 5_000_000, clock.now)
+        await sell(core, history, PLATFORM, dist, operator, 5_000_000, clock.now)
     for n, shop in enumerate(history.shops):
         clock.now = local(day, 7, n)
         await _deposit(core, history, dist.msisdn, shop, rng.choice([200_000, 500_000]), clock.now)
         for operator in ("safaricom-ke", "airtel-ke"):
             # More than the cash: the rest goes on credit.
-            await _sell(core, history, dist, shop, operator, rng.choice([400_000, 600_000]),
+            await sell(core, history, dist, shop, operator, rng.choice([400_000, 600_000]),
                         clock.now)  # fmt: skip
     for _ in range(topups_n):
         shop = rng.choice(history.shops)

@@ -16,6 +16,7 @@ from airgate.cli import (
     phone,
     reports,
     sandbox,
+    settle,
     topup,
 )
 from airgate.cli import run as running
@@ -37,6 +38,7 @@ app.add_typer(apikey.app, name="apikey")
 app.add_typer(reports.report_app, name="report")
 app.command("statement")(reports.statement_command)
 app.add_typer(cases.app, name="case")
+app.add_typer(settle.app, name="settle")
 app.command("deposit")(money.deposit)
 app.command("balance")(money.balance)
 app.command("seed")(running.seed)

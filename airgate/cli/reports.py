@@ -31,7 +31,7 @@ def _date(text: str | None, *, zone: str) -> date:
         fail(f"{text!r} is not a date (YYYY-MM-DD)")
 
 
-async def _party_id(core: Core, ref: str) -> int:
+async def party_id_of(core: Core, ref: str) -> int:
     async with core.sessions() as session:
         party = await parties.get_party(session, ref, country=core.settings.country)
     return party.id or 0
@@ -52,7 +52,7 @@ def statement_command(
         if end < start:
             fail("--to is before --from")
         doc = await statement.for_days(
-            core, party_id=await _party_id(core, party), first=start, last=end
+            core, party_id=await party_id_of(core, party), first=start, last=end
         )
         return doc, zone
 
@@ -90,7 +90,7 @@ def daily(
         when = _date(day, zone=core.settings.timezone)
         if party is None:
             return await everyone(core, day=when)
-        return await detail(core, day=when, party_id=await _party_id(core, party))
+        return await detail(core, day=when, party_id=await party_id_of(core, party))
 
     result = run(work)
     if isinstance(result, list):

@@ -2,6 +2,7 @@
 
 from core.models.apikey import ApiKey, Scope
 from core.models.audit import AuditEvent
+from core.models.backoffice import ReportSend, SettlementRun
 from core.models.broadcast import (
     Broadcast,
     BroadcastRecipient,
@@ -71,4 +72,6 @@ __all__ = [
     "TopupState",
     "Transfer",
     "UssdSessionEnd",
+    "ReportSend",
+    "SettlementRun",
 ]

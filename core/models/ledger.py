@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, String
+from sqlalchemy import BigInteger, CheckConstraint, Index, String
 from sqlmodel import Field, SQLModel
 
 from core.models.types import BigId, UtcDateTime, utcnow
@@ -54,7 +54,10 @@ class Account(SQLModel, table=True):
 class Transfer(SQLModel, table=True):
     """Immutable: a database trigger refuses UPDATE and DELETE (migration 0001)."""
 
-    __table_args__ = (CheckConstraint("amount_minor > 0", name="transfer_amount_positive"),)
+    __table_args__ = (
+        CheckConstraint("amount_minor > 0", name="transfer_amount_positive"),
+        Index("ix_transfer_created_at", "created_at"),  # reports and settlements read by date
+    )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
     idempotency_key: str = Field(sa_type=String(160), unique=True)
