@@ -8,7 +8,9 @@ What is owed runs as an account between the two: the buyer owes the price of the
 (cash at the sale and credit alike), and is owed back the deposits it handed over and its
 commissions (the agreement's ``commission_bps`` of the stock bought). Claw-backs are listed with
 their value at the agreed discount but move no money: a refund, where one is owed, is a deposit
-entry of its own (docs/DECISIONS.md), which the account then counts. A period's amount due is the previous run's carried forward (or, for a pair's first run,
+entry of its own (docs/DECISIONS.md), which the account then counts.
+
+A period's amount due is the previous run's carried forward (or, for a pair's first run,
 everything before the period) plus the period and any late entries: transfers dated in an already
 settled period but written after its run, listed as corrections of that run.
 """
