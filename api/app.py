@@ -43,7 +43,7 @@ def endpoints(resources: Iterable[ModuleType] = RESOURCES) -> list[Endpoint]:
     return [endpoint for module in resources for endpoint in module.ENDPOINTS]
 
 
-def _version() -> str:
+def api_version() -> str:
     try:
         return version("airgate")
     except PackageNotFoundError:  # pragma: no cover - run from a checkout without install
@@ -62,7 +62,7 @@ def build(
     start-up, after ``main`` built them."""
     app = web.Application(middlewares=[problem_pages])
     found = endpoints()
-    doc = openapi.document(found, version=_version())
+    doc = openapi.document(found, version=api_version())
     doc_body = orjson.dumps(doc)
     page = openapi.page(doc)
 

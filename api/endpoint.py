@@ -134,15 +134,22 @@ def route(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
 
     async def handle(request: web.Request) -> web.StreamResponse:
         api = request.config_dict[API]
+        who = None
         try:
             who = await _principal(api, request)
             _allowed(endpoint, who)
             call = await _call(endpoint, api, who, request)
-            if not endpoint.idempotent:
-                return await _run(endpoint, call)
-            return await _once(endpoint, call)
+            answer = await (_once(endpoint, call) if endpoint.idempotent else _run(endpoint, call))
         except Refusal as refusal:
-            return refusal.response
+            answer = refusal.response
+        log.debug(
+            "api.request",
+            operation=endpoint.operation_id,
+            key=who.prefix if who else None,
+            path=request.path_qs,
+            status=answer.status,
+        )
+        return answer
 
     handle.__name__ = endpoint.operation_id
     return handle

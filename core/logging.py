@@ -11,8 +11,9 @@ Invariant: no line carries a PIN, a secret or a full phone number, whoever wrote
   httpcore and aiohttp URLs, SQLAlchemy and asyncpg statements with their parameters, arq every
   job's arguments (a customer's number). Their lines (stderr) are rendered as ours are.
 - Every rendered line, ours or theirs, is redacted last (defence in depth): each secret given to
-  :func:`configure` or :func:`hide` becomes ``****``, and a run of 9 to 15 digits (a phone number
-  in any form) is masked as :func:`core.msisdn.masked` does.
+  :func:`configure` or :func:`hide` becomes ``****``, an API key keeps only its prefix
+  (``agk_AbCdEfGh****``), and a run of 9 to 15 digits (a phone number in any form) is masked as
+  :func:`core.msisdn.masked` does.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from core.msisdn import masked
 # A phone number in any form a line may hold it (+254788123456, 254788123456, 0788123456): not
 # part of a word, a dotted or dashed token (an address, a version, a UUID).
 PHONE_RUN = re.compile(r"(?<![\w.-])\+?\d{9,15}(?![\w-])")
+# An API key (core/services/apikeys.py): its visible prefix stays, the rest never reaches a line.
+API_KEY_RUN = re.compile(r"(agk_[A-Za-z0-9_-]{8})[A-Za-z0-9_-]+")
 MIN_SECRET_CHARS = 6  # shorter values would mask ordinary words; no real secret is that short
 THIRD_PARTY_FLOOR = logging.WARNING
 SECRET_SETTINGS = (
@@ -68,6 +71,7 @@ def redact(line: str) -> str:
     for secret in sorted(_hidden, key=len, reverse=True):  # a secret inside another: the longer
         if secret in line:
             line = line.replace(secret, "****")
+    line = API_KEY_RUN.sub(r"\1****", line)
     return PHONE_RUN.sub(lambda match: masked(match.group()), line)
 
 
