@@ -14,6 +14,7 @@ from airgate.cli import (
     money,
     party,
     phone,
+    reconcile,
     reports,
     sandbox,
     settle,
@@ -39,6 +40,7 @@ app.add_typer(reports.report_app, name="report")
 app.command("statement")(reports.statement_command)
 app.add_typer(cases.app, name="case")
 app.add_typer(settle.app, name="settle")
+app.command("reconcile")(reconcile.reconcile_command)
 app.command("deposit")(money.deposit)
 app.command("balance")(money.balance)
 app.command("seed")(running.seed)

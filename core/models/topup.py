@@ -35,6 +35,7 @@ class Topup(SQLModel, table=True):
     __table_args__ = (
         Index("ix_topup_party_created", "party_id", "created_at"),
         Index("ix_topup_state_due", "state", "due_at"),
+        Index("ix_topup_created", "created_at", "id"),  # a day's top-ups (reconciliation)
     )
 
     id: str = Field(primary_key=True, sa_type=String(32))

@@ -53,7 +53,7 @@ async def report(
         said = TopupState.DELIVERED if txn.outcome is Outcome.DELIVERED else TopupState.FAILED
         if view.topup_state in SETTLEABLE_STATES:  # we held it: its record settles it now
             closing = support.Closing(actor=actor, evidence=asked.evidence())
-            await settle(core, view, said, closing=closing, outbox=outbox, txn=txn)
+            await settle(core, topup_id, said, closing=closing, outbox=outbox, txn=txn)
             return Reported(
                 view.id, _answer(core, view, said, txn.at, txn.operator_ref, language), opened
             )

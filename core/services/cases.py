@@ -105,7 +105,7 @@ async def ask(core: Core, view: CaseView) -> Asked:
 
 async def settle(
     core: Core,
-    view: CaseView,
+    topup_id: str,
     state: TopupState,
     *,
     closing: support.Closing,
@@ -113,9 +113,9 @@ async def settle(
     txn: ProviderTransaction | None = None,
     finisher: Finisher | None = None,
 ) -> bool:
-    """Make the held top-up final (the worker's own path); False if it already was."""
-    assert view.topup_id is not None
-    job = await delivery_rows.load(core.sessions, view.topup_id)
+    """Make a held top-up final (the worker's own path, its case closed with ``closing``);
+    False if it already was."""
+    job = await delivery_rows.load(core.sessions, topup_id)
     final = final_for(
         job,
         state,
@@ -163,7 +163,7 @@ async def resolve(
         _held(view)
         state = TopupState.DELIVERED if action is Action.DELIVERED else TopupState.FAILED
         closing = support.Closing(actor=actor, note=note, evidence={"by": actor.label})
-        await settle(core, view, state, closing=closing, outbox=outbox)
+        await settle(core, view.topup_id or "", state, closing=closing, outbox=outbox)
         return Done(case_id, f"cases.done_{action}", fields_of(view))
     if view.topup_state == TopupState.DELIVERED and action is Action.REFUND:
         return await _refund_transfer(core, view, actor=actor, note=note, outbox=outbox)
@@ -194,11 +194,13 @@ async def _on_held(
             TopupState.DELIVERED if asked.txn.outcome is Outcome.DELIVERED else TopupState.FAILED
         )
         closing = support.Closing(actor=actor, note=note, evidence=asked.evidence())
-        await settle(core, view, state, closing=closing, outbox=outbox, txn=asked.txn)
+        await settle(
+            core, view.topup_id or "", state, closing=closing, outbox=outbox, txn=asked.txn
+        )
         return Done(view.id, f"cases.found_{state}", fields_of(view))
     if action is Action.REFUND:  # the aggregator never had it: nothing can arrive, release it
         closing = support.Closing(actor=actor, note=note, evidence=asked.evidence())
-        await settle(core, view, TopupState.FAILED, closing=closing, outbox=outbox)
+        await settle(core, view.topup_id or "", TopupState.FAILED, closing=closing, outbox=outbox)
         return Done(view.id, "cases.done_released", fields_of(view))
     return await _retry(core, view, actor=actor, asked=asked, outbox=outbox, requeue=requeue)
 

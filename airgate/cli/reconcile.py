@@ -1,0 +1,75 @@
+"""``airgate reconcile --date D``: a local day against the aggregator's transaction report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from rich import box
+from rich.table import Table
+
+from airgate.cli._run import JsonOpt, emit, fail, out, run
+from airgate.cli.cases import _queue
+from core.context import Core
+from core.logging import configure
+from core.money import format_minor
+from core.services.notify import Message
+from core.services.reconcile import MISMATCHES, Report, reconcile
+from core.services.requests.messages import enqueue
+
+
+def _day(text: str | None, zone: str) -> date:
+    if text is None:  # yesterday, where the business is
+        return (datetime.now(ZoneInfo(zone)) - timedelta(days=1)).date()
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        fail(f"--date {text!r}: expected YYYY-MM-DD")
+
+
+def reconcile_command(
+    day: Annotated[
+        str | None, typer.Option("--date", help="The local day, YYYY-MM-DD (default: yesterday).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Match a day's top-ups with the aggregator's report; settle ours still open from its
+    record, open a support case for every other mismatch. Running it again changes nothing."""
+
+    configure(level="WARNING", json=False)  # stdout is the report; the worker's job logs it
+
+    async def work(core: Core) -> tuple[Report, str]:
+        wanted = _day(day, core.settings.timezone)
+        async with _queue(core) as queue:
+
+            async def outbox(owed: Sequence[Message]) -> None:
+                await enqueue(queue, owed)
+
+            report = await reconcile(core, core.provider, day=wanted, outbox=outbox)
+        return report, core.settings.timezone
+
+    report, zone = run(work)
+
+    def human() -> None:
+        out.print(
+            f"{report.provider}, {report.day.isoformat()} ({zone}): {report.pulled} of its "
+            f"transactions, {report.ours} of our top-ups"
+        )
+        table = Table(box=box.SIMPLE, pad_edge=False)
+        for name in ("class", "count", "amount", "at stake"):
+            table.add_column(name, justify="left" if name == "class" else "right")
+        for kind, tally in report.classes.items():
+            stake = format_minor(tally.at_stake_minor) if kind in MISMATCHES else ""
+            table.add_row(kind, f"{tally.count:,}", format_minor(tally.amount_minor), stake)
+        out.print(table)
+        out.print(
+            f"money at stake {format_minor(report.at_stake_minor)}; {report.settled} settled "
+            f"from the aggregator's record; {report.cases_opened} support case(s) opened or "
+            "given evidence (airgate case list)"
+        )
+        out.print("stock intake against balance movements: not available from the aggregator")
+
+    emit(report.as_json(), as_json=as_json, human=human)

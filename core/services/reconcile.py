@@ -1,0 +1,369 @@
+"""Reconciliation with the aggregator: one local day of its transaction report against our
+top-ups, every row classified, ours still open settled from its record, every other disagreement
+a support case with both sides as evidence.
+
+Invariant: running it twice changes nothing the second time. The report is staged by the
+aggregator's transaction id (core/models/recon.py: the same row overwritten, not added); a top-up
+it settles is final afterwards and matches; a disagreement is recorded on its case once (a case
+carrying this evidence is left alone). Memory stays constant: the report is staged page by page,
+our side is read in keyset pages and the aggregator's unmatched rows likewise; the database
+does the matching.
+
+Classes (docs/RECONCILIATION.md): matched; resolved (ours unknown, theirs final); pending (both
+not final yet: the worker's); amount mismatch; status mismatch (we failed or unknown-and-final,
+they delivered, and the reverse); missing at the aggregator (we delivered, it has no record);
+unknown to us (its transaction names no top-up of ours).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from core.context import Core
+from core.logging import get_logger
+from core.models import ReconLine, Topup, TopupState
+from core.models.topup import OPEN_STATES
+from core.providers.port import AirtimeProvider, Outcome, ProviderTransaction
+from core.services import support
+from core.services.audit import Actor
+from core.services.cases import Outbox, settle
+from core.services.recon_cases import open_recon_case
+
+log = get_logger(__name__)
+line_t = ReconLine.__table__  # type: ignore[attr-defined]
+topup_t = Topup.__table__  # type: ignore[attr-defined]
+
+PAGE = 1_000  # rows per page on our side and per staging write
+# The aggregator dates a transaction when it received it, a little after we created the top-up;
+# a day's report is pulled this much wider so a top-up made at 23:59:59 is still found.
+SLACK = timedelta(hours=1)
+ACTOR = Actor(label="reconcile", channel="system")
+
+
+class Kind(StrEnum):
+    MATCHED = "matched"
+    RESOLVED = "resolved"
+    PENDING = "pending"
+    AMOUNT = "amount_mismatch"
+    STATUS = "status_mismatch"
+    MISSING = "missing_at_aggregator"
+    UNKNOWN_TO_US = "unknown_to_us"
+
+
+MISMATCHES = (Kind.AMOUNT, Kind.STATUS, Kind.MISSING, Kind.UNKNOWN_TO_US)
+CASE_REASON = {
+    Kind.AMOUNT: "recon_amount",
+    Kind.STATUS: "recon_status",
+    Kind.MISSING: "recon_missing",
+    Kind.UNKNOWN_TO_US: "recon_unknown",
+}
+
+
+@dataclass
+class Tally:
+    count: int = 0
+    amount_minor: int = 0  # the face value involved (ours, or theirs when it is not ours)
+    at_stake_minor: int = 0  # what is wrong by (the difference, or the whole amount)
+
+
+@dataclass
+class Report:
+    day: date
+    provider: str
+    start: datetime
+    end: datetime
+    pulled: int = 0  # the aggregator's rows of the day
+    ours: int = 0  # our top-ups of the day
+    classes: dict[str, Tally] = field(default_factory=lambda: {k: Tally() for k in Kind})
+    cases_opened: int = 0
+    settled: int = 0
+
+    @property
+    def at_stake_minor(self) -> int:
+        return sum(self.classes[k].at_stake_minor for k in MISMATCHES)
+
+    def add(self, kind: Kind, amount_minor: int, at_stake_minor: int = 0) -> None:
+        tally = self.classes[kind]
+        tally.count += 1
+        tally.amount_minor += amount_minor
+        tally.at_stake_minor += at_stake_minor
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "day": self.day.isoformat(),
+            "provider": self.provider,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "pulled": self.pulled,
+            "ours": self.ours,
+            "classes": {k: vars(v) for k, v in self.classes.items()},
+            "cases_opened": self.cases_opened,
+            "settled": self.settled,
+            "at_stake_minor": self.at_stake_minor,
+            "balance_movements": "not available from the aggregator port",
+        }
+
+
+def day_window(day: date, zone: str) -> tuple[datetime, datetime]:
+    """The local day ``day`` as [start, end) instants."""
+    tz = ZoneInfo(zone)
+    start = datetime.combine(day, time(), tz)
+    return start, datetime.combine(day + timedelta(days=1), time(), tz)
+
+
+async def reconcile(core: Core, provider: AirtimeProvider, *, day: date, outbox: Outbox) -> Report:
+    start, end = day_window(day, core.settings.timezone)
+    report = Report(day=day, provider=provider.name, start=start, end=end)
+    report.pulled = await _stage(core, provider, start=start, end=end)
+    await _ours(core, report)
+    await _theirs(core, report)
+    await _settle_pending_ones(core, report, outbox=outbox)
+    log.info(
+        "reconcile.done",
+        day=day.isoformat(),
+        provider=provider.name,
+        pulled=report.pulled,
+        ours=report.ours,
+        **{k: v.count for k, v in report.classes.items()},
+        cases_opened=report.cases_opened,
+        at_stake_minor=report.at_stake_minor,
+    )
+    return report
+
+
+async def _stage(core: Core, provider: AirtimeProvider, *, start: datetime, end: datetime) -> int:
+    """The report of [start - SLACK, end + SLACK) into recon_line, a page at a time; the count
+    of rows dated within the day."""
+    within = 0
+    page: list[dict[str, Any]] = []
+    async for tx in provider.transactions(start=start - SLACK, end=end + SLACK):
+        if tx.provider_ref is None:
+            continue
+        within += start <= tx.at < end
+        page.append(_line(provider.name, tx))
+        if len(page) >= PAGE:
+            await _upsert(core, page)
+            page = []
+    if page:
+        await _upsert(core, page)
+    return within
+
+
+def _line(name: str, tx: ProviderTransaction) -> dict[str, Any]:
+    return {
+        "provider": name,
+        "provider_ref": tx.provider_ref,
+        "reference": tx.reference,
+        "outcome": str(tx.outcome),
+        "amount_minor": tx.delivered_minor,
+        "currency": tx.currency[:3],
+        "operator_ref": tx.operator_ref,
+        "at": tx.at,
+    }
+
+
+async def _upsert(core: Core, rows: Sequence[dict[str, Any]]) -> None:
+    dialect = postgresql if core.engine.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(line_t)
+    changing = ("reference", "outcome", "amount_minor", "currency", "operator_ref", "at")
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["provider", "provider_ref"],
+        set_={name: stmt.excluded[name] for name in changing},
+    )
+    async with core.transaction() as session:
+        await session.execute(stmt, list(rows))
+
+
+_OURS = (
+    select(
+        topup_t.c.id,
+        topup_t.c.created_at,
+        topup_t.c.state,
+        topup_t.c.amount_minor,
+        topup_t.c.party_id,
+        line_t.c.outcome,
+        line_t.c.amount_minor,
+        line_t.c.provider_ref,
+        line_t.c.operator_ref,
+        line_t.c.at,
+    )
+    .select_from(topup_t)
+    .order_by(topup_t.c.created_at, topup_t.c.id)
+    .limit(PAGE)
+)
+
+
+async def _ours(core: Core, report: Report) -> None:
+    """Our top-ups of the day, each with the aggregator's row of its reference (or none)."""
+    joined = _OURS.outerjoin(
+        line_t,
+        and_(line_t.c.reference == topup_t.c.id, line_t.c.provider == report.provider),
+    ).where(topup_t.c.created_at >= report.start, topup_t.c.created_at < report.end)
+    after: tuple[datetime, str] | None = None
+    while True:
+        query = joined
+        if after is not None:
+            query = query.where(
+                or_(
+                    topup_t.c.created_at > after[0],
+                    and_(topup_t.c.created_at == after[0], topup_t.c.id > after[1]),
+                )
+            )
+        async with core.sessions() as session:
+            rows = (await session.execute(query)).all()
+        for row in rows:
+            report.ours += 1
+            await _classify(core, report, row)
+        if len(rows) < PAGE:
+            return
+        after = (rows[-1][1], rows[-1][0])
+
+
+async def _classify(core: Core, report: Report, row: Any) -> None:
+    topup_id, _created, state, amount, party_id, outcome, theirs, provider_ref, opref, at = row
+    said = {
+        "ours": {"state": state, "amount_minor": amount},
+        "theirs": None
+        if outcome is None
+        else {
+            "outcome": outcome,
+            "amount_minor": theirs,
+            "provider_ref": provider_ref,
+            "operator_ref": opref,
+            "at": at.isoformat() if at else None,
+        },
+    }
+    kind, stake = _kind(state, amount, outcome, theirs)
+    report.add(kind, amount, stake)
+    if kind in MISMATCHES:
+        opened = await open_recon_case(
+            core,
+            topup_id=topup_id,
+            party_id=party_id,
+            reason=CASE_REASON[kind],
+            evidence={"day": report.day.isoformat(), "kind": str(kind), **said},
+        )
+        report.cases_opened += opened
+
+
+def _kind(state: str, amount: int, outcome: str | None, theirs: int | None) -> tuple[Kind, int]:
+    """The class of one of our top-ups against the aggregator's row, and the money at stake."""
+    held = state in (*OPEN_STATES, TopupState.ESCALATED)
+    if outcome is None:
+        if state == TopupState.DELIVERED:
+            return Kind.MISSING, amount
+        return (Kind.PENDING, 0) if held else (Kind.MATCHED, 0)  # failed: charged nowhere
+    if outcome == Outcome.UNKNOWN:
+        return (Kind.PENDING, 0) if held else (Kind.STATUS, amount)
+    if held:
+        return Kind.RESOLVED, 0
+    if state == TopupState.FAILED and outcome == Outcome.FAILED:
+        return Kind.MATCHED, 0
+    if state == TopupState.DELIVERED and outcome == Outcome.DELIVERED:
+        if theirs is not None and theirs != amount:
+            return Kind.AMOUNT, abs(theirs - amount)
+        return Kind.MATCHED, 0
+    return Kind.STATUS, amount
+
+
+async def _theirs(core: Core, report: Report) -> None:
+    """The aggregator's rows of the day that name no top-up of ours."""
+    base = (
+        select(
+            line_t.c.id,
+            line_t.c.provider_ref,
+            line_t.c.reference,
+            line_t.c.outcome,
+            line_t.c.amount_minor,
+            line_t.c.operator_ref,
+            line_t.c.at,
+        )
+        .where(
+            line_t.c.provider == report.provider,
+            line_t.c.at >= report.start,
+            line_t.c.at < report.end,
+            ~exists().where(topup_t.c.id == line_t.c.reference),
+        )
+        .order_by(line_t.c.id)
+        .limit(PAGE)
+    )
+    after = 0
+    while True:
+        async with core.sessions() as session:
+            rows = (await session.execute(base.where(line_t.c.id > after))).all()
+        for line_id, provider_ref, reference, outcome, amount, opref, at in rows:
+            delivered = amount or 0 if outcome == Outcome.DELIVERED else 0
+            report.add(Kind.UNKNOWN_TO_US, delivered, delivered)
+            evidence = {
+                "day": report.day.isoformat(),
+                "kind": str(Kind.UNKNOWN_TO_US),
+                "theirs": {
+                    "outcome": outcome,
+                    "amount_minor": amount,
+                    "provider_ref": provider_ref,
+                    "reference": reference,
+                    "operator_ref": opref,
+                    "at": at.isoformat(),
+                },
+            }
+            report.cases_opened += await open_recon_case(
+                core,
+                reference=f"{report.provider}:{provider_ref}",
+                reason=CASE_REASON[Kind.UNKNOWN_TO_US],
+                evidence=evidence,
+            )
+            after = line_id
+        if len(rows) < PAGE:
+            return
+
+
+async def _settle_pending_ones(core: Core, report: Report, *, outbox: Outbox) -> None:
+    """Ours still held whose row at the aggregator is final: settled from that record, through
+    the finisher (their cases, if any, close in the same transaction)."""
+    query = (
+        select(topup_t.c.id, line_t.c.outcome, line_t.c.provider_ref, line_t.c.operator_ref)
+        .join(
+            line_t,
+            and_(line_t.c.reference == topup_t.c.id, line_t.c.provider == report.provider),
+        )
+        .where(
+            topup_t.c.created_at >= report.start,
+            topup_t.c.created_at < report.end,
+            topup_t.c.state.in_((*OPEN_STATES, TopupState.ESCALATED)),
+            line_t.c.outcome.in_((Outcome.DELIVERED, Outcome.FAILED)),
+        )
+        .order_by(topup_t.c.id)
+        .limit(PAGE)
+    )
+    after = ""
+    while True:
+        async with core.sessions() as session:
+            rows = (await session.execute(query.where(topup_t.c.id > after))).all()
+        for topup_id, outcome, provider_ref, opref in rows:
+            state = TopupState.DELIVERED if outcome == Outcome.DELIVERED else TopupState.FAILED
+            record = ProviderTransaction(
+                reference=topup_id,
+                outcome=Outcome(outcome),
+                provider_ref=provider_ref,
+                operator_ref=opref,
+                delivered_minor=None,
+                currency="",
+                at=report.end,
+            )
+            evidence = {"reconciled": report.day.isoformat(), "provider_ref": provider_ref}
+            closing = support.Closing(actor=ACTOR, evidence=evidence)
+            settled = await settle(
+                core, topup_id, state, closing=closing, outbox=outbox, txn=record
+            )
+            report.settled += settled
+            after = topup_id
+        if len(rows) < PAGE:
+            return
