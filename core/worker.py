@@ -30,6 +30,7 @@ from core.services.callbacks.sender import CallbackSender, attempt
 from core.services.delivery import Delivery, advance
 from core.services.finish import Finisher
 from core.services.notify import Notifier
+from core.services.recon_job import BackOffice
 from core.services.sweeper import sweep
 from core.settings import Settings
 
@@ -69,6 +70,10 @@ async def _startup(ctx: dict[str, Any]) -> None:
     ctx["callbacks"] = CallbackSender.build(core, queue)
     stack.push_async_callback(ctx["callbacks"].close)
     ctx["broadcasts"] = Sender(core=core, redis=ctx["redis"], sms=sms, telegram=telegram)
+    ctx["back_office"] = BackOffice(
+        core=core, provider=provider, redis=ctx["redis"], outbox=notifier.send
+    )
+    stack.push_async_callback(ctx["back_office"].close)
     log.info(
         "worker.ready",
         provider=provider.name,
@@ -132,6 +137,15 @@ async def sweeper(ctx: dict[str, Any]) -> None:
         log.info("sweeper.callbacks", resumed=report.callbacks_resumed)
 
 
+EVERY_5_MIN = set(range(0, 60, 5))
+
+
+async def back_office(ctx: dict[str, Any]) -> None:
+    """Overdue cases to the platform; after AIRGATE_RECONCILE_HOUR, yesterday's reconciliation
+    (a task of its own under a lease in Redis: core/services/recon_job.py)."""
+    await ctx["back_office"].tick()
+
+
 class _Worker(Worker):
     """arq's worker, claiming each batch of due jobs in one round trip (core/jobs/scripts.py)."""
 
@@ -179,7 +193,8 @@ def build_worker(
                 unique=True,
                 timeout=timeout_s,
                 run_at_startup=True,
-            )
+            ),
+            cron(back_office, minute=EVERY_5_MIN, second=7, unique=True, timeout=timeout_s),
         ],
         queue_name=QUEUE,
         redis_settings=redis_settings(redis_url),

@@ -124,3 +124,28 @@ async def test_a_day_without_transactions_is_all_zero(rig: Rig) -> None:
     assert report.pulled == report.ours == report.cases_opened == 0
     assert all(t.count == 0 for t in report.classes.values())
     assert report.as_json()["balance_movements"] == "not available from the aggregator port"
+
+
+async def test_two_workers_reconcile_a_day_once_under_a_lease(rig_no_worker: Rig) -> None:
+    from datetime import timedelta
+
+    from core.services.recon_job import BackOffice, lease_key
+
+    rig = rig_no_worker
+    zone = ZoneInfo(rig.settings.timezone)
+    offices = [
+        BackOffice(core=rig.core, provider=rig.core.provider, redis=rig.queue.redis, outbox=Sent())
+        for _ in range(2)
+    ]
+    today = datetime.now(zone).replace(hour=rig.settings.reconcile_hour, minute=1)
+    early = today - timedelta(hours=1)
+    assert [await office.tick(early) for office in offices] == [False, False]
+    started = await asyncio.gather(*(office.tick(today) for office in offices))
+    assert sorted(started) == [False, True]
+    [running] = [o.running for o in offices if o.running is not None]
+    await running
+    key = lease_key(rig.core.provider.name, (today - timedelta(days=1)).date().isoformat())
+    assert await rig.queue.redis.get(key) == b"done"
+    assert [await office.tick(today) for office in offices] == [False, False]  # done for the day
+    for office in offices:
+        await office.close()
