@@ -192,6 +192,8 @@ class Settings(BaseSettings):
     # A retailer holding less than this of an operator's stock shows in its distributor's
     # low-stock list (USSD menu 3, the bot).
     low_stock_minor: int = Field(default=100_000, ge=0)  # KES 1,000
+    # Each distributor gets yesterday's report once the local hour (AIRGATE_TIMEZONE) reaches this.
+    daily_report_hour: int = Field(default=7, ge=0, le=23)
     # Conversation sessions live this long after their last turn (a USSD gateway ends a session
     # after ~180 s anyway; a Telegram chat waits longer for an answer).
     ussd_session_ttl_s: int = Field(default=180, ge=30, le=3600)

@@ -19,9 +19,11 @@ What it does, as the real API does it:
   ``text`` is the plain text, an unsupported or unclosed tag or a bare ``<`` is 400 ``can't parse
   entities``); Markdown is stored as sent, not parsed. Texts over 4096 characters, captions over
   1024 and ``callback_data`` over 64 bytes are refused like Telegram refuses them.
-* Flood control on ``sendMessage``/``sendDocument``: at most ``per_chat_per_s`` accepted sends
-  per chat and ``global_per_s`` overall in any sliding ``window`` (1 s); over that a 429 with
-  ``parameters.retry_after``. ``limits=False`` switches it off (accepted sends are still timed).
+* ``sendPhoto`` takes a PNG or JPEG upload (anything else is 400 ``IMAGE_PROCESS_FAILED``, as
+  Telegram answers) and answers with the ``photo`` sizes; the images are kept in ``photos``.
+* Flood control on ``sendMessage``/``sendDocument``/``sendPhoto``: at most ``per_chat_per_s``
+  accepted sends per chat and ``global_per_s`` overall in any sliding ``window`` (1 s); over that
+  a 429 with ``parameters.retry_after``. ``limits=False`` switches it off (accepted sends are still timed).
 * ``block(chat_id)``: sends and edits to that chat are 403 ``bot was blocked by the user``.
 * ``getUpdates`` long-polls (``offset`` confirms, ``timeout`` waits, a second concurrent call
   ends the first with 409, as does polling while a webhook is set).
@@ -190,6 +192,7 @@ class Message:
     caption: str | None = None
     caption_entities: list[Json] = field(default_factory=list)
     document: Document | None = None
+    photo: Document | None = None
     edit_date: int | None = None
     params: Json = field(default_factory=dict)
     payload: Json | None = None  # a user's message: the JSON as it was delivered
@@ -230,6 +233,8 @@ class Message:
             out["entities"] = self.entities
         if self.document is not None:
             out["document"] = self.document.to_api()
+        if self.photo is not None:
+            out["photo"] = [_photo_size(self.photo)]
         if self.caption is not None:
             out["caption"] = self.caption
         if self.caption_entities:
@@ -438,6 +443,29 @@ def _markup(params: Json) -> Json | None:
     return markup
 
 
+_PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _image_size(content: bytes) -> tuple[int, int] | None:
+    """(width, height) of a PNG (from its IHDR) or (0, 0) for a JPEG; None: not an image."""
+    if content.startswith(_PNG) and len(content) >= 24:
+        return int.from_bytes(content[16:20]), int.from_bytes(content[20:24])
+    if content.startswith(b"\xff\xd8\xff"):
+        return 0, 0
+    return None
+
+
+def _photo_size(doc: Document) -> Json:
+    width, height = _image_size(doc.content) or (0, 0)
+    return {
+        "file_id": doc.file_id,
+        "file_unique_id": doc.file_unique_id,
+        "width": width,
+        "height": height,
+        "file_size": len(doc.content),
+    }
+
+
 def _update_kind(update: Json) -> str:
     return next((k for k in update if k != "update_id"), "")
 
@@ -481,6 +509,7 @@ class FakeTelegram:
         }
         self.calls: list[Call] = []
         self.documents: list[Document] = []
+        self.photos: list[Document] = []  # sendPhoto's images, in the order taken
         self.rate_limited = 0  # 429 answers sent
         self.accepted: dict[ChatId, list[float]] = {}  # per chat: monotonic times of sends taken
         self.accepted_all: list[float] = []
@@ -510,6 +539,7 @@ class FakeTelegram:
             "deleteMessage": self._delete_message,
             "answerCallbackQuery": self._answer_callback_query,
             "sendDocument": self._send_document,
+            "sendPhoto": self._send_photo,
             "sendChatAction": self._send_chat_action,
             "getFile": self._get_file,
             "setWebhook": self._set_webhook,
@@ -1040,6 +1070,28 @@ class FakeTelegram:
         )  # fmt: skip
         message.document = doc
         self.documents.append(doc)
+        return message.to_api()
+
+    def _send_photo(self, params: Json, files: dict[str, Upload]) -> Json:
+        chat = self._target(params)
+        value = params.get("photo")
+        name = value.removeprefix("attach://") if isinstance(value, str) else "photo"
+        upload = files.get(name)
+        if upload is None:
+            raise _bad("there is no photo in the request")
+        if _image_size(upload.content) is None:
+            raise _bad("IMAGE_PROCESS_FAILED")
+        caption = params.get("caption")
+        if caption is not None and len(str(caption)) > MAX_CAPTION:
+            raise _bad("message caption is too long")
+        self._throttle(chat)
+        message = self._bot_message(chat, params, caption=caption)
+        photo = self._store_file(
+            chat, message.message_id, upload.filename, upload.content, upload.content_type,
+            caption,
+        )  # fmt: skip
+        message.photo = photo
+        self.photos.append(photo)
         return message.to_api()
 
     def _send_chat_action(self, params: Json, files: dict[str, Upload]) -> bool:

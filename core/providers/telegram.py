@@ -1,8 +1,9 @@
 """Sending and editing Telegram messages through the Bot API with the aiohttp client (the worker's
 notifications and broadcasts).
 
-The bot itself (bot/) uses python-telegram-bot; the worker only needs ``sendMessage`` and
-``editMessageText``, and core may not import ``telegram``. With a :class:`~core.ratelimit.Limiter`
+The bot itself (bot/) uses python-telegram-bot; the worker only needs ``sendMessage``,
+``editMessageText`` and ``sendPhoto`` (the daily report's chart), and core may not import
+``telegram``. With a :class:`~core.ratelimit.Limiter`
 every send first waits for its moment under the bot's and the chat's limits.
 
 Errors map to the provider tree by what is known of the message:
@@ -28,6 +29,7 @@ from core.errors import (
 from core.ratelimit import Limiter
 
 NAME = "telegram"
+MAX_CAPTION = 1024  # characters of a photo's or a document's caption
 # Telegram's 403 descriptions for a user the bot can no longer write to.
 _GONE = ("blocked by the user", "user is deactivated", "bot can't initiate conversation")
 
@@ -59,6 +61,26 @@ class TelegramSender:
         result = await self._call("sendMessage", {"chat_id": chat_id, "text": text})
         return int(result.get("message_id", 0)) if isinstance(result, dict) else 0
 
+    async def send_photo(
+        self,
+        *,
+        chat_id: int | str,
+        photo: bytes,
+        caption: str = "",
+        filename: str = "chart.png",
+        paced: bool = True,
+    ) -> int:
+        """Send an image (``sendPhoto``, multipart) with an optional caption; the message's id."""
+        if paced and self.limiter is not None:
+            await self.limiter.wait(chat_id)
+        form = aiohttp.FormData()
+        form.add_field("chat_id", str(chat_id))
+        if caption:
+            form.add_field("caption", caption)
+        form.add_field("photo", photo, filename=filename, content_type="image/png")
+        result = await self._call("sendPhoto", form)
+        return int(result.get("message_id", 0)) if isinstance(result, dict) else 0
+
     async def edit(self, *, chat_id: int | str, message_id: int, text: str) -> None:
         """Replace a message's text; an edit that changes nothing is not an error."""
         params = {"chat_id": chat_id, "message_id": message_id, "text": text}
@@ -68,10 +90,13 @@ class TelegramSender:
             if "not modified" not in str(exc):
                 raise
 
-    async def _call(self, method: str, params: dict[str, Any]) -> Any:
+    async def _call(self, method: str, params: dict[str, Any] | aiohttp.FormData) -> Any:
         session = await self._client()
+        sent: dict[str, Any] = (
+            {"data": params} if isinstance(params, aiohttp.FormData) else {"json": params}
+        )
         try:
-            async with session.post(f"{self._base}{method}", json=params) as resp:
+            async with session.post(f"{self._base}{method}", **sent) as resp:
                 body: dict[str, Any] = await resp.json(content_type=None)
         except aiohttp.ClientConnectorError as exc:  # never connected: nothing was sent
             raise ProviderUnavailable(provider=NAME, detail=type(exc).__name__) from None

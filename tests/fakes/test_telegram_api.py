@@ -361,3 +361,29 @@ async def test_core_sender_posts_json(fake_telegram: FakeTelegram) -> None:
             await sender.send(chat_id=CHAT + 1, text="blocked")
     finally:
         await sender.close()
+
+
+PNG_1x1 = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+)
+
+
+async def test_a_photo_from_ptb_and_from_core_s_sender(
+    fake_telegram: FakeTelegram, bot: Bot
+) -> None:
+    """PTB's send_photo and TelegramSender.send_photo both land as photos with their sizes; a
+    file that is not an image is refused as Telegram refuses it."""
+    fake_telegram.limits = False  # three sends to one chat at once
+    sent = await bot.send_photo(CHAT, photo=PNG_1x1, caption="Sales")
+    assert sent.photo[-1].width == 1 and sent.caption == "Sales"
+    sender = TelegramSender(api_url=fake_telegram.base_url, token=fake_telegram.token)
+    try:
+        message_id = await sender.send_photo(chat_id=CHAT, photo=PNG_1x1, caption="Mauzo")
+        assert message_id == fake_telegram.last(CHAT).message_id
+        with pytest.raises(ProviderRejected, match="IMAGE_PROCESS_FAILED"):
+            await sender.send_photo(chat_id=CHAT, photo=b"not an image")
+    finally:
+        await sender.close()
+    assert [p.content for p in fake_telegram.photos] == [PNG_1x1, PNG_1x1]
+    assert fake_telegram.last(CHAT).caption == "Mauzo"
