@@ -27,6 +27,7 @@ from core.providers.telegram import TelegramSender
 from core.ratelimit import Limiter
 from core.services.broadcast import Sender
 from core.services.callbacks.sender import CallbackSender, attempt
+from core.services.daily.morning import Morning
 from core.services.delivery import Delivery, advance
 from core.services.finish import Finisher
 from core.services.notify import Notifier
@@ -74,6 +75,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
         core=core, provider=provider, redis=ctx["redis"], outbox=notifier.send
     )
     stack.push_async_callback(ctx["back_office"].close)
+    ctx["reports"] = Morning(core=core, sms=sms, telegram=telegram)
     log.info(
         "worker.ready",
         provider=provider.name,
@@ -146,6 +148,12 @@ async def back_office(ctx: dict[str, Any]) -> None:
     await ctx["back_office"].tick()
 
 
+async def morning_reports(ctx: dict[str, Any]) -> int:
+    """Yesterday's report to each distributor, once per party and day (core/services/daily)."""
+    reports: Morning = ctx["reports"]
+    return await reports.send_due(budget_s=max(5.0, job_timeout_s(ctx["settings"]) - 10))
+
+
 class _Worker(Worker):
     """arq's worker, claiming each batch of due jobs in one round trip (core/jobs/scripts.py)."""
 
@@ -195,6 +203,8 @@ def build_worker(
                 run_at_startup=True,
             ),
             cron(back_office, minute=EVERY_5_MIN, second=7, unique=True, timeout=timeout_s),
+            # Every minute (a quick query once all are sent): a late start still sends today's.
+            cron(morning_reports, second=30, unique=True, timeout=timeout_s, run_at_startup=True),
         ],
         queue_name=QUEUE,
         redis_settings=redis_settings(redis_url),

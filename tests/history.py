@@ -66,6 +66,7 @@ class Made:
     amount_minor: int
     state: str
     at: datetime
+    topup_id: str = ""
 
 
 @dataclass
@@ -196,8 +197,14 @@ async def day_of_trade(  # noqa: C901 - a script of one day, read top to bottom
                 )
         history.topups.append(
             Made(
-                shop.id or 0, operator, made.product_code, made.amount_minor, state, made.created_at
-            )
+                shop.id or 0,
+                operator,
+                made.product_code,
+                made.amount_minor,
+                state,
+                made.created_at,
+                made.id,
+            )  # fmt: skip
         )
     clock.now = local(day, 22, 30)
     shop = history.shops[0]

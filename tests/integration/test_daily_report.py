@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from core.context import Core
 from core.ledger import account_balances
 from core.models import TopupState
 from core.services import statement
+from core.services.daily import charts
 from core.services.daily.detail import detail
 from core.services.daily.figures import everyone
 from tests.helpers import assert_ledger_ok
@@ -152,3 +154,17 @@ async def test_a_statement_s_running_balances_end_at_the_account_balances(
     assert {a: v for a, v in middle.closing.items() if v} == {
         a: v for a, v in two_days.closing.items() if v
     }
+
+
+async def test_the_chart_is_a_phone_sized_png_in_the_party_s_language(
+    core: Core, history: History, tmp_path: Path
+) -> None:
+    report = await detail(core, day=DAY, party_id=history.distributor.id or 0)
+    drawn = {lang: charts.draw(report, language=lang) for lang in ("en", "fr", "sw")}
+    for png in drawn.values():
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 20_000
+        assert (int.from_bytes(png[16:20]), int.from_bytes(png[20:24])) == (900, 1500)
+    assert len(set(drawn.values())) == 3  # the titles differ by language
+    (tmp_path / "chart-en.png").write_bytes(drawn["en"])  # kept for a look when it fails
+    empty = await detail(core, day=DAY - timedelta(days=30), party_id=history.shops[0].id or 0)
+    assert sum(empty.by_hour) == 0 and charts.draw(empty, language="en").startswith(b"\x89PNG")
