@@ -23,7 +23,8 @@ What it does, as the real API does it:
   Telegram answers) and answers with the ``photo`` sizes; the images are kept in ``photos``.
 * Flood control on ``sendMessage``/``sendDocument``/``sendPhoto``: at most ``per_chat_per_s``
   accepted sends per chat and ``global_per_s`` overall in any sliding ``window`` (1 s); over that
-  a 429 with ``parameters.retry_after``. ``limits=False`` switches it off (accepted sends are still timed).
+  a 429 with ``parameters.retry_after``. ``limits=False`` switches it off (accepted sends are
+  still timed).
 * ``block(chat_id)``: sends and edits to that chat are 403 ``bot was blocked by the user``.
 * ``getUpdates`` long-polls (``offset`` confirms, ``timeout`` waits, a second concurrent call
   ends the first with 409, as does polling while a webhook is set).

@@ -83,6 +83,7 @@ BAD_VALUES: dict[str, tuple[str, str]] = {
     "callback_allow_http": ("2", "valid boolean"),
     "sweeper_stale_s": ("0", "greater than or equal to 1"),
     "low_stock_minor": ("-5", "greater than or equal to 0"),
+    "daily_report_hour": ("24", "less than or equal to 23"),
     "ussd_session_ttl_s": ("10", "greater than or equal to 30"),
     "telegram_session_ttl_s": ("10", "greater than or equal to 60"),
     "ussd_secret": ("short", "at least 16 characters"),
