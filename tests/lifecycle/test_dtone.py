@@ -147,3 +147,22 @@ async def test_no_log_line_holds_the_key_or_secret(
     basic = base64.b64encode(f"{KEY}:{SECRET}".encode()).decode()
     assert [s for s in (KEY, SECRET, basic) if s in text] == []
     assert {KEY, SECRET} <= set(secrets_of(rig.settings))  # and every line would mask them
+
+
+async def test_a_days_reconciliation_reads_dt_ones_listing(rig: Rig) -> None:
+    """Reconciliation pulls the day through ``GET /transactions`` (24-hour windows, paged): each of
+    ours is there, with its status, and nothing opens a case."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from core.services.reconcile import Kind, reconcile
+    from tests.lifecycle.test_cases import Sent
+
+    shop = await _shop(rig)
+    for digit in (0, 1, 2):
+        await rig.wait((await _top_up(rig, shop, digit)).id)
+    day = datetime.now(ZoneInfo(rig.settings.timezone)).date()
+    report = await reconcile(rig.core, rig.core.provider, day=day, outbox=Sent())
+    assert rig.core.provider.name == "dtone"
+    assert (report.ours, report.pulled, report.cases_opened) == (3, 3, 0)
+    assert {k: v.count for k, v in report.classes.items() if v.count} == {Kind.MATCHED: 3}
