@@ -159,9 +159,8 @@ class Finisher:
             stock = await self._stock(session, todo)
             owed = {item.topup_id: item.owed(stock.get(item.stock_account, 0)) for item in todo}
             await add_owed(session, [m for messages in owed.values() for m in messages])
-            finals = [(item.topup_id, str(item.state)) for item in todo]
             window_s = self.core.settings.callback_window_s
-            calls = await callbacks.owe(session, finals, window_s=window_s)
+            calls = await callbacks.owe(session, [i.topup_id for i in todo], window_s=window_s)
         if calls and self.queue is not None:
             await callbacks.enqueue(self.queue, calls)
         return [owed.get(item.topup_id) for item in batch]

@@ -78,7 +78,7 @@ async def test_another_partys_delivery_is_404_and_a_pending_one_is_not_resent(ri
     assert sent.status == 202, await sent.text()
     topup_id = (await sent.json())["id"]
     async with rig.core.transaction() as session:  # the row finish.py writes for an outcome
-        [delivery_id] = await outbox.owe(session, [(topup_id, "delivered")], window_s=60)
+        [delivery_id] = await outbox.owe(session, [topup_id], window_s=60)
     path = f"{BASE}/deliveries/{delivery_id}/resend"
     other = await rig.client.post(path, headers=auth(theirs, "r-1"))
     assert other.status == 404, await other.text()

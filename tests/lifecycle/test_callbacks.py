@@ -157,7 +157,7 @@ async def test_job_lost_after_commit_is_swept_and_sent_once(rig: Rig) -> None:
     async with receiver() as got:
         await _set(rig, shop.id, f"{got.url}/s")
         async with rig.core.transaction() as session:  # what finish.py writes; no enqueue
-            await outbox.owe(session, [(topup.id, "delivered")], window_s=60)
+            await outbox.owe(session, [topup.id], window_s=60)
         [row] = await settled(rig, topup.id, count=1)  # sweeper every 1 s, stale after 1 s
         assert (row.state, row.attempts) == ("delivered", 1)
         await asyncio.sleep(2.5)  # two more sweeps: nothing is sent again

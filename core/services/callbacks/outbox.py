@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, select
+from sqlalchemy import bindparam, insert, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.jobs.queue import JobQueue
 from core.logging import get_logger
 from core.models import CallbackDelivery, CallbackEndpoint, CallbackState, Party, Topup
-from core.models.types import utcnow
+from core.models.types import UtcDateTime, utcnow
 from core.msisdn import masked
 
 log = get_logger(__name__)
@@ -30,56 +30,54 @@ party_t = Party.__table__  # type: ignore[attr-defined]
 topup_t = Topup.__table__  # type: ignore[attr-defined]
 
 BATCH = 1_000  # overdue rows per sweep; the next sweep takes the rest
+EVENT_PREFIX = "evt_"
 
-# Who is told of a top-up: every endpoint of its retailer or of the retailer's parent.
-_TOLD = (
-    select(topup_t.c.id, endpoint_t.c.party_id)
-    .select_from(
-        topup_t.join(party_t, party_t.c.id == topup_t.c.party_id).join(
-            endpoint_t,
-            or_(
-                endpoint_t.c.party_id == party_t.c.id,
-                endpoint_t.c.party_id == party_t.c.parent_id,
-            ),
+# One statement writes what a batch owes: a row per final top-up and endpoint of its retailer or of
+# the retailer's parent. The event's id and type come from the top-up's id and (final) state.
+_OWE = (
+    insert(delivery_t)
+    .from_select(
+        ["event_id", "event_type", "party_id", "topup_id", "state", "attempts", "due_at",
+         "created_at", "retry_until"],
+        select(
+            literal(EVENT_PREFIX) + topup_t.c.id,
+            literal("topup.") + topup_t.c.state,
+            endpoint_t.c.party_id,
+            topup_t.c.id,
+            literal(CallbackState.PENDING.value),
+            literal(0),
+            bindparam("now", type_=UtcDateTime),
+            bindparam("now", type_=UtcDateTime),
+            bindparam("until", type_=UtcDateTime),
         )
+        .select_from(
+            topup_t.join(party_t, party_t.c.id == topup_t.c.party_id).join(
+                endpoint_t,
+                or_(
+                    endpoint_t.c.party_id == party_t.c.id,
+                    endpoint_t.c.party_id == party_t.c.parent_id,
+                ),
+            )
+        )
+        .where(topup_t.c.id.in_(bindparam("ids", expanding=True))),
     )
-    .where(topup_t.c.id.in_(bindparam("ids", expanding=True)))
-)
-_INSERT = insert(delivery_t).returning(delivery_t.c.id)
+    .returning(delivery_t.c.id)
+)  # fmt: skip
 
 
 def event_id(topup_id: str) -> str:
     """One final outcome per top-up, so one event: the id a receiver de-duplicates on."""
-    return f"evt_{topup_id}"
+    return EVENT_PREFIX + topup_id
 
 
-async def owe(
-    session: AsyncSession, finals: Sequence[tuple[str, str]], *, window_s: int
-) -> list[int]:
-    """Record, in the caller's transaction, the callbacks ``finals`` (top-up id, final state) owe;
-    the new rows' ids."""
-    if not finals:
-        return []
-    state_of = dict(finals)
-    told = (await session.execute(_TOLD, {"ids": list(state_of)})).all()
-    if not told:
+async def owe(session: AsyncSession, topup_ids: Sequence[str], *, window_s: int) -> list[int]:
+    """Record, in the caller's transaction, the callbacks owed for the top-ups ``topup_ids`` (made
+    final in this transaction); the new rows' ids."""
+    if not topup_ids:
         return []
     now = utcnow()
-    rows = [
-        {
-            "event_id": event_id(topup_id),
-            "event_type": f"topup.{state_of[topup_id]}",
-            "party_id": party_id,
-            "topup_id": topup_id,
-            "state": CallbackState.PENDING,
-            "attempts": 0,
-            "due_at": now,
-            "created_at": now,
-            "retry_until": now + timedelta(seconds=window_s),
-        }
-        for topup_id, party_id in told
-    ]
-    return list((await session.execute(_INSERT, rows)).scalars())
+    params = {"ids": list(topup_ids), "now": now, "until": now + timedelta(seconds=window_s)}
+    return list((await session.execute(_OWE, params)).scalars())
 
 
 async def enqueue(queue: JobQueue, ids: Sequence[int]) -> None:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import aiohttp
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
+from sqlmodel import col
 
 from core.context import Core
 from core.errors import InputError
@@ -28,6 +29,13 @@ from core.services.callbacks.outbox import delivery_t, payload
 
 log = get_logger(__name__)
 
+# The delivery, its top-up and the party's endpoint (None once removed), in one round trip.
+_LOAD = (
+    select(CallbackDelivery, Topup, CallbackEndpoint)
+    .join(Topup, col(Topup.id) == col(CallbackDelivery.topup_id))
+    .outerjoin(CallbackEndpoint, col(CallbackEndpoint.party_id) == col(CallbackDelivery.party_id))
+    .where(col(CallbackDelivery.id) == bindparam("id"))
+)
 JITTER = 0.2  # each gap is drawn from ±20 % of its nominal value, so retries do not come in waves
 
 
@@ -61,12 +69,12 @@ def backoff_s(attempts: int, *, first_s: float, max_s: float) -> float:
 async def attempt(s: CallbackSender, delivery_id: int, attempts: int) -> str:
     """POST delivery ``delivery_id`` once (if still pending at ``attempts``); its state after."""
     async with s.core.sessions() as session:
-        row = await session.get(CallbackDelivery, delivery_id)
-        if row is None or row.state != CallbackState.PENDING or row.attempts != attempts:
-            return row.state if row else "missing"
-        endpoint = await session.get(CallbackEndpoint, row.party_id)
-        topup = await session.get(Topup, row.topup_id)
-    assert topup is not None  # a foreign key
+        found = (await session.execute(_LOAD, {"id": delivery_id})).first()
+    if found is None:
+        return "missing"
+    row, topup, endpoint = found
+    if row.state != CallbackState.PENDING or row.attempts != attempts:
+        return row.state
     if endpoint is None:  # removed since: nobody to tell
         return await _record(s, row, status=None, error="no endpoint registered", give_up=True)
     body = payload(topup, event=row.event_id, event_type=row.event_type)
