@@ -20,7 +20,7 @@ from telegram import (
 from core.conversation.types import Expects, Nav, Screen
 from core.i18n import DEFAULT_LANGUAGE, t
 
-PER_PAGE = 10  # options per message (a whole main menu); more go behind "98"
+PER_PAGE = 12  # options per message (a whole main menu: the distributor's has 11); more behind "98"
 BACK, MORE, MAIN = Nav.BACK, Nav.MORE, Nav.MAIN
 SEP = ":"  # an option's button: "{number}:{the screen's tag}" (the engine checks the tag)
 

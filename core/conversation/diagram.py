@@ -26,7 +26,8 @@ def document() -> str:
     menus = {"retailer": RETAILER_MENU, "distributor": DISTRIBUTOR_MENU}
     for role, flow in FLOWS.items():
         items = " · ".join(
-            f"{i} {t('en', label)}" for i, (_value, label) in enumerate(menus[role], 1)
+            f"{i} {t('en', item[1])}" + (f" ({item[2]} channels only)" if len(item) == 3 else "")
+            for i, item in enumerate(menus[role], 1)
         )
         parts.append(f"## {role.capitalize()}\n\nMain menu: {items}\n")
         parts.append(f"```mermaid\n{flow.mermaid()}\n```\n")

@@ -74,6 +74,9 @@ class T(StrEnum):
     APPROVE = "approve"
     REFUSE = "refuse"
     EXPORT = "export"  # a statement as a document (a command's entry, not on a menu)
+    API_KEYS = "apikeys"  # a distributor's keys for the REST API
+    CREATE = "create"
+    REVOKE = "revoke"
 
 
 class Reprompt(AirGateError):
@@ -153,15 +156,24 @@ class Step:
     resumable: bool = True
 
 
-def choices(text_key: str, items: Sequence[tuple[str, str]]) -> Show:
-    """A static menu: ``items`` are (value, catalogue key of the label). Built once per language
-    (the catalogues do not change while running): a main menu is shown on every first hop."""
-    built: dict[str, Screen] = {}
+MenuItem = tuple[str, str] | tuple[str, str, Shows]
+
+
+def choices(text_key: str, items: Sequence[MenuItem]) -> Show:
+    """A static menu: ``items`` are (value, catalogue key of the label), or with a third element
+    a feature the channel must show for the item to be there (appended last: the numbering of
+    the others stays the same on every channel). Built once per language and channel kind (the
+    catalogues do not change while running): a main menu is shown on every first hop."""
+    built: dict[tuple[str, tuple[bool, ...]], Screen] = {}
+    needs = [item[2] if len(item) == 3 else None for item in items]
 
     async def show(ctx: Ctx) -> Screen:
-        if (screen := built.get(ctx.lang)) is None:
-            options = tuple(Option(ctx.t(label), value) for value, label in items)
-            screen = built[ctx.lang] = Screen(ctx.t(text_key), options)
+        shown = tuple(need is None or ctx.can(need) for need in needs)
+        if (screen := built.get((ctx.lang, shown))) is None:
+            options = tuple(
+                Option(ctx.t(item[1]), item[0]) for item, ok in zip(items, shown, strict=True) if ok
+            )
+            screen = built[(ctx.lang, shown)] = Screen(ctx.t(text_key), options)
         return screen
 
     return show

@@ -7,9 +7,11 @@ renumber. What a party may do is still checked by the core services, not by whic
 
 from __future__ import annotations
 
-from core.conversation.flow import MENU, Flow, Step, T, choices, fire
+from core.conversation.channel import Shows
+from core.conversation.flow import MENU, Flow, MenuItem, Step, T, choices, fire
 from core.conversation.flows import (
     account,
+    apikeys,
     broadcast,
     cases,
     distributor,
@@ -22,7 +24,7 @@ from core.conversation.flows import (
     topup,
 )
 
-RETAILER_MENU = [
+RETAILER_MENU: list[MenuItem] = [
     (T.AIRTIME, "menu.airtime"),  # 1
     (T.DATA, "menu.data"),  # 2
     (T.BALANCE, "menu.balance"),  # 3
@@ -31,7 +33,7 @@ RETAILER_MENU = [
     (T.SUPPORT, "menu.support"),  # 6
     (T.ACCOUNT, "menu.account"),  # 7
 ]
-DISTRIBUTOR_MENU = [
+DISTRIBUTOR_MENU: list[MenuItem] = [
     (T.BALANCE, "menu.balance"),  # 1
     (T.SELL, "menu.sell"),  # 2
     (T.LOW_STOCK, "menu.low_stock"),  # 3
@@ -42,6 +44,9 @@ DISTRIBUTOR_MENU = [
     (T.REQUESTS, "requests.menu"),  # 8
     (T.BROADCAST, "broadcast.menu"),  # 9
     (T.CASES, "cases.menu"),  # 10
+    # Where a screen can carry a file (Telegram): the new key goes in one, never in a text
+    # (a final screen's text is kept for a retry). Not on USSD.
+    (T.API_KEYS, "menu.apikeys", Shows.DOCUMENT),  # 11
 ]
 
 RETAILER = Flow(
@@ -86,6 +91,7 @@ DISTRIBUTOR = Flow(
         *requests.TABLE,
         *cases.TABLE,
         *statement.TABLE,
+        *apikeys.TABLE,
     ],
     steps={
         MENU: Step(choices("menu.title", DISTRIBUTOR_MENU), fire),
@@ -97,6 +103,7 @@ DISTRIBUTOR = Flow(
         **requests.STEPS,
         **cases.STEPS,
         **statement.STEPS,
+        **apikeys.STEPS,
     },
     journeys={
         **distributor.JOURNEYS,
@@ -106,6 +113,7 @@ DISTRIBUTOR = Flow(
         **requests.JOURNEYS,
         **cases.JOURNEYS,
         **statement.JOURNEYS,
+        **apikeys.JOURNEYS,
     },
 )
 FLOWS = {"retailer": RETAILER, "distributor": DISTRIBUTOR}
