@@ -83,7 +83,8 @@ async def test_a_command_entry_opens_its_step_and_a_document_needs_a_channel_tha
     assert screen.text == t("en", "statement.csv_pin", start="2026-01-01", end="2026-01-31")
     screen = await engine.handle(Turn("papers", "p1", SHOP, "1234"), Style())
     assert screen.final and screen.document is not None
-    assert screen.document.content.decode().startswith("date,time,kind,asset,amount,reference")
+    header = "date,time,kind,asset,amount,balance,reference"
+    assert screen.document.content.decode().startswith(header)
     # The same command where no screen can carry a file: told how, nothing asked, nothing sent.
     turn = Turn("whatsapp", "w3", SHOP, "", is_new=True, entry=T.EXPORT)
     screen = await engine.handle(turn, Style())
