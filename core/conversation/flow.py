@@ -69,6 +69,7 @@ class T(StrEnum):
     BROADCAST = "broadcast"
     TAG = "tag"
     CASES = "cases"  # a distributor's support queue
+    NOTE = "note"  # a step that asks for a free-text note (closing a case)
     DEPOSIT = "deposit"
     REQUESTS = "requests"
     APPROVE = "approve"

@@ -63,7 +63,7 @@ async def report(
                 view.id, _answer(core, view, said, txn.at, txn.operator_ref, language), opened
             )
     await _to_distributor(core, view, actor, asked.evidence(), outbox=outbox, opened=opened)
-    return Reported(view.id, None, opened)
+    return Reported(view.id, None, opened or view.state != CaseState.OPEN)  # reopened: anew
 
 
 def _answer(

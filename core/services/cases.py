@@ -51,6 +51,11 @@ class Action(StrEnum):
 
 
 DISTRIBUTOR_ACTIONS = (Action.RETRY, Action.REFUND, Action.CLOSE)
+# Why an action is refused, as the catalogue's keys (a channel shows them in the user's language).
+WHY_RESOLVED, WHY_NOTE, WHY_WORKER = "cases.why_resolved", "cases.why_note", "cases.why_worker"
+WHY_UNKNOWN, WHY_FINAL, WHY_HELD = "cases.why_unknown", "cases.why_final", "cases.why_held"
+WHY_STOCK, WHY_OTHER = "cases.why_stock", "cases.why_other"
+RECON_REASONS = ("recon_amount", "recon_status", "recon_missing", "recon_unknown")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,15 +156,21 @@ async def resolve(
     ):
         raise NotFound(kind="support case", key=str(case_id))
     if view.state != CaseState.OPEN:
-        raise Refused(reason=f"case {case_id} is already resolved ({view.resolution})")
+        raise Refused(
+            reason=f"case {case_id} is already resolved ({view.resolution})", why=WHY_RESOLVED
+        )
     note = " ".join((note or "").split())[:400] or None
     if action is Action.CLOSE:
         return await _close(core, view, actor=actor, note=note, outbox=outbox)
     if view.topup_id is None:
-        raise Refused(reason=f"case {case_id} has no top-up of ours: it can only be closed")
+        raise Refused(
+            reason=f"case {case_id} has no top-up of ours: it can only be closed", why=WHY_OTHER
+        )
     if action in (Action.DELIVERED, Action.FAILED):
         if note is None:
-            raise InputError(reason="settling a case needs a note: the evidence it rests on")
+            raise InputError(
+                reason="settling a case needs a note: the evidence it rests on", why=WHY_NOTE
+            )
         _held(view)
         state = TopupState.DELIVERED if action is Action.DELIVERED else TopupState.FAILED
         closing = support.Closing(actor=actor, note=note, evidence={"by": actor.label})
@@ -185,10 +196,15 @@ async def _on_held(
     """Retry or refund a top-up whose stock is held: only on the aggregator's final word."""
     _held(view)
     if view.topup_state != TopupState.ESCALATED:
-        raise Refused(reason=f"top-up {view.topup_id} is still being delivered by the worker")
+        raise Refused(
+            reason=f"top-up {view.topup_id} is still being delivered by the worker", why=WHY_WORKER
+        )
     asked = await ask(core, view)
     if asked.error is not None or (asked.txn is not None and not asked.final):
-        raise Refused(reason="the aggregator's answer is not final yet: the outcome is unknown")
+        raise Refused(
+            reason="the aggregator's answer is not final yet: the outcome is unknown",
+            why=WHY_UNKNOWN,
+        )
     if asked.txn is not None:  # it answered: its record settles the case, whatever was asked
         state = (
             TopupState.DELIVERED if asked.txn.outcome is Outcome.DELIVERED else TopupState.FAILED
@@ -207,7 +223,7 @@ async def _on_held(
 
 def _held(view: CaseView) -> None:
     if view.topup_state not in SETTLEABLE_STATES:
-        raise Refused(reason=f"top-up {view.topup_id} is already {view.topup_state}")
+        raise Refused(reason=f"top-up {view.topup_id} is already {view.topup_state}", why=WHY_FINAL)
 
 
 async def _retry(
@@ -236,7 +252,9 @@ async def _retry(
             )
         ).first()
         if moved is None:
-            raise Refused(reason=f"top-up {view.topup_id} moved on meanwhile: look again")
+            raise Refused(
+                reason=f"top-up {view.topup_id} moved on meanwhile: look again", why=WHY_OTHER
+            )
         sends, checks = moved
         evidence = {**view.evidence, "retried": asked.evidence() | {"by": actor.label}}
         await session.execute(
@@ -254,12 +272,12 @@ async def _close(
     core: Core, view: CaseView, *, actor: Actor, note: str | None, outbox: Outbox
 ) -> Done:
     if note is None:
-        raise InputError(reason="closing a case needs a note")
+        raise InputError(reason="closing a case needs a note", why=WHY_NOTE)
     if view.topup_state in SETTLEABLE_STATES:
         raise Refused(reason=f"case {view.id} holds the top-up's stock: retry or refund it instead")
     async with core.transaction() as session:
         if not await _resolved(session, view, actor, Resolution.CLOSED, note):
-            raise Refused(reason=f"case {view.id} is already resolved")
+            raise Refused(reason=f"case {view.id} is already resolved", why=WHY_RESOLVED)
         await _audit(session, actor, view, "support.close", note)
         owed = await _tell(
             core, session, view, f"case:{view.id}:closed", "cases.told_closed", note=note
@@ -273,11 +291,13 @@ async def _refund_transfer(
 ) -> Done:
     """A delivered top-up's stock back to the retailer, from its distributor, with the reason."""
     if note is None:
-        raise InputError(reason="a refund needs a reason")
+        raise InputError(reason="a refund needs a reason", why=WHY_NOTE)
     assert view.topup_id is not None and view.amount_minor is not None
     payer_id = actor.party_id or view.parent_id
     if payer_id is None:
-        raise Refused(reason=f"the retailer of case {view.id} has no distributor to refund it")
+        raise Refused(
+            reason=f"the retailer of case {view.id} has no distributor to refund it", why=WHY_OTHER
+        )
     asset = airtime_asset(view.operator_code or "")
     leg = Leg(
         "refund",
@@ -289,14 +309,15 @@ async def _refund_transfer(
     )
     async with core.transaction() as session:
         if not await _resolved(session, view, actor, Resolution.RETURNED, note):
-            raise Refused(reason=f"case {view.id} is already resolved")
+            raise Refused(reason=f"case {view.id} is already resolved", why=WHY_RESOLVED)
         try:
             await core.ledger.post(session, op_key=f"refund:case{view.id}", legs=[leg])
         except Overdraft as exc:
             payer = await get_party(session, payer_id, country=core.settings.country)
             raise Refused(
                 reason=f"{payer.label} holds {exc.available_minor} of {asset}, "
-                f"{view.amount_minor} needed for the refund"
+                f"{view.amount_minor} needed for the refund",
+                why=WHY_STOCK,
             ) from None
         await _audit(session, actor, view, "support.refund", note)
         owed = await _tell(

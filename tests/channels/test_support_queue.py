@@ -49,8 +49,11 @@ async def test_a_reported_top_up_shows_in_the_distributors_queue(
     assert listed.startswith(f"CON Open support cases:\n1. #{case_id} Demo Shop 001 KES 500 0h")
     detail = await distributor.send("1")
     assert detail.startswith(
-        f"END Case {case_id}: shop report\nDemo Shop 001 0700000001\n"
+        f"CON Case {case_id}: shop report\nDemo Shop 001 0700000001\n"
         "KES 500 to 0788123456, 0h ago\nRef T"
+    )
+    assert detail.endswith(
+        "\n1. Retry (same reference)\n2. Refund\n3. Close with a note\n0 Back 00 Menu"
     )
 
 
@@ -72,7 +75,7 @@ async def test_a_long_queue_pages_and_keeps_its_numbers(client: TestClient, core
     assert "\n0 Back" in second and "\n1. " not in second
     last_number = second.split("\n")[-3].split(".")[0]  # the last option above the footers
     detail = await distributor.send(last_number)  # chosen from the second page
-    assert detail.startswith("END Case ") and "KES 50 to 07881234" in detail
+    assert detail.startswith("CON Case ") and "KES 50 to 07881234" in detail
 
 
 async def test_an_empty_queue_ends_the_session(client: TestClient) -> None:

@@ -1,9 +1,13 @@
-"""Support: pick one of the last top-ups, say yes to reporting it, and a case is opened about it
-(or the one that exists is shown: the worker opens one itself for a top-up whose outcome stayed
-unknown). Nothing is opened before the yes: a case calls a person out."""
+"""Support: pick one of the last top-ups, say yes to reporting it, and the aggregator is asked
+first: when its record answers (delivered, at what time, the operator's reference; or failed and
+the stock back) the shop reads the answer at once and the case is closed; otherwise the case goes
+to the shop's distributor, who is told (core/services/case_intake.py). An open case that exists is
+shown (the worker opens one itself for a top-up whose outcome stayed unknown). Nothing is opened
+before the yes: a case calls a person out."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 
 from msgspec import field
@@ -13,8 +17,10 @@ from core.conversation.flows.common import local, money
 from core.conversation.sessions import Journey
 from core.conversation.types import Option, Screen
 from core.msisdn import national
-from core.services import support
+from core.services import case_intake, support
 from core.services.audit import Actor
+from core.services.notify import Message
+from core.services.requests.messages import enqueue
 
 RECENT = 5
 YES = "yes"
@@ -83,14 +89,23 @@ async def show_confirm(ctx: Ctx) -> Screen:
 
 async def open_case(ctx: Ctx, _yes: str) -> Screen:
     topup_id = ctx.data(Report).topup_id
-    case, opened = await support.open_case(
+    queue = ctx.queue
+
+    async def outbox(owed: Sequence[Message]) -> None:
+        await enqueue(queue, owed)
+
+    reported = await case_intake.report(
         ctx.core,
         actor=Actor.party(ctx.party_id, ctx.turn.channel),
         party_id=ctx.party_id,
         topup_id=topup_id,
+        language=ctx.lang,
+        outbox=outbox,
     )
-    key = "support.opened" if opened else "support.exists"
-    return end(ctx.t(key, case=case.id, ref=topup_id))
+    if reported.answer is not None:
+        return end(reported.answer)
+    key = "support.to_distributor" if reported.opened else "support.exists"
+    return end(ctx.t(key, case=reported.case_id, ref=topup_id))
 
 
 STEPS: dict[str, Step] = {
