@@ -154,11 +154,18 @@ async def test_every_step_of_every_menu_fits_with_a_reason_above(core: Core, lan
                 "df": "2026-11-01",
                 "dt": "2026-11-25",
                 "cid": 1_234_567,
+                "nm": "N" * 24,
+                "am": "KES 1,000,000.50",
+                "nb": "0788123456",
+                "rf": "T3B1ZXXSMQ2NHTKJ",
+                "nt": "N" * 160,
             }
             if state.startswith("data."):
                 data["o"] = "safaricom-ke"
             if state.startswith("requests."):
                 data["act"] = "approve"
+            if state.startswith("cases."):
+                data["act"] = "retry"  # its confirmation is the longest of the three
             ctx = Ctx(
                 core=core,
                 queue=JobQueue(None),  # type: ignore[arg-type]  # shows never enqueue
