@@ -165,7 +165,7 @@ async def test_every_step_of_every_menu_fits_with_a_reason_above(core: Core, lan
             if state.startswith("requests."):
                 data["act"] = "approve"
             if state.startswith("cases."):
-                data["act"] = "retry"  # its confirmation is the longest of the three
+                data["act"] = "refund"  # its confirmation is the longest of the three (fr)
             ctx = Ctx(
                 core=core,
                 queue=JobQueue(None),  # type: ignore[arg-type]  # shows never enqueue
