@@ -87,6 +87,13 @@ class Removed(Out):
     removed: bool
 
 
+class Pinged(Out):
+    event_id: str = Field(description="evt_ping_…: new for every ping")
+    ok: bool = Field(description="the receiver answered 2xx")
+    status: int | None = Field(description="the receiver's HTTP status; null: no answer")
+    error: str | None
+
+
 def _actor(call: Call) -> Actor:
     return Actor.party(call.who.party_id, "api")
 
@@ -161,6 +168,11 @@ async def resend_delivery(call: Call) -> Delivery:
     return _delivery(row)
 
 
+async def ping_callback(call: Call) -> Pinged:
+    sent = await callbacks.ping(call.core, actor=_actor(call), party_id=call.who.party_id)
+    return Pinged(event_id=sent.event_id, ok=sent.ok, status=sent.status, error=sent.error)
+
+
 ENDPOINTS = (
     Endpoint(
         "PUT",
@@ -226,5 +238,16 @@ ENDPOINTS = (
         path_params=DeliveryPath,
         tag="callbacks",
         errors=(404, 422),
+    ),
+    Endpoint(
+        "POST",
+        "/callback/ping",
+        ping_callback,
+        "POST a signed test event (type ping) to the party's URL now, once; its answer",
+        Scope.MANAGE,
+        response=Pinged,
+        tag="callbacks",
+        description="To check a receiver and its signature check; not retried, not logged.",
+        errors=(404,),
     ),
 )

@@ -168,3 +168,25 @@ def resend(party: PartyArg, delivery: int, as_json: JsonOpt = False) -> None:
         as_json=as_json,
         human=lambda: out.print(f"delivery {row.id} ({row.event_id}) queued to be sent again"),
     )
+
+
+@app.command("ping")
+def ping(party: PartyArg, as_json: JsonOpt = False) -> None:
+    """POST a signed test event (type ping) to the party's URL now; exit 1 unless it answers 2xx."""
+
+    async def work(core: Core) -> callbacks.Ping:
+        party_id = await _party_id(core, party)
+        return await callbacks.ping(core, actor=Actor.cli(), party_id=party_id)
+
+    sent = run(work)
+    emit(
+        {"event_id": sent.event_id, "ok": sent.ok, "status": sent.status, "error": sent.error},
+        as_json=as_json,
+        human=lambda: out.print(
+            f"{sent.event_id}: answered {sent.status}"
+            if sent.ok
+            else f"{sent.event_id}: {sent.error}"
+        ),
+    )
+    if not sent.ok:
+        raise typer.Exit(1)

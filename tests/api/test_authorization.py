@@ -63,6 +63,7 @@ SAMPLES: dict[str, Sample] = {
     "rotate_secret": lambda i: ("/callback/secret", None),
     "list_deliveries": lambda i: ("/callback/deliveries?state=given_up", None),
     "resend_delivery": lambda i: ("/callback/deliveries/1/resend", None),
+    "ping_callback": lambda i: ("/callback/ping", None),
 }
 FOREIGN = (
     "sell_stock",

@@ -46,6 +46,8 @@ def test_callback_commands_show_the_secret_once_and_refuse_plainly(
     new = next(w for w in human.split() if w.startswith("whsec_"))
     assert new != secret
     assert json.loads(airgate("callback", "log", SHOP, "--json", **dev).stdout) == []
+    pinged = airgate("callback", "ping", SHOP, ok=False, **dev)  # nothing listens on port 9
+    assert pinged.returncode == 1 and "evt_ping_" in pinged.stdout and "Connect" in pinged.stdout
     bad_state = airgate("callback", "log", SHOP, "--state", "lost", ok=False, **dev)
     assert bad_state.returncode == 2 and "lost" in bad_state.stderr
     missing = airgate("callback", "resend", SHOP, "999", ok=False, **dev)

@@ -271,6 +271,21 @@ async def test_a_topup_sent_by_api_calls_back_with_the_resource_the_api_shows(ri
         [post] = await got.wait_posts("/s", 1)
         shown = await (await client.get(f"/api/v1/topups/{topup_id}", headers=headers)).json()
         log = await (await client.get("/api/v1/callback", headers=headers)).json()
+        # A test event, sent at once: signed the same way, not in the log.
+        pinged = await client.post(
+            "/api/v1/callback/ping", headers={**headers, "Idempotency-Key": "ping-1"}
+        )
+        answer = await pinged.json()
+        got.status["/s"] = 503
+        failed = await client.post(
+            "/api/v1/callback/ping", headers={**headers, "Idempotency-Key": "ping-2"}
+        )
+        refused = await failed.json()
+    ping = got.to("/s")[1]
+    assert (answer["ok"], answer["status"], answer["error"]) == (True, 200, None)
+    assert answer["event_id"] == ping.headers["AirGate-Event-Id"] != refused["event_id"]
+    assert verify(secret, ping.headers, ping.body) and json.loads(ping.body)["type"] == "ping"
+    assert (refused["ok"], refused["status"], refused["error"]) == (False, 503, "HTTP 503")
     assert verify(secret, post.headers, post.body)
     event = json.loads(post.body)
     assert event["data"] == shown and shown["state"] == "delivered"

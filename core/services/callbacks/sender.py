@@ -26,6 +26,7 @@ from core.models import CallbackDelivery, CallbackEndpoint, CallbackState, Topup
 from core.models.types import utcnow
 from core.services.callbacks import guard, signing
 from core.services.callbacks.outbox import delivery_t, payload
+from core.settings import Settings
 
 log = get_logger(__name__)
 
@@ -49,15 +50,19 @@ class CallbackSender:
 
     @classmethod
     def build(cls, core: Core, queue: JobQueue) -> CallbackSender:
-        options = guard.connector_options(allow_private=core.settings.callback_allow_private)
-        http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=64, **options),
-            timeout=aiohttp.ClientTimeout(total=core.settings.callback_timeout_s),
-        )
-        return cls(core=core, queue=queue, http=http)
+        return cls(core=core, queue=queue, http=client(core.settings))
 
     async def close(self) -> None:
         await self.http.close()
+
+
+def client(settings: Settings) -> aiohttp.ClientSession:
+    """The HTTP client every callback goes out through: the guard's resolver, the time-out."""
+    options = guard.connector_options(allow_private=settings.callback_allow_private)
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=64, **options),
+        timeout=aiohttp.ClientTimeout(total=settings.callback_timeout_s),
+    )
 
 
 def backoff_s(attempts: int, *, first_s: float, max_s: float) -> float:
@@ -78,15 +83,21 @@ async def attempt(s: CallbackSender, delivery_id: int, attempts: int) -> str:
     if endpoint is None:  # removed since: nobody to tell
         return await _record(s, row, status=None, error="no endpoint registered", give_up=True)
     body = payload(topup, event=row.event_id, event_type=row.event_type)
-    status, error = await _post(s, endpoint, event_id=row.event_id, body=body)
+    status, error = await post_signed(s.core, s.http, endpoint, event_id=row.event_id, body=body)
     return await _record(s, row, status=status, error=error)
 
 
-async def _post(
-    s: CallbackSender, endpoint: CallbackEndpoint, *, event_id: str, body: bytes
+async def post_signed(
+    core: Core,
+    http: aiohttp.ClientSession,
+    endpoint: CallbackEndpoint,
+    *,
+    event_id: str,
+    body: bytes,
 ) -> tuple[int | None, str | None]:
-    """The receiver's status (None: no answer) and what went wrong, if anything."""
-    settings = s.core.settings
+    """POST ``body`` signed to ``endpoint``: the receiver's status (None: no answer) and what went
+    wrong, if anything."""
+    settings = core.settings
     try:
         url = guard.check_url(
             endpoint.url,
@@ -96,12 +107,12 @@ async def _post(
     except InputError as exc:  # the settings changed since it was registered
         return None, str(exc)
     now = utcnow()
-    secrets = [signing.secret_for(s.core.pins, endpoint.secret_seed)]
+    secrets = [signing.secret_for(core.pins, endpoint.secret_seed)]
     if endpoint.previous_seed and endpoint.previous_until and endpoint.previous_until > now:
-        secrets.append(signing.secret_for(s.core.pins, endpoint.previous_seed))
+        secrets.append(signing.secret_for(core.pins, endpoint.previous_seed))
     headers = signing.headers(secrets, event_id=event_id, timestamp=int(time.time()), body=body)
     try:
-        async with s.http.post(url, data=body, headers=headers, allow_redirects=False) as resp:
+        async with http.post(url, data=body, headers=headers, allow_redirects=False) as resp:
             status = resp.status
     except TimeoutError:
         return None, f"no answer within {settings.callback_timeout_s:g} s"
