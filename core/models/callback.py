@@ -23,9 +23,10 @@ class CallbackEndpoint(SQLModel, table=True):
 
     party_id: int = Field(foreign_key="party.id", primary_key=True)
     url: str = Field(sa_type=String(2048))
-    secret_seed: str = Field(sa_type=String(64))  # random; the secret is HMAC(pepper key, seed)
+    # Random; the secret is HMAC(pepper key, seed). Half of what signs: never in a repr.
+    secret_seed: str = Field(sa_type=String(64), repr=False)
     # After a rotation, the previous seed still signs (a second signature) until this time.
-    previous_seed: str | None = Field(default=None, sa_type=String(64))
+    previous_seed: str | None = Field(default=None, sa_type=String(64), repr=False)
     previous_until: datetime | None = Field(default=None, sa_type=UtcDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)

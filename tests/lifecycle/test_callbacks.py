@@ -203,6 +203,9 @@ async def test_rotation_signs_with_both_secrets_and_no_secret_is_logged_or_store
         stored = [repr(r) for r in (await session.execute(select(CallbackEndpoint))).scalars()]
     names = [k async for k in rig.queue.redis.scan_iter()]
     values = [await rig.queue.redis.dump(k) for k in names]
+    async with rig.core.sessions() as session:
+        [row] = (await session.execute(select(CallbackEndpoint))).scalars()
+    assert row.secret_seed not in repr(row) and row.previous_seed not in repr(row)
     for secret in (old.secret, new.secret):  # … and no secret anywhere
         assert secret and secret not in logs and secret.removeprefix("whsec_") not in logs
         assert not any(secret in r for r in stored)
