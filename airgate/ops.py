@@ -15,13 +15,39 @@ from functools import partial
 
 import redis.asyncio as aioredis
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
+from redis.exceptions import RedisError
 from sqlalchemy import text
 
 from core.context import Core
+from core.logging import get_logger
+from core.routing import status as routing_status
 
 CORE = web.AppKey("core", Core)
 REDIS = web.AppKey("redis", aioredis.Redis)
+log = get_logger(__name__)
+
+# The aggregator accounts as `airgate provider status` shows them, read from Redis at each scrape
+# (every worker records there; this process may never send a top-up itself).
+BREAKER_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+BREAKER = Gauge(
+    "airgate_provider_breaker_state",
+    "Circuit breaker per account and operator: 0 closed, 1 half-open, 2 open",
+    ["account", "operator"],
+)
+RESULTS = Gauge(
+    "airgate_provider_results",
+    "Sends per account, operator and result (ok, slow, refused, error, unknown) since recorded",
+    ["account", "operator", "result"],
+)
+LATENCY = Gauge(
+    "airgate_provider_latency_ms", "Recent send latency (EWMA) per account", ["account", "operator"]
+)
+FLOAT = Gauge(
+    "airgate_provider_float_minor", "Last polled balance per account", ["account", "currency"]
+)
+FLOAT_LOW = Gauge("airgate_provider_float_low", "1 when the float is under its alert", ["account"])
+FLOAT_AT = Gauge("airgate_provider_float_read_at_seconds", "When the float was read", ["account"])
 
 
 def add_routes(app: web.Application, *, main: web.Application, ready_timeout_s: float) -> None:
@@ -29,7 +55,7 @@ def add_routes(app: web.Application, *, main: web.Application, ready_timeout_s: 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", ready)
     app.router.add_get("/health", ready)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/metrics", partial(metrics, main=main, timeout_s=ready_timeout_s))
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -67,6 +93,31 @@ async def _within(timeout_s: float, probe: Callable[[], Awaitable[None]]) -> str
     return "ok"
 
 
-async def metrics(_request: web.Request) -> web.Response:
+async def metrics(
+    _request: web.Request, *, main: web.Application, timeout_s: float
+) -> web.Response:
+    try:
+        async with asyncio.timeout(timeout_s):
+            await _provider_gauges(main)
+    except (TimeoutError, RedisError, OSError) as exc:  # the rest of /metrics still answers
+        log.warning("metrics.routing_unreadable", error=type(exc).__name__)
     body = generate_latest(REGISTRY)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _provider_gauges(main: web.Application) -> None:
+    accounts = await routing_status.read(main[CORE].settings, main[REDIS])
+    for gauge in (BREAKER, RESULTS, LATENCY, FLOAT, FLOAT_LOW, FLOAT_AT):
+        gauge.clear()  # an account or operator no longer configured leaves the page
+    for account in accounts:
+        for op in account.operators:
+            BREAKER.labels(account.name, op.operator).set(BREAKER_VALUE.get(op.breaker, 2))
+            for result, count in op.counts.items():
+                RESULTS.labels(account.name, op.operator, result).set(count)
+            if op.latency_ms is not None:
+                LATENCY.labels(account.name, op.operator).set(op.latency_ms)
+        f = account.float
+        if f.balance_minor is not None and f.at_ms is not None:
+            FLOAT.labels(account.name, f.currency).set(f.balance_minor)
+            FLOAT_AT.labels(account.name).set(f.at_ms / 1000)
+        FLOAT_LOW.labels(account.name).set(int(f.low))

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.catalog_snapshot import CatalogCache
 from core.db import Lookups, make_engine, make_sessionmaker, transaction
+from core.errors import NotFound
 from core.ledger import Ledger
 from core.providers import registry as providers
 from core.providers.port import AirtimeProvider
@@ -28,9 +29,24 @@ class Core:
     catalog: CatalogCache
     # One-row reads off the pool's path: the first hop's who is calling (core.services.callers).
     lookups: Lookups
-    # The aggregator, for a look-up outside the worker (a support case asks it first); its
+    # The aggregator accounts (AIRGATE_PROVIDERS, or the one of AIRGATE_PROVIDER) by name, for
+    # a look-up outside the worker (a support case asks the one holding the top-up); each one's
     # connection pool opens on first use.
-    provider: AirtimeProvider
+    providers: dict[str, AirtimeProvider]
+
+    @property
+    def provider(self) -> AirtimeProvider:
+        """The first declared account's adapter."""
+        return next(iter(self.providers.values()))
+
+    def provider_of(self, account: str | None) -> AirtimeProvider:
+        """The adapter of the account holding a top-up (``topup.provider``; None, a row from
+        before routing: the first declared); NotFound if that account is no longer configured."""
+        if account is None:
+            return self.provider
+        if (found := self.providers.get(account)) is None:
+            raise NotFound(kind="aggregator account", key=account)
+        return found
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
         """``async with core.transaction() as session``: commit on success, roll back on error;
@@ -44,7 +60,7 @@ async def open_core(settings: Settings) -> AsyncIterator[Core]:
     pool = {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
     engine = make_engine(url, **({} if url.startswith("sqlite") else pool))
     lookups = Lookups(engine, size=settings.db_lookup_connections)
-    provider = providers.build(settings)
+    adapters = {a.name: providers.build(settings, account=a) for a in settings.accounts()}
     try:
         pepper = load_pepper(
             configured=settings.pin_pepper.get_secret_value(), var_dir=settings.var_dir
@@ -58,9 +74,10 @@ async def open_core(settings: Settings) -> AsyncIterator[Core]:
             pins=PinHasher(pepper),
             catalog=CatalogCache(sessions),
             lookups=lookups,
-            provider=provider,
+            providers=adapters,
         )
     finally:
-        await provider.close()
+        for adapter in adapters.values():
+            await adapter.close()
         await lookups.close()
         await engine.dispose()

@@ -26,6 +26,8 @@
     ├── StoreUnavailable           the database or Redis cannot be reached now (core/stores.py)
     └── ProviderError              the operator/aggregator or SMS gateway (core/providers/)
         ├── ProviderUnavailable    not sent, or safe to resend with the same reference (5xx)
+        │   ├── NotSent            the request never left (refused connection, no token, 429):
+        │   │                      the only unavailability another aggregator may be tried after
         │   └── Throttled          not sent: wait retry_after_s (Telegram's 429)
         ├── OutcomeUnknown         may have been applied (time-out after sending): look it up
         └── ProviderRejected       a definitive 4xx refusal: nothing was delivered
@@ -225,6 +227,14 @@ class ProviderError(AirGateError):
 
 class ProviderUnavailable(ProviderError):
     code = "provider_unavailable"
+
+
+class NotSent(ProviderUnavailable):
+    """The request never left AirGate, or the aggregator said it did not process it (connection
+    refused, connect time-out, no token, 429): nothing can have been applied, so the top-up may go
+    to another aggregator (core/routing/). A 5xx is not this: it may have been half-processed."""
+
+    code = "not_sent"
 
 
 class Throttled(ProviderUnavailable):

@@ -28,10 +28,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from core.errors import SettingsError
 from core.providers import registry as providers
+from core.setting_routing import ProviderAccount, RoutingSettings, check_routes
 from core.setting_values import (
     LOG_LEVELS,
     SENDER_ID,
@@ -59,6 +60,8 @@ SANDBOX_KNOBS = (
 )  # fmt: skip
 # The USSD gateways ussd/dialects/ speaks (core never imports ussd/; a test keeps them in step).
 USSD_GATEWAY_NAMES = ("africastalking", "hubtel", "arkesel")
+
+
 # A secret we did not generate ourselves: 16 characters at least (PinHasher's floor for the
 # pepper; guessable webhook and gateway tokens are no guard).
 class UssdGateway(BaseModel):
@@ -94,7 +97,9 @@ class UssdGateway(BaseModel):
         return value
 
 
-class Settings(BaseSettings):
+class Settings(RoutingSettings):
+    """Every setting; the routing group (accounts, routes, breakers, float): core/routing/."""
+
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
     var_dir: Path = Path("var")
@@ -304,6 +309,24 @@ class Settings(BaseSettings):
             raise ValueError(f"use {', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]}")
         return value.strip().upper()
 
+    @model_validator(mode="after")
+    def _routes_name_accounts(self) -> Settings:
+        try:
+            check_routes(self.routes, accounts=[account.name for account in self.accounts()])
+        except ValueError as exc:
+            raise SettingsError(
+                setting=ENV_PREFIX + "ROUTES", reason=str(exc), value=None
+            ) from None
+        return self
+
+    def accounts(self) -> list[ProviderAccount]:
+        """The aggregator accounts in declared order: AIRGATE_PROVIDERS, else the one account of
+        AIRGATE_PROVIDER and its own settings (named after its adapter)."""
+        if self.providers:
+            return list(self.providers.values())
+        values = providers.account_values(self)
+        return [ProviderAccount(name=self.provider, adapter=self.provider, **values)]
+
     def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
         # str(), repr() and rich's pretty printer (traceback locals) all come through here.
         for name, value in super().__repr_args__():
@@ -344,7 +367,7 @@ _URL_FIELDS = frozenset({"database_url", "redis_url"})
 # Never echoed in an error line: the secrets, and the gateways' JSON, which may hold some.
 _UNSHOWN_FIELDS = frozenset(
     {name for name, field in Settings.model_fields.items() if "SecretStr" in str(field.annotation)}
-    | {"ussd_gateways"}
+    | {"ussd_gateways", "providers"}
 )
 
 

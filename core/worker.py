@@ -21,10 +21,12 @@ from core.context import open_core
 from core.jobs import scripts
 from core.jobs.queue import QUEUE, JobQueue, redis_settings
 from core.logging import get_logger
-from core.providers import registry as providers
 from core.providers.sms import AfricasTalkingSms
 from core.providers.telegram import TelegramSender
 from core.ratelimit import Limiter
+from core.routing.health import Health
+from core.routing.router import Router
+from core.services import floats
 from core.services.broadcast import Sender
 from core.services.callbacks.sender import CallbackSender, attempt
 from core.services.daily.morning import Morning
@@ -42,8 +44,8 @@ async def _startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     stack = AsyncExitStack()
     core = await stack.enter_async_context(open_core(settings))
-    provider = providers.build(settings)
-    stack.push_async_callback(provider.close)
+    router = Router.from_settings(settings, health=Health.from_settings(settings, ctx["redis"]))
+    stack.push_async_callback(router.close)
     sms = AfricasTalkingSms.from_settings(settings)
     stack.push_async_callback(sms.close)
     telegram = None
@@ -63,7 +65,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
     queue = JobQueue(ctx["redis"])
     ctx["delivery"] = Delivery(
         core=core,
-        provider=provider,
+        router=router,
         notifier=notifier,
         queue=queue,
         finisher=Finisher(core, queue=queue),
@@ -72,13 +74,13 @@ async def _startup(ctx: dict[str, Any]) -> None:
     stack.push_async_callback(ctx["callbacks"].close)
     ctx["broadcasts"] = Sender(core=core, redis=ctx["redis"], sms=sms, telegram=telegram)
     ctx["back_office"] = BackOffice(
-        core=core, provider=provider, redis=ctx["redis"], outbox=notifier.send
+        core=core, provider=core.provider, redis=ctx["redis"], outbox=notifier.send
     )
     stack.push_async_callback(ctx["back_office"].close)
     ctx["reports"] = Morning(core=core, sms=sms, telegram=telegram)
     log.info(
         "worker.ready",
-        provider=provider.name,
+        accounts=",".join(router.accounts),
         telegram=telegram is not None,
         max_jobs=settings.worker_max_jobs,
     )
@@ -152,6 +154,21 @@ async def morning_reports(ctx: dict[str, Any]) -> int:
     """Yesterday's report to each distributor, once per party and day (core/services/daily)."""
     reports: Morning = ctx["reports"]
     return await reports.send_due(budget_s=max(5.0, job_timeout_s(ctx["settings"]) - 10))
+async def float_poll(ctx: dict[str, Any]) -> None:
+    """Every account's balance, kept for status and /metrics; a low one alerts the platform."""
+    delivery: Delivery = ctx["delivery"]
+    accounts = list(delivery.router.accounts.values())
+    await floats.poll(
+        delivery.core, redis=ctx["redis"], accounts=accounts, outbox=delivery.notifier.send
+    )
+
+
+def _every(interval_s: int) -> tuple[set[int] | None, set[int]]:
+    """An arq cron's (minute, second) for "every ``interval_s``": seconds of every minute under
+    60, else whole minutes of the hour, at second 0."""
+    if interval_s < 60:
+        return None, set(range(0, 60, interval_s))
+    return set(range(0, 60, max(1, interval_s // 60))), {0}
 
 
 class _Worker(Worker):
@@ -192,6 +209,7 @@ def build_worker(
     # One time-out for every function: arq waits (the longest time-out + 10 s) before it re-runs a
     # job whose worker died, so a long sweeper time-out would slow every crash recovery.
     timeout_s = job_timeout_s(settings)
+    minutes, seconds = _every(settings.float_poll_interval_s)
     return _Worker(
         functions=[deliver, notify, broadcast, callback],
         cron_jobs=[
@@ -205,6 +223,14 @@ def build_worker(
             cron(back_office, minute=EVERY_5_MIN, second=7, unique=True, timeout=timeout_s),
             # Every minute (a quick query once all are sent): a late start still sends today's.
             cron(morning_reports, second=30, unique=True, timeout=timeout_s, run_at_startup=True),
+            cron(
+                float_poll,
+                minute=minutes,
+                second=seconds,
+                unique=True,
+                timeout=timeout_s,
+                run_at_startup=True,
+            ),
         ],
         queue_name=QUEUE,
         redis_settings=redis_settings(redis_url),

@@ -14,6 +14,7 @@ from airgate.cli import (
     money,
     party,
     phone,
+    provider,
     reconcile,
     reports,
     sandbox,
@@ -41,6 +42,7 @@ app.command("statement")(reports.statement_command)
 app.add_typer(cases.app, name="case")
 app.add_typer(settle.app, name="settle")
 app.command("reconcile")(reconcile.reconcile_command)
+app.add_typer(provider.app, name="provider")
 app.command("deposit")(money.deposit)
 app.command("balance")(money.balance)
 app.command("seed")(running.seed)

@@ -54,6 +54,10 @@ class Topup(SQLModel, table=True):
     due_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
     sends: int = 0  # requests sent to the provider (all with the same reference)
     checks: int = 0  # status queries made while unknown
+    # The aggregator account holding it (core/routing/); NULL once sent: the first account.
+    provider: str | None = Field(default=None, sa_type=String(32))
+    # The accounts it left with a definite no before, in order ("alpha:refused,beta:not_sent").
+    providers_tried: str | None = Field(default=None, sa_type=String(200))
     provider_ref: str | None = Field(default=None, sa_type=String(64))  # the aggregator's own id
     operator_txn_id: str | None = Field(default=None, sa_type=String(64))
     detail: str | None = Field(default=None, sa_type=String(200))  # last provider message/code

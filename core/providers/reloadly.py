@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from core.errors import OutcomeUnknown, ProviderRejected, ProviderUnavailable
+from core.errors import NotSent, OutcomeUnknown, ProviderRejected, ProviderUnavailable
 from core.providers import reloadly_wire as wire
 from core.providers.port import (
     Outcome,
@@ -50,14 +50,14 @@ RETRY_LATER = frozenset({408, 425, 429})
 def _translated(what: str, *, may_apply: bool) -> Iterator[None]:
     """The one place aiohttp's errors become ours.
 
-    Never left (connect refused or timed out, bad URL): ProviderUnavailable. Anything after the
+    Never left (connect refused or timed out, bad URL): NotSent. Anything after the
     request may have left (read time-out, reset, a broken 2xx body): OutcomeUnknown when the call
     ``may_apply`` (a send), else ProviderUnavailable (a read changes nothing; just ask again).
     """
     try:
         yield
     except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.InvalidURL) as e:
-        raise ProviderUnavailable(provider=PROVIDER, detail=f"{what}: not sent, {_name(e)}") from e
+        raise NotSent(provider=PROVIDER, detail=f"{what}: not sent, {_name(e)}") from e
     except (aiohttp.ClientError, TimeoutError, wire.Malformed) as e:
         error = OutcomeUnknown if may_apply else ProviderUnavailable
         raise error(provider=PROVIDER, detail=f"{what}: {_name(e)}") from e
@@ -258,7 +258,12 @@ class ReloadlyProvider:
         data = json.dumps(body).encode() if body is not None else None
         stale: str | None = None
         for _attempt in range(2):
-            token = await self._access_token(stale=stale)
+            try:
+                token = await self._access_token(stale=stale)
+            except ProviderUnavailable as exc:  # no token: the request itself never left
+                if isinstance(exc, NotSent):
+                    raise
+                raise NotSent(provider=PROVIDER, detail=f"token: {exc.fields['detail']}") from exc
             headers = {"Authorization": f"Bearer {token}", "Accept": ACCEPT}
             if data is not None:
                 headers["Content-Type"] = "application/json"
@@ -275,7 +280,7 @@ class ReloadlyProvider:
             if status != 401:
                 return status, raw
             stale = token
-        raise ProviderUnavailable(provider=PROVIDER, detail=f"{path}: token refused after renewal")
+        raise NotSent(provider=PROVIDER, detail=f"{path}: token refused after renewal")
 
     async def _access_token(self, *, stale: str | None) -> str:
         """The current token, renewed when near expiry or when ``stale`` (refused) is current."""
@@ -320,11 +325,13 @@ class ReloadlyProvider:
     @staticmethod
     def _refusal(
         status: int, code: str, message: str, *, may_apply: bool
-    ) -> ProviderRejected | ProviderUnavailable | OutcomeUnknown:
+    ) -> ProviderRejected | ProviderUnavailable | OutcomeUnknown:  # NotSent is unavailable
         """A non-2xx answer as our error: 4xx is a definitive no, except "ask again later"."""
         detail = f"HTTP {status}: {message}" if message else f"HTTP {status}"
         if 400 <= status < 500 and status not in RETRY_LATER:
             return ProviderRejected(provider=PROVIDER, detail=detail, error_code=code)
-        if status >= 500 or status in RETRY_LATER or not may_apply:
+        if status in RETRY_LATER:  # answered before anything was processed
+            return NotSent(provider=PROVIDER, detail=f"{detail} {code}".strip())
+        if status >= 500 or not may_apply:
             return ProviderUnavailable(provider=PROVIDER, detail=f"{detail} {code}".strip())
         return OutcomeUnknown(provider=PROVIDER, detail=f"unexpected {detail}")  # 1xx/3xx

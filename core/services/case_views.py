@@ -49,6 +49,7 @@ class CaseView:
     topup_created_at: datetime | None
     provider_ref: str | None
     operator_ref: str | None
+    provider: str | None  # the aggregator account holding the top-up (core/routing/)
 
     def as_json(self) -> dict[str, Any]:
         """For ``--json``: every field, times in ISO 8601 (UTC)."""
@@ -82,6 +83,7 @@ _VIEW: Select[Any] = (
         topup_t.c.created_at,
         topup_t.c.provider_ref,
         topup_t.c.operator_txn_id,
+        topup_t.c.provider,
     )
     .join(party_t, party_t.c.id == case_t.c.party_id)
     .outerjoin(topup_t, topup_t.c.id == case_t.c.topup_id)

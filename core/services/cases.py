@@ -102,8 +102,9 @@ async def ask(core: Core, view: CaseView) -> Asked:
         return Asked(None, error="no top-up")
     try:
         async with asyncio.timeout(core.settings.case_lookup_timeout_s):
-            txn = await core.provider.find(reference=view.topup_id, since=view.topup_created_at)
-    except (ProviderUnavailable, TimeoutError) as exc:
+            holder = core.provider_of(view.provider)  # where it is: never another account
+            txn = await holder.find(reference=view.topup_id, since=view.topup_created_at)
+    except (ProviderUnavailable, TimeoutError, NotFound) as exc:
         return Asked(None, error=str(exc) or type(exc).__name__)
     return Asked(txn)
 

@@ -7,8 +7,13 @@ the top-up id as its reference, so a resend can never deliver twice.
 
 One step (:func:`advance`) per job:
 
-- a fresh top-up is sent; any other run first asks the provider what became of the reference
-  (a crashed worker may have sent it) and sends only if the provider has no record of it;
+- a fresh top-up is sent; any other run first asks the account holding it (``topup.provider``)
+  what became of the reference (a crashed worker may have sent it) and sends only if that account
+  has no record of it;
+- the send goes to the first account of the operator's route whose breaker admits it
+  (core/services/sending.py, core/routing/); a definite no there (refused, not sent, its
+  own "failed") offers it to the next, under the same reference; anything that may have been
+  applied keeps it where it is;
 - delivered → capture + notifications; failed or refused → release + notifications;
 - pending, time-out → ``unknown``: status queries on the configured back-off;
 - provider unavailable → the same reference again after a short back-off;
@@ -25,26 +30,28 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, update
+from sqlalchemy import update
 
 from core.catalog_snapshot import Catalog
 from core.context import Core
-from core.errors import NotFound, OutcomeUnknown, ProviderRejected, ProviderUnavailable
+from core.errors import ProviderUnavailable
 from core.i18n import t
 from core.jobs.queue import JobQueue
 from core.ledger import AccountRef
 from core.logging import get_logger
-from core.models import AccountKind, ProductKind, TopupState
+from core.models import AccountKind, TopupState
 from core.models.topup import OPEN_STATES
 from core.models.types import utcnow
 from core.money import airtime_asset, format_minor
 from core.msisdn import masked, national
-from core.providers.port import AirtimeProvider, Outcome, ProviderTransaction, TopupOrder
+from core.providers.port import Outcome, ProviderTransaction
+from core.routing.router import Account, Router, Tried
 from core.services import delivery_notices as notices
-from core.services import support
-from core.services.delivery_rows import Job, OpenTopup, load, snapshot, topup_t, unpack
+from core.services import sending, support
+from core.services.delivery_rows import Job, load, snapshot, topup_t, unmoved, unpack
 from core.services.finish import Final, Finisher
 from core.services.notify import Notifier, add_owed
+from core.services.sending import Sent, Then
 
 # snapshot: what topups.py carries in a new job; final_for: what cases.py settles with
 __all__ = ["Delivery", "advance", "final_for", "snapshot"]
@@ -59,7 +66,7 @@ class Delivery:
     """What a worker process needs to advance top-ups; built once at start-up."""
 
     core: Core
-    provider: AirtimeProvider
+    router: Router  # the aggregator accounts, their routes and health
     notifier: Notifier
     queue: JobQueue
     finisher: Finisher
@@ -90,17 +97,24 @@ async def advance(
     job = job._replace(expected=(sends, checks))
     now = utcnow()
     txn: ProviderTransaction | None = None
-    if not fresh:
-        try:
-            txn = await d.provider.find(reference=topup.id, since=topup.created_at)
-        except ProviderUnavailable as exc:
-            topup.checks += 1
-            return await _later(d, job, now, detail=str(exc))
+    failed: ProviderTransaction | None = None
+    holder: Account | None = None
+    tried = Tried(topup)
+    if not fresh and (topup.provider is not None or not tried.entries):
+        asked = await _ask_holder(d, job, now)
+        if isinstance(asked, str):
+            return asked
+        txn, holder = asked
+        if txn is not None and txn.outcome == Outcome.FAILED and d.router.choosing:
+            tried.add(holder.name, "failed")  # resolved as failed there: free to go elsewhere
+            failed, txn = txn, None
     if txn is None:
-        sent = await _send(d, job, now)
-        if isinstance(sent, str):
-            return sent
-        txn = sent
+        sent = await sending.send(
+            core=d.core, router=d.router, job=job, tried=tried, failed=failed, holder=holder
+        )
+        if sent.then is not Then.TAKEN or sent.txn is None:
+            return await _not_taken(d, job, now, sent)
+        txn = sent.txn
     if txn.outcome == Outcome.DELIVERED:
         return await _finish(d, job, TopupState.DELIVERED, txn=txn)
     if txn.outcome == Outcome.FAILED:
@@ -108,38 +122,33 @@ async def advance(
     return await _unknown(d, job, now, detail="pending at the provider", txn=txn)
 
 
-async def _send(d: Delivery, job: Job, now: datetime) -> ProviderTransaction | str:
-    """The provider's transaction, or the state the top-up was left in when there is none."""
+async def _ask_holder(
+    d: Delivery, job: Job, now: datetime
+) -> tuple[ProviderTransaction | None, Account] | str:
+    """What the account holding the top-up (which may have applied it) says of it, and that
+    account; or the state the top-up was left in when it cannot be asked."""
     topup = job.topup
+    holder = d.router.holder(topup.provider)
+    if holder is None:  # its account was removed from the settings: a person must look
+        return await _escalate(d, job, detail=f"account {topup.provider} is not configured")
     try:
-        order = _order(topup, await d.core.catalog.get(), provider=d.provider.name)
-    except (NotFound, LookupError) as exc:  # the catalog cannot route it: a person must look
-        return await _escalate(d, job, detail=f"catalog: {exc}")
-    topup.sends += 1
-    try:
-        return await d.provider.send_topup(order)
-    except ProviderRejected as exc:
-        log.info("topup.rejected", topup_id=topup.id, code=exc.fields.get("error_code"))
-        return await _finish(d, job, TopupState.FAILED, detail=str(exc))
-    except OutcomeUnknown as exc:
-        return await _unknown(d, job, now, detail=str(exc))
+        return await holder.provider.find(reference=topup.id, since=topup.created_at), holder
     except ProviderUnavailable as exc:
+        topup.checks += 1
         return await _later(d, job, now, detail=str(exc))
 
 
-def _order(topup: OpenTopup, catalog: Catalog, *, provider: str) -> TopupOrder:
-    """The order in our terms, with the aggregator's id for the operator from the catalog."""
-    operator = catalog.operator(topup.operator_code)
-    bundle = topup.kind != ProductKind.AIRTIME
-    return TopupOrder(
-        reference=topup.id,
-        msisdn=topup.msisdn,
-        country=operator.country,
-        operator=operator.code,
-        operator_ref=catalog.operator_ref(operator.code, provider=provider, bundle=bundle),
-        amount_minor=topup.amount_minor,
-        currency=topup.currency,
-    )
+async def _not_taken(d: Delivery, job: Job, now: datetime, sent: Sent) -> str:
+    """The step's end when no account took the top-up (core/services/sending.py)."""
+    if sent.then is Then.UNKNOWN:
+        return await _unknown(d, job, now, detail=sent.detail)
+    if sent.then is Then.LATER:
+        return await _later(d, job, now, detail=sent.detail)
+    if sent.then is Then.FAILED:
+        return await _finish(d, job, TopupState.FAILED, txn=sent.txn, detail=sent.detail)
+    if sent.then is Then.ESCALATE:
+        return await _escalate(d, job, detail=sent.detail)
+    return job.topup.state  # moved on by another run
 
 
 async def _finish(
@@ -188,6 +197,8 @@ def final_for(
             "b_final_at": utcnow(),
             "b_sends": topup.sends,
             "b_checks": topup.checks,
+            "b_provider": topup.provider,
+            "b_providers_tried": topup.providers_tried,
             "b_provider_ref": txn.provider_ref if txn else topup.provider_ref,
             "b_operator_txn_id": txn.operator_ref if txn else None,
             "b_detail": detail[:200] if detail else None,
@@ -234,16 +245,6 @@ async def _later(d: Delivery, job: Job, now: datetime, *, detail: str) -> str:
     return await _schedule(d, job, delay_s=delay_s, state=state, detail=detail[:200])
 
 
-def _unmoved(job: Job) -> Any:
-    """The row is still open and still where this step found it."""
-    return and_(
-        topup_t.c.id == job.topup.id,
-        topup_t.c.state.in_(OPEN_STATES),
-        topup_t.c.sends == job.expected[0],
-        topup_t.c.checks == job.expected[1],
-    )
-
-
 async def _schedule(
     d: Delivery, job: Job, *, delay_s: float, state: TopupState, **values: object
 ) -> str:
@@ -253,11 +254,13 @@ async def _schedule(
         moved = (
             await session.execute(
                 update(topup_t)
-                .where(_unmoved(job))
+                .where(unmoved(job))
                 .values(
                     state=state,
                     sends=topup.sends,
                     checks=topup.checks,
+                    provider=topup.provider,
+                    providers_tried=topup.providers_tried,
                     due_at=utcnow() + timedelta(seconds=delay_s),
                     **values,
                 )
@@ -279,11 +282,13 @@ async def _escalate(d: Delivery, job: Job, *, detail: str) -> str:
         moved = (
             await session.execute(
                 update(topup_t)
-                .where(_unmoved(job))
+                .where(unmoved(job))
                 .values(
                     state=TopupState.ESCALATED,
                     sends=topup.sends,
                     checks=topup.checks,
+                    provider=topup.provider,
+                    providers_tried=topup.providers_tried,
                     detail=detail[:200],
                 )
                 .returning(topup_t.c.id)

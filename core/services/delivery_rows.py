@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.models import Party, Topup
+from core.models.topup import OPEN_STATES
 from core.services import identities
 from core.services.notify import TELEGRAM
 
@@ -40,6 +41,8 @@ class OpenTopup:
     created_at: datetime
     unknown_since: datetime | None
     provider_ref: str | None
+    provider: str | None  # the account holding it (core/routing/)
+    providers_tried: str | None
 
 
 _OPEN_COLUMNS = [topup_t.c[name] for name in OpenTopup.__dataclass_fields__]
@@ -92,3 +95,13 @@ async def load(sessions: async_sessionmaker[AsyncSession], topup_id: str) -> Job
     if row is None:
         raise LookupError(topup_id)
     return unpack(tuple(row))
+
+
+def unmoved(job: Job) -> Any:
+    """The row is still open and still where this step found it (a guard for every write)."""
+    return and_(
+        topup_t.c.id == job.topup.id,
+        topup_t.c.state.in_(OPEN_STATES),
+        topup_t.c.sends == job.expected[0],
+        topup_t.c.checks == job.expected[1],
+    )

@@ -16,8 +16,9 @@ from core.context import Core
 from core.jobs.queue import JobQueue
 from core.jobs.scripts import job_key_prefix
 from core.models import Notification, OperatorProvider, Party, TopupState
-from core.providers.reloadly import ReloadlyProvider
 from core.providers.sms import AfricasTalkingSms
+from core.routing.health import Health
+from core.routing.router import Router
 from core.services import alerts, reports, stock, support
 from core.services.delivery import Delivery, advance
 from core.services.finish import Finisher
@@ -213,19 +214,19 @@ async def delivery(core: Core, sandbox_url: str, redis_url: str) -> AsyncIterato
             "sms_url": sandbox_url,
         }
     )
-    provider = ReloadlyProvider.from_settings(settings)
     sms = AfricasTalkingSms.from_settings(settings)
     queue = await JobQueue.connect(redis_url)
+    router = Router.from_settings(settings, health=Health.from_settings(settings, queue.redis))
     notifier = Notifier(core=core, sms=sms, telegram=None)
     try:
         yield Delivery(
-            core=core, provider=provider, notifier=notifier, queue=queue, finisher=Finisher(core)
+            core=core, router=router, notifier=notifier, queue=queue, finisher=Finisher(core)
         )
     finally:
         await notifier.close()
         await queue.close()
         await sms.close()
-        await provider.close()
+        await router.close()
 
 
 async def _sms_to(sandbox_url: str, msisdn: str) -> list[dict[str, Any]]:

@@ -34,6 +34,8 @@ def _final(topup: Topup, state: TopupState) -> Final:
             "b_final_at": utcnow(),
             "b_sends": 1,
             "b_checks": 0,
+            "b_provider": None,
+            "b_providers_tried": None,
             "b_provider_ref": None,
             "b_operator_txn_id": None,
             "b_detail": None,

@@ -89,6 +89,8 @@ WORST = {
     "keys": "12",
     "scopes": "read, topup, stock, manage",
     "prefix": "agk_AbCdEfGh",
+    "account": "a" * 24,  # an aggregator account's longest name (AIRGATE_PROVIDERS)
+    "balance": "KES 1,000,000.50",
 }
 
 

@@ -34,6 +34,7 @@ SHARED = (
     "core/providers/registry.py",
     "core/migrations/",
     "core/settings.py",  # the adapters' settings are read by name there (AIRGATE_PROVIDER_* …)
+    "core/setting_routing.py",  # and an account's (AIRGATE_PROVIDERS)
     "core/logging.py",  # masks every secret setting by name
 )
 

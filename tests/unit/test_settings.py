@@ -99,6 +99,13 @@ BAD_VALUES: dict[str, tuple[str, str]] = {
     "api_idempotency_ttl_s": ("5", "greater than or equal to 60"),
     "ops_host": ("bad host!", "host name or IP address"),
     "ops_port": ("65536", "less than or equal to 65535"),
+    "providers": ('[{"name": "Alpha!", "url": "http://a", "key": "k", "secret": "s"}]', "a-z"),
+    "routes": ('{"*": []}', "names no account"),
+    "route_prefer_cheapest": ("cheap", "valid boolean"),
+    "route_failures_to_open": ("0", "greater than or equal to 1"),
+    "route_open_s": ("0", "greater than 0"),
+    "route_slow_ms": ("0", "greater than or equal to 1"),
+    "float_poll_interval_s": ("0", "greater than or equal to 1"),
 }
 
 
