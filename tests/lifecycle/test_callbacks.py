@@ -148,6 +148,19 @@ async def test_failed_outcome_retried_with_backoff_then_given_up_and_resent(rig:
     assert len(got.events("/s")) == 1
 
 
+async def test_removing_the_endpoint_gives_its_pending_deliveries_up(rig: Rig) -> None:
+    shop = await _shop(rig)
+    assert shop.id
+    async with receiver(status={"/s": 503}) as got:
+        await _set(rig, shop.id, f"{got.url}/s")
+        topup = await rig.wait((await _top_up(rig, shop, 0)).id)
+        await got.wait_posts("/s", 1)
+        assert await callbacks.remove(rig.core, actor=ADMIN, party_id=shop.id)
+        [row] = await settled(rig, topup.id, count=1)
+    assert (row.state, row.last_error) == ("given_up", "no endpoint registered")
+    assert row.attempts == len(got.to("/s")) + 1  # the last attempt sent nothing
+
+
 async def test_job_lost_after_commit_is_swept_and_sent_once(rig: Rig) -> None:
     """The outbox row committed, the worker gone before it enqueued: the sweeper finds it."""
     shop = await _shop(rig)
