@@ -8,8 +8,9 @@ returns what it saw: a final status, or a pending one (an UNKNOWN outcome the wo
 later with :meth:`find`, by ``external_id``).
 
 Invariant: a send that may have reached DT One is never reported as failed. A request that never
-left (connection refused, connect time-out, bad URL) is ProviderUnavailable with "not sent" in its
-detail; one that may have left and got no readable answer is OutcomeUnknown.
+left (connection refused, connect time-out, bad URL) or that DT One refused before processing it
+(401, 429) is :class:`NotSent`, the one unavailability routing may try another account after; one
+that may have left and got no readable answer is OutcomeUnknown.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from core.errors import OutcomeUnknown, ProviderRejected, ProviderUnavailable
+from core.errors import NotSent, OutcomeUnknown, ProviderRejected, ProviderUnavailable
 from core.providers import dtone_wire as wire
 from core.providers.port import (
     Outcome,
@@ -53,12 +54,12 @@ POLL_INTERVAL_S = 0.2
 
 @contextmanager
 def _translated(what: str, *, may_apply: bool) -> Iterator[None]:
-    """The one place aiohttp's errors become ours (as in reloadly.py): never left is
-    ProviderUnavailable "not sent"; after it may have left, OutcomeUnknown for a send."""
+    """The one place aiohttp's errors become ours (as in reloadly.py): never left is NotSent;
+    after it may have left, OutcomeUnknown for a send (ProviderUnavailable for a read)."""
     try:
         yield
     except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.InvalidURL) as e:
-        raise ProviderUnavailable(provider=PROVIDER, detail=f"{what}: not sent, {_name(e)}") from e
+        raise NotSent(provider=PROVIDER, detail=f"{what}: not sent, {_name(e)}") from e
     except (aiohttp.ClientError, TimeoutError, wire.Malformed) as e:
         error = OutcomeUnknown if may_apply else ProviderUnavailable
         raise error(provider=PROVIDER, detail=f"{what}: {_name(e)}") from e
@@ -233,7 +234,12 @@ class DtOneProvider:
             raise _rejected(order, f"{order.operator_ref!r} is not operator:<DT One id>")
         if operator_id not in self._fixed:
             params = {"operator_id": operator_id, "type": wire.FIXED_AIRTIME}
-            products = await self._products(params)
+            try:
+                products = await self._products(params)
+            except ProviderUnavailable as exc:  # the top-up itself never left
+                if isinstance(exc, NotSent):
+                    raise
+                raise NotSent(provider=PROVIDER, detail=f"not sent, products: {exc}") from exc
             self._fixed[operator_id] = {
                 amount: int(p.ref) for p in products for amount in p.fixed_amounts_minor
             }
@@ -353,15 +359,16 @@ def _total_pages(headers: dict[str, str], any_found: bool) -> int:
 def _refusal(
     status: int, code: str, message: str, *, may_apply: bool
 ) -> ProviderRejected | ProviderUnavailable | OutcomeUnknown:
-    """A non-2xx answer as our error. 401 is answered before anything is processed (bad
-    credentials: nothing was sent, ask again once fixed); other 4xx are a definitive no, except
-    "ask again later"; 5xx is unavailable (our external_id makes a resend safe)."""
+    """A non-2xx answer as our error. 401 and "ask again later" (408/425/429) are answered before
+    anything is processed: NotSent. Other 4xx are a definitive no; 5xx is unavailable (it may
+    have been half-processed: our external_id makes the resend, after a lookup, safe)."""
     detail = f"HTTP {status}: {message}" if message else f"HTTP {status}"
     if status == 401:
-        detail = f"not sent, credentials refused {code}".strip()
-        return ProviderUnavailable(provider=PROVIDER, detail=detail)
-    if 400 <= status < 500 and status not in RETRY_LATER:
+        return NotSent(provider=PROVIDER, detail=f"not sent, credentials refused {code}".strip())
+    if status in RETRY_LATER:
+        return NotSent(provider=PROVIDER, detail=f"not sent, {detail} {code}".strip())
+    if 400 <= status < 500:
         return ProviderRejected(provider=PROVIDER, detail=detail, error_code=code)
-    if status >= 500 or status in RETRY_LATER or not may_apply:
+    if status >= 500 or not may_apply:
         return ProviderUnavailable(provider=PROVIDER, detail=f"{detail} {code}".strip())
     return OutcomeUnknown(provider=PROVIDER, detail=f"unexpected {detail}")  # 1xx/3xx

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from core.errors import OutcomeUnknown, ProviderRejected, ProviderUnavailable
+from core.errors import NotSent, OutcomeUnknown, ProviderRejected, ProviderUnavailable
 from core.logging import secrets_of
 from core.providers.dtone import DtOneProvider
 from core.providers.port import Outcome
 from core.settings import load_settings
-from tests.providers.conftest import FAST, Sandbox, order
+from tests.providers.conftest import FAST, Sandbox, order, serve
 
 AIRTIME = "30001"  # the sandbox's DT One product: Safaricom airtime, ranged
 BUNDLES = "operator:1401"  # Safaricom's fixed products, picked by amount
@@ -130,9 +130,10 @@ def _closed_port() -> int:
 async def test_never_sent_differs_from_unknown(sandbox: Sandbox) -> None:
     down = dtone(f"http://127.0.0.1:{_closed_port()}")
     try:
-        with pytest.raises(ProviderUnavailable, match="not sent") as refused:
+        with pytest.raises(NotSent, match="not sent"):
             await down.send_topup(sale(0, "dt-down"))
-        assert not isinstance(refused.value, OutcomeUnknown)
+        with pytest.raises(NotSent, match="not sent"):  # a bundle's product lookup: same
+            await down.send_topup(sale(0, "dt-down-b", operator_ref=BUNDLES, amount_minor=1_000))
     finally:
         await down.close()
 
@@ -154,7 +155,7 @@ async def test_refused_credentials_send_nothing_and_show_no_secret(sandbox: Sand
     wrong = dtone(sandbox.url, api_key=KEY, api_secret=SECRET)
     try:
         assert KEY not in repr(wrong) and SECRET not in repr(wrong)
-        with pytest.raises(ProviderUnavailable, match="credentials refused") as refused:
+        with pytest.raises(NotSent, match="credentials refused") as refused:
             await wrong.send_topup(sale(0, "dt-creds"))
         shown = f"{refused.value} {refused.value!r} {refused.value.fields}"
         assert KEY not in shown and SECRET not in shown
@@ -208,3 +209,38 @@ async def test_lookups_balance_and_reconciliation(
     products = await provider.operators(country="KE")
     assert {p.ref for p in products if not p.bundle} == {"30001", "30002", "30003"}
     assert any(p.bundle and p.fixed_amounts_minor == (25_000,) for p in products)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error", "not_sent"),
+    [
+        (429, b'{"errors": [{"code": 1000429, "message": "Too many requests"}]}', NotSent, True),
+        (503, b'{"errors": [{"code": 1009503, "message": "Service unavailable"}]}',
+         ProviderUnavailable, False),
+        (400, b'{"errors": [{"code": 1006001, "message": "Insufficient balance"}]}',
+         ProviderRejected, False),
+        (201, b"<html>gateway</html>", OutcomeUnknown, False),
+        (302, b"", OutcomeUnknown, False),
+    ],
+)  # fmt: skip
+async def test_answers_the_sandbox_never_gives(
+    status: int, body: bytes, error: type[Exception], not_sent: bool
+) -> None:
+    """A tiny external server: 429 was refused before processing (NotSent, routing may go
+    elsewhere); a 5xx may have been half-processed (unavailable, not NotSent); a broken 2xx or a
+    redirect after the request left is unknown."""
+    from aiohttp import web
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(status=status, body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/async/transactions", answer)
+    async with serve(app) as url:
+        adapter = dtone(url)
+        try:
+            with pytest.raises(error) as raised:
+                await adapter.send_topup(sale(0, "dt-odd-answer"))
+        finally:
+            await adapter.close()
+    assert isinstance(raised.value, NotSent) is not_sent
