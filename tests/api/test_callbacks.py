@@ -3,6 +3,8 @@ problems naming the field; another party's delivery is 404."""
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import select
 
 from core.models import AuditEvent, Scope
@@ -92,3 +94,16 @@ async def test_another_partys_delivery_is_404_and_a_pending_one_is_not_resent(ri
         await rig.client.get(f"{BASE}/deliveries?before={delivery_id}", headers=auth(mine))
     ).json()
     assert nothing["deliveries"] == []
+
+
+async def test_two_first_registrations_at_once_make_one_endpoint_and_one_secret(rig: Rig) -> None:
+    key = await rig.key(RETAILER, [Scope.MANAGE])
+    answers = await asyncio.gather(
+        *(
+            rig.client.put(BASE, json={"url": f"https://8.8.8.{n}/cb"}, headers=auth(key))
+            for n in range(1, 5)
+        )
+    )
+    assert [a.status for a in answers] == [200] * 4
+    bodies = [await a.json() for a in answers]
+    assert sum(1 for b in bodies if b["secret"]) == 1 and sum(b["created"] for b in bodies) == 1

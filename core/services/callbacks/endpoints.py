@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from core.context import Core
@@ -77,6 +78,14 @@ def _checked(core: Core, url: str) -> str:
 async def register(core: Core, *, actor: Actor, party_id: int, url: str) -> Registered:
     """Register ``url`` for ``party_id``, or replace its endpoint's URL (keeping the secret)."""
     checked = _checked(core, url)
+    try:
+        return await _register(core, actor=actor, party_id=party_id, url=checked)
+    except IntegrityError:  # registered at the same moment by another request: replace its URL
+        return await _register(core, actor=actor, party_id=party_id, url=checked)
+
+
+async def _register(core: Core, *, actor: Actor, party_id: int, url: str) -> Registered:
+    checked = url
     async with core.transaction() as session:
         if await session.get(Party, party_id) is None:
             raise NotFound(kind="party", key=party_id)
