@@ -119,12 +119,14 @@ def account_extra() -> dict[str, dict[str, Any]]:
 
 
 def providers_json(urls: dict[str, str], **extra: dict[str, Any]) -> str:
-    return json.dumps(
-        [
-            {"name": name, "url": url, "key": "sandbox", "secret": "sandbox", **extra.get(name, {})}
-            for name, url in urls.items()
-        ]
-    )
+    """The accounts; an extra ``url_path`` is appended to the sandbox's URL (DT One's ``/v1``)."""
+    accounts = []
+    for name, url in urls.items():
+        entry = {"name": name, "url": url, "key": "sandbox", "secret": "sandbox"}
+        entry |= extra.get(name, {})
+        entry["url"] = url + str(entry.pop("url_path", ""))
+        accounts.append(entry)
+    return json.dumps(accounts)
 
 
 @pytest.fixture
