@@ -24,6 +24,7 @@ from api.ratelimit import RateLimiter
 from core.context import Core
 from core.jobs.queue import JobQueue
 from core.logging import get_logger
+from core.redis_pipeline import PipelinedRedis
 from core.settings import Settings
 
 log = get_logger(__name__)
@@ -68,14 +69,13 @@ def build(
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         client = main[redis]
+        hot = PipelinedRedis(client.connection_pool)  # rate and idempotency, every request
         app[API] = Api(
             core=main[core],
             redis=client,
             queue=JobQueue.on_pool(client.connection_pool),
-            limiter=RateLimiter(
-                client, rate_per_s=settings.api_rate_per_s, burst=settings.api_burst
-            ),
-            idempotency=Idempotency(client, ttl_s=settings.api_idempotency_ttl_s),
+            limiter=RateLimiter(hot, rate_per_s=settings.api_rate_per_s, burst=settings.api_burst),
+            idempotency=Idempotency(hot, ttl_s=settings.api_idempotency_ttl_s),
             body_too_large=body_too_large,
         )
         yield

@@ -137,8 +137,16 @@ def route(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
         who = None
         try:
             who = await _principal(api, request)
-            _allowed(endpoint, who)
-            call = await _call(endpoint, api, who, request)
+            # Sent now; its answer is read once the request is checked (the checks are CPU
+            # only): a key over its rate is 429 whatever else is wrong with the request.
+            rate = api.limiter.ask(who.key_id)
+            try:
+                _allowed(endpoint, who)
+                call = await _call(endpoint, api, who, request)
+            except Refusal:
+                await _within_rate(rate, who)
+                raise
+            await _within_rate(rate, who)
             answer = await (_once(endpoint, call) if endpoint.idempotent else _run(endpoint, call))
         except Refusal as refusal:
             answer = refusal.response
@@ -172,7 +180,11 @@ async def _principal(api: Api, request: web.Request) -> Principal:
                 headers={"WWW-Authenticate": 'Bearer realm="airgate"'},
             )
         )
-    wait_s = await api.limiter.take(who.key_id)
+    return who
+
+
+async def _within_rate(rate: Awaitable[float], who: Principal) -> None:
+    wait_s = await rate
     if wait_s > 0:
         raise Refusal(
             problems.problem(
@@ -182,12 +194,11 @@ async def _principal(api: Api, request: web.Request) -> Principal:
                 headers={"Retry-After": retry_after(wait_s)},
             )
         )
-    if not who.active:
-        raise Refusal(problems.problem(403, "party_inactive", "the key's party is not active"))
-    return who
 
 
 def _allowed(endpoint: Endpoint, who: Principal) -> None:
+    if not who.active:
+        raise Refusal(problems.problem(403, "party_inactive", "the key's party is not active"))
     if endpoint.scope not in who.scopes:
         detail = f"this key lacks the {endpoint.scope.value!r} scope"
         raise Refusal(problems.problem(403, "insufficient_scope", detail, scope=endpoint.scope))

@@ -19,7 +19,8 @@ import time
 from dataclasses import dataclass
 
 import orjson
-import redis.asyncio as aioredis
+
+from core.redis_pipeline import Lua, PipelinedRedis
 
 PREFIX = "airgate:api:idem:"
 MAX_KEY_CHARS = 255
@@ -47,8 +48,18 @@ def fingerprint(method: str, path: str, canonical_body: bytes) -> str:
     return hashlib.sha256(b"\0".join([method.encode(), path.encode(), canonical_body])).hexdigest()
 
 
+# KEYS: the request's key. ARGV: the in-progress marker, its TTL (s). Claims the key (nil) or
+# returns what it holds: one round trip.
+_CLAIM = Lua("""
+local held = redis.call('GET', KEYS[1])
+if held then return held end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return false
+""")
+
+
 class Idempotency:
-    def __init__(self, redis: aioredis.Redis, *, ttl_s: int) -> None:
+    def __init__(self, redis: PipelinedRedis, *, ttl_s: int) -> None:
         self._redis = redis
         self._ttl_s = ttl_s
 
@@ -61,11 +72,9 @@ class Idempotency:
         marker = orjson.dumps({"fp": fp})
         deadline = time.monotonic() + WAIT_S
         while True:
-            if await self._redis.set(redis_key, marker, nx=True, ex=RUNNING_TTL_S):
-                return None
-            raw = await self._redis.get(redis_key)
+            raw = await _CLAIM(self._redis, [redis_key], [marker, RUNNING_TTL_S])
             if raw is None:
-                continue  # released between the two commands: claim it
+                return None
             held = orjson.loads(raw)
             if held["fp"] != fp:
                 raise Mismatch
@@ -82,7 +91,7 @@ class Idempotency:
             "body": response.body.decode("latin-1"),
             "type": response.content_type,
         }
-        await self._redis.set(redis_key, orjson.dumps(value), ex=self._ttl_s)
+        await self._redis.execute_command("SET", redis_key, orjson.dumps(value), "EX", self._ttl_s)
 
     async def release(self, redis_key: str) -> None:
-        await self._redis.delete(redis_key)
+        await self._redis.execute_command("DEL", redis_key)

@@ -9,10 +9,12 @@ key names the API key by its row id, never by the key.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable
+from typing import Any
 
-import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
-from core.redis_pipeline import Lua
+from core.redis_pipeline import Lua, PipelinedRedis
 
 PREFIX = "airgate:api:rate:"
 
@@ -37,17 +39,26 @@ return 0
 
 
 class RateLimiter:
-    def __init__(self, redis: aioredis.Redis, *, rate_per_s: float, burst: int) -> None:
+    def __init__(self, redis: PipelinedRedis, *, rate_per_s: float, burst: int) -> None:
         self._redis = redis
         self._interval_us = max(1, round(1_000_000 / rate_per_s))
         self._burst = burst
 
-    async def take(self, key_id: int) -> float:
-        """0 if key ``key_id`` may make a request now, else the seconds to wait."""
-        wait_us = int(
-            await _TAKE(self._redis, [f"{PREFIX}{key_id}"], [self._interval_us, self._burst])
-        )
+    def ask(self, key_id: int) -> Awaitable[float]:
+        """Ask now (the command is sent at once); await the answer: 0 if key ``key_id`` may
+        make a request now, else the seconds to wait. Always await it."""
+        keys, args = [f"{PREFIX}{key_id}"], [self._interval_us, self._burst]
+        return self._answer(self._redis.evalsha(_TAKE.sha, 1, *keys, *args), keys, args)
+
+    async def _answer(self, reply: Awaitable[Any], keys: list[str], args: list[int]) -> float:
+        try:
+            wait_us = int(await reply)
+        except NoScriptError:  # the server lacked the script (its first use, a restart)
+            wait_us = int(await _TAKE(self._redis, keys, args))
         return wait_us / 1_000_000
+
+    async def take(self, key_id: int) -> float:
+        return await self.ask(key_id)
 
 
 def retry_after(wait_s: float) -> str:
