@@ -86,13 +86,17 @@ async def test_submitted_is_unknown_until_looked_up(
     provider: DtOneProvider, sandbox: Sandbox, digit: int, final: Outcome
 ) -> None:
     since = datetime.now(UTC) - timedelta(seconds=5)
+    start = (await provider.balance()).balance_minor
     tx = await provider.send_topup(sale(digit, f"dt-wait-{digit}"))
     assert (tx.outcome, tx.message) == (Outcome.UNKNOWN, "SUBMITTED")
+    assert (await provider.balance()).balance_minor == start - 4_900  # held while SUBMITTED
     pending = await provider.find(reference=f"dt-wait-{digit}", since=since)
     assert pending is not None and pending.outcome is Outcome.UNKNOWN
     await asyncio.sleep(FAST.settle_s)
     found = await provider.find(reference=f"dt-wait-{digit}", since=since)
     assert found is not None and (found.outcome, found.provider_ref) == (final, tx.provider_ref)
+    spent = 4_900 if final is Outcome.DELIVERED else 0  # a decline voids the hold
+    assert (await provider.balance()).balance_minor == start - spent
     stats = await dtone_stats(sandbox, f"dt-wait-{digit}")
     assert stats["sends_by_reference"] == 1
     assert stats["deliveries_by_reference"] == int(final is Outcome.DELIVERED)
