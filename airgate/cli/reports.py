@@ -105,10 +105,14 @@ def daily(
 
 
 def _print_everyone(days: list[PartyDay]) -> None:
-    table = Table(*render.PARTY_COLUMNS[1:9], "bought", "deposits", "credit used")
+    """Within 80 columns: the CSV (``--csv``) has every figure and the numbers."""
+    table = Table("party", "done", "value", "failed", "open", "margin", "bought", "on credit")
     for d in days:
-        row = render.party_row(d)
-        table.add_row(*[str(v) for v in row[1:10]], str(row[13]), str(row[14]))
+        table.add_row(
+            f"{d.name} ({d.role[0].upper()})", str(d.delivered), render.major(d.delivered_minor),
+            str(d.failed), str(d.open), render.major(d.margin_minor),
+            render.major(d.bought_face_minor), render.major(d.credit_used_minor),
+        )  # fmt: skip
     out.print(table)
 
 

@@ -43,20 +43,32 @@ def settle(
     if period is None:
         fail("say which month: airgate settle --period YYYY-MM")
 
-    async def work(core: Core) -> list[runs.Outcome]:
-        return await runs.settle(core, period=period, actor=Actor.cli(), party_ref=party)
+    async def work(core: Core) -> tuple[list[runs.Outcome], dict[int, documents.Side]]:
+        outcomes = await runs.settle(core, period=period, actor=Actor.cli(), party_ref=party)
+        return outcomes, await _names(core, [(o.seller_id, o.buyer_id) for o in outcomes])
 
+    outcomes, names = run(work)
     table = Table("run", "seller", "buyer", "amount due", "note")
-    for outcome in run(work):
+    for outcome in outcomes:
         settled = outcome.run
         table.add_row(
             f"#{settled.id}" if settled else "",
-            f"#{outcome.seller_id}",
-            f"#{outcome.buyer_id}",
+            _who(names, outcome.seller_id),
+            _who(names, outcome.buyer_id),
             _due(settled) if settled else "",
             outcome.note or "settled",
         )
     out.print(table)
+
+
+async def _names(core: Core, pairs: list[tuple[int, int]]) -> dict[int, documents.Side]:
+    async with core.sessions() as session:
+        return await runs.sides_of(session, {p for pair in pairs for p in pair})
+
+
+def _who(names: dict[int, documents.Side], party_id: int) -> str:
+    side = names.get(party_id)
+    return f"{side.name} (#{party_id})" if side else f"#{party_id}"
 
 
 @app.command("show")
@@ -93,14 +105,16 @@ def list_runs(
 ) -> None:
     """Settlement runs, oldest month first."""
 
-    async def work(core: Core) -> list[SettlementRun]:
+    async def work(core: Core) -> tuple[list[SettlementRun], dict[int, documents.Side]]:
         party_id = await party_id_of(core, party) if party else None
-        return await runs.list_runs(core, party_id=party_id, period=period)
+        found = await runs.list_runs(core, party_id=party_id, period=period)
+        return found, await _names(core, [(r.seller_id, r.buyer_id) for r in found])
 
-    table = Table("run", "period", "seller", "buyer", "amount due", "through transfer", "by")
-    for r in run(work):
+    found, names = run(work)
+    table = Table("run", "period", "seller", "buyer", "amount due", "by")
+    for r in found:
         table.add_row(
-            f"#{r.id}", r.period, f"#{r.seller_id}", f"#{r.buyer_id}", _due(r),
-            str(r.through_transfer_id), r.created_by,
+            f"#{r.id}", r.period, _who(names, r.seller_id), _who(names, r.buyer_id), _due(r),
+            r.created_by,
         )  # fmt: skip
     out.print(table)

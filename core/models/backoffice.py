@@ -49,6 +49,6 @@ class ReportSend(SQLModel, table=True):
     party_id: int = Field(foreign_key="party.id", primary_key=True)
     day: date = Field(sa_type=Date, primary_key=True)
     via: str = Field(sa_type=String(10))  # notify.Via
-    state: str = Field(default="claimed", sa_type=String(8))  # claimed | sent | failed
+    state: str = Field(default="claimed", sa_type=String(8))  # claimed | sent | failed | quiet
     claimed_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UtcDateTime)

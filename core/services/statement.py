@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, func, or_, select, true
 
 from core.context import Core
+from core.errors import Refused
 from core.models import Account, AccountKind, Transfer
 from core.money import format_minor
 
@@ -82,6 +83,8 @@ def local_days(first: date, last: date, zone: str) -> tuple[datetime, datetime]:
 async def for_days(core: Core, *, party_id: int, first: date, last: date) -> Statement:
     since, until = local_days(first, last, core.settings.timezone)
     moves = await between(core, party_id=party_id, since=since, until=until)
+    if len(moves) >= MAX_ROWS:  # the oldest would be missing and the balances wrong
+        raise Refused(reason=f"more than {MAX_ROWS:,} movements: ask for fewer days")
     opening = await _balances_before(core, party_id=party_id, at=since)
     running = dict(opening)
     lines = []

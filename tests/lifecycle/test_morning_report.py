@@ -17,12 +17,13 @@ from sqlalchemy import select
 from core.models import ReportSend, TopupState
 from core.providers.sms import AfricasTalkingSms
 from core.providers.telegram import TelegramSender
-from core.services import identities
+from core.services import identities, stock
 from core.services.daily.morning import Morning
 from core.worker import build_worker, run_worker
 from tests.fakes.telegram_api import FakeTelegram, fake_telegram  # noqa: F401
-from tests.helpers import chain, eventually
+from tests.helpers import ADMIN, chain, eventually
 from tests.history import (
+    PLATFORM,
     ZONE,
     Clock,
     History,
@@ -54,7 +55,8 @@ async def yesterday_s_trade(
 ) -> AsyncIterator[tuple[History, str]]:
     core = rig_no_worker.core
     made = await build(core, retailers=2)
-    _, [lone] = await chain(core, retailers=1, tag="22")  # a second distributor, no Telegram
+    lone, _ = await chain(core, retailers=1, tag="22")  # a second distributor, no Telegram
+    await chain(core, retailers=1, tag="33")  # a third, whose day was quiet
     await identities.link(
         core, party_id=made.distributor.id or 0, channel="telegram", external_id=str(CHAT),
         how="test",
@@ -63,12 +65,16 @@ async def yesterday_s_trade(
     clock = Clock(local(day, 6))
     patch_clocks(monkeypatch, clock)
     await day_of_trade(core, clock, made, day, seed=5, topups_n=12)
+    await stock.deposit(
+        core, actor=ADMIN, receiver_ref=PLATFORM, payer_ref=lone.msisdn, amount_minor=100_000,
+        reference="lone-1",
+    )  # fmt: skip
     for topup in made.topups:  # settled now, so the worker's sweeper has none to resolve
         if topup.state == TopupState.UNKNOWN:
             await finish(core, topup.topup_id, TopupState.FAILED, clock.now)
             topup.state = TopupState.FAILED
     monkeypatch.undo()  # the worker's own writes are dated now
-    yield made, "+254722900000"
+    yield made, lone.msisdn
 
 
 def _delivered(made: History) -> int:
@@ -79,6 +85,7 @@ async def test_the_worker_sends_each_distributor_its_report_once(
     rig_no_worker: Rig,
     fake_telegram: FakeTelegram,  # noqa: F811
     yesterday_s_trade: tuple[History, str],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     made, lone = yesterday_s_trade
     settings = rig_no_worker.settings
@@ -101,12 +108,19 @@ async def test_the_worker_sends_each_distributor_its_report_once(
     assert photo.caption.startswith(f"AirGate {day}: {_delivered(made)} top-ups delivered")
     [sms] = await rig_no_worker.sms(lone)
     assert f"AirGate {day}: 0 top-ups delivered" in str(sms)
+    assert "Deposits KES 1,000" in str(sms)
+    assert await rig_no_worker.sms("+254733900000") == []  # the quiet one: nothing
+    logged = "".join(capsys.readouterr())
+    assert "report.sent" in logged  # the workers' logs: no party's number in them
+    for number in (lone, made.distributor.msisdn, *(shop.msisdn for shop in made.shops)):
+        assert number not in logged and number[4:] not in logged
 
 
 async def _both_sent(rig: Rig) -> bool:
     async with rig.core.sessions() as session:
         rows = (await session.execute(select(ReportSend))).scalars().all()
-    return sorted((r.via, r.state) for r in rows) == [("sms", "sent"), ("telegram", "sent")]
+    states = sorted((r.via, r.state) for r in rows)
+    return states == [("", "quiet"), ("sms", "sent"), ("telegram", "sent")]
 
 
 async def test_two_senders_at_once_and_again_send_once(
@@ -122,11 +136,15 @@ async def test_two_senders_at_once_and_again_send_once(
     try:
         senders = [Morning(core=rig_no_worker.core, sms=sms, telegram=telegram) for _ in range(2)]
         sent = await asyncio.gather(*(s.send_due() for s in senders))
-        assert sum(sent) == 2  # two distributors, each once
+        assert sum(sent) == 2  # two distributors, each once (the third's day was quiet)
         assert await senders[0].send_due() == 0
-        early = datetime.now(ZoneInfo(ZONE)).replace(hour=0, minute=30)
-        assert await senders[1].send_due(now=early + timedelta(days=1)) == 2  # the next day's
+        # Tomorrow morning, today's report: nobody traded today (the history is yesterday's).
+        early = datetime.now(ZoneInfo(ZONE)).replace(hour=0, minute=30) + timedelta(days=1)
+        assert await senders[1].send_due(now=early) == 0
     finally:
         await sms.close()
         await telegram.close()
-    assert len(fake_telegram.photos) == 2
+    assert len(fake_telegram.photos) == 1
+    async with rig_no_worker.core.sessions() as session:
+        rows = (await session.execute(select(ReportSend))).scalars().all()
+    assert sorted(r.state for r in rows) == ["quiet"] * 4 + ["sent"] * 2

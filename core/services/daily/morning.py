@@ -6,7 +6,8 @@ inserting its ``report_send`` row (the primary key admits one), sends, then mark
 left unsent this long (its worker died mid-send) may be taken again (``CLAIM_STALE_S``), so a crash
 costs a late report, never a lost one; two workers, or a restart, never both send a fresh claim.
 The worker's cron runs :func:`send_due` every minute; it does nothing before the local hour
-``AIRGATE_DAILY_REPORT_HOUR`` and little once all are sent.
+``AIRGATE_DAILY_REPORT_HOUR`` and little once all are sent. A distributor whose day was quiet (no
+top-up in its network, no stock bought or sold, no deposit) is sent nothing (``quiet``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from core.providers.telegram import MAX_CAPTION, TelegramSender
 from core.services import identities
 from core.services.daily import charts, render
 from core.services.daily.detail import detail
+from core.services.daily.figures import Detail
 from core.services.notify import SMS, TELEGRAM, Via
 
 log = get_logger(__name__)
@@ -37,7 +39,7 @@ party_t = Party.__table__  # type: ignore[attr-defined]
 send_t = ReportSend.__table__  # type: ignore[attr-defined]
 
 CLAIM_STALE_S = 600  # longer than any one send (a chart and one API call, each time-limited)
-CLAIMED, SENT, FAILED = "claimed", "sent", "failed"
+CLAIMED, SENT, FAILED, QUIET = "claimed", "sent", "failed", "quiet"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,9 @@ class Morning:
 
     async def _send(self, party_id: int, day: date) -> int:
         report = await detail(self.core, day=day, party_id=party_id)
+        if _quiet(report):  # nothing happened: no message, nothing left to do for the day
+            await self._mark(party_id, day, QUIET, "")
+            return 0
         async with self.core.sessions() as session:
             party = await session.get(Party, party_id)
             chat = (
@@ -143,3 +148,10 @@ class Morning:
                 .where(send_t.c.party_id == party_id, send_t.c.day == day)
                 .values(state=state, via=via, sent_at=utcnow())
             )
+
+
+def _quiet(report: Detail) -> bool:
+    day = report.party
+    moved = (day.delivered, day.failed, day.open, day.bought_face_minor, day.sold_face_minor,
+             day.deposits_minor)  # fmt: skip
+    return not any(moved)

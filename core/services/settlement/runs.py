@@ -78,7 +78,7 @@ async def _terms(session: AsyncSession, pairs: list[Pair]) -> dict[Pair, Terms]:
     return found
 
 
-async def _sides(session: AsyncSession, ids: set[int]) -> dict[int, Side]:
+async def sides_of(session: AsyncSession, ids: set[int]) -> dict[int, Side]:
     query = select(party_t.c.id, party_t.c.name, party_t.c.msisdn).where(party_t.c.id.in_(ids))
     return {pid: Side(pid, name, msisdn) for pid, name, msisdn in await session.execute(query)}
 
@@ -164,7 +164,7 @@ async def settle(
             session, since=since, until=until, through_id=through, pairs=previous
         )
         terms = await _terms(session, todo)
-        sides = await _sides(session, {p for pair in todo for p in pair})
+        sides = await sides_of(session, {p for pair in todo for p in pair})
         for pair in todo:
             doc = _compose(
                 period=period, zone=zone, until=until, sides=sides, pair=pair, through_id=through,
@@ -224,7 +224,7 @@ async def show(core: Core, *, run_id: int) -> Shown:
             session, since=since, until=until, through_id=run.through_transfer_id,
             pairs={pair: previous},
         )  # fmt: skip
-        sides = await _sides(session, set(pair))
+        sides = await sides_of(session, set(pair))
     terms: Terms = {op: (d, c) for op, (d, c) in json.loads(run.terms).items()}
     doc = _compose(
         period=run.period, zone=zone, until=until, sides=sides, pair=pair,
