@@ -18,10 +18,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
 from redis.exceptions import RedisError
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from core.context import Core
 from core.logging import get_logger
 from core.routing import status as routing_status
+from core.services.callbacks import outbox
 
 CORE = web.AppKey("core", Core)
 REDIS = web.AppKey("redis", aioredis.Redis)
@@ -48,6 +50,11 @@ FLOAT = Gauge(
 )
 FLOAT_LOW = Gauge("airgate_provider_float_low", "1 when the float is under its alert", ["account"])
 FLOAT_AT = Gauge("airgate_provider_float_read_at_seconds", "When the float was read", ["account"])
+CALLBACKS = Gauge(
+    "airgate_callback_deliveries",
+    "Outcome callbacks pending now (pending) and given up in the last 24 h (given_up_24h)",
+    ["state"],
+)
 
 
 def add_routes(app: web.Application, *, main: web.Application, ready_timeout_s: float) -> None:
@@ -101,6 +108,12 @@ async def metrics(
             await _provider_gauges(main)
     except (TimeoutError, RedisError, OSError) as exc:  # the rest of /metrics still answers
         log.warning("metrics.routing_unreadable", error=type(exc).__name__)
+    try:
+        async with asyncio.timeout(timeout_s), main[CORE].sessions() as session:
+            for state, count in (await outbox.backlog(session)).items():
+                CALLBACKS.labels(state).set(count)
+    except (TimeoutError, SQLAlchemyError, OSError) as exc:
+        log.warning("metrics.callbacks_unreadable", error=type(exc).__name__)
     body = generate_latest(REGISTRY)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -81,6 +81,9 @@ async def test_another_partys_delivery_is_404_and_a_pending_one_is_not_resent(ri
     topup_id = (await sent.json())["id"]
     async with rig.core.transaction() as session:  # the row finish.py writes for an outcome
         [delivery_id] = await outbox.owe(session, [topup_id], window_s=60)
+    metrics = await (await rig.client.get("/metrics")).text()
+    assert 'airgate_callback_deliveries{state="pending"} 1.0' in metrics
+    assert 'airgate_callback_deliveries{state="given_up_24h"} 0.0' in metrics
     path = f"{BASE}/deliveries/{delivery_id}/resend"
     other = await rig.client.post(path, headers=auth(theirs, "r-1"))
     assert other.status == 404, await other.text()

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, literal, or_, select
+from sqlalchemy import bindparam, func, insert, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.jobs.queue import JobQueue
@@ -110,6 +110,19 @@ async def sweep(session_maker: Any, queue: JobQueue, *, stale_s: int) -> int:
     for delivery_id, attempts in found:
         resumed += await queue.callback(delivery_id, attempts=attempts)
     return resumed
+
+
+async def backlog(session: AsyncSession) -> dict[str, int]:
+    """What an operator alerts on: deliveries pending now, and given up in the last day."""
+    day_ago = utcnow() - timedelta(days=1)
+    pending = select(func.count()).where(delivery_t.c.state == CallbackState.PENDING)
+    given_up = select(func.count()).where(
+        delivery_t.c.state == CallbackState.GIVEN_UP, delivery_t.c.last_attempt_at >= day_ago
+    )
+    return {
+        "pending": int((await session.execute(pending)).scalar_one()),
+        "given_up_24h": int((await session.execute(given_up)).scalar_one()),
+    }
 
 
 def _iso(value: datetime | None) -> str | None:
