@@ -268,11 +268,14 @@ class DtOneProvider:
     # HTTP
 
     async def _settled(self, tx: ProviderTransaction) -> ProviderTransaction:
-        """Read a pending transaction again until it is final or ``settle_s`` has passed; a
-        failed read leaves it pending (the worker looks it up later)."""
+        """Read a pending transaction again (at once, then every POLL_INTERVAL_S) until it is
+        final or ``settle_s`` has passed; a failed read leaves it pending (the worker looks it up
+        later)."""
         deadline = time.monotonic() + self._settle_s
+        pause = 0.0  # an operator often answers while the POST's answer travels back
         while tx.outcome is Outcome.UNKNOWN and time.monotonic() < deadline:
-            await asyncio.sleep(min(POLL_INTERVAL_S, max(0.0, deadline - time.monotonic())))
+            await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = POLL_INTERVAL_S
             try:
                 body = await self._read(f"/transactions/{tx.provider_ref}")
                 with _translated("status", may_apply=False):
