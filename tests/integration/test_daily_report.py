@@ -122,6 +122,18 @@ async def test_a_distributor_s_report_ranks_its_retailers_and_draws_its_day(
     for t in delivered:
         hours[(t.at - since).seconds // 3600] += t.amount_minor
     assert report.by_hour == [hours.get(h, 0) for h in range(24)]
+    by_product: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for t in history.topups:
+        if since <= t.at < until:
+            line = by_product[(t.operator, t.product)]
+            column = {TopupState.DELIVERED: 0, TopupState.FAILED: 2}.get(TopupState(t.state), 3)
+            line[column] += 1
+            if column == 0:
+                line[1] += t.amount_minor
+    assert {
+        (p.operator, p.product): [p.delivered, p.delivered_minor, p.failed, p.open]
+        for p in report.products
+    } == by_product
     assert sum(line.delivered_minor for line in report.products) == sum(report.by_hour)
     week = dict(report.week)
     assert week[DAY] == sum(report.by_hour) and len(week) == 7
