@@ -228,11 +228,13 @@ class DtOneProvider:
             raise _rejected(order, f"{order.operator_ref!r} is not a DT One product id") from None
 
     async def _fixed_product(self, order: TopupOrder) -> int:
-        """The operator's FIXED product of exactly the order's amount (read once, then cached)."""
+        """The operator's FIXED product of exactly the order's amount (the list is cached, and
+        read again once when a price is not in it: DT One may have added the product since)."""
         operator_id = order.operator_ref.removeprefix(BY_OPERATOR)
         if not operator_id.isdigit():
             raise _rejected(order, f"{order.operator_ref!r} is not operator:<DT One id>")
-        if operator_id not in self._fixed:
+        cached = self._fixed.get(operator_id, {})
+        if order.amount_minor not in cached:
             params = {"operator_id": operator_id, "type": wire.FIXED_AIRTIME}
             try:
                 products = await self._products(params)
