@@ -164,7 +164,7 @@ def _run_reconcile(env: dict[str, str], cwd: str) -> dict[str, Any]:
         err.seek(0)
         if proc.returncode != 0:
             raise SystemExit(f"reconcile exited {proc.returncode}: {err.read().decode()[-2000:]}")
-        report = json.loads(out.read())
+        [report] = json.loads(out.read())  # one aggregator account
     return {
         "wall_s": round(wall_s, 2),
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),

@@ -17,7 +17,7 @@ from core.context import Core
 from core.logging import configure
 from core.money import format_minor
 from core.services.notify import Message
-from core.services.reconcile import MISMATCHES, Report, reconcile
+from core.services.reconcile import MISMATCHES, Report, reconcile_all
 from core.services.requests.messages import enqueue
 
 
@@ -36,40 +36,45 @@ def reconcile_command(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Match a day's top-ups with the aggregator's report; settle ours still open from its
-    record, open a support case for every other mismatch. Running it again changes nothing."""
+    """Match a day's top-ups with each aggregator account's report; settle ours still open from
+    its record, open a support case for every other mismatch. Running it again changes nothing."""
 
     configure(level="WARNING", json=False)  # stdout is the report; the worker's job logs it
 
-    async def work(core: Core) -> tuple[Report, str]:
+    async def work(core: Core) -> tuple[list[Report], str]:
         wanted = _day(day, core.settings.timezone)
         async with _queue(core) as queue:
 
             async def outbox(owed: Sequence[Message]) -> None:
                 await enqueue(queue, owed)
 
-            report = await reconcile(core, core.provider, day=wanted, outbox=outbox)
-        return report, core.settings.timezone
+            reports = await reconcile_all(core, day=wanted, outbox=outbox)
+        return reports, core.settings.timezone
 
-    report, zone = run(work)
+    reports, zone = run(work)
 
     def human() -> None:
-        out.print(
-            f"{report.provider}, {report.day.isoformat()} ({zone}): {report.pulled} of its "
-            f"transactions, {report.ours} of our top-ups"
-        )
-        table = Table(box=box.SIMPLE, pad_edge=False)
-        for name in ("class", "count", "amount", "at stake"):
-            table.add_column(name, justify="left" if name == "class" else "right")
-        for kind, tally in report.classes.items():
-            stake = format_minor(tally.at_stake_minor) if kind in MISMATCHES else ""
-            table.add_row(kind, f"{tally.count:,}", format_minor(tally.amount_minor), stake)
-        out.print(table)
-        out.print(
-            f"money at stake {format_minor(report.at_stake_minor)}; {report.settled} settled "
-            f"from the aggregator's record; {report.cases_opened} support case(s) opened or "
-            "given evidence (airgate case list)"
-        )
-        out.print("stock intake against balance movements: not available from the aggregator")
+        for report in reports:
+            _print(report, zone)
 
-    emit(report.as_json(), as_json=as_json, human=human)
+    emit([r.as_json() for r in reports], as_json=as_json, human=human)
+
+
+def _print(report: Report, zone: str) -> None:
+    out.print(
+        f"{report.provider}, {report.day.isoformat()} ({zone}): {report.pulled} of its "
+        f"transactions, {report.ours} of our top-ups"
+    )
+    table = Table(box=box.SIMPLE, pad_edge=False)
+    for name in ("class", "count", "amount", "at stake"):
+        table.add_column(name, justify="left" if name == "class" else "right")
+    for kind, tally in report.classes.items():
+        stake = format_minor(tally.at_stake_minor) if kind in MISMATCHES else ""
+        table.add_row(kind, f"{tally.count:,}", format_minor(tally.amount_minor), stake)
+    out.print(table)
+    out.print(
+        f"money at stake {format_minor(report.at_stake_minor)}; {report.settled} settled "
+        f"from the aggregator's record; {report.cases_opened} support case(s) opened or "
+        "given evidence (airgate case list)"
+    )
+    out.print("stock intake against balance movements: not available from the aggregator")

@@ -85,6 +85,12 @@ class Report:
     classes: dict[str, Tally] = field(default_factory=lambda: {k: Tally() for k in Kind})
     cases_opened: int = 0
     settled: int = 0
+    first: bool = True  # the first declared account also holds top-ups from before routing
+
+    def held(self) -> Any:
+        """Our top-ups this account holds (a row from before routing: the first account's)."""
+        mine = topup_t.c.provider == self.provider
+        return or_(mine, topup_t.c.provider.is_(None)) if self.first else mine
 
     @property
     def at_stake_minor(self) -> int:
@@ -119,12 +125,32 @@ def day_window(day: date, zone: str) -> tuple[datetime, datetime]:
     return start, datetime.combine(day + timedelta(days=1), time(), tz)
 
 
-async def reconcile(core: Core, provider: AirtimeProvider, *, day: date, outbox: Outbox) -> Report:
+async def reconcile_all(core: Core, *, day: date, outbox: Outbox) -> list[Report]:
+    """Every aggregator account's day (AIRGATE_PROVIDERS), one after another."""
+    return [
+        await reconcile(core, adapter, day=day, outbox=outbox, account=name)
+        for name, adapter in core.providers.items()
+    ]
+
+
+async def reconcile(
+    core: Core,
+    provider: AirtimeProvider,
+    *,
+    day: date,
+    outbox: Outbox,
+    account: str | None = None,
+) -> Report:
+    """One aggregator account's day (``account``: its name in AIRGATE_PROVIDERS, by default the
+    adapter's): only the top-ups it holds (``topup.provider``) are matched with its report."""
     start, end = day_window(day, core.settings.timezone)
-    report = Report(day=day, provider=provider.name, start=start, end=end)
-    report.pulled = await _stage(core, provider, start=start, end=end)
+    name = account or provider.name
+    report = Report(day=day, provider=name, start=start, end=end)
+    report.first = name == next(iter(core.providers), name)
+    report.pulled = await _stage(core, provider, name, start=start, end=end)
     await _ours(core, report)
     await _theirs(core, report)
+    await _elsewhere(core, report)
     await _settle_pending_ones(core, report, outbox=outbox)
     log.info(
         "reconcile.done",
@@ -139,7 +165,9 @@ async def reconcile(core: Core, provider: AirtimeProvider, *, day: date, outbox:
     return report
 
 
-async def _stage(core: Core, provider: AirtimeProvider, *, start: datetime, end: datetime) -> int:
+async def _stage(
+    core: Core, provider: AirtimeProvider, name: str, *, start: datetime, end: datetime
+) -> int:
     """The report of [start - SLACK, end + SLACK) into recon_line, a page at a time; the count
     of rows dated within the day."""
     within = 0
@@ -148,7 +176,7 @@ async def _stage(core: Core, provider: AirtimeProvider, *, start: datetime, end:
         if tx.provider_ref is None:
             continue
         within += start <= tx.at < end
-        page.append(_line(provider.name, tx))
+        page.append(_line(name, tx))
         if len(page) >= PAGE:
             await _upsert(core, page)
             page = []
@@ -182,41 +210,52 @@ async def _upsert(core: Core, rows: Sequence[dict[str, Any]]) -> None:
         await session.execute(stmt, list(rows))
 
 
-_OURS = (
-    select(
-        topup_t.c.id,
-        topup_t.c.created_at,
-        topup_t.c.state,
-        topup_t.c.amount_minor,
-        topup_t.c.party_id,
-        line_t.c.outcome,
-        line_t.c.amount_minor,
-        line_t.c.provider_ref,
-        line_t.c.operator_ref,
-        line_t.c.at,
-    )
-    .select_from(topup_t)
-    .order_by(topup_t.c.created_at, topup_t.c.id)
-    .limit(PAGE)
+_PAGE_COLUMNS = (
+    topup_t.c.id,
+    topup_t.c.created_at,
+    topup_t.c.state,
+    topup_t.c.amount_minor,
+    topup_t.c.party_id,
 )
 
 
 async def _ours(core: Core, report: Report) -> None:
-    """Our top-ups of the day, each with the aggregator's row of its reference (or none)."""
-    joined = _OURS.outerjoin(
-        line_t,
-        and_(line_t.c.reference == topup_t.c.id, line_t.c.provider == report.provider),
-    ).where(topup_t.c.created_at >= report.start, topup_t.c.created_at < report.end)
+    """Our top-ups of the day, a keyset page at a time, each with the aggregator's row of its
+    reference (or none). The page is chosen first and then joined, so each page costs 1,000
+    index lookups, never a join over the whole day."""
+    day = (
+        topup_t.c.created_at >= report.start,
+        topup_t.c.created_at < report.end,
+        report.held(),
+    )
     after: tuple[datetime, str] | None = None
     while True:
-        query = joined
+        chosen = select(*_PAGE_COLUMNS).where(*day)
         if after is not None:
-            query = query.where(
+            chosen = chosen.where(
                 or_(
                     topup_t.c.created_at > after[0],
                     and_(topup_t.c.created_at == after[0], topup_t.c.id > after[1]),
                 )
             )
+        page = chosen.order_by(topup_t.c.created_at, topup_t.c.id).limit(PAGE).subquery()
+        query = (
+            select(
+                *page.c,
+                line_t.c.outcome,
+                line_t.c.amount_minor,
+                line_t.c.provider_ref,
+                line_t.c.operator_ref,
+                line_t.c.at,
+            )
+            .select_from(
+                page.outerjoin(
+                    line_t,
+                    and_(line_t.c.reference == page.c.id, line_t.c.provider == report.provider),
+                )
+            )
+            .order_by(page.c.created_at, page.c.id)
+        )
         async with core.sessions() as session:
             rows = (await session.execute(query)).all()
         for row in rows:
@@ -325,6 +364,56 @@ async def _theirs(core: Core, report: Report) -> None:
             return
 
 
+async def _elsewhere(core: Core, report: Report) -> None:
+    """Its rows for top-ups of ours another account holds (routing moved them on after a definite
+    no here): a failed attempt is as it should be; a delivery here is a status mismatch, the
+    top-up may have reached the phone twice."""
+    query = (
+        select(
+            topup_t.c.id,
+            topup_t.c.party_id,
+            topup_t.c.state,
+            topup_t.c.amount_minor,
+            topup_t.c.provider,
+            line_t.c.provider_ref,
+            line_t.c.amount_minor,
+            line_t.c.at,
+        )
+        .join(topup_t, topup_t.c.id == line_t.c.reference)
+        .where(
+            line_t.c.provider == report.provider,
+            line_t.c.at >= report.start,
+            line_t.c.at < report.end,
+            line_t.c.outcome == Outcome.DELIVERED,
+            ~report.held(),
+        )
+        .order_by(topup_t.c.id)
+    )
+    async with core.sessions() as session:
+        rows = (await session.execute(query)).all()  # rare: bounded by the day's moved top-ups
+    for topup_id, party_id, state, amount, holder, provider_ref, theirs, at in rows:
+        report.add(Kind.STATUS, amount, theirs or amount)
+        evidence = {
+            "day": report.day.isoformat(),
+            "kind": str(Kind.STATUS),
+            "ours": {"state": state, "amount_minor": amount, "held_by": holder},
+            "theirs": {
+                "outcome": "delivered",
+                "amount_minor": theirs,
+                "provider_ref": provider_ref,
+                "account": report.provider,
+                "at": at.isoformat(),
+            },
+        }
+        report.cases_opened += await open_recon_case(
+            core,
+            topup_id=topup_id,
+            party_id=party_id,
+            reason=CASE_REASON[Kind.STATUS],
+            evidence=evidence,
+        )
+
+
 async def _settle_pending_ones(core: Core, report: Report, *, outbox: Outbox) -> None:
     """Ours still held whose row at the aggregator is final: settled from that record, through
     the finisher (their cases, if any, close in the same transaction)."""
@@ -339,6 +428,7 @@ async def _settle_pending_ones(core: Core, report: Report, *, outbox: Outbox) ->
             topup_t.c.created_at < report.end,
             topup_t.c.state.in_((*OPEN_STATES, TopupState.ESCALATED)),
             line_t.c.outcome.in_((Outcome.DELIVERED, Outcome.FAILED)),
+            report.held(),
         )
         .order_by(topup_t.c.id)
         .limit(PAGE)

@@ -28,7 +28,7 @@ def test_a_mismatch_becomes_a_case_the_console_resolves(rig: Rig) -> None:  # no
     _tamper(rig.sandbox_url, {"reference": sent["id"], "status": "FAILED"})
     today = datetime.now(ZoneInfo("Africa/Nairobi")).date().isoformat()
 
-    report = json.loads(rig.cli("reconcile", "--date", today, "--json").stdout)
+    [report] = json.loads(rig.cli("reconcile", "--date", today, "--json").stdout)
     assert report["classes"]["status_mismatch"]["count"] == 1
     assert report["cases_opened"] == 1 and report["at_stake_minor"] == 5_000
     human = rig.cli("reconcile", "--date", today).stdout
