@@ -119,7 +119,7 @@ async def test_fails_first_then_delivered_signed_to_retailer_and_distributor(rig
     assert not verify(mine.secret, stale, first.body)
 
 
-@pytest.mark.parametrize("rig_overrides", [{**CALLBACKS_FAST, "callback_window_s": 3}])
+@pytest.mark.parametrize("rig_overrides", [{**CALLBACKS_FAST, "callback_window_s": 5}])
 async def test_failed_outcome_retried_with_backoff_then_given_up_and_resent(rig: Rig) -> None:
     shop = await _shop(rig)
     assert shop.id
@@ -132,9 +132,9 @@ async def test_failed_outcome_retried_with_backoff_then_given_up_and_resent(rig:
         assert row.attempts == len(posts) >= 3
         assert row.last_attempt_at and row.last_attempt_at >= row.retry_until
         gaps = [b.at - a.at for a, b in zip(posts, posts[1:], strict=False)]
-        # 0.5, 1, 2 s nominal (doubling, capped at 2 s), each ±20 %; the last is cut short by
-        # the window's end.
-        assert gaps[0] >= FIRST_S * 0.8 and gaps[1] >= 2 * FIRST_S * 0.8 and gaps[1] > gaps[0]
+        # 0.5, 1, 2 s nominal (doubling, capped at 2 s), each ±20 %, the last cut short by the
+        # window's end; a busy machine only makes them longer (so: lower bounds).
+        assert gaps[0] >= FIRST_S * 0.8 and gaps[1] >= 2 * FIRST_S * 0.8
         assert json.loads(posts[0].body)["type"] == "topup.failed"
         [logged] = await callbacks.deliveries(rig.core, party_id=shop.id, state="given_up")
         assert logged.id == row.id and callbacks.delivery_dict(logged)["next_attempt_at"] is None
