@@ -19,7 +19,7 @@ delivered/s back to 90 % of before); top-ups held by alpha at the failure. After
 top-up final (hang), each sandbox's delivered count equals ours for that account, no double
 delivery, the ledger verifies.
 
-Run:  .venv/bin/python bench/failover.py [--rate 100] [--seconds 30] [--failure hang|down]
+Run:  .venv/bin/python bench/failover.py [--rate 10] [--seconds 40] [--failure hang|down]
       [--latency-ms 50] [--timeout-s 2] [--pg …] [--redis …] [--json]
 """
 
@@ -142,7 +142,7 @@ async def run(core: Core, args: argparse.Namespace, redis_url: str, var_dir: Pat
     redis = aioredis.Redis.from_url(redis_url)
     try:
         for name, url in urls.items():
-            await wait_http(f"{url}/sandbox/stats", sandboxes[name], timeout_s=15)
+            await wait_http(f"{url}/sandbox/stats", sandboxes[name], timeout_s=60)
         procs.append(await start("worker", env=env))
         async with core.sessions() as session:
             shops = list(
@@ -291,8 +291,9 @@ async def summarise(
         if p == "beta" and s == TopupState.DELIVERED and f and f.timestamp() >= fail_at
     )  # fmt: skip
     first_beta = via_beta[0] - fail_at if via_beta else None
+    # Back to 90 % of before: the first 1 s window, from beta's first delivery on, that is.
     recovered = None
-    second = fail_at
+    second = via_beta[0] if via_beta else until
     while second < until:
         if per_s(second, second + 1) >= 0.9 * before:
             recovered = second - fail_at
@@ -374,8 +375,8 @@ def render(r: Result) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=int, default=100, help="top-ups/s offered")
-    parser.add_argument("--seconds", type=int, default=30, help="how long they are offered")
+    parser.add_argument("--rate", type=int, default=10, help="top-ups/s offered")
+    parser.add_argument("--seconds", type=int, default=40, help="how long they are offered")
     parser.add_argument("--failure", choices=("hang", "down"), default="hang")
     parser.add_argument("--latency-ms", type=int, default=50, help="each sandbox's latency")
     parser.add_argument("--timeout-s", type=float, default=2.0, help="AIRGATE_PROVIDER_TIMEOUT_S")

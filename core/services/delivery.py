@@ -143,6 +143,8 @@ async def _not_taken(d: Delivery, job: Job, now: datetime, sent: Sent) -> str:
     if sent.then is Then.UNKNOWN:
         return await _unknown(d, job, now, detail=sent.detail)
     if sent.then is Then.LATER:
+        if job.topup.sends == job.expected[0]:  # nothing sent (breakers open): still a new step,
+            job.topup.checks += 1  # so the next job has an id of its own, and backs off further
         return await _later(d, job, now, detail=sent.detail)
     if sent.then is Then.FAILED:
         return await _finish(d, job, TopupState.FAILED, txn=sent.txn, detail=sent.detail)

@@ -39,7 +39,10 @@ class Routed:
     rig: Rig
     urls: dict[str, str]
     runners: dict[str, web.AppRunner]
+    adapters: dict[str, str]
     shop: Party | None = None
+    workers: list[asyncio.Task[None]] = field(default_factory=list)
+    stoppers: list[Any] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
     # A stopped account's records as they were when it stopped: (totals, per reference).
     kept: dict[str, tuple[dict[str, Any], dict[str, dict[str, Any]]]] = field(default_factory=dict)
@@ -53,9 +56,22 @@ class Routed:
             totals, by_reference = self.kept[account]
             return by_reference.get(reference, {}) if reference else totals
         params = {"reference": reference} if reference else {}
-        async with self.rig.http.get(f"{self.urls[account]}/sandbox/stats", params=params) as r:
+        face = "/sandbox/dtone/stats" if self.adapters[account] == "dtone" else "/sandbox/stats"
+        async with self.rig.http.get(f"{self.urls[account]}{face}", params=params) as r:
             body: dict[str, Any] = await r.json()
             return body
+
+    def start_worker(self) -> None:
+        """An arq worker in this process, as `airgate worker` builds it, until the test ends."""
+        settings = self.rig.settings
+        worker = build_worker(settings, redis_url=settings.redis_url, handle_signals=False)
+        self.workers.append(asyncio.create_task(run_worker(worker)))
+        self.stoppers.append(worker)
+
+    async def stop_workers(self) -> None:
+        for worker in self.stoppers:
+            worker.handle_sig(signal.SIGUSR1)
+        await asyncio.gather(*self.workers)
 
     async def stop(self, account: str) -> None:
         """The account's aggregator goes away: its port refuses connections from now on (its
@@ -113,6 +129,11 @@ def routing_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
+def worker_at_start() -> bool:
+    return True
+
+
+@pytest.fixture
 def account_extra() -> dict[str, dict[str, Any]]:
     """Per account, more of its AIRGATE_PROVIDERS entry (price_bps, low_float_minor)."""
     return {}
@@ -137,6 +158,7 @@ async def routed(
     sandboxes: dict[str, SandboxConfig],
     routing_overrides: dict[str, Any],
     account_extra: dict[str, dict[str, Any]],
+    worker_at_start: bool,
     _sqlite_from_template: None,
 ) -> AsyncIterator[Routed]:
     runners: dict[str, web.AppRunner] = {}
@@ -161,16 +183,17 @@ async def routed(
             distributor, (shop,) = await chain(core)
             await give_retailer_stock(core, distributor, shop, STOCK, "r1")
             queue = await JobQueue.connect(settings.redis_url)
-            worker = build_worker(settings, redis_url=settings.redis_url, handle_signals=False)
-            task = asyncio.create_task(run_worker(worker))
             rig = Rig(
                 core=core, queue=queue, sandbox_url=urls["beta"], http=http, settings=settings
             )
+            adapters = {n: account_extra.get(n, {}).get("adapter", "reloadly") for n in ACCOUNTS}
+            routed = Routed(rig=rig, urls=urls, runners=runners, adapters=adapters, shop=shop)
+            if worker_at_start:
+                routed.start_worker()
             try:
-                yield Routed(rig=rig, urls=urls, runners=runners, shop=shop)
+                yield routed
             finally:
-                worker.handle_sig(signal.SIGUSR1)
-                await task
+                await routed.stop_workers()
                 await queue.close()
     finally:
         for runner in runners.values():

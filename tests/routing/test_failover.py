@@ -10,9 +10,10 @@ import dataclasses
 import pytest
 
 from core.errors import NotFound
-from core.models import TopupState
-from core.providers.port import Outcome
+from core.models import Topup, TopupState
+from core.providers.port import Outcome, TopupOrder
 from core.routing import health
+from core.routing.health import Health, Result
 from tests.lifecycle.conftest import SANDBOX
 from tests.routing.conftest import Routed
 
@@ -157,3 +158,73 @@ async def test_a_look_up_outside_the_worker_asks_the_account_holding_it(routed: 
     assert routed.core.provider_of(None) is routed.core.providers["alpha"]  # a row of before
     with pytest.raises(NotFound):
         routed.core.provider_of("gamma")
+
+
+@pytest.mark.parametrize(
+    ("worker_at_start", "routing_overrides"),
+    [(False, {"route_failures_to_open": FAILURES_TO_OPEN, "sweeper_stale_s": 1})],
+)
+async def test_a_worker_dying_mid_send_leaves_the_top_up_with_the_account_it_was_sent_to(
+    routed: Routed,
+) -> None:
+    """As a worker leaves it when killed between recording the account and hearing the answer:
+    the row names beta (written before the send), beta has the transaction, the job is gone. The
+    next worker (the sweeper's job) asks beta, finds it, and never sends it to alpha."""
+    topup_id = await routed.top_up()
+    await routed.rig.queue.redis.flushdb()  # the job died with its worker
+    holder = routed.core.provider_of("beta")
+    async with routed.core.sessions() as session:
+        topup = await session.get(Topup, topup_id)
+        assert topup is not None
+        order = TopupOrder(
+            reference=topup.id, msisdn=topup.msisdn, country="KE", operator=topup.operator_code,
+            operator_ref="1", amount_minor=topup.amount_minor, currency=topup.currency,
+        )  # fmt: skip
+        topup.provider = "beta"  # what _hold wrote before the request left
+        await session.commit()
+    sent = await holder.send_topup(order)
+    assert sent.outcome is Outcome.DELIVERED
+    routed.start_worker()
+    final = await routed.final(topup_id)
+    assert (final.state, final.provider) == (TopupState.DELIVERED, "beta")
+    assert (await routed.stats("alpha", topup_id))["sends_by_reference"] == 0
+    assert (await routed.stats("beta", topup_id))["sends_by_reference"] == 1
+    await routed.assert_delivered_once()
+
+
+@pytest.mark.parametrize(
+    ("account_extra", "routing_overrides"),
+    [({"beta": {"price_bps": 9_700}}, {"route_prefer_cheapest": True})],
+)
+async def test_the_cheapest_healthy_account_first_when_so_set(routed: Routed) -> None:
+    for _ in range(3):
+        await routed.top_up()
+    topups = await routed.all_final()
+    assert [t.provider for t in topups] == ["beta"] * 3  # 97 % of face value beats alpha's 100 %
+    await routed.stop("beta")
+    topup = await routed.final(await routed.top_up())
+    assert (topup.provider, topup.providers_tried) == ("alpha", "beta:not_sent")
+    await routed.assert_delivered_once()
+
+
+@pytest.mark.parametrize(
+    "routing_overrides",
+    [{"route_failures_to_open": 1, "route_open_s": 1.5, "sweeper_stale_s": 3600}],
+)
+async def test_with_every_breaker_open_a_top_up_waits_then_goes_at_the_probe(
+    routed: Routed,
+) -> None:
+    """Nothing is sent while both breakers are open; each wait is a step of its own (its own
+    job, no sweeper needed), and the first probe once one half-opens takes the top-up."""
+    redis = routed.rig.queue.redis
+    h = Health.from_settings(routed.rig.settings, redis)
+    for account in ("alpha", "beta"):
+        await h.record(account=account, operator="safaricom-ke", result=Result.ERROR, latency_ms=1)
+    assert await _breaker(routed, "alpha") == await _breaker(routed, "beta") == "open"
+    topup_id = await routed.top_up()
+    waiting = await routed.rig.wait(topup_id, states=frozenset({TopupState.RESERVED}))
+    assert waiting.sends == 0
+    topup = await routed.final(topup_id, timeout_s=20)
+    assert (topup.state, topup.provider, topup.sends) == (TopupState.DELIVERED, "alpha", 1)
+    assert topup.checks >= 1  # the waits
+    await routed.assert_delivered_once()
