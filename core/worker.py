@@ -73,9 +73,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
     ctx["callbacks"] = CallbackSender.build(core, queue)
     stack.push_async_callback(ctx["callbacks"].close)
     ctx["broadcasts"] = Sender(core=core, redis=ctx["redis"], sms=sms, telegram=telegram)
-    ctx["back_office"] = BackOffice(
-        core=core, provider=core.provider, redis=ctx["redis"], outbox=notifier.send
-    )
+    ctx["back_office"] = BackOffice(core=core, redis=ctx["redis"], outbox=notifier.send)
     stack.push_async_callback(ctx["back_office"].close)
     ctx["reports"] = Morning(core=core, sms=sms, telegram=telegram)
     log.info(

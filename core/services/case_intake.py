@@ -18,9 +18,11 @@ from sqlalchemy import select, update
 from core.context import Core
 from core.errors import NotFound
 from core.i18n import t
+from core.logging import get_logger
 from core.models import CaseState, Resolution, TopupState
 from core.models.topup import SETTLEABLE_STATES
 from core.models.types import utcnow
+from core.msisdn import masked
 from core.providers.port import Outcome
 from core.services import support
 from core.services.audit import Actor, record
@@ -30,6 +32,7 @@ from core.services.chain import get_party, platform
 from core.services.notify import add_owed
 from core.services.requests.messages import message_to
 
+log = get_logger(__name__)
 ESCALATE_BATCH = 500  # cases handed to the platform per run; the next run takes the rest
 
 
@@ -49,6 +52,13 @@ async def report(
     view = await get(core, case.id or 0)
     asked = await ask(core, view)
     txn = asked.txn
+    log.info(
+        "case.reported",
+        case=view.id,
+        topup_id=topup_id,
+        msisdn=masked(view.msisdn or ""),
+        aggregator=str(txn.outcome) if txn else asked.error and "unreachable",
+    )
     if txn is not None and asked.final:
         said = TopupState.DELIVERED if txn.outcome is Outcome.DELIVERED else TopupState.FAILED
         if view.topup_state in SETTLEABLE_STATES:  # we held it: its record settles it now

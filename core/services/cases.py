@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.context import Core
 from core.errors import InputError, NotFound, ProviderUnavailable, Refused
 from core.ledger import AccountRef, Leg, Overdraft
+from core.logging import get_logger
 from core.models import AccountKind, CaseState, Resolution, TopupState
 from core.models.topup import SETTLEABLE_STATES
 from core.models.types import utcnow
@@ -39,6 +40,7 @@ from core.services.finish import Finisher
 from core.services.notify import Message, add_owed
 from core.services.requests.messages import message_to
 
+log = get_logger(__name__)
 Outbox = Callable[[Sequence[Message]], Awaitable[object]]  # sends what a commit owes
 
 
@@ -161,6 +163,7 @@ async def resolve(
             reason=f"case {case_id} is already resolved ({view.resolution})", why=WHY_RESOLVED
         )
     note = " ".join((note or "").split())[:400] or None
+    log.info("case.action", case=case_id, action=str(action), by=actor.label)
     if action is Action.CLOSE:
         return await _close(core, view, actor=actor, note=note, outbox=outbox)
     if view.topup_id is None:

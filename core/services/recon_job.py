@@ -36,49 +36,55 @@ def lease_key(provider: str, day: str) -> str:
 
 
 class BackOffice:
-    def __init__(
-        self, *, core: Core, provider: AirtimeProvider, redis: Redis, outbox: Outbox
-    ) -> None:
+    """The round of one worker process; every aggregator account of its core is reconciled."""
+
+    def __init__(self, *, core: Core, redis: Redis, outbox: Outbox) -> None:
         self.core = core
-        self.provider = provider
         self.redis = redis
         self.outbox = outbox
-        self.running: asyncio.Task[None] | None = None
+        self.running: dict[str, asyncio.Task[None]] = {}  # by account
 
-    async def tick(self, now: datetime | None = None) -> bool:
-        """One round; True if it started a reconciliation."""
+    async def tick(self, now: datetime | None = None) -> int:
+        """One round; how many accounts' reconciliations it started."""
         await escalate_overdue(self.core, outbox=self.outbox)
-        local = (now or datetime.now(ZoneInfo(self.core.settings.timezone))).astimezone(
-            ZoneInfo(self.core.settings.timezone)
-        )
+        zone = ZoneInfo(self.core.settings.timezone)
+        local = (now or datetime.now(zone)).astimezone(zone)
         if local.hour < self.core.settings.reconcile_hour:
-            return False
-        if self.running is not None and not self.running.done():
-            return False
+            return 0
         day = (local - timedelta(days=1)).date().isoformat()
-        key, token = lease_key(self.provider.name, day), secrets.token_hex(8)
-        if not await self.redis.set(key, token, nx=True, ex=LEASE_S):
-            return False  # done, or another worker holds it
-        self.running = asyncio.create_task(self._run(key, token, day))
-        return True
+        started = 0
+        for account, adapter in self.core.providers.items():
+            if (task := self.running.get(account)) is not None and not task.done():
+                continue
+            key, token = lease_key(account, day), secrets.token_hex(8)
+            if not await self.redis.set(key, token, nx=True, ex=LEASE_S):
+                continue  # done, or another worker holds it
+            self.running[account] = asyncio.create_task(
+                self._run(key, token, day, account, adapter)
+            )
+            started += 1
+        return started
 
-    async def _run(self, key: str, token: str, day: str) -> None:
+    async def _run(
+        self, key: str, token: str, day: str, account: str, adapter: AirtimeProvider
+    ) -> None:
         renew = asyncio.create_task(self._renew(key, token))
         try:
             report = await reconcile(
                 self.core,
-                self.provider,
+                adapter,
                 day=datetime.fromisoformat(day).date(),
                 outbox=self.outbox,
+                account=account,
             )
         except Exception as exc:  # noqa: BLE001 - let the lease lapse; the next round retries
-            log.error("reconcile.failed", day=day, error=type(exc).__name__, detail=str(exc))
+            log.error("reconcile.failed", account=account, day=day, error=type(exc).__name__)
             await self.redis.delete(key)
             return
         finally:
             renew.cancel()
         await self.redis.set(key, "done", ex=DONE_S)
-        log.info("reconcile.daily", day=day, at_stake_minor=report.at_stake_minor)
+        log.info("reconcile.daily", account=account, day=day, at_stake_minor=report.at_stake_minor)
 
     async def _renew(self, key: str, token: str) -> None:
         while True:
@@ -88,6 +94,6 @@ class BackOffice:
             await self.redis.expire(key, LEASE_S)
 
     async def close(self) -> None:
-        if self.running is not None and not self.running.done():
-            self.running.cancel()
-            await asyncio.gather(self.running, return_exceptions=True)
+        for task in self.running.values():
+            task.cancel()
+        await asyncio.gather(*self.running.values(), return_exceptions=True)

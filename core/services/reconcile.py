@@ -17,15 +17,10 @@ unknown to us (its transaction names no top-up of ours).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
-from enum import StrEnum
+from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, or_, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, exists, or_, select
 
 from core.context import Core
 from core.logging import get_logger
@@ -36,93 +31,24 @@ from core.services import support
 from core.services.audit import Actor
 from core.services.cases import Outbox, settle
 from core.services.recon_cases import open_recon_case
+from core.services.recon_report import (
+    CASE_REASON,
+    MISMATCHES,
+    Kind,
+    Report,
+    Tally,
+    day_window,
+)
+from core.services.recon_stage import stage
+
+__all__ = ["MISMATCHES", "Kind", "Report", "Tally", "day_window", "reconcile", "reconcile_all"]
 
 log = get_logger(__name__)
 line_t = ReconLine.__table__  # type: ignore[attr-defined]
 topup_t = Topup.__table__  # type: ignore[attr-defined]
 
-PAGE = 1_000  # rows per page on our side and per staging write
-# The aggregator dates a transaction when it received it, a little after we created the top-up;
-# a day's report is pulled this much wider so a top-up made at 23:59:59 is still found.
-SLACK = timedelta(hours=1)
+PAGE = 1_000  # rows per page on our side
 ACTOR = Actor(label="reconcile", channel="system")
-
-
-class Kind(StrEnum):
-    MATCHED = "matched"
-    RESOLVED = "resolved"
-    PENDING = "pending"
-    AMOUNT = "amount_mismatch"
-    STATUS = "status_mismatch"
-    MISSING = "missing_at_aggregator"
-    UNKNOWN_TO_US = "unknown_to_us"
-
-
-MISMATCHES = (Kind.AMOUNT, Kind.STATUS, Kind.MISSING, Kind.UNKNOWN_TO_US)
-CASE_REASON = {
-    Kind.AMOUNT: "recon_amount",
-    Kind.STATUS: "recon_status",
-    Kind.MISSING: "recon_missing",
-    Kind.UNKNOWN_TO_US: "recon_unknown",
-}
-
-
-@dataclass
-class Tally:
-    count: int = 0
-    amount_minor: int = 0  # the face value involved (ours, or theirs when it is not ours)
-    at_stake_minor: int = 0  # what is wrong by (the difference, or the whole amount)
-
-
-@dataclass
-class Report:
-    day: date
-    provider: str
-    start: datetime
-    end: datetime
-    pulled: int = 0  # the aggregator's rows of the day
-    ours: int = 0  # our top-ups of the day
-    classes: dict[str, Tally] = field(default_factory=lambda: {k: Tally() for k in Kind})
-    cases_opened: int = 0
-    settled: int = 0
-    first: bool = True  # the first declared account also holds top-ups from before routing
-
-    def held(self) -> Any:
-        """Our top-ups this account holds (a row from before routing: the first account's)."""
-        mine = topup_t.c.provider == self.provider
-        return or_(mine, topup_t.c.provider.is_(None)) if self.first else mine
-
-    @property
-    def at_stake_minor(self) -> int:
-        return sum(self.classes[k].at_stake_minor for k in MISMATCHES)
-
-    def add(self, kind: Kind, amount_minor: int, at_stake_minor: int = 0) -> None:
-        tally = self.classes[kind]
-        tally.count += 1
-        tally.amount_minor += amount_minor
-        tally.at_stake_minor += at_stake_minor
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "day": self.day.isoformat(),
-            "provider": self.provider,
-            "start": self.start.isoformat(),
-            "end": self.end.isoformat(),
-            "pulled": self.pulled,
-            "ours": self.ours,
-            "classes": {k: vars(v) for k, v in self.classes.items()},
-            "cases_opened": self.cases_opened,
-            "settled": self.settled,
-            "at_stake_minor": self.at_stake_minor,
-            "balance_movements": "not available from the aggregator port",
-        }
-
-
-def day_window(day: date, zone: str) -> tuple[datetime, datetime]:
-    """The local day ``day`` as [start, end) instants."""
-    tz = ZoneInfo(zone)
-    start = datetime.combine(day, time(), tz)
-    return start, datetime.combine(day + timedelta(days=1), time(), tz)
 
 
 async def reconcile_all(core: Core, *, day: date, outbox: Outbox) -> list[Report]:
@@ -147,7 +73,7 @@ async def reconcile(
     name = account or provider.name
     report = Report(day=day, provider=name, start=start, end=end)
     report.first = name == next(iter(core.providers), name)
-    report.pulled = await _stage(core, provider, name, start=start, end=end)
+    report.pulled = await stage(core, provider, name, start=start, end=end)
     await _ours(core, report)
     await _theirs(core, report)
     await _elsewhere(core, report)
@@ -163,56 +89,6 @@ async def reconcile(
         at_stake_minor=report.at_stake_minor,
     )
     return report
-
-
-async def _stage(
-    core: Core, provider: AirtimeProvider, name: str, *, start: datetime, end: datetime
-) -> int:
-    """The report of [start - SLACK, end + SLACK) into recon_line, a page at a time; the count
-    of rows dated within the day."""
-    within = 0
-    page: list[dict[str, Any]] = []
-    async for tx in provider.transactions(start=start - SLACK, end=end + SLACK):
-        if tx.provider_ref is None:
-            continue
-        within += start <= tx.at < end
-        page.append(_line(name, tx))
-        if len(page) >= PAGE:
-            await _upsert(core, page)
-            page = []
-    if page:
-        await _upsert(core, page)
-    if core.engine.dialect.name == "postgresql":
-        # Freshly staged: without statistics the planner takes the day's rows for none and joins
-        # each of our top-ups against all of them (seconds a page at 100,000 rows).
-        async with core.transaction() as session:
-            await session.execute(text("ANALYZE recon_line"))
-    return within
-
-
-def _line(name: str, tx: ProviderTransaction) -> dict[str, Any]:
-    return {
-        "provider": name,
-        "provider_ref": tx.provider_ref,
-        "reference": tx.reference,
-        "outcome": str(tx.outcome),
-        "amount_minor": tx.delivered_minor,
-        "currency": tx.currency[:3],
-        "operator_ref": tx.operator_ref,
-        "at": tx.at,
-    }
-
-
-async def _upsert(core: Core, rows: Sequence[dict[str, Any]]) -> None:
-    dialect = postgresql if core.engine.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(line_t)
-    changing = ("reference", "outcome", "amount_minor", "currency", "operator_ref", "at")
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["provider", "provider_ref"],
-        set_={name: stmt.excluded[name] for name in changing},
-    )
-    async with core.transaction() as session:
-        await session.execute(stmt, list(rows))
 
 
 _PAGE_COLUMNS = (

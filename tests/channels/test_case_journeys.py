@@ -5,16 +5,18 @@ and close with a note; the shop told each outcome."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+import structlog
 from sqlalchemy import select
 
 from core.context import Core
+from core.logging import configure
 from core.models import Notification, PartyIdentity, Topup, TopupState
 from core.providers.port import TopupOrder
 from core.providers.reloadly import ReloadlyProvider
@@ -39,6 +41,17 @@ async def sandbox() -> AsyncIterator[str]:
         yield url
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+def debug_logs() -> Iterator[None]:
+    """Every line at DEBUG, as JSON, as ``airgate serve`` would print it; defaults again after."""
+    configure(level="DEBUG", json=True)
+    structlog.configure(cache_logger_on_first_use=False)  # loggers made before are re-read
+    try:
+        yield
+    finally:
+        structlog.reset_defaults()
 
 
 @pytest.fixture
@@ -123,7 +136,11 @@ async def _boss_case(client: object, action: str) -> tuple[AtPhone, str]:
 
 
 async def test_ussd_a_report_is_answered_at_once_from_the_aggregators_record(
-    client: object, core: Core, app_settings: Settings
+    client: object,
+    core: Core,
+    app_settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    debug_logs: None,
 ) -> None:
     topup = await _topup(core, "0788123450", at=app_settings)  # delivered at the aggregator
     shop = AtPhone(client, SHOP)  # type: ignore[arg-type]
@@ -134,6 +151,9 @@ async def test_ussd_a_report_is_answered_at_once_from_the_aggregators_record(
     assert answer.startswith("END KES 50 to 0788123450 was delivered on ")
     assert ", operator ref SBX" in answer and answer.endswith("closed.")
     assert await _state(core, topup.id) == TopupState.DELIVERED  # settled from its record
+    logged = capsys.readouterr()
+    assert '"case.reported"' in logged.out and '"msisdn": "+254788****50"' in logged.out
+    assert "788123450" not in logged.out + logged.err  # never the customer's number
 
 
 async def test_ussd_the_distributor_refunds_a_topup_the_aggregator_never_had(
