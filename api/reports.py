@@ -3,16 +3,19 @@ core/services/broadcast/): the same services as the bot's and USSD's menus."""
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, model_validator
 
-from api.endpoint import DISTRIBUTOR, Call, Endpoint
+from api.endpoint import ANY_ROLE, DISTRIBUTOR, Call, Endpoint
 from api.models import Body, Out, Query
 from core.errors import NotFound
 from core.models import Broadcast, Scope
 from core.services import broadcast, reports
 from core.services.audit import Actor
+from core.services.daily.detail import detail as day_detail
 
 CHANNEL = "api"
 
@@ -26,6 +29,74 @@ class Sales(Out):
 async def sales_today(call: Call) -> Sales:
     found = await reports.today_sales(call.core, distributor_id=call.who.party_id)
     return Sales(topups=found.topups, topup_minor=found.topup_minor, open_topups=found.open_topups)
+
+
+class DayQuery(Query):
+    day: date | None = Field(default=None, description="a local day (YYYY-MM-DD); default today")
+
+
+class ProductSales(Out):
+    operator: str
+    product: str
+    delivered: int
+    delivered_minor: int
+    failed: int
+    failed_minor: int
+    open: int
+    open_minor: int
+
+
+class RetailerSales(Out):
+    id: int
+    name: str
+    delivered: int
+    delivered_minor: int
+    low: bool
+
+
+class DaySales(Out):
+    """A local day's figures, of the party and (a distributor's) its retailers' top-ups."""
+
+    day: date
+    delivered: int
+    delivered_minor: int
+    failed: int
+    open: int
+    margin_minor: int = Field(description="what the party earned on the stock it sold that day")
+    products: list[ProductSales]
+    by_operator: dict[str, int] = Field(description="delivered value per operator")
+    by_hour: list[int] = Field(description="delivered value per local hour, 00:00 first")
+    retailers: list[RetailerSales] = Field(description="a distributor's, by delivered value")
+
+
+async def sales_of_day(call: Call) -> DaySales:
+    zone = ZoneInfo(call.core.settings.timezone)
+    day = call.query.day or datetime.now(zone).date()
+    found = await day_detail(call.core, day=day, party_id=call.who.party_id)
+    party = found.party
+    return DaySales(
+        day=day,
+        delivered=party.delivered,
+        delivered_minor=party.delivered_minor,
+        failed=party.failed,
+        open=party.open,
+        margin_minor=party.margin_minor,
+        products=[
+            ProductSales.model_validate(line, from_attributes=True) for line in found.products
+        ],
+        by_operator=found.by_operator,
+        by_hour=found.by_hour,
+        retailers=[
+            RetailerSales(
+                id=r.party_id,
+                name=r.name,
+                delivered=r.delivered,
+                delivered_minor=r.delivered_minor,
+                low=r.low,
+            )
+            for r in found.retailers
+        ],
+    )
 
 
 class NewBroadcast(Body):
@@ -120,6 +191,18 @@ ENDPOINTS = (
         response=Sales,
         tag="distributor",
         errors=(),
+    ),
+    Endpoint(
+        "GET",
+        "/sales",
+        sales_of_day,
+        "A local day's sales: top-ups by product, operator and hour, margin, retailers ranked",
+        Scope.READ,
+        roles=ANY_ROLE,
+        response=DaySales,
+        query=DayQuery,
+        tag="reports",
+        errors=(422,),
     ),
     Endpoint(
         "POST",

@@ -55,6 +55,7 @@ SAMPLES: dict[str, Sample] = {
     "suspend_retailer": lambda i: (f"/retailers/{i.retailer}/suspend", None),
     "activate_retailer": lambda i: (f"/retailers/{i.retailer}/activate", None),
     "sales_today": lambda i: ("/sales/today", None),
+    "sales_of_day": lambda i: ("/sales?day=2026-12-01", None),
     "send_broadcast": lambda i: ("/broadcasts", {"text": "hello"}),
     "get_broadcast": lambda i: (f"/broadcasts/{i.broadcast}", None),
     "put_callback": lambda i: ("/callback", {"url": "https://8.8.8.8/cb"}),

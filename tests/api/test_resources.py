@@ -64,6 +64,25 @@ async def test_a_distributor_lists_adds_and_suspends_retailers(rig: Rig) -> None
     assert (await sales.json())["topups"] == 0
 
 
+async def test_a_days_sales_count_the_retailers_topups(rig: Rig) -> None:
+    shop = await rig.key(RETAILER, [Scope.TOPUP, Scope.READ])
+    await rig.client.post(
+        "/api/v1/topups",
+        json={"msisdn": "0712345670", "amount_minor": 5000},
+        headers=auth(shop, "t-1"),
+    )
+    boss = await rig.key(DISTRIBUTOR, [Scope.READ])
+    day = await rig.client.get("/api/v1/sales", headers=auth(boss))
+    assert day.status == 200, await day.text()
+    figures = await day.json()
+    assert figures["open"] == 1 and figures["delivered"] == 0
+    assert [p["open_minor"] for p in figures["products"]] == [5000]
+    mine = await (await rig.client.get("/api/v1/sales", headers=auth(shop))).json()
+    assert mine["open"] == 1
+    bad = await rig.client.get("/api/v1/sales?day=yesterday", headers=auth(boss))
+    assert bad.status == 422
+
+
 async def test_a_retailer_buys_stock_from_cash_or_asks_on_credit(rig: Rig) -> None:
     boss = await rig.key(DISTRIBUTOR, [Scope.STOCK])
     retailer = await rig.party_id(RETAILER)
