@@ -22,7 +22,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from api import problems
-from api.idempotency import Idempotency, InProgress, Mismatch, Stored, fingerprint
+from api.idempotency import Idempotency, InProgress, Mismatch, Stored, fingerprint, redis_key
 from api.ratelimit import RateLimiter, retry_after
 from core.context import Core
 from core.errors import AirGateError
@@ -293,11 +293,11 @@ async def _once(endpoint: Endpoint, call: Call) -> web.StreamResponse:
     """Run a POST once per Idempotency-Key; a duplicate gets the first one's response."""
     store = call.api.idempotency
     assert call.idempotency_key is not None
-    redis_key = store.redis_key(call.who.party_id, call.idempotency_key)
+    where = redis_key(call.who.party_id, call.idempotency_key)
     canonical = b"" if call.body is None else call.body.model_dump_json(by_alias=True).encode()
     fp = fingerprint(call.request.method, call.request.path, canonical)
     try:
-        earlier = await store.claim(redis_key, fp)
+        earlier = await store.claim(where, fp)
     except Mismatch:
         detail = f"this {IDEMPOTENCY_HEADER} was used for a different request"
         return problems.problem(409, "idempotency_conflict", detail)
@@ -311,14 +311,14 @@ async def _once(endpoint: Endpoint, call: Call) -> web.StreamResponse:
     try:
         response = await _run(endpoint, call)
     except BaseException:
-        await store.release(redis_key)
+        await store.release(where)
         raise
     if response.status >= 500 or not isinstance(response, web.Response):
-        await store.release(redis_key)
+        await store.release(where)
         return response
     body = response.body
     assert isinstance(body, bytes)
-    await store.store(redis_key, fp, Stored(response.status, body, response.content_type))
+    await store.store(where, fp, Stored(response.status, body, response.content_type))
     return response
 
 

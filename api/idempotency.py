@@ -58,21 +58,23 @@ return false
 """)
 
 
+def redis_key(party_id: int, key: str) -> str:
+    """Where a party's Idempotency-Key is kept: a hash of it, never the client's text."""
+    return f"{PREFIX}{party_id}:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+
+
 class Idempotency:
     def __init__(self, redis: PipelinedRedis, *, ttl_s: int) -> None:
         self._redis = redis
         self._ttl_s = ttl_s
 
-    def redis_key(self, party_id: int, key: str) -> str:
-        return f"{PREFIX}{party_id}:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
-
-    async def claim(self, redis_key: str, fp: str) -> Stored | None:
+    async def claim(self, where: str, fp: str) -> Stored | None:
         """None: this request holds the key now and runs. Else the stored response of the same
         request (Mismatch for another request, InProgress if it still runs after WAIT_S)."""
         marker = orjson.dumps({"fp": fp})
         deadline = time.monotonic() + WAIT_S
         while True:
-            raw = await _CLAIM(self._redis, [redis_key], [marker, RUNNING_TTL_S])
+            raw = await _CLAIM(self._redis, [where], [marker, RUNNING_TTL_S])
             if raw is None:
                 return None
             held = orjson.loads(raw)
@@ -84,14 +86,14 @@ class Idempotency:
                 raise InProgress
             await asyncio.sleep(POLL_S)
 
-    async def store(self, redis_key: str, fp: str, response: Stored) -> None:
+    async def store(self, where: str, fp: str, response: Stored) -> None:
         value = {
             "fp": fp,
             "status": response.status,
             "body": response.body.decode("latin-1"),
             "type": response.content_type,
         }
-        await self._redis.execute_command("SET", redis_key, orjson.dumps(value), "EX", self._ttl_s)
+        await self._redis.execute_command("SET", where, orjson.dumps(value), "EX", self._ttl_s)
 
-    async def release(self, redis_key: str) -> None:
-        await self._redis.execute_command("DEL", redis_key)
+    async def release(self, where: str) -> None:
+        await self._redis.execute_command("DEL", where)

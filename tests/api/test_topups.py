@@ -147,3 +147,43 @@ async def test_another_partys_topup_is_404_and_the_distributor_sees_its_own(rig:
     assert (await rig.client.get(f"/api/v1/topups/{ref}", headers=auth(boss))).status == 200
     listed = await (await rig.client.get("/api/v1/topups", headers=auth(other))).json()
     assert listed["items"] == []
+
+
+async def test_a_duplicate_of_a_request_still_running_is_409_in_progress(
+    rig: Rig, redis_url: str
+) -> None:
+    """The first request's claim is held (as while it runs): its duplicate waits for it, then
+    says it is still in progress; the claim's end lets the next one run."""
+    import orjson
+    import redis.asyncio as aioredis
+
+    from api.idempotency import fingerprint, redis_key
+    from api.topups import TopupRequest
+
+    key = await rig.key(RETAILER, [Scope.TOPUP])
+    body = {"msisdn": CUSTOMER, "amount_minor": 5000}
+    party = await rig.party_id(RETAILER)
+    canonical = TopupRequest.model_validate(body).model_dump_json(by_alias=True).encode()
+    fp = fingerprint("POST", "/api/v1/topups", canonical)
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        held = redis_key(party, "held")
+        await redis.set(held, orjson.dumps({"fp": fp}), ex=60)
+        busy = await rig.client.post("/api/v1/topups", json=body, headers=auth(key, "held"))
+        assert busy.status == 409
+        assert (await busy.json())["type"] == "urn:airgate:problem:idempotency_in_progress"
+        assert busy.headers["Retry-After"] == "1"
+        await redis.delete(held)
+    finally:
+        await redis.aclose()
+    done = await rig.client.post("/api/v1/topups", json=body, headers=auth(key, "held"))
+    assert done.status == 202
+    assert await _count(rig) == 1
+
+
+async def test_a_wrong_method_is_a_problem_too(rig: Rig) -> None:
+    key = await rig.key(RETAILER, [Scope.READ])
+    response = await rig.client.delete("/api/v1/topups", headers=auth(key))
+    assert response.status == 405
+    assert response.content_type == "application/problem+json"
+    assert "GET" in response.headers["Allow"]
