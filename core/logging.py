@@ -75,9 +75,13 @@ def redact(line: str) -> str:
     return PHONE_RUN.sub(lambda match: masked(match.group()), line)
 
 
+SANDBOX_DEFAULT = "sandbox"  # the sandbox's credentials: words in every log line, not secrets
+
+
 def secrets_of(settings: Any) -> list[str]:
     """The secret values in ``settings``: the secret settings that differ from their defaults
-    (the sandbox's ``sandbox`` is not a secret), gateways' own secrets, URL passwords. Plain
+    (the sandbox's ``sandbox`` is not a secret), gateways' own secrets, aggregator accounts' keys
+    and secrets, URL passwords. Plain
     strings or pydantic ``SecretStr``."""
 
     value = _plain
@@ -88,6 +92,8 @@ def secrets_of(settings: Any) -> list[str]:
         if value(getattr(settings, name)) != value(fields[name].default)
     ]
     found += [value(gateway.secret) for gateway in settings.ussd_gateways.values()]
+    for account in getattr(settings, "providers", {}).values():  # AIRGATE_PROVIDERS' own
+        found += [v for v in (value(account.key), value(account.secret)) if v != SANDBOX_DEFAULT]
     for name in ("database_url", "redis_url"):
         password = urlparse(value(getattr(settings, name))).password
         found += [password] if password else []
