@@ -120,11 +120,17 @@ def _http_line(s: Settings) -> str:
     return f"http://{s.http_host}:{s.http_port}  ({probes} on http://{s.ops_host}:{s.ops_port})"
 
 
+def _api_line(s: Settings) -> str:
+    docs = f"http://{s.http_host}:{s.http_port}/api/v1/docs"
+    return f"{docs}  (REST API; keys: airgate apikey create)"
+
+
 async def _serve(s: Settings) -> None:
     _stop_on_signal()
     async with AsyncExitStack() as stack:
         await _listen_http(stack, s)
         _say("HTTP", _http_line(s))
+        _say("API", _api_line(s))
         _settle_garbage_collector()
         await asyncio.Event().wait()  # until a signal cancels this task
 
@@ -229,6 +235,7 @@ def _print_demo(s: Settings, *, url: str, sandbox: bool) -> None:
     embedded = "" if s.redis_url else "  (embedded: stops with the last AirGate process using it)"
     _say("Redis", f"{url}{embedded}")
     _say("HTTP", _http_line(s))
+    _say("API", _api_line(s))
     sandbox_url = f"http://{s.sandbox_host}:{s.sandbox_port}"
     if sandbox:
         _say("Sandbox", f"{sandbox_url}  (stand-in aggregator and SMS gateway, docs/PROVIDERS.md)")

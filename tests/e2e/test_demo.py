@@ -102,6 +102,7 @@ def test_demo_runs_on_embedded_defaults_and_delivers_a_topup(
         out, err = _stop(process)
     assert f"http://127.0.0.1:{port}" in out and "embedded" in out and "+254700000100" in out
     assert f"Sandbox   {sandbox}" in out and f"curl {sandbox}/sandbox/sms" in out
+    assert f"API       http://127.0.0.1:{port}/api/v1/docs" in out
     assert "airgate topup send +254700000001 0712345670 50" in out and "PIN 1234" in out
     assert "worker.ready" in out + err and "worker.stopping" in out + err  # it ran, stopped
     assert (tmp_path / "var" / "airgate.db").exists()
