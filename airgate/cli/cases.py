@@ -11,15 +11,16 @@ from rich import box
 from rich.table import Table
 
 from airgate.cli._run import JsonOpt, emit, out, run
-from airgate.cli.topup import local, zone_name
+from airgate.cli.topup import _pin_asked_once, local, zone_name
 from core.context import Core
 from core.i18n import t
 from core.jobs.queue import JobQueue
 from core.models import CaseState
 from core.msisdn import national
 from core.redis import redis_for
-from core.services import case_views, cases
+from core.services import case_views, cases, parties
 from core.services.audit import Actor
+from core.services.chain import get_party
 from core.services.notify import Message
 from core.services.requests.messages import enqueue
 
@@ -123,11 +124,29 @@ def resolve(
         ),
     ],
     note: Annotated[str | None, typer.Option(help="The evidence, reason or note.")] = None,
+    as_party: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            help="Act as this distributor (its PIN is asked): retry, refund or close only.",
+        ),
+    ] = None,
+    pin_stdin: Annotated[
+        bool, typer.Option("--pin-stdin", help="Read the PIN from stdin.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Settle a case as the platform; the retailer is told."""
+    """Settle a case as the platform, or as the retailer's distributor (--as); the retailer is
+    told."""
+    pin = _pin_asked_once(from_stdin=pin_stdin) if as_party is not None else None
 
     async def work(core: Core) -> cases.Done:
+        actor, distributor_id = Actor.cli(), None
+        if as_party is not None and pin is not None:
+            async with core.sessions() as session:
+                party = await get_party(session, as_party, country=core.settings.country)
+            await parties.check_pin(core, party_id=party.id or 0, pin=pin, channel="cli")
+            actor, distributor_id = Actor.party(party.id or 0, "cli"), party.id
         async with _queue(core) as queue:
 
             async def outbox(owed: Sequence[Message]) -> None:
@@ -140,9 +159,10 @@ def resolve(
                 core,
                 case_id=case_id,
                 action=action,
-                actor=Actor.cli(),
+                actor=actor,
                 outbox=outbox,
                 note=note,
+                distributor_id=distributor_id,
                 requeue=requeue,
             )
 

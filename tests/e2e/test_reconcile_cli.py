@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 
 from tests.e2e.test_topup_e2e import DELIVERED_NUMBER, SHOP, Rig, rig  # noqa: F401 - fixture
 
+DISTRIBUTOR = "+254700000100"  # the demo shop's distributor, PIN 1234
+
 
 def _tamper(base: str, edit: dict[str, object]) -> None:
     request = urllib.request.Request(
@@ -46,14 +48,20 @@ def test_a_mismatch_becomes_a_case_the_console_resolves(rig: Rig) -> None:  # no
 
     refused = rig.cli("case", "resolve", str(case["id"]), "--action", "close", ok=False)
     assert refused.returncode == 1 and "needs a note" in refused.stderr
+    wrong = rig.cli(
+        "case", "resolve", str(case["id"]), "--action", "close", "--note", "x",
+        "--as", DISTRIBUTOR, "--pin-stdin", stdin="9999\n", ok=False,
+    )  # fmt: skip
+    assert wrong.returncode == 1 and "PIN" in wrong.stderr
     done = rig.cli(
         "case", "resolve", str(case["id"]), "--action", "close", "--note",
         "operator confirms the credit; the aggregator's report is wrong",
+        "--as", DISTRIBUTOR, "--pin-stdin", stdin="1234\n",
     ).stdout  # fmt: skip
     assert f"Case {case['id']} closed." in done
     assert json.loads(rig.cli("case", "list", "--json").stdout) == []
     [closed] = json.loads(rig.cli("case", "list", "--all", "--json").stdout)
-    assert (closed["resolution"], closed["resolved_by"].startswith("cli:")) == ("closed", True)
+    assert (closed["resolution"], closed["resolved_by"].startswith("party:")) == ("closed", True)
     bad = rig.cli("reconcile", "--date", "yesterday", ok=False)
     assert bad.returncode == 1 and "expected YYYY-MM-DD" in bad.stderr
     assert "ledger OK" in rig.cli("ledger", "verify").stdout
