@@ -228,3 +228,25 @@ async def test_with_every_breaker_open_a_top_up_waits_then_goes_at_the_probe(
     assert (topup.state, topup.provider, topup.sends) == (TopupState.DELIVERED, "alpha", 1)
     assert topup.checks >= 1  # the waits
     await routed.assert_delivered_once()
+
+
+async def test_two_workers_share_the_breaker_and_deliver_each_once(routed: Routed) -> None:
+    """Two workers (as two `airgate worker` processes would), top-ups arriving all along, alpha
+    gone half-way: one breaker for both (alpha is tried by only some of the top-ups after it
+    went), every top-up delivered exactly once, the ledger verifies."""
+    routed.start_worker()  # the second
+    for _ in range(10):
+        await routed.top_up()
+    await routed.all_final()
+    await routed.stop("alpha")
+    for _ in range(20):
+        await routed.top_up()
+        await asyncio.sleep(0.02)
+    topups = await routed.all_final()
+    assert all(t.state == TopupState.DELIVERED for t in topups)
+    moved = [t for t in topups[10:] if t.providers_tried == "alpha:not_sent"]
+    # Sends already in flight count too, so a few more than FAILURES_TO_OPEN may try alpha, but
+    # once the one breaker is open neither worker does.
+    assert FAILURES_TO_OPEN <= len(moved) < 20
+    assert await _breaker(routed, "alpha") == "open"
+    await routed.assert_delivered_once()
