@@ -40,7 +40,6 @@ async def test_no_key_or_customer_number_leaves_its_place(
 ) -> None:
     level, as_json = log_mode
     configure(level=level, json=as_json)
-    structlog.configure(cache_logger_on_first_use=False)
     key = await rig.key(RETAILER, [Scope.TOPUP, Scope.READ])
     boss = await rig.key(DISTRIBUTOR, [Scope.READ])
     wrong = key[:-6] + "ZZZZZZ"  # a key that is almost right

@@ -47,7 +47,6 @@ async def sandbox() -> AsyncIterator[str]:
 def debug_logs() -> Iterator[None]:
     """Every line at DEBUG, as JSON, as ``airgate serve`` would print it; defaults again after."""
     configure(level="DEBUG", json=True)
-    structlog.configure(cache_logger_on_first_use=False)  # loggers made before are re-read
     try:
         yield
     finally:

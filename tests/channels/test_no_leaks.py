@@ -301,7 +301,6 @@ async def test_no_pin_secret_or_number_in_logs_redis_or_rows(
     for msisdn in (*SHOPS.values(), TELEGRAM_SHOP):
         await parties.set_pin(core, actor=Actor.cli(), ref=msisdn, pin=Pin(PIN))
     configure(level=level, json=as_json, secrets=secrets_of(leak_settings))
-    structlog.configure(cache_logger_on_first_use=False)  # four configurations in one process
     fake = FakeTelegram(SECRETS["telegram_token"], limits=False)
     async with fake, serving(leak_settings, fake) as client:
         await ussd_journeys(client)

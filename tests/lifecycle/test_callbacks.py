@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from sqlalchemy import select, update
 
 from core.logging import configure
@@ -182,7 +181,6 @@ async def test_rotation_signs_with_both_secrets_and_no_secret_is_logged_or_store
 ) -> None:
     verify = doc_verifier()
     configure(level="DEBUG", json=False)
-    structlog.configure(cache_logger_on_first_use=False)
     shop = await _shop(rig)
     assert shop.id
     async with receiver(fail_first={"/s": 1}) as got:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-import structlog
 from sqlalchemy import select
 
 from core.logging import configure, secrets_of
@@ -37,7 +36,6 @@ async def test_an_accounts_key_and_secret_appear_nowhere(
     routed: Routed, capsys: pytest.CaptureFixture[str], as_json: bool
 ) -> None:
     configure(level="DEBUG", json=as_json, secrets=secrets_of(routed.rig.settings))
-    structlog.configure(cache_logger_on_first_use=False)
     try:
         first = await routed.final(await routed.top_up())
         assert first.provider == "alpha"  # alpha took the key and secret, and answered

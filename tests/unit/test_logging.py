@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import pathlib
 from collections.abc import Iterator
 
 import pytest
 import structlog
 
-from core.logging import configure, get_logger
+from core.logging import configure, get_logger, write_to
 
 SECRET = "sec-Wq4Hv8Kp2Zr6"
 PIN = "7391"
@@ -33,7 +34,6 @@ def test_a_library_s_exception_has_its_traceback_without_locals(
     as_json: bool, capsys: pytest.CaptureFixture[str]
 ) -> None:
     configure(level="DEBUG", json=as_json, secrets=[SECRET])
-    structlog.configure(cache_logger_on_first_use=False)
     library = logging.getLogger("aiohttp.server")
     try:
         _fail(PIN, {"token": SECRET, "who": "+254788123456"})
@@ -54,6 +54,23 @@ def test_a_library_s_exception_has_its_traceback_without_locals(
 
 def test_our_debug_lines_show_at_debug(capsys: pytest.CaptureFixture[str]) -> None:
     configure(level="DEBUG", json=False)
-    structlog.configure(cache_logger_on_first_use=False)
     get_logger("ours").debug("a detail", amount_minor=500)
     assert "a detail" in capsys.readouterr().out
+
+
+def test_a_logger_used_before_follows_a_new_configuration(
+    capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path
+) -> None:
+    """A module's logger is made once at import and used at once; a later configure() (another
+    level, as the tests and `airgate demo` do) and write_to() (`airgate phone`) still reach it."""
+    early = get_logger("early")
+    configure(level="WARNING", json=False)
+    early.info("before, below the level")
+    configure(level="DEBUG", json=True)
+    early.debug("after, at debug")
+    assert "after, at debug" in capsys.readouterr().out
+    with (tmp_path / "phone.log").open("w", encoding="utf-8") as stream:
+        write_to(stream)
+        early.warning("to the file")
+    assert "to the file" in (tmp_path / "phone.log").read_text(encoding="utf-8")
+    assert "to the file" not in capsys.readouterr().out
