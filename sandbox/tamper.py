@@ -7,7 +7,11 @@ the aggregator's API; no authentication, like the other ``/sandbox/*`` routes.
 - ``{"reference": R, "status": "SUCCESSFUL" | "FAILED" | "REFUNDED" | "PROCESSING"}``: the
   transaction's status now (a settled hang, a reversal);
 - ``{"reference": R, "amount": 60}``: the amount it records (major units);
+- ``{"reference": R, "cost": 60}``: what it charged the account (``balanceInfo.cost``, major
+  units; the balance chain is left as it was);
 - ``{"reference": R, "drop": true}``: it disappears from the report (missing at the aggregator);
+- ``{"credit": 500}``: money put into the account (major units): the next transaction's
+  ``oldBalance`` is that much above the last one's ``newBalance``;
 - ``{"add": {"reference": R | null, "recipient": "+2547…", "amount": 50, "status": …,
   "at": "2026-12-03 10:00:00"}}``: a transaction we never sent (unknown to us).
 
@@ -24,7 +28,7 @@ from aiohttp import web
 
 from sandbox import operators
 from sandbox.store import STORE, Status, Store, Transaction
-from sandbox.wire import loads, now, parse_date, to_minor
+from sandbox.wire import loads, major, now, parse_date, to_minor
 
 
 class _Bad(Exception):
@@ -37,6 +41,8 @@ async def tamper(request: web.Request) -> web.Response:
         edit = loads(await request.read())
         if not isinstance(edit, dict):
             raise _Bad("an edit is a JSON object")
+        if "credit" in edit:
+            return _credit(store, edit["credit"])
         tx = _add(store, edit["add"]) if "add" in edit else _edit(store, edit)
     except (_Bad, ValueError, UnicodeDecodeError) as exc:
         return web.json_response({"error": str(exc)}, status=400)
@@ -59,6 +65,14 @@ async def bulk_import(request: web.Request) -> web.Response:
     return web.json_response({"imported": len(added)})
 
 
+def _credit(store: Store, amount: Any) -> web.Response:
+    credit = to_minor(amount)
+    if credit is None or credit <= 0:
+        raise _Bad("credit: a positive number in major units")
+    store.balance_minor += credit
+    return web.json_response({"balance": major(store.balance_minor)})
+
+
 def _edit(store: Store, edit: dict[str, Any]) -> Transaction | None:
     tx = store.by_reference.get(str(edit.get("reference")))
     if tx is None:
@@ -73,6 +87,11 @@ def _edit(store: Store, edit: dict[str, Any]) -> Transaction | None:
         if amount is None or amount <= 0:
             raise _Bad("amount: a positive number in major units")
         tx.requested_minor = amount
+    if "cost" in edit:
+        cost = to_minor(edit["cost"])
+        if cost is None or cost < 0:
+            raise _Bad("cost: a number in major units, 0 or more")
+        tx.cost_minor = cost
     if "status" in edit:
         status = Status(str(edit["status"]))
         store.statuses[tx.status] -= 1

@@ -72,9 +72,38 @@ def _print(report: Report, zone: str) -> None:
         stake = format_minor(tally.at_stake_minor) if kind in MISMATCHES else ""
         table.add_row(kind, f"{tally.count:,}", format_minor(tally.amount_minor), stake)
     out.print(table)
+    money = report.money
+    out.print(_money_line(report))
     out.print(
-        f"money at stake {format_minor(report.at_stake_minor)}; {report.settled} settled "
-        f"from the aggregator's record; {report.cases_opened} support case(s) opened or "
-        "given evidence (airgate case list)"
+        f"money at stake {format_minor(report.at_stake_minor)}"
+        + (
+            f", and {format_minor(money.at_stake_minor)} in what it charged"
+            if money.at_stake_minor
+            else ""
+        )
+        + f"; {report.settled} settled from the aggregator's record; {report.cases_opened} "
+        "support case(s) opened or given evidence (airgate case list)"
     )
-    out.print("stock intake against balance movements: not available from the aggregator")
+
+
+def _money_line(report: Report) -> str:
+    money = report.money
+    if money.charged_rows:
+        charged = (
+            f"it charged {format_minor(money.charged_minor)} for {money.charged_rows:,} "
+            f"delivered, we expected {format_minor(money.priced_minor)} for {money.delivered:,} "
+            f"at {money.price_bps} bps"
+        )
+        if money.at_stake_minor:
+            charged += f": DIFFERS by {format_minor(money.difference_minor)}"
+        else:
+            charged += ": agrees"
+    else:
+        charged = "its report gives no charges"
+    if money.credits_minor is None:
+        credits = "no balance chain in its report"
+    else:
+        credits = f"credits seen in its balance {format_minor(money.credits_minor)}"
+        if money.debits_minor:
+            credits += f" (and {format_minor(money.debits_minor)} taken outside the report)"
+    return f"money: {charged}; {credits}; our stock intake {format_minor(money.intake_minor)}"

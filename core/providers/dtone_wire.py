@@ -101,9 +101,22 @@ def transaction(item: Any) -> ProviderTransaction:
             currency=str(destination.get("unit") or _price_unit(item)),
             at=parse_date(str(item["creation_date"])),
             message=message,
+            **_wholesale(item.get("prices")),
         )
     except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as exc:
         raise Malformed(f"transaction: {exc!r}") from exc
+
+
+def _wholesale(prices: Any) -> dict[str, Any]:
+    """``prices.wholesale`` as the port's charge: its amount and fee, what DT One takes from the
+    account (the spec's "Balances": wholesale price and fee, captured when COMPLETED)."""
+    wholesale = prices.get("wholesale") if isinstance(prices, dict) else None
+    if not isinstance(wholesale, dict) or wholesale.get("amount") is None:
+        return {}
+    fee = wholesale.get("fee")
+    charged = minor(wholesale["amount"]) + (minor(fee) if fee is not None else 0)
+    unit = wholesale.get("unit")
+    return {"charged_minor": charged, "charge_currency": str(unit) if unit else None}
 
 
 def _price_unit(item: dict[str, Any]) -> str:

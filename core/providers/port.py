@@ -68,6 +68,13 @@ class ProviderTransaction:
     currency: str
     at: datetime
     message: str = ""
+    # What the aggregator charged our account for it, in charge_currency (Reloadly's
+    # balanceInfo.cost, DT One's prices.wholesale.amount); None when it does not say.
+    charged_minor: int | None = None
+    charge_currency: str | None = None
+    # The account's balance just before and after it (Reloadly's balanceInfo), when given.
+    balance_before_minor: int | None = None
+    balance_after_minor: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

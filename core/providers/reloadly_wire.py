@@ -77,18 +77,39 @@ def transaction(item: Any) -> ProviderTransaction:
             provider_ref=str(int(item["transactionId"])),
             operator_ref=str(item.get("operatorTransactionId") or "") or None,
             delivered_minor=(
-                minor(delivered)
-                if outcome is Outcome.DELIVERED and delivered is not None
-                else None
+                minor(delivered) if outcome is Outcome.DELIVERED and delivered is not None else None
             ),
             currency=str(
                 item.get("deliveredAmountCurrencyCode") or item["requestedAmountCurrencyCode"]
             ),
             at=parse_date(str(item["transactionDate"])),
             message=str(item.get("message") or ""),
+            **balance_info(item.get("balanceInfo")),
         )
     except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
         raise Malformed(f"transaction: {exc!r}") from exc
+
+
+def balance_info(info: Any) -> dict[str, Any]:
+    """``balanceInfo`` (oldBalance, newBalance, cost, currencyCode; null in many report rows) as
+    the port's charge fields. The SDK's samples leave ``cost`` out: then the charge is what the
+    balance went down by."""
+    if not isinstance(info, dict):
+        return {}
+    old, new, cost = info.get("oldBalance"), info.get("newBalance"), info.get("cost")
+    before = minor(old) if old is not None else None
+    after = minor(new) if new is not None else None
+    if cost is not None:
+        charged: int | None = minor(cost)
+    else:
+        charged = before - after if before is not None and after is not None else None
+    currency = info.get("currencyCode")
+    return {
+        "charged_minor": charged,
+        "charge_currency": str(currency) if currency else None,
+        "balance_before_minor": before,
+        "balance_after_minor": after,
+    }
 
 
 def operator(item: Any) -> ProviderOperator:

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_
 
 from core.models import Topup
+from core.services.recon_money import Money
 
 topup_t = Topup.__table__  # type: ignore[attr-defined]
 
@@ -54,6 +55,7 @@ class Report:
     cases_opened: int = 0
     settled: int = 0
     first: bool = True  # the first declared account also holds top-ups from before routing
+    money: Money = field(default_factory=Money)  # charges and balance credits (recon_money.py)
 
     def held(self) -> Any:
         """Our top-ups this account holds (a row from before routing: the first account's)."""
@@ -82,7 +84,8 @@ class Report:
             "cases_opened": self.cases_opened,
             "settled": self.settled,
             "at_stake_minor": self.at_stake_minor,
-            "balance_movements": "not available from the aggregator port",
+            "money": self.money.as_json(),
+            "money_at_stake_minor": self.money.at_stake_minor,
         }
 
 

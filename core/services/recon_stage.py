@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from core.context import Core
 from core.models import ReconLine
 from core.providers.port import AirtimeProvider, ProviderTransaction
+from core.services.recon_money import Money
 
 line_t = ReconLine.__table__  # type: ignore[attr-defined]
 
@@ -23,16 +24,25 @@ SLACK = timedelta(hours=1)
 
 
 async def stage(
-    core: Core, provider: AirtimeProvider, name: str, *, start: datetime, end: datetime
+    core: Core,
+    provider: AirtimeProvider,
+    name: str,
+    *,
+    start: datetime,
+    end: datetime,
+    money: Money | None = None,
 ) -> int:
     """The report of [start - SLACK, end + SLACK) into recon_line, a page at a time; the count
-    of rows dated within the day."""
+    of rows dated within the day (their charges and balances added to ``money``)."""
     within = 0
     page: list[dict[str, Any]] = []
     async for tx in provider.transactions(start=start - SLACK, end=end + SLACK):
         if tx.provider_ref is None:
             continue
-        within += start <= tx.at < end
+        if start <= tx.at < end:
+            within += 1
+            if money is not None:
+                money.add(tx)
         page.append(_line(name, tx))
         if len(page) >= PAGE:
             await _upsert(core, page)

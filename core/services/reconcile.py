@@ -27,7 +27,7 @@ from core.logging import get_logger
 from core.models import ReconLine, Topup, TopupState
 from core.models.topup import OPEN_STATES
 from core.providers.port import AirtimeProvider, Outcome, ProviderTransaction
-from core.services import support
+from core.services import recon_money, support
 from core.services.audit import Actor
 from core.services.cases import Outbox, settle
 from core.services.recon_cases import open_recon_case
@@ -73,7 +73,16 @@ async def reconcile(
     name = account or provider.name
     report = Report(day=day, provider=name, start=start, end=end)
     report.first = name == next(iter(core.providers), name)
-    report.pulled = await stage(core, provider, name, start=start, end=end)
+    report.pulled = await stage(core, provider, name, start=start, end=end, money=report.money)
+    report.money.close_chain()
+    await recon_money.ours(
+        core,
+        report.money,
+        held=report.held(),
+        start=start,
+        end=end,
+        price_bps=recon_money.price_bps(core, name),
+    )
     await _ours(core, report)
     await _theirs(core, report)
     await _elsewhere(core, report)
@@ -87,6 +96,7 @@ async def reconcile(
         **{k: v.count for k, v in report.classes.items()},
         cases_opened=report.cases_opened,
         at_stake_minor=report.at_stake_minor,
+        money=report.money.as_json(),
     )
     return report
 

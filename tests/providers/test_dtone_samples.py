@@ -239,3 +239,18 @@ async def test_the_sandbox_answers_in_dt_ones_schemas(sandbox: Any) -> None:
     assert len(_errors_of(transaction, broken)) == 4  # the check is live: it refuses a bad shape
     async with http.get(f"{base}/balances") as resp:  # no credentials
         assert resp.status == 401 and _errors_of(errors, await resp.json()) == []
+
+
+def test_the_wholesale_price_is_the_charge() -> None:
+    prices = SPEC["components"]["schemas"]["Transaction"]["properties"]["prices"]
+    assert {"unit", "amount"} <= set(prices["properties"]["wholesale"]["properties"])
+    item = spec_transaction("COMPLETED", "COMPLETED")
+    assert wire.transaction(item).charged_minor is None  # no prices: no charge, not zero
+    item["prices"] = {
+        "wholesale": {"unit_type": "CURRENCY", "unit": "USD", "amount": Decimal("0.39")},
+        "retail": None,
+    }
+    tx = wire.transaction(item)
+    assert (tx.charged_minor, tx.charge_currency, tx.balance_before_minor) == (39, "USD", None)
+    item["prices"]["wholesale"]["fee"] = Decimal("0.02")  # the fee is taken too
+    assert wire.transaction(item).charged_minor == 41

@@ -68,6 +68,10 @@ def test_the_post_answer_without_a_status_is_a_delivery() -> None:
         delivered_minor=108_931,
         currency="HTG",
         at=datetime(2021, 1, 16, 3, 39, 56, tzinfo=UTC),
+        charged_minor=1_320,
+        charge_currency="USD",
+        balance_before_minor=164_856,
+        balance_after_minor=163_536,
     )
 
 
@@ -101,3 +105,20 @@ async def test_find_picks_the_reference_out_of_the_sdks_report(make_provider: Ma
         missing = await adapter.find(reference="None", since=datetime(2020, 1, 1, tzinfo=UTC))
     assert tx is not None and (tx.provider_ref, tx.delivered_minor) == ("3540", 151_223)
     assert missing is None
+
+
+def test_balance_info_is_the_charge_and_the_balances() -> None:
+    """The SDK's balanceInfo has no ``cost``: the charge is what the balance went down by."""
+    (tx,) = parsed(POST_ANSWER)  # oldBalance 1648.56, newBalance 1635.36, USD
+    assert (tx.balance_before_minor, tx.balance_after_minor) == (164_856, 163_536)
+    assert (tx.charged_minor, tx.charge_currency) == (1_320, "USD")
+    (status,) = parsed("phone_topup_transaction_status.json")  # 1000.00 → 982.60
+    assert (status.charged_minor, status.balance_after_minor) == (1_740, 98_260)
+    # Report rows with "balanceInfo": null carry no charge, not a zero one.
+    for tx in parsed("transaction_history_filtered_page.json"):
+        assert tx.charged_minor is tx.balance_before_minor is tx.charge_currency is None
+
+
+def test_a_given_cost_is_the_charge() -> None:
+    info = wire.parse_json(b'{"oldBalance": 100, "newBalance": 90.2, "cost": 9.8}')
+    assert wire.balance_info(info)["charged_minor"] == 980
