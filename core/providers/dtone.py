@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,7 @@ import aiohttp
 
 from core.errors import NotSent, OutcomeUnknown, ProviderRejected, ProviderUnavailable
 from core.providers import dtone_wire as wire
+from core.providers.http import RETRY_LATER, translated
 from core.providers.port import (
     Outcome,
     ProviderBalance,
@@ -45,29 +46,14 @@ PROVIDER = "dtone"
 BY_OPERATOR = "operator:"
 EXTERNAL_ID_USED = "1007001"
 NOT_FOUND = "1008004"
-RETRY_LATER = frozenset({408, 425, 429})
 # GET /transactions accepts at most a day between from_date and to_date, 100 items a page.
 WINDOW = timedelta(hours=24)
 PAGE_SIZE = 100
 POLL_INTERVAL_S = 0.2
 
 
-@contextmanager
-def _translated(what: str, *, may_apply: bool) -> Iterator[None]:
-    """The one place aiohttp's errors become ours (as in reloadly.py): never left is NotSent;
-    after it may have left, OutcomeUnknown for a send (ProviderUnavailable for a read)."""
-    try:
-        yield
-    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.InvalidURL) as e:
-        raise NotSent(provider=PROVIDER, detail=f"{what}: not sent, {_name(e)}") from e
-    except (aiohttp.ClientError, TimeoutError, wire.Malformed) as e:
-        error = OutcomeUnknown if may_apply else ProviderUnavailable
-        raise error(provider=PROVIDER, detail=f"{what}: {_name(e)}") from e
-
-
-def _name(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+def _translated(what: str, *, may_apply: bool) -> AbstractContextManager[None]:
+    return translated(PROVIDER, what, may_apply=may_apply, malformed=wire.Malformed)
 
 
 def _rejected(order: TopupOrder, why: str) -> ProviderRejected:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ import aiohttp
 
 from core.errors import NotSent, OutcomeUnknown, ProviderRejected, ProviderUnavailable
 from core.providers import reloadly_wire as wire
+from core.providers.http import RETRY_LATER, translated
 from core.providers.port import (
     Outcome,
     ProviderBalance,
@@ -43,24 +44,10 @@ DUPLICATE_LOOKBACK = timedelta(days=7)
 # find() asks up to a day ahead, so the aggregator's clock running ahead of ours cannot hide it.
 CLOCK_SLACK = timedelta(days=1)
 REPORT_PAGE_SIZE = 200  # the report's largest page: fewest round trips
-# Status codes that say "not processed, ask again later" rather than "no".
-RETRY_LATER = frozenset({408, 425, 429})
 
-@contextmanager
-def _translated(what: str, *, may_apply: bool) -> Iterator[None]:
-    """The one place aiohttp's errors become ours.
 
-    Never left (connect refused or timed out, bad URL): NotSent. Anything after the
-    request may have left (read time-out, reset, a broken 2xx body): OutcomeUnknown when the call
-    ``may_apply`` (a send), else ProviderUnavailable (a read changes nothing; just ask again).
-    """
-    try:
-        yield
-    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.InvalidURL) as e:
-        raise NotSent(provider=PROVIDER, detail=f"{what}: not sent, {_name(e)}") from e
-    except (aiohttp.ClientError, TimeoutError, wire.Malformed) as e:
-        error = OutcomeUnknown if may_apply else ProviderUnavailable
-        raise error(provider=PROVIDER, detail=f"{what}: {_name(e)}") from e
+def _translated(what: str, *, may_apply: bool) -> AbstractContextManager[None]:
+    return translated(PROVIDER, what, may_apply=may_apply, malformed=wire.Malformed)
 
 
 def _operator_id(order: TopupOrder) -> int:
@@ -71,11 +58,6 @@ def _operator_id(order: TopupOrder) -> int:
         detail = f"operator {order.operator}: {order.operator_ref!r} is not a Reloadly id"
         code = "BAD_OPERATOR"
         raise ProviderRejected(provider=PROVIDER, detail=detail, error_code=code) from None
-
-
-def _name(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class ReloadlyProvider:
