@@ -126,6 +126,7 @@ class Notifier:
         self.telegram = telegram
         self._sent: list[int] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
 
     @property
     def telegram_on(self) -> bool:
@@ -136,10 +137,12 @@ class Notifier:
         self._flusher = asyncio.create_task(self._flush_every())
 
     async def close(self) -> None:
+        """Stop the flusher by asking, not cancelling: a mark on its way finishes on its own
+        connection (a write cancelled mid-statement leaves its transaction, and on SQLite the one
+        write lock, to whoever cleans up after it), then what is left is written."""
         if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+            self._stop.set()
+            await self._flusher
             self._flusher = None
         await self._flush()
 
@@ -197,8 +200,9 @@ class Notifier:
         return str(msisdn or message.recipient)
 
     async def _flush_every(self) -> None:
-        while True:
-            await asyncio.sleep(MARK_EVERY_S)
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), MARK_EVERY_S)
             try:
                 await self._flush()
             except Exception:  # a database hiccup: keep the ids, try again next round
