@@ -21,12 +21,14 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.context import Core
+from core.jobs.queue import JobQueue
 from core.logging import get_logger
 from core.routing import status as routing_status
 from core.services.callbacks import outbox
 
 CORE = web.AppKey("core", Core)
 REDIS = web.AppKey("redis", aioredis.Redis)
+QUEUE = web.AppKey("queue", JobQueue)  # on REDIS, or on AIRGATE_QUEUE_REDIS_URL's server
 log = get_logger(__name__)
 
 # The aggregator accounts as `airgate provider status` shows them, read from Redis at each scrape

@@ -20,7 +20,7 @@ from aiohttp.typedefs import Handler, Middleware
 from telegram.ext import Application
 
 from airgate import ops
-from airgate.ops import CORE, REDIS
+from airgate.ops import CORE, QUEUE, REDIS
 from api import app as rest_api
 from bot import channel as telegram
 from bot import webhook as telegram_webhook
@@ -31,7 +31,7 @@ from core.conversation.engine import Engine
 from core.conversation.flow import LINK, journeys_of
 from core.conversation.flows import FLOWS, LINK_FLOW
 from core.conversation.sessions import REF_KEY_PURPOSE, SessionStore
-from core.jobs.queue import JobQueue
+from core.jobs.queue import JobQueue, queue_client
 from core.logging import get_logger
 from core.redis import redis_for
 from core.settings import Settings
@@ -63,20 +63,24 @@ def build_app(settings: Settings) -> web.Application:
         ):
             app[CORE] = core
             app[REDIS] = redis = aioredis.Redis.from_url(url)
-            app[ENGINE] = engine = conversation_engine(core, redis)
+            app[QUEUE] = queue = job_queue(settings, redis)
+            app[ENGINE] = engine = conversation_engine(core, redis, queue=queue)
             try:
                 async with AsyncExitStack() as stack:
                     if settings.telegram_token:
                         app[TELEGRAM] = await _start_bot(stack, settings, engine, redis)
                     yield
             finally:
+                await queue.close()
                 await redis.aclose()
 
     app.cleanup_ctx.append(resources)
     if settings.ops_port is None:
         ops.add_routes(app, main=app, ready_timeout_s=settings.ready_timeout_s)
     ussd.add_routes(app, settings=settings, engine=ENGINE)
-    rest = rest_api.build(settings, core=CORE, redis=REDIS, main=app, body_too_large=BODY_TOO_LARGE)
+    rest = rest_api.build(
+        settings, core=CORE, redis=REDIS, queue=QUEUE, main=app, body_too_large=BODY_TOO_LARGE
+    )
     rest_api.mount(app, rest)
     if settings.telegram_token:
         telegram_webhook.add_route(app, settings=settings, application=TELEGRAM)
@@ -135,13 +139,26 @@ def body_within(timeout_s: float) -> Middleware:
     return middleware
 
 
+def job_queue(settings: Settings, redis: aioredis.Redis) -> JobQueue:
+    """The process's job queue: on AIRGATE_QUEUE_REDIS_URL's server if set (not connected yet:
+    serve starts while it is away, and /health says so), else on ``redis``."""
+    if settings.queue_redis_url:
+        return JobQueue(queue_client(settings.queue_redis_url))
+    return JobQueue.on_pool(redis.connection_pool)
+
+
 def conversation_engine(
-    core: Core, redis: aioredis.Redis, channels: tuple[Channel, ...] = CHANNELS
+    core: Core,
+    redis: aioredis.Redis,
+    channels: tuple[Channel, ...] = CHANNELS,
+    *,
+    queue: JobQueue | None = None,
 ) -> Engine:
-    """The one engine of a process: sessions and the job queue on ``redis``, every role's flow,
-    for the declared ``channels`` (each session's TTL is its channel's)."""
+    """The one engine of a process: sessions on ``redis``, jobs on ``queue`` (default: on
+    ``redis`` too), every role's flow, for the declared ``channels`` (each session's TTL is its
+    channel's)."""
     ttl_s = {channel.name: channel.session_ttl_s(core.settings) for channel in channels}
-    queue = JobQueue.on_pool(redis.connection_pool)
+    queue = queue or JobQueue.on_pool(redis.connection_pool)
     flows = {**FLOWS, LINK: LINK_FLOW}
     store = SessionStore(
         redis,

@@ -56,6 +56,7 @@ def build(
     *,
     core: web.AppKey[Core],
     redis: web.AppKey[aioredis.Redis],
+    queue: web.AppKey[JobQueue],
     main: web.Application,
     body_too_large: web.RequestKey[bool] | None = None,
 ) -> web.Application:
@@ -73,7 +74,7 @@ def build(
         app[API] = Api(
             core=main[core],
             redis=client,
-            queue=JobQueue.on_pool(client.connection_pool),
+            queue=main[queue],
             limiter=RateLimiter(hot, rate_per_s=settings.api_rate_per_s, burst=settings.api_burst),
             idempotency=Idempotency(hot, ttl_s=settings.api_idempotency_ttl_s),
             body_too_large=body_too_large,

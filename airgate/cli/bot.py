@@ -11,7 +11,7 @@ import typer
 
 from airgate.cli._run import JsonOpt, emit, exit_code, fail, out, settings
 from airgate.cli.party import PartyArg
-from airgate.server import conversation_engine
+from airgate.server import conversation_engine, job_queue
 from core.context import open_core
 from core.errors import AirGateError
 from core.logging import configure, secrets_of
@@ -38,9 +38,10 @@ def bot(
 
         async with redis_for(configured=s.redis_url, var_dir=s.var_dir) as url:
             redis = aioredis.Redis.from_url(url)
+            queue = job_queue(s, redis)
             try:
                 async with open_core(s) as core:
-                    engine = conversation_engine(core, redis)
+                    engine = conversation_engine(core, redis, queue=queue)
                     application = TelegramChannel(engine=engine, redis=redis, settings=s).build(
                         polling=True
                     )
@@ -56,6 +57,7 @@ def bot(
                             await application.updater.stop()
                             await application.stop()
             finally:
+                await queue.close()
                 await redis.aclose()
 
     try:

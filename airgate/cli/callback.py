@@ -154,7 +154,7 @@ def resend(party: PartyArg, delivery: int, as_json: JsonOpt = False) -> None:
         party_id = await _party_id(core, party)
         s = core.settings
         async with redis_for(configured=s.redis_url, var_dir=s.var_dir) as url:
-            queue = await JobQueue.connect(url)
+            queue = await JobQueue.connect(s.queue_redis_url or url)
             try:
                 return await callbacks.resend(
                     core, queue, actor=Actor.cli(), party_id=party_id, delivery_id=delivery

@@ -31,7 +31,7 @@ app = typer.Typer(no_args_is_help=True, help="Support cases: list them, show one
 async def _queue(core: Core) -> AsyncIterator[JobQueue]:
     s = core.settings
     async with redis_for(configured=s.redis_url, var_dir=s.var_dir) as url:
-        queue = await JobQueue.connect(url)
+        queue = await JobQueue.connect(s.queue_redis_url or url)
         try:
             yield queue
         finally:

@@ -109,7 +109,7 @@ def send(
         await parties.check_pin(core, party_id=party.id or 0, pin=pin, channel="cli")
         s = core.settings
         async with redis_for(configured=s.redis_url, var_dir=s.var_dir) as url:
-            queue = await JobQueue.connect(url)
+            queue = await JobQueue.connect(s.queue_redis_url or url)
             try:
                 return await confirm_topup(
                     core,

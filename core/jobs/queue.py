@@ -1,20 +1,30 @@
-"""Enqueueing jobs, after the commit that made them due.
+"""Enqueueing jobs, after the commit that made them due; the queue's Redis client.
 
 Invariant: a job id is a function of the row's progress (``{topup}:{sends}:{checks}``), so the
 sweeper re-enqueueing a job that is still queued is refused by arq and nothing runs twice; a job
-that could not be enqueued (Redis away) is found again by the sweeper from the SQL row.
+that could not be enqueued (Redis away, or lost in a failover) is found again by the sweeper from
+the SQL row.
+
+The queue may live on a Redis of its own (AIRGATE_QUEUE_REDIS_URL), a Sentinel-watched primary
+among them (``redis+sentinel://``): each new connection asks the sentinels where the primary is,
+so after a failover the next command goes to the promoted replica (docs/OPERATIONS.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool
+from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.jobs import scripts
 from core.logging import get_logger
+from core.setting_values import SENTINEL_SCHEME, sentinel_url
 
 log = get_logger(__name__)
 
@@ -25,8 +35,54 @@ CALLBACK = "callback"
 QUEUE = "airgate:queue"
 
 
-def redis_settings(url: str) -> RedisSettings:
-    return RedisSettings.from_dsn(url)
+# A queue command answers in microseconds: one that takes seconds is a dead or unreachable
+# server, to be given up on (and, on Sentinel, the primary asked for again), never waited out.
+SOCKET_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 2.0
+# Starting up while Redis is away: tried this often, a second apart (as arq's create_pool does).
+CONNECT_TRIES = 5
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)  # Redis away, not a bug
+
+
+def queue_client(url: str) -> ArqRedis:
+    """An arq client for the queue at ``url`` (redis://, rediss://, unix:// or
+    redis+sentinel://), not yet connected."""
+    timeouts: dict[str, Any] = {
+        "socket_timeout": SOCKET_TIMEOUT_S,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+    }
+    if not url.startswith(f"{SENTINEL_SCHEME}:"):
+        client: ArqRedis = ArqRedis.from_url(url, **timeouts)
+    else:
+        where = sentinel_url(url)
+        sentinels = Sentinel(where.sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+        client = sentinels.master_for(
+            where.master,
+            redis_class=ArqRedis,
+            db=where.db,
+            username=where.username,
+            password=where.password,
+            **timeouts,
+        )
+    client.default_queue_name = QUEUE
+    return client
+
+
+async def connect_client(url: str, *, tries: int = CONNECT_TRIES) -> ArqRedis:
+    """:func:`queue_client`, once it answers (a PING), tried ``tries`` times a second apart."""
+    client = queue_client(url)
+    attempt = 1
+    while True:
+        try:
+            await client.ping()
+            return client
+        except UNAVAILABLE as exc:
+            if attempt >= tries:
+                await client.aclose()
+                raise
+            log.warning("queue.redis_unavailable", error=type(exc).__name__, attempt=attempt)
+            await asyncio.sleep(1)
+            attempt += 1
 
 
 def delivery_job_id(topup_id: str, sends: int, checks: int) -> str:
@@ -34,21 +90,23 @@ def delivery_job_id(topup_id: str, sends: int, checks: int) -> str:
 
 
 class JobQueue:
-    def __init__(self, redis: ArqRedis) -> None:
+    def __init__(self, redis: ArqRedis, *, owned: bool = True) -> None:
         self.redis = redis
+        self.owned = owned  # closed with the queue; else another's pool, closed by its owner
 
     @classmethod
     async def connect(cls, url: str) -> JobQueue:
-        return cls(await create_pool(redis_settings(url), default_queue_name=QUEUE))
+        return cls(await connect_client(url))
 
     @classmethod
     def on_pool(cls, pool: ConnectionPool) -> JobQueue:
         """A queue on an existing connection pool, without connecting: ``airgate serve`` starts
         (and reports itself degraded on /health) while Redis is away."""
-        return cls(ArqRedis(pool, default_queue_name=QUEUE))
+        return cls(ArqRedis(pool, default_queue_name=QUEUE), owned=False)
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        if self.owned:
+            await self.redis.aclose()
 
     async def deliver(
         self,

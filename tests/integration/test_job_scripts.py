@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
-from arq.connections import create_pool
 from arq.constants import in_progress_key_prefix
 from arq.jobs import Job, JobStatus
 
 from core.jobs import scripts
-from core.jobs.queue import redis_settings
+from core.jobs.queue import connect_client
 
 QUEUE = "airgate:test-queue"
 
 
 async def test_enqueue_is_arq_compatible_and_refuses_a_known_id(redis_url: str) -> None:
-    redis = await create_pool(redis_settings(redis_url), default_queue_name=QUEUE)
+    redis = await connect_client(redis_url)
     try:
         assert await scripts.enqueue(
             redis, queue=QUEUE, function="deliver", args=("T1", 0, 0, True), job_id="T1:0:0"
@@ -38,7 +37,7 @@ async def test_enqueue_is_arq_compatible_and_refuses_a_known_id(redis_url: str) 
 
 
 async def test_concurrent_claims_start_each_due_job_once(redis_url: str) -> None:
-    redis = await create_pool(redis_settings(redis_url), default_queue_name=QUEUE)
+    redis = await connect_client(redis_url)
     try:
         ids = [f"J{i}" for i in range(200)]
         for job_id in ids:
@@ -53,10 +52,35 @@ async def test_concurrent_claims_start_each_due_job_once(redis_url: str) -> None
                 for _ in range(4)
             )
         )
-        started = [job_id for claim in claims for job_id, _score in claim]
+        started = [job.job_id for claim in claims for job in claim.jobs]
         assert sorted(started) == sorted(ids)  # every due job once; the deferred one not yet
-        assert all(len(claim) <= 150 for claim in claims)
+        assert all(len(claim.jobs) <= 150 and claim.replicated for claim in claims)
+        assert {job.claims for claim in claims for job in claim.jobs} == {1}
         assert await redis.exists(in_progress_key_prefix + "J0")
         assert not await redis.exists(in_progress_key_prefix + "L")
+    finally:
+        await redis.aclose()
+
+
+async def test_a_claim_counts_its_job_ids_runs_and_waits_for_replicas(redis_url: str) -> None:
+    """A re-claimed job id says so (claims 2) whatever arq's try count says; a claim asking for a
+    replica this server lacks waits ``wait_ms`` and says it was not replicated, but claims."""
+    redis = await connect_client(redis_url)
+    try:
+        await scripts.enqueue(redis, queue=QUEUE, function="f", args=(), job_id="R")
+        first = await scripts.claim(
+            redis, queue=QUEUE, job_ids=[b"R"], limit=1, in_progress_ms=10_000
+        )
+        await redis.delete(in_progress_key_prefix + "R")  # its worker died: the mark lapsed
+        started = asyncio.get_running_loop().time()
+        again = await scripts.claim(
+            redis, queue=QUEUE, job_ids=[b"R"], limit=1, in_progress_ms=10_000,
+            replicas=1, wait_ms=100,
+        )  # fmt: skip
+        waited = asyncio.get_running_loop().time() - started
+        assert [job.claims for job in first.jobs] == [1] and first.replicated
+        assert [job.claims for job in again.jobs] == [2] and not again.replicated
+        assert 0.09 < waited < 2
+        assert 0 < await redis.pttl(scripts.CLAIMS_KEY_PREFIX + "R") <= scripts.CLAIMS_TTL_MS
     finally:
         await redis.aclose()

@@ -31,6 +31,9 @@ BAD_VALUES: dict[str, tuple[str, str]] = {
     "var_dir": ("/dev/null", "not a folder"),
     "database_url": (f"mysql://u:{PASSWORD}@db/x", "postgresql://"),
     "redis_url": (f"http://u:{PASSWORD}@cache:6379", "redis://"),
+    "queue_redis_url": (f"redis+sentinel://:{PASSWORD}@s1:26379,s2:26379/", "…/master/db"),
+    "queue_redis_wait_replicas": ("-1", "greater than or equal to 0"),
+    "queue_redis_wait_ms": ("0", "greater than or equal to 1"),
     "db_pool_size": ("0", "greater than or equal to 1"),
     "db_max_overflow": ("-1", "greater than or equal to 0"),
     "db_lookup_connections": ("many", "valid integer"),
@@ -158,6 +161,7 @@ def test_no_repr_shows_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AIRGATE_DATABASE_URL", f"postgresql://airgate:{PASSWORD}@db/airgate")
     monkeypatch.setenv("AIRGATE_REDIS_URL", f"redis://:{PASSWORD}@cache:6379/0")
+    monkeypatch.setenv("AIRGATE_QUEUE_REDIS_URL", f"redis+sentinel://:{PASSWORD}@s1,s2:26380/jobs")
     gateway_secret = "gateway-own-secret-77"
     monkeypatch.setenv("AIRGATE_USSD_GATEWAYS", f'{{"hubtel": {{"secret": "{gateway_secret}"}}}}')
     s = load_settings()
@@ -171,6 +175,7 @@ def test_no_repr_shows_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
         assert secret not in shown
     assert "postgresql+asyncpg://airgate:***@db/airgate" in shown
     assert "redis://:***@cache:6379/0" in shown
+    assert "redis+sentinel://:***@s1,s2:26380/jobs" in shown
     # ... and each is there for the one place that uses it
     assert s.pin_pepper.get_secret_value() == SECRETS["AIRGATE_PIN_PEPPER"]
     assert s.ussd_gateways["hubtel"].secret.get_secret_value() == gateway_secret
@@ -275,3 +280,25 @@ def test_overrides_are_checked_too(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="AIRGATE_HTTP_PORT"):
         load_settings(http_port=0)
     assert load_settings(pin_pepper="x" * 16, var_dir=tmp_path).pin_pepper == SecretStr("x" * 16)
+
+
+def test_a_sentinel_url_names_the_sentinels_the_master_and_the_db() -> None:
+    from core.setting_values import sentinel_url
+
+    read = sentinel_url(f"redis+sentinel://app:{PASSWORD}@s1:26380,[::1],s3/jobs/2")
+    assert read.sentinels == (("s1", 26380), ("::1", 26379), ("s3", 26379))
+    assert (read.master, read.db, read.username, read.password) == ("jobs", 2, "app", PASSWORD)
+    assert PASSWORD not in repr(read)
+    assert sentinel_url("redis+sentinel://s1/mymaster").db == 0
+    with pytest.raises(ValueError, match="host:port"):
+        sentinel_url("redis+sentinel://s1:port/mymaster")
+
+
+def test_the_queue_waits_for_a_replica_on_sentinel_unless_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().queue_wait_replicas == 0
+    monkeypatch.setenv("AIRGATE_QUEUE_REDIS_URL", "redis+sentinel://s1,s2,s3/mymaster")
+    assert load_settings().queue_wait_replicas == 1
+    monkeypatch.setenv("AIRGATE_QUEUE_REDIS_WAIT_REPLICAS", "0")
+    assert load_settings().queue_wait_replicas == 0
