@@ -24,8 +24,9 @@ from pydantic import BaseModel, ValidationError
 from api import problems
 from api.idempotency import Idempotency, InProgress, Mismatch, Stored, fingerprint, redis_key
 from api.ratelimit import RateLimiter, retry_after
+from core import deadline
 from core.context import Core
-from core.errors import AirGateError
+from core.errors import AirGateError, DeadlineExceeded
 from core.jobs.queue import JobQueue
 from core.logging import get_logger
 from core.models import Role, Scope
@@ -136,20 +137,27 @@ def route(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
         api = request.config_dict[API]
         who = None
         try:
-            who = await _principal(api, request)
-            # Sent now; its answer is read once the request is checked (the checks are CPU
-            # only): a key over its rate is 429 whatever else is wrong with the request.
-            rate = api.limiter.ask(who.key_id)
-            try:
-                _allowed(endpoint, who)
-                call = await _call(endpoint, api, who, request)
-            except Refusal:
+            # Out of time before money moved: 503 with Retry-After, the Idempotency-Key free
+            # again (_once lets go of it), so the same request asked again may pass.
+            async with deadline.bounded(api.core.settings.api_deadline_s):
+                who = await _principal(api, request)
+                # Sent now; its answer is read once the request is checked (the checks are CPU
+                # only): a key over its rate is 429 whatever else is wrong with the request.
+                rate = api.limiter.ask(who.key_id)
+                try:
+                    _allowed(endpoint, who)
+                    call = await _call(endpoint, api, who, request)
+                except Refusal:
+                    await _within_rate(rate, who)
+                    raise
                 await _within_rate(rate, who)
-                raise
-            await _within_rate(rate, who)
-            answer = await (_once(endpoint, call) if endpoint.idempotent else _run(endpoint, call))
+                answer = await (
+                    _once(endpoint, call) if endpoint.idempotent else _run(endpoint, call)
+                )
         except Refusal as refusal:
             answer = refusal.response
+        except DeadlineExceeded as exc:
+            answer = problems.from_error(exc)
         log.debug(
             "api.request",
             operation=endpoint.operation_id,

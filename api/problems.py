@@ -28,6 +28,7 @@ _STATUS: tuple[tuple[type[errors.AirGateError], int], ...] = (
     (errors.NotPermitted, 403),
     (errors.Refused, 409),
     (errors.StoreUnavailable, 503),
+    (errors.TryAgain, 503),
     (errors.ProviderError, 502),
 )
 TITLES = {
@@ -46,6 +47,7 @@ TITLES = {
     503: "Service unavailable",
 }
 RETRY_AFTER_UNAVAILABLE_S = 2  # the database or Redis came back? ask again soon
+RETRY_AFTER_BUSY_S = 1  # out of time or a full queue: nothing was done, the next try may pass
 
 
 def status_of(exc: errors.AirGateError) -> int:
@@ -95,6 +97,8 @@ def from_error(exc: errors.AirGateError) -> web.Response:
     headers = None
     if isinstance(exc, errors.StoreUnavailable):
         headers = {"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)}
+    elif isinstance(exc, errors.TryAgain):
+        headers = {"Retry-After": str(RETRY_AFTER_BUSY_S)}
     return problem(status, exc.code, str(exc), headers=headers, **extra)
 
 

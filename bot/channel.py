@@ -30,11 +30,12 @@ from telegram.ext import (
 
 from bot import render
 from bot.request import AiohttpRequest
+from core import deadline
 from core.conversation.channel import Channel, Identifies, Shows
 from core.conversation.engine import Engine, Style
 from core.conversation.flow import T
 from core.conversation.types import Screen, Turn
-from core.errors import AirGateError, AlreadyExists, NotFound, StoreUnavailable
+from core.errors import AirGateError, AlreadyExists, DeadlineExceeded, NotFound, StoreUnavailable
 from core.i18n import DEFAULT_LANGUAGE, t
 from core.logging import get_logger
 from core.services import links, parties
@@ -239,7 +240,13 @@ class TelegramChannel:
             contact=contact,
             entry=entry,
         )
-        return await self.engine.handle(turn, STYLE)
+        try:
+            async with deadline.bounded(self.settings.telegram_deadline_s):
+                return await self.engine.handle(turn, STYLE)
+        except DeadlineExceeded:  # nothing moved, the session as it was: send it again
+            log.warning("telegram turn out of time")
+            key = f"error.{DeadlineExceeded.code}"
+            return await self.engine.farewell(channel=CHANNEL.name, user_ref=turn.user_ref, key=key)
 
     async def _show(self, message: Message, screen: Screen, *, above: str = "") -> None:
         """One message per update: a private chat takes about one a second."""

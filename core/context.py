@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from core import deadline
 from core.catalog_snapshot import CatalogCache
 from core.db import Lookups, make_engine, make_sessionmaker, transaction
 from core.errors import NotFound
+from core.hot_rows import PayerGates
 from core.ledger import Ledger
 from core.providers import registry as providers
 from core.providers.port import AirtimeProvider
@@ -33,6 +36,8 @@ class Core:
     # a look-up outside the worker (a support case asks the one holding the top-up); each one's
     # connection pool opens on first use.
     providers: dict[str, AirtimeProvider]
+    # Money steps of one payer queue here, not on its row in the database (core/hot_rows.py).
+    gates: PayerGates
 
     @property
     def provider(self) -> AirtimeProvider:
@@ -52,6 +57,38 @@ class Core:
         """``async with core.transaction() as session``: commit on success, roll back on error;
         a database that cannot be reached raises StoreUnavailable (core/stores.py)."""
         return database_errors(transaction(self.sessions))
+
+    def money(self, *, payer: int | None = None) -> AbstractAsyncContextManager[AsyncSession]:
+        """``async with core.money(payer=id) as session``: a transaction that moves money.
+
+        After the payer's turn in its queue (``payer``: whose stock or cash it spends; None, no
+        queue) and, under a deadline (core/deadline.py), only with enough of it left: else
+        DeadlineExceeded or Busy, before anything is written. Once it has begun it is not
+        cancelled; a lock it waits for longer than the deadline allows rolls it back whole.
+        """
+        return _money(self, payer)
+
+
+# Bounds this transaction's waits for a row lock; a value for set_config, not SQL text.
+_LOCK_TIMEOUT = text("SELECT set_config('lock_timeout', :wait, true)")
+
+
+@asynccontextmanager
+async def _money(core: Core, payer: int | None) -> AsyncIterator[AsyncSession]:
+    budget = deadline.current()
+    queue = nullcontext() if payer is None else core.gates.turn(payer)
+    async with queue, core.transaction() as session:
+        if budget is not None:
+            budget.check()
+            # Opens the transaction (a pooled connection, SQLite's write lock within the
+            # deadline: core/db.py) while the hop's timer may still cancel the wait.
+            if core.engine.dialect.name == "postgresql":
+                wait = f"{int(budget.lock_wait_s() * 1000)}ms"
+                await session.execute(_LOCK_TIMEOUT, {"wait": wait})
+            else:
+                await session.connection()
+            budget.start_money()
+        yield session
 
 
 @asynccontextmanager
@@ -75,6 +112,7 @@ async def open_core(settings: Settings) -> AsyncIterator[Core]:
             catalog=CatalogCache(sessions),
             lookups=lookups,
             providers=adapters,
+            gates=PayerGates(max_waiting=settings.hot_row_queue),
         )
     finally:
         for adapter in adapters.values():

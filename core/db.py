@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from core import deadline
 from core.errors import SettingsError
 from core.stores import database_errors
 
@@ -59,7 +60,21 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Connection) -> None:
+        _busy_wait_within_deadline(conn)
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _busy_wait_within_deadline(conn: Connection) -> None:
+    """Under a deadline (core/deadline.py), BEGIN IMMEDIATE waits for the write lock only as long
+    as the deadline allows ("database is locked" then, which core/stores.py says as
+    DeadlineExceeded); otherwise SQLITE_BUSY_TIMEOUT_S, as the connection was opened with. The
+    wait cannot be cancelled from asyncio (it runs in aiosqlite's thread), hence bounded here."""
+    budget = deadline.current()
+    wait_ms = SQLITE_BUSY_TIMEOUT_S * 1000 if budget is None else int(budget.lock_wait_s() * 1000)
+    info = conn.connection.info
+    if info.get("busy_ms", SQLITE_BUSY_TIMEOUT_S * 1000) != wait_ms:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {wait_ms}")
+        info["busy_ms"] = wait_ms
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

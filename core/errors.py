@@ -24,6 +24,10 @@
     │   ├── LimitExceeded          the retailer's daily top-up limit
     │   └── RepeatNeedsConfirmation  same retailer, number and amount within the repeat window
     ├── StoreUnavailable           the database or Redis cannot be reached now (core/stores.py)
+    ├── TryAgain                   not now, and nothing was done: ask again in a moment
+    │   ├── DeadlineExceeded       the request's time ran out before money moved (core/deadline.py)
+    │   └── Busy                   too many money steps of one payer already queue here
+    │                              (core/hot_rows.py)
     └── ProviderError              the operator/aggregator or SMS gateway (core/providers/)
         ├── ProviderUnavailable    not sent, or safe to resend with the same reference (5xx)
         │   ├── NotSent            the request never left (refused connection, no token, 429):
@@ -216,6 +220,28 @@ class StoreUnavailable(AirGateError):
 
     code = "store_unavailable"
     template = "the {store} is unavailable ({detail}); try again"
+
+
+class TryAgain(AirGateError):
+    """Refused for now, before anything moved: the same request asked again later may pass (a
+    USSD confirm's PIN again, an API request with the same Idempotency-Key)."""
+
+    code = "try_again"
+    template = "not now; nothing was done: try again"
+
+
+class DeadlineExceeded(TryAgain):
+    """The budget of the hop or request (``budget_s``) ran out before its money could move."""
+
+    code = "deadline_exceeded"
+    template = "this could not be done within {budget_s:g} s; nothing was done: try again"
+
+
+class Busy(TryAgain):
+    """``waiting`` money steps of the same payer already queue in this process."""
+
+    code = "busy"
+    template = "{waiting} requests of this account are already waiting; nothing was done: try again"
 
 
 class ProviderError(AirGateError):

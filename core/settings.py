@@ -82,6 +82,9 @@ class UssdGateway(BaseModel):
     allow_ips: list[str] = []
     gsm7_limit: int = Field(default=182, ge=40, le=182)
     ucs2_limit: int = Field(default=80, ge=20, le=80)
+    # This gateway's hop budget; empty: AIRGATE_HOP_DEADLINE_S (set it below the gateway's own
+    # wait for an answer, less the round trip to it).
+    deadline_s: float | None = Field(default=None, gt=0, le=60)
 
     @model_validator(mode="before")
     @classmethod
@@ -386,6 +389,20 @@ class Settings(RoutingSettings):
     # /metrics, /healthz, /readyz and /health on their own address (empty port: on the gateways').
     ops_host: Host = "127.0.0.1"
     ops_port: int | None = Field(default=None, ge=1, le=65535)
+
+    # -- deadlines and hot rows (docs/OPERATIONS.md, "Deadlines and hot rows"). A USSD hop's
+    # budget: gateways drop a session whose answer has not come in about 5 s (some in 3 to 8), and
+    # the answer must still travel back; past the budget the hop gives up before money moves and
+    # says "try again" (core/deadline.py). Per gateway: its "deadline_s" in AIRGATE_USSD_GATEWAYS.
+    hop_deadline_s: float = Field(default=4.0, gt=0, le=60)
+    # A Telegram update's budget: nothing drops the chat, but its user waits, watching it.
+    telegram_deadline_s: float = Field(default=10.0, gt=0, le=60)
+    # A REST API request's budget: past it 503 with Retry-After, the Idempotency-Key free again.
+    api_deadline_s: float = Field(default=10.0, gt=0, le=120)
+    # Money steps of one payer queue in each process, at most this many behind the one running
+    # (core/hot_rows.py); the next is refused at once as busy. 64 at a few ms each is well
+    # within a hop's budget; a queue any longer would only wait to be told "try again".
+    hot_row_queue: int = Field(default=64, ge=0, le=10_000)
 
     @field_validator("ops_port", mode="before")
     @classmethod

@@ -16,7 +16,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError
 
-from core.errors import StoreUnavailable
+from core import deadline
+from core.errors import DeadlineExceeded, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -28,6 +29,16 @@ def database_down(exc: BaseException) -> StoreUnavailable | None:
     if isinstance(exc, OSError):  # refused, reset, timed out: before SQLAlchemy wraps anything
         return StoreUnavailable(store="database", detail=type(exc).__name__)
     return None
+
+
+def lock_wait_ran_out(exc: BaseException) -> bool:
+    """A wait for a lock gave up: PostgreSQL's ``lock_timeout`` (SQLSTATE 55P03), SQLite's busy
+    timeout ("database is locked"). The statement and its transaction did nothing."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if getattr(exc.orig, "sqlstate", None) == "55P03":
+        return True
+    return "database is locked" in str(exc.orig)
 
 
 def redis_down(exc: BaseException) -> StoreUnavailable | None:
@@ -48,6 +59,9 @@ async def database_errors(unit: AbstractAsyncContextManager[T]) -> AsyncIterator
     except Exception as exc:
         if (down := database_down(exc)) is not None:
             raise down from exc
+        budget = deadline.current()
+        if budget is not None and lock_wait_ran_out(exc):  # a wait the deadline bounded
+            raise DeadlineExceeded(budget_s=budget.budget_s) from None
         raise
 
 

@@ -5,6 +5,9 @@ the screen asked for, rendered within the gateway's limit → dialect reply. Wha
 the engine is logged and answered as a polite END: a 5xx would make the gateway drop the user with
 a network error instead. A store that is not there (StoreUnavailable: Redis or the database away)
 is "not available for a moment", in the caller's language when the database can still say it.
+Each hop runs within its gateway's budget (AIRGATE_HOP_DEADLINE_S, or the gateway's
+``deadline_s``): one that cannot finish in it gives up before money moves and says "try again"
+(core/deadline.py), while the gateway still waits for the answer.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from functools import lru_cache
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
+from core import deadline
 from core.conversation.engine import Engine, Style
 from core.conversation.flow import end
 from core.conversation.types import Screen
-from core.errors import StoreUnavailable
+from core.errors import DeadlineExceeded, StoreUnavailable
 from core.i18n import DEFAULT_LANGUAGE, t
 from core.logging import get_logger
 from core.models import UssdSessionEnd
@@ -31,6 +35,7 @@ from ussd.render import Limits, pages
 
 log = get_logger(__name__)
 NOT_NOW = f"error.{StoreUnavailable.code}"
+TOO_LATE = f"error.{DeadlineExceeded.code}"
 
 HOPS = Counter("airgate_ussd_hops_total", "USSD hops answered", ["gateway", "final"])
 REFUSED = Counter("airgate_ussd_refused_total", "USSD requests refused", ["gateway", "status"])
@@ -46,12 +51,19 @@ class Gateway:
     """One gateway's routes; what every hop needs is built once here."""
 
     def __init__(
-        self, *, dialect: Dialect, guard: Guard, limits: Limits, engine: web.AppKey[Engine]
+        self,
+        *,
+        dialect: Dialect,
+        guard: Guard,
+        limits: Limits,
+        engine: web.AppKey[Engine],
+        deadline_s: float,
     ) -> None:
         self.dialect = dialect
         self.guard = guard
         self.limits = limits
         self.engine = engine
+        self.deadline_s = deadline_s
         self.style = Style(pages=self.page_count, last_input=dialect.last_input)
         name = dialect.name
         self._hops = {True: HOPS.labels(name, "true"), False: HOPS.labels(name, "false")}
@@ -78,7 +90,13 @@ class Gateway:
             screen = await engine.farewell(channel=CHANNEL.name, user_ref=exc.user_ref, key=exc.key)
             return self.dialect.reply(self.page(screen), True, {})
         try:
-            screen = await engine.handle(turn, self.style)
+            async with deadline.bounded(self.deadline_s):
+                screen = await engine.handle(turn, self.style)
+        except DeadlineExceeded:  # nothing moved, the session as it was: dial again
+            log.warning("USSD hop out of time", gateway=self.dialect.name)
+            screen = await engine.farewell(
+                channel=CHANNEL.name, user_ref=turn.user_ref, key=TOO_LATE
+            )
         except StoreUnavailable as exc:  # the database can name the caller's language if Redis is
             store = exc.fields["store"]
             log.warning("USSD hop without a store", gateway=self.dialect.name, store=store)
@@ -151,6 +169,7 @@ def add_routes(app: web.Application, *, settings: Settings, engine: web.AppKey[E
             guard=guard_for(settings, dialect.name, config),
             limits=Limits(gsm7=config.gsm7_limit, ucs2=config.ucs2_limit),
             engine=engine,
+            deadline_s=config.deadline_s or settings.hop_deadline_s,
         )
         app.router.add_post(f"/ussd/{dialect.name}", gateway.hop)
         if dialect.session_end is not None:

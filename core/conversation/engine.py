@@ -18,6 +18,7 @@ flight while the database is asked who is calling), and no task.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from collections.abc import Iterable
@@ -49,6 +50,8 @@ RESUME, END = "resume", "end"
 CONTINUE, OVER = "1", "2"  # the resume offer's answers
 
 log = get_logger(__name__)
+# A refusal's language is worth this much of a wait, no more: it answers a hop out of time too.
+FAREWELL_LOOKUP_S = 0.25
 
 
 class Engine:
@@ -129,7 +132,8 @@ class Engine:
         when the database cannot say): for a request refused before it became a turn."""
         lang = DEFAULT_LANGUAGE
         try:
-            party = None if user_ref is None else await self._who(channel, user_ref)
+            async with asyncio.timeout(FAREWELL_LOOKUP_S):
+                party = None if user_ref is None else await self._who(channel, user_ref)
         except Exception as exc:  # the refusal must answer even with the database away
             log.warning("no language for a refusal", error=type(exc).__name__)
             party = None

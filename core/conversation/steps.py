@@ -4,7 +4,8 @@ Invariant: a step's ``answer`` runs only for an input it can take: ``00`` (the m
 (back, or cancel on a confirmation) and ``98`` (the next page of options) never reach it, nor does a
 choice that is not on the list shown (or on a list that changed since: ``Turn.shown``). An answer
 it cannot use re-prompts the same screen with the reason on top; a rule that says no ends the
-journey saying why (:meth:`Steps.describe`, the one place an error becomes words for a user).
+journey saying why (:meth:`Steps.describe`, the one place an error becomes words for a user); one
+that says "not now" (TryAgain: out of time before money moved, a queue full) shows the step again.
 
 Who is talking and which session this is (starting, the resume offer, replays, saving) is
 core/conversation/engine.py; this module only moves one known session on one input.
@@ -16,7 +17,7 @@ from dataclasses import replace
 
 from core.conversation.flow import AGAIN, MENU, Ctx, Flow, Reprompt, Step, Zero, end
 from core.conversation.types import Expects, Nav, Screen, Style
-from core.errors import AirGateError, InputError, WrongPin
+from core.errors import AirGateError, InputError, TryAgain, WrongPin
 from core.i18n import DEFAULT_LANGUAGE, catalogue, t
 from core.logging import get_logger
 
@@ -51,7 +52,9 @@ class Steps:
         except Reprompt as exc:
             fields = exc.shown_fields()
             return await self._again(ctx, style, ctx.t(fields.pop("key"), **fields))
-        except (InputError, WrongPin) as exc:
+        # Not now (out of time, a queue full): nothing was done, so the same step again, where
+        # the same answer tries once more (a confirmation's PIN; a new turn, a new key).
+        except (InputError, WrongPin, TryAgain) as exc:
             return await self._again(ctx, style, self.describe(ctx.lang, exc))
         except AirGateError as exc:  # a rule said no (stock, limit, lock…): say it, end
             return end(self.describe(ctx.lang, exc))

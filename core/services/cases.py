@@ -241,7 +241,7 @@ async def _retry(
 ) -> Done:
     """Back to the worker under the same reference: it looks the reference up before it sends,
     so the aggregator can never deliver it twice. The case stays open until it is final."""
-    async with core.transaction() as session:
+    async with core.money() as session:
         moved = (
             await session.execute(
                 update(topup_t)
@@ -311,7 +311,7 @@ async def _refund_transfer(
         reference=view.topup_id,
         memo=note,
     )
-    async with core.transaction() as session:
+    async with core.money(payer=payer_id) as session:
         if not await _resolved(session, view, actor, Resolution.RETURNED, note):
             raise Refused(reason=f"case {view.id} is already resolved", why=WHY_RESOLVED)
         try:

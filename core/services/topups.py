@@ -144,7 +144,8 @@ async def _request(
     operator = catalog.detect(number)
     product, amount = _product_and_amount(catalog, operator, product_code, amount_minor)
     now = clock()
-    async with core.transaction() as session:
+    # In the retailer's queue, then within the hop's deadline (core/context.py, Core.money).
+    async with core.money(payer=party_id) as session:
         # The party's row lock makes its guards and reservation one step: two concurrent top-ups
         # of one retailer cannot both pass the daily limit.
         party = await _locked_party(session, party_id)

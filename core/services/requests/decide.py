@@ -68,7 +68,7 @@ async def approve(
     if request.state != RequestState.PENDING:
         return Decision(request=request, decided_now=False)
     try:
-        async with core.transaction() as session:
+        async with core.money(payer=seller_id) as session:
             decided = await _decide(session, request_id, RequestState.APPROVED)
             if decided is None:  # decided by a concurrent turn while we waited for its row
                 raise _Lost

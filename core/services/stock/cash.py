@@ -37,7 +37,7 @@ async def deposit(
     positive(amount_minor)
     reference = checked_reference(reference)
     cash = cash_asset(currency)
-    async with core.transaction() as session:
+    async with core.money() as session:
         receiver, payer = await seller_and_buyer(core, session, receiver_ref, payer_ref, actor)
         await known_currency(session, currency)
         repay = await _credit_to_repay(session, payer, cash, amount_minor)
@@ -112,7 +112,7 @@ async def set_credit_limit(
         raise InvalidAmount(reason="a credit limit cannot be negative")
     cash = cash_asset(currency)
     key = uuid.uuid4().hex
-    async with core.transaction() as session:
+    async with core.money() as session:
         seller, buyer = await seller_and_buyer(core, session, seller_ref, buyer_ref, actor)
         await known_currency(session, currency)
         change = limit_minor - buyer.credit_limit_minor

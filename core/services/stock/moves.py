@@ -48,7 +48,7 @@ async def intake(
     """Airtime bought from the operator enters the platform's stock."""
     positive(amount_minor)
     reference = checked_reference(reference)
-    async with core.transaction() as session:
+    async with core.money() as session:
         await get_operator(session, operator_code)
         owner = await platform(session)
         asset = airtime_asset(operator_code)
@@ -272,7 +272,7 @@ async def clawback(
     if not reason:
         raise InvalidAmount(reason="a clawback needs a reason")
     key = checked_reference(key, what="a key") if key is not None else uuid.uuid4().hex
-    async with core.transaction() as session:
+    async with core.money() as session:
         seller, buyer = await seller_and_buyer(core, session, seller_ref, buyer_ref, actor)
         operator = await get_operator(session, operator_code)
         posting = await _post_clawback(

@@ -69,11 +69,12 @@ async def seller_and_buyer(
 
 @asynccontextmanager
 async def unit(core: Core, within: AsyncSession | None) -> AsyncIterator[AsyncSession]:
-    """The caller's transaction when it passes one (it commits), else a new one."""
+    """The caller's transaction when it passes one (it commits), else a new one that moves money
+    (within the work's deadline: core/context.py, Core.money)."""
     if within is not None:
         yield within
         return
-    async with core.transaction() as session:
+    async with core.money() as session:
         yield session
 
 

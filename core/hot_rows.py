@@ -1,0 +1,84 @@
+"""Money steps of one payer queue here, in the process, not on the payer's row in the database.
+
+Every money step of a payer locks that payer's rows (its party row, its balance), so two of them
+run one after the other whatever we do. Left to the database, a burst of 200 top-ups of one
+retailer is 200 pooled connections each holding a backend that waits on one row lock, the pool
+empty for everyone else. Queued here instead, each process has at most one transaction per payer
+in the database at a time (so across N processes at most N backends wait on a payer's row), and
+the rest wait as asyncio waiters: no connection, no backend.
+
+Invariants: a payer's gate is first come, first served (asyncio.Lock wakes its waiters in order
+and a newcomer never overtakes one); at most ``max_waiting`` wait behind the one inside, the next
+is refused at once with :class:`Busy`; a wait ends by the work's deadline (core/deadline.py) with
+:class:`DeadlineExceeded`, and nothing was done either way. A payer with no one inside and no one
+waiting has no gate (the map holds only payers in use). The uncontended path takes a free lock:
+no task switch, no wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from core import deadline
+from core.errors import Busy, DeadlineExceeded
+
+
+class _Gate:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0  # inside or waiting
+
+
+class PayerGates:
+    """One FIFO gate per payer in use, each with at most ``max_waiting`` waiters."""
+
+    def __init__(self, *, max_waiting: int) -> None:
+        self.max_waiting = max_waiting
+        self._gates: dict[int, _Gate] = {}
+
+    def waiting(self, payer: int) -> int:
+        """How many wait behind the one inside (0 when the gate is free or absent)."""
+        gate = self._gates.get(payer)
+        return 0 if gate is None else max(gate.users - 1, 0)
+
+    @asynccontextmanager
+    async def turn(self, payer: int) -> AsyncIterator[None]:
+        """The payer's turn: Busy when the queue is full, DeadlineExceeded when the work's
+        deadline would pass before money could start."""
+        gate = self._gates.get(payer)
+        if gate is None:
+            gate = self._gates[payer] = _Gate()
+        if gate.users > self.max_waiting:  # one inside and max_waiting behind it
+            raise Busy(waiting=gate.users - 1)
+        gate.users += 1
+        try:
+            await self._acquire(gate.lock)
+            try:
+                yield
+            finally:
+                gate.lock.release()
+        finally:
+            gate.users -= 1
+            if gate.users == 0:
+                del self._gates[payer]
+
+    @staticmethod
+    async def _acquire(lock: asyncio.Lock) -> None:
+        if not lock.locked():
+            await lock.acquire()  # free: taken without a task switch
+            return
+        budget = deadline.current()
+        if budget is None:
+            await lock.acquire()
+            return
+        # Money must still be able to start after the wait (Deadline.start_money's minimum).
+        wait_s = budget.left_s() - deadline.MONEY_MIN_S
+        try:
+            async with asyncio.timeout(max(wait_s, 0)):
+                await lock.acquire()
+        except TimeoutError:
+            raise DeadlineExceeded(budget_s=budget.budget_s) from None
