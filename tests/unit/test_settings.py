@@ -109,6 +109,10 @@ BAD_VALUES: dict[str, tuple[str, str]] = {
     "route_open_s": ("0", "greater than 0"),
     "route_slow_ms": ("0", "greater than or equal to 1"),
     "float_poll_interval_s": ("0", "greater than or equal to 1"),
+    "hop_deadline_s": ("0", "greater than 0"),
+    "telegram_deadline_s": ("61", "less than or equal to 60"),
+    "api_deadline_s": ("soon", "valid number"),
+    "hot_row_queue": ("-1", "greater than or equal to 0"),
 }
 
 
@@ -220,6 +224,7 @@ def test_the_log_level_is_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
         ('{"hubtel": {"enabld": false}}', "hubtel: unknown key 'enabld' (did you mean 'enabled'?)"),
         ('{"hubtel": {"gsm7_limit": 500}}', "hubtel.gsm7_limit: Input should be less than"),
         ('{"arkesel": {"allow_ips": ["10.0.0.300"]}}', "arkesel.allow_ips"),
+        ('{"hubtel": {"deadline_s": 0}}', "hubtel.deadline_s: Input should be greater than 0"),
         ('["hubtel"]', "a JSON object"),
     ],
 )
@@ -232,6 +237,13 @@ def test_gateways_name_the_wrong_part(
 def test_gateways_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRGATE_USSD_GATEWAYS", '{"hubtel": {"secret_in": "header"}}')
     assert load_settings().ussd_gateways == {"hubtel": UssdGateway(secret_in="header")}
+
+
+def test_a_gateway_may_have_its_own_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRGATE_USSD_GATEWAYS", '{"hubtel": {"deadline_s": 2.5}}')
+    settings = load_settings()
+    assert settings.ussd_gateways["hubtel"].deadline_s == 2.5
+    assert settings.hop_deadline_s == 4.0  # the other gateways'
 
 
 def test_the_gateway_names_are_the_dialects() -> None:
