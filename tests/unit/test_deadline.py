@@ -96,9 +96,8 @@ async def test_a_wait_in_the_queue_ends_in_time_for_money_to_start() -> None:
     await asyncio.sleep(0.01)
     started = time.monotonic()
     with pytest.raises(DeadlineExceeded):
-        async with deadline.bounded(deadline.MONEY_MIN_S + 0.3):
-            async with gates.turn(7):
-                pass
+        async with deadline.bounded(deadline.MONEY_MIN_S + 0.3), gates.turn(7):
+            pass
     assert time.monotonic() - started < 0.6  # gave up with MONEY_MIN_S still left
     release.set()
     await holder
