@@ -33,7 +33,7 @@ from core.conversation.flows import FLOWS, LINK_FLOW
 from core.conversation.sessions import REF_KEY_PURPOSE, SessionStore
 from core.jobs.queue import JobQueue, queue_client
 from core.logging import get_logger
-from core.redis import redis_for
+from core.redis import connected as redis_connected
 from core.settings import Settings
 from ussd import app as ussd
 from ussd import channel as ussd_channel
@@ -57,12 +57,9 @@ def build_app(settings: Settings) -> web.Application:
     )
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        async with (
-            redis_for(configured=settings.redis_url, var_dir=settings.var_dir) as url,
-            open_core(settings) as core,
-        ):
+        async with redis_connected(settings) as redis, open_core(settings) as core:
             app[CORE] = core
-            app[REDIS] = redis = aioredis.Redis.from_url(url)
+            app[REDIS] = redis
             app[QUEUE] = queue = job_queue(settings, redis)
             app[ENGINE] = engine = conversation_engine(core, redis, queue=queue)
             try:
@@ -72,7 +69,6 @@ def build_app(settings: Settings) -> web.Application:
                     yield
             finally:
                 await queue.close()
-                await redis.aclose()
 
     app.cleanup_ctx.append(resources)
     if settings.ops_port is None:

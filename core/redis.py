@@ -11,8 +11,15 @@ shared lock) shuts it down. A server left by a killed process is adopted by the 
 stopped when that one leaves. ``start.lock``, held exclusively, makes starting and stopping one
 step at a time across processes.
 
+Every client of AirGate is made by :func:`client` (or :func:`connected`): each command's reply
+is awaited at most AIRGATE_REDIS_TIMEOUT_S, a connection's opening AIRGATE_REDIS_CONNECT_TIMEOUT_S,
+an idle pooled connection is PINGed before use after AIRGATE_REDIS_HEALTH_CHECK_S, and a command
+that met a broken connection is retried once on a new one, never one that timed out (it may have
+run). So a stopped or paused Redis is a :class:`redis.exceptions.TimeoutError` (StoreUnavailable
+to the channels, core/stores.py) within a second, not a hop hung for the kernel's TCP timeout.
+
 The hot commands (a conversation's session reads and writes) and every Lua script run through
-core/redis_pipeline.py.
+core/redis_pipeline.py, on connections of the same pool, so with the same timeouts.
 """
 
 from __future__ import annotations
@@ -23,14 +30,69 @@ import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0  # the append-only file is fsynced every second: a stop takes far less
 SOCKET_NAME = "redis.sock"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long a Redis client waits (core/settings.py has the settings and their defaults)."""
+
+    read_s: float = 1.0  # for each reply
+    connect_s: float = 1.0  # for a new connection (TCP, then its HELLO or first command)
+    health_check_s: float = 15.0  # an idle pooled connection is PINGed before use after this
+
+    @classmethod
+    def of(cls, settings: Settings) -> Timeouts:
+        return cls(
+            read_s=settings.redis_timeout_s,
+            connect_s=settings.redis_connect_timeout_s,
+            health_check_s=settings.redis_health_check_s,
+        )
+
+
+def client(url: str, timeouts: Timeouts | None = None) -> aioredis.Redis:
+    """A client of the Redis at ``url`` with AirGate's timeouts and retry policy (see above).
+
+    Retried once, after 10 to 100 ms, only on a connection error: a stale pooled connection (the
+    server restarted, a proxy dropped it) costs nothing, and a command that timed out is not sent
+    twice (it may have run) nor waited for twice."""
+    t = timeouts or Timeouts()
+    made: aioredis.Redis = aioredis.Redis.from_url(
+        url,
+        socket_timeout=t.read_s,
+        socket_connect_timeout=t.connect_s,
+        health_check_interval=t.health_check_s,
+        retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 1, (RedisConnectionError,)),
+        retry_on_error=[RedisConnectionError],
+    )
+    return made
+
+
+@asynccontextmanager
+async def connected(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    """A client of the configured Redis (or the embedded one, :func:`redis_for`) for the block,
+    closed on the way out."""
+    async with redis_for(configured=settings.redis_url, var_dir=settings.var_dir) as url:
+        redis = client(url, Timeouts.of(settings))
+        try:
+            yield redis
+        finally:
+            await redis.aclose()
 
 
 def embedded_dir(var_dir: Path) -> Path:
@@ -42,13 +104,13 @@ def embedded_url(var_dir: Path) -> str:
 
 
 async def _answers(url: str) -> bool:
-    client = aioredis.Redis.from_url(url)
+    probe = client(url)
     try:
-        return bool(await client.ping())
-    except (RedisConnectionError, OSError):
+        return bool(await probe.ping())
+    except (RedisConnectionError, RedisTimeoutError, OSError):
         return False
     finally:
-        await client.aclose()
+        await probe.aclose()
 
 
 async def ensure_embedded(var_dir: Path) -> tuple[str, bool]:
@@ -92,13 +154,13 @@ async def ensure_embedded(var_dir: Path) -> tuple[str, bool]:
 async def stop_embedded(var_dir: Path) -> None:
     """Shut the embedded server down and wait until its process is gone."""
     pid = _server_pid(var_dir)
-    client = aioredis.Redis.from_url(embedded_url(var_dir))
+    server = client(embedded_url(var_dir))
     try:
-        await client.shutdown(save=False)  # the append-only file is already on disk
-    except (RedisConnectionError, OSError):
+        await server.shutdown(save=False)  # the append-only file is already on disk
+    except (RedisConnectionError, RedisTimeoutError, OSError):
         pass
     finally:
-        await client.aclose()
+        await server.aclose()
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while pid is not None and _alive(pid):
         if time.monotonic() > deadline:

@@ -119,6 +119,12 @@ class Settings(RoutingSettings):
     # redis+sentinel:// queue, else 0 (docs/DECISIONS.md, "The job queue on Redis Sentinel").
     queue_redis_wait_replicas: int | None = Field(default=None, ge=0, le=10)
     queue_redis_wait_ms: int = Field(default=200, ge=1, le=10_000)
+    # Every Redis call is bounded (core/redis.py, client): a reply, a new connection; an idle
+    # pooled connection is PINGed before use after redis_health_check_s. Past a timeout the caller
+    # gets StoreUnavailable ("try again"), never a hop hung on a stopped Redis.
+    redis_timeout_s: float = Field(default=1.0, gt=0, le=60)
+    redis_connect_timeout_s: float = Field(default=1.0, gt=0, le=60)
+    redis_health_check_s: float = Field(default=15.0, ge=0, le=3600)
     # PostgreSQL connections per process: SQLAlchemy's pool (steady, then burst) and the few of
     # core.db.Lookups for the first hop. processes × (pool + overflow + lookups) must stay under
     # the server's max_connections (100 by default, shared with everything else on it).

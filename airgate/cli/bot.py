@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-import redis.asyncio as aioredis
 import typer
 
 from airgate.cli._run import JsonOpt, emit, exit_code, fail, out, settings
@@ -15,7 +14,7 @@ from airgate.server import conversation_engine, job_queue
 from core.context import open_core
 from core.errors import AirGateError
 from core.logging import configure, secrets_of
-from core.redis import redis_for
+from core.redis import connected as redis_connected
 from core.services import links
 from core.services.audit import Actor
 
@@ -36,29 +35,26 @@ def bot(
     async def main() -> None:
         from bot.channel import ALLOWED_UPDATES, TelegramChannel
 
-        async with redis_for(configured=s.redis_url, var_dir=s.var_dir) as url:
-            redis = aioredis.Redis.from_url(url)
+        async with redis_connected(s) as redis, open_core(s) as core:
             queue = job_queue(s, redis)
             try:
-                async with open_core(s) as core:
-                    engine = conversation_engine(core, redis, queue=queue)
-                    application = TelegramChannel(engine=engine, redis=redis, settings=s).build(
-                        polling=True
-                    )
-                    async with application:
-                        await application.bot.delete_webhook()  # polling and a webhook exclude
-                        await application.start()
-                        assert application.updater is not None
-                        await application.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
-                        out.print(f"bot @{application.bot.username} polling; Ctrl-C stops it")
-                        try:
-                            await asyncio.Event().wait()
-                        finally:
-                            await application.updater.stop()
-                            await application.stop()
+                engine = conversation_engine(core, redis, queue=queue)
+                application = TelegramChannel(engine=engine, redis=redis, settings=s).build(
+                    polling=True
+                )
+                async with application:
+                    await application.bot.delete_webhook()  # polling and a webhook exclude
+                    await application.start()
+                    assert application.updater is not None
+                    await application.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+                    out.print(f"bot @{application.bot.username} polling; Ctrl-C stops it")
+                    try:
+                        await asyncio.Event().wait()
+                    finally:
+                        await application.updater.stop()
+                        await application.stop()
             finally:
                 await queue.close()
-                await redis.aclose()
 
     try:
         asyncio.run(main())
@@ -80,15 +76,8 @@ def invite(
     ttl_s = hours * 3600 if hours else s.telegram_invite_ttl_s
 
     async def main() -> tuple[links.Invite, str]:
-        async with redis_for(configured=s.redis_url, var_dir=s.var_dir) as url:
-            redis = aioredis.Redis.from_url(url)
-            try:
-                async with open_core(s) as core:
-                    made = await links.invite(
-                        core, redis, actor=Actor.cli(), party_ref=party, ttl_s=ttl_s
-                    )
-            finally:
-                await redis.aclose()
+        async with redis_connected(s) as redis, open_core(s) as core:
+            made = await links.invite(core, redis, actor=Actor.cli(), party_ref=party, ttl_s=ttl_s)
         return made, await _bot_username(s.telegram_token.get_secret_value(), s.telegram_api_url)
 
     try:

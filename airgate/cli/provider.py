@@ -15,7 +15,7 @@ from airgate.cli._run import JsonOpt, emit, fail, out, settings
 from airgate.cli.topup import local, zone_name
 from core.errors import AirGateError
 from core.money import format_minor
-from core.redis import redis_for
+from core.redis import connected as redis_connected
 from core.routing import status as routing_status
 
 app = typer.Typer(no_args_is_help=True, help="Aggregator accounts: routing health and float.")
@@ -28,12 +28,8 @@ def status(as_json: JsonOpt = False) -> None:
     zone = s.timezone
 
     async def work() -> list[routing_status.AccountStatus]:
-        async with redis_for(configured=s.redis_url, var_dir=s.var_dir) as url:
-            redis = aioredis.Redis.from_url(url)
-            try:
-                return await routing_status.read(s, redis)
-            finally:
-                await redis.aclose()
+        async with redis_connected(s) as redis:
+            return await routing_status.read(s, redis)
 
     try:
         accounts = asyncio.run(work())
