@@ -11,7 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core import deadline
 from core.catalog_snapshot import CatalogCache
-from core.db import Lookups, make_engine, make_sessionmaker, transaction
+from core.db import (
+    Lookups,
+    connect_args,
+    make_engine,
+    make_sessionmaker,
+    postgres_options,
+    transaction,
+)
 from core.errors import NotFound
 from core.hot_rows import PayerGates
 from core.ledger import Ledger
@@ -94,9 +101,10 @@ async def _money(core: Core, payer: int | None) -> AsyncIterator[AsyncSession]:
 @asynccontextmanager
 async def open_core(settings: Settings) -> AsyncIterator[Core]:
     url = settings.effective_database_url
-    pool = {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
-    engine = make_engine(url, **({} if url.startswith("sqlite") else pool))
-    lookups = Lookups(engine, size=settings.db_lookup_connections)
+    engine = make_engine(url, **({} if url.startswith("sqlite") else postgres_options(settings)))
+    lookups = Lookups(
+        engine, size=settings.db_lookup_connections, connect_args=connect_args(settings)
+    )
     adapters = {a.name: providers.build(settings, account=a) for a in settings.accounts()}
     try:
         pepper = load_pepper(

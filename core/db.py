@@ -7,12 +7,14 @@ writers queue instead of failing with "database is locked" halfway through.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Select, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -21,16 +23,20 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from core import deadline
-from core.errors import SettingsError
+from core.errors import SettingsError, StoreUnavailable
 from core.stores import database_errors
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
+    from core.settings import Settings
+
 SQLITE_BUSY_TIMEOUT_S = 60  # long enough for a queue of 200 concurrent writers
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """An engine for ``url``; on PostgreSQL with what :func:`postgres_options` gives, or what
+    ``kwargs`` says instead (a migration's or a test's one-off engine)."""
     # A database error's message would otherwise carry the statement's parameters (a customer's
     # number, a party's) into every log line and traceback that shows it.
     kwargs.setdefault("hide_parameters", True)
@@ -41,11 +47,102 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, **kwargs)
         _sqlite_pragmas(engine)
         return engine
-    # pool_size (AIRGATE_DB_POOL_SIZE) should cover the steady concurrency and the overflow is only
-    # a margin for bursts: an overflow connection is closed when it is returned while pool_size
-    # connections are idle, so a steady load above pool_size reconnects all the time (with 20 + 20:
-    # 160-210 connects per 10 s at 32 clients and 13 % fewer reservations/s, docs/BENCHMARKS.md).
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    _replace_dropped(engine)
+    return engine
+
+
+# A pooled connection unused this long is pinged before it is handed out (see _replace_dropped).
+PING_IDLE_S = 5.0
+
+
+def _replace_dropped(engine: AsyncEngine) -> None:
+    """A connection the server dropped is replaced at checkout, not used to fail a unit of work.
+
+    Dropped with a goodbye (a restart, pg_terminate_backend, a failover, PostgreSQL's or
+    PgBouncer's idle timeouts): the socket is closed, which asyncpg has seen by the time the
+    connection is handed out, for free. Dropped silently (a NAT or firewall forgetting the
+    connection, a host gone): only a round trip tells, so a connection idle PING_IDLE_S or more
+    is pinged first. SQLAlchemy's pool_pre_ping pings every checkout (BEGIN, ``;``, ROLLBACK:
+    three round trips): +0.2-0.3 ms CPU, 35-50 % more per reservation (docs/BENCHMARKS.md, "Dead
+    connections"); a busy connection is in use far more often than every 5 s. Raising
+    DisconnectionError makes the pool discard the connection and hand out another (up to three
+    tries, then a new one).
+    """
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if dbapi_connection.driver_connection.is_closed():
+            raise DisconnectionError("the server closed the connection")
+        if time.monotonic() - record.info.get(_USED_AT, 0.0) >= PING_IDLE_S:
+            try:
+                dbapi_connection.ping()  # in the pool's greenlet: awaits asyncpg underneath
+            except Exception as exc:
+                raise DisconnectionError("the connection did not answer a ping") from exc
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_USED_AT] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connect(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_USED_AT] = time.monotonic()
+
+
+_USED_AT = "airgate_used_at"
+
+
+def postgres_options(settings: Settings) -> dict[str, Any]:
+    """The engine's pool and its connections' limits, from the ``AIRGATE_DB_*`` settings.
+
+    * pool_size should cover the steady concurrency and the overflow is only a margin for bursts:
+      an overflow connection is closed when it is returned while pool_size connections are idle,
+      so a steady load above pool_size reconnects all the time (with 20 + 20: 160-210 connects per
+      10 s at 32 clients and 13 % fewer reservations/s, docs/BENCHMARKS.md).
+    * A connection the server dropped is replaced at checkout (:func:`_replace_dropped`). LIFO:
+      the few connections a quiet process uses stay warm, the others idle (and may be closed by
+      the server's ``idle_session_timeout`` or PgBouncer's: the checkout notices).
+    * Every limit is client-side (asyncpg's connect and command timeouts), so nothing is sent in
+      the startup packet or per transaction: it works through PgBouncer as directly. A statement
+      waiting on a row lock is cancelled by the same timeout. A timeout raises TimeoutError, which
+      core/stores.py makes StoreUnavailable, like a pool that has no connection to give.
+    """
+    return {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout_s,
+        "pool_use_lifo": True,
+        "connect_args": connect_args(settings),
+    }
+
+
+def connect_args(settings: Settings) -> dict[str, Any]:
+    """asyncpg's ``connect`` arguments (SQLAlchemy's adapter takes the two prepared-statement ones
+    for itself): timeouts, and behind PgBouncer no prepared statement that outlives its
+    transaction (:func:`pgbouncer_args`)."""
+    args: dict[str, Any] = {
+        "timeout": settings.db_connect_timeout_s,
+        "command_timeout": settings.db_timeout_s or None,
+    }
+    return args | (pgbouncer_args() if settings.db_pgbouncer else {})
+
+
+def pgbouncer_args() -> dict[str, Any]:
+    """PgBouncer in transaction pooling mode (1.18: no prepared statements of its own) gives each
+    transaction whichever server connection is free, so a statement prepared by name on one is
+    unknown on the next, and two clients' ``__asyncpg_stmt_1__`` collide. So no named statement
+    at all: asyncpg's cache off, SQLAlchemy's off, and the name SQLAlchemy's asyncpg dialect lets
+    us choose for the statements it prepares is the empty one. Its docs suggest unique names; but
+    a uniquely named statement stays on the server connection it was parsed on until that closes
+    (asyncpg's Close for it goes wherever the next transaction runs), one per statement run.
+    An unnamed statement is replaced by the next; asyncpg parses it again in the same message as
+    its Bind and Execute when its cache is off, so each statement runs before one Sync, on one
+    server connection (docs/DECISIONS.md, "PgBouncer: unnamed statements")."""
+    return {
+        "statement_cache_size": 0,
+        "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": str,  # str() == "": asyncpg's unnamed statement
+    }
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:
@@ -182,11 +279,19 @@ class Lookups:
     between uses, and asking again is safe.
     """
 
-    def __init__(self, engine: AsyncEngine, *, size: int) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, size: int, connect_args: dict[str, Any] | None = None
+    ) -> None:
         self._engine = engine
         postgresql = engine.dialect.name == "postgresql"
         self._size = size if postgresql else 0
         self._dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        # The engine's timeouts and PgBouncer's needs, less what only SQLAlchemy's adapter reads.
+        self._connect_args = {
+            name: value
+            for name, value in (connect_args or {}).items()
+            if not name.startswith("prepared_statement_")
+        }
         self._idle: list[Any] = []
         self._count = 0  # open or opening
         self._closed = False
@@ -199,6 +304,9 @@ class Lookups:
             sql, names = self._sql(query)
             try:
                 row = await conn.fetchrow(sql, *(params[name] for name in names))
+            except TimeoutError as exc:  # the server is slow: asking again would wait as long
+                self._drop(conn)
+                raise StoreUnavailable(store="database", detail="TimeoutError") from exc
             except Exception:  # SQLAlchemy's path below says what is wrong, if anything
                 self._drop(conn)
             except BaseException:  # cancelled halfway: the connection's state is unknown
@@ -213,15 +321,21 @@ class Lookups:
             return found
 
     async def _take(self) -> Any | None:
-        if self._idle:
-            return self._idle.pop()
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.is_closed():  # the server did not drop it meanwhile (no I/O to know)
+                return conn
+            self._count -= 1
         if self._closed or self._count >= self._size:
             return None
         import asyncpg  # type: ignore[import-untyped]
 
         self._count += 1
         try:
-            return await asyncpg.connect(self._dsn)
+            return await asyncpg.connect(self._dsn, **self._connect_args)
+        except TimeoutError as exc:  # SQLAlchemy's path would wait as long again
+            self._count -= 1
+            raise StoreUnavailable(store="database", detail="TimeoutError") from exc
         except Exception:  # SQLAlchemy's path says what is wrong
             self._count -= 1
             return None

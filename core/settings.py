@@ -131,6 +131,15 @@ class Settings(RoutingSettings):
     db_pool_size: int = Field(default=10, ge=1, le=500)
     db_max_overflow: int = Field(default=5, ge=0, le=500)
     db_lookup_connections: int = Field(default=4, ge=0, le=100)
+    # Every PostgreSQL call is bounded (core/db.py, postgres_options): a statement (also one
+    # waiting on a row lock; 0: no limit, e.g. one long report), a new connection's login, and
+    # the wait for a pooled connection. Past either, the caller gets StoreUnavailable: "try again".
+    db_timeout_s: float = Field(default=30.0, ge=0, le=86_400)
+    db_connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    db_pool_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    # AIRGATE_DATABASE_URL is a PgBouncer in transaction pooling mode: no prepared statement
+    # outlives its transaction (core/db.py, pgbouncer_args; docs/OPERATIONS.md).
+    db_pgbouncer: bool = False
     country: str = "KE"
     # Where "today" starts for daily limits and reports.
     timezone: str = "Africa/Nairobi"

@@ -15,6 +15,7 @@ from typing import TypeVar
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from core import deadline
 from core.errors import DeadlineExceeded, StoreUnavailable
@@ -22,13 +23,32 @@ from core.errors import DeadlineExceeded, StoreUnavailable
 T = TypeVar("T")
 
 
+# SQLSTATEs of a server that is there but takes no more work now: too many connections (53300),
+# starting up or shutting down (57P03), our backend terminated by an operator (57P01).
+_BUSY_SQLSTATES = frozenset({"53300", "57P03", "57P01"})
+
+
 def database_down(exc: BaseException) -> StoreUnavailable | None:
-    """``exc`` as StoreUnavailable if it says the database cannot be reached, else None."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return StoreUnavailable(store="database", detail=type(exc.orig).__name__)
-    if isinstance(exc, OSError):  # refused, reset, timed out: before SQLAlchemy wraps anything
+    """``exc`` as StoreUnavailable if it says the database cannot be reached or take the work
+    now (nor within the timeouts of core/db.py), else None."""
+    if isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or getattr(exc.orig, "sqlstate", None) in _BUSY_SQLSTATES
+    ):
+        return StoreUnavailable(store="database", detail=_driver_error_name(exc))
+    if isinstance(exc, PoolTimeout):  # every pooled connection stayed busy for pool_timeout
+        return StoreUnavailable(store="database", detail="pool timeout")
+    # Refused, reset, timed out (TimeoutError is an OSError: asyncpg's connect and command
+    # timeouts), before SQLAlchemy wraps anything.
+    if isinstance(exc, OSError):
+        return StoreUnavailable(store="database", detail=type(exc).__name__)
+    if getattr(exc, "sqlstate", None) in _BUSY_SQLSTATES:  # asyncpg's own, at connect
         return StoreUnavailable(store="database", detail=type(exc).__name__)
     return None
+
+
+def _driver_error_name(exc: DBAPIError) -> str:
+    """The driver's name for the error (asyncpg's TooManyConnectionsError), not the DB-API's."""
+    return type(getattr(exc, "driver_exception", None) or exc.orig).__name__
 
 
 def lock_wait_ran_out(exc: BaseException) -> bool:
