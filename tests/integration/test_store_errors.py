@@ -3,6 +3,8 @@ StoreUnavailable (core/stores.py), never as a driver's exception; other database
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 import redis.asyncio as aioredis
@@ -38,6 +40,13 @@ async def terminate(core: Core, pid: int) -> None:
     admin = await asyncpg.connect(url)
     try:
         assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        for _ in range(200):  # it only signals: the backend closes its socket as it exits
+            if not await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid
+            ):
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the terminated backend did not exit within 2 s")
     finally:
         await admin.close()
 
