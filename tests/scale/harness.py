@@ -51,6 +51,10 @@ SERVES = ("serve-1", "serve-2")
 WORKERS = ("worker-1", "worker-2")
 START_TIMEOUT_S = 120  # five Python processes starting at once on a busy two-core machine
 SERVED_BY = "X-Served-By"
+RESUME_OFFER = "Continue where you left off"  # core/locales/en.toml, start.resume
+START_OVER = "2"  # the offer's "Start over" (core/conversation/engine.py)
+# "Not now, nothing was done" (core/locales/en.toml: error.deadline_exceeded, error.busy).
+TRY_AGAIN = ("That took too long and nothing was done", "Too many requests are waiting")
 
 # What every process gets besides the database, Redis and the sandbox's address: a small pool each
 # (four processes and the test's own core stay far under PostgreSQL's 100 connections).
@@ -364,6 +368,87 @@ async def hop(
         screen = await response.text()
         served_by = response.headers.get(SERVED_BY, base_url)
     return Hop(response.status, screen, served_by, seconds=time.monotonic() - started)
+
+
+@dataclass
+class Walk:
+    """A session walked by :func:`walk`: every hop sent (retries and restarts too), the path of
+    its last session (the next hop's ``path`` is it plus one input), that session's id, and how
+    many times a hop had to be tried again."""
+
+    session_id: str
+    hops: list[Hop] = field(default_factory=list)
+    path: list[str] = field(default_factory=list)
+    retries: int = 0
+
+
+def try_again(screen: str) -> bool:
+    """The screen refuses for now with nothing done (out of time, or the payer's queue full)."""
+    return any(text in screen for text in TRY_AGAIN)
+
+
+async def walk(
+    http: aiohttp.ClientSession,
+    url_for: Callable[[int], str],
+    *,
+    session_id: str,
+    phone: str,
+    inputs: Sequence[str],
+    retries: int = 5,
+) -> Walk:
+    """A session from its dial through ``inputs``, its ``k``-th hop sent to ``url_for(k)``, as a
+    user would go: stops at an END or a status other than 200; a step refused "try again" is
+    answered again (at most ``retries`` times in all), and a session ended "try again" is dialled
+    again as a new session (``<session_id>-<n>``).
+
+    Another session of the same phone may be mid-journey: a dial is then offered to continue it,
+    and this one starts over instead (as a user who dialled for a new top-up would)."""
+    walked = Walk(session_id)
+    while await _walk_once(http, url_for, walked, phone=phone, inputs=inputs, retries=retries):
+        walked.retries += 1  # ended "try again": dial again, a new session
+        walked.session_id, walked.path = f"{session_id}-{walked.retries}", []
+    return walked
+
+
+async def _walk_once(
+    http: aiohttp.ClientSession,
+    url_for: Callable[[int], str],
+    walked: Walk,
+    *,
+    phone: str,
+    inputs: Sequence[str],
+    retries: int,
+) -> bool:
+    """One session of :func:`walk`; whether it ended "try again" with retries left (so it is to
+    be dialled again)."""
+    path = walked.path
+
+    async def send() -> Hop:
+        answered = await hop(
+            http, url_for(len(walked.hops)), session_id=walked.session_id, phone=phone, path=path
+        )
+        walked.hops.append(answered)
+        return answered
+
+    for k, typed in enumerate((None, *inputs)):
+        if typed is not None:
+            path.append(typed)
+        answered = await send()
+        while (
+            typed is not None and answered.screen.startswith("CON") and try_again(answered.screen)
+        ):
+            if walked.retries >= retries:
+                return False
+            walked.retries += 1
+            path.append(typed)  # the same step shown again: the same answer once more
+            answered = await send()
+        if answered.status != 200 or answered.screen.startswith("END"):
+            again = answered.status == 200 and try_again(answered.screen)
+            return again and walked.retries < retries
+        if k == 0 and answered.screen.startswith(f"CON {RESUME_OFFER}"):
+            path.append(START_OVER)
+            await send()
+    return False
 
 
 async def topup_rows(core: Core) -> list[Topup]:
