@@ -79,7 +79,9 @@ async def unlock(core: Core, *, actor: Actor, ref: str | int) -> Party:
 async def check_pin(core: Core, *, party_id: int, pin: Pin, channel: str) -> Party:
     """Return the party if ``pin`` is right; else count the try and raise WrongPin or PinLocked."""
     max_attempts = core.settings.pin_max_attempts
-    async with core.transaction() as session:
+    # The party's queue first (core/hot_rows.py): a burst of one retailer's confirmations waits
+    # here, not as connections on its row, which its top-ups lock next.
+    async with core.gates.turn(party_id), core.transaction() as session:
         # Row lock: concurrent guesses are judged one after another, so none is evaluated after
         # the lock has landed (SQLite's BEGIN IMMEDIATE serialises them the same way).
         party = await session.get(Party, party_id, with_for_update={"key_share": True})
