@@ -17,6 +17,7 @@ from contextlib import AsyncExitStack
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from telegram.error import TelegramError
 from telegram.ext import Application
 
 from airgate import ops
@@ -171,7 +172,12 @@ async def _start_bot(
     """The bot's application, initialised (getMe), and registered as the webhook when a public
     URL is configured."""
     application = TelegramChannel(engine=engine, redis=redis, settings=settings).build()
-    await application.initialize()
+    try:
+        await application.initialize()
+    except TelegramError:
+        # PTB leaves its requests' sessions open when getMe fails: closed now, not at exit.
+        await asyncio.gather(*(r.shutdown() for r in application.bot._request))  # noqa: SLF001
+        raise
     stack.push_async_callback(application.shutdown)
     if settings.telegram_webhook_url:
         await application.bot.set_webhook(

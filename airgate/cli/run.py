@@ -6,9 +6,11 @@ import asyncio
 import fcntl
 import os
 import signal
+import socket
 import sys
 from collections.abc import Coroutine
 from contextlib import AsyncExitStack, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -76,14 +78,19 @@ async def _listen(
     what: str,
     setting: str,
     shutdown_timeout_s: float = 60.0,
+    fd: int | None = None,
 ) -> None:
     """Serve ``app`` on ``host:port`` until ``stack`` closes; a taken port is one line naming the
-    setting that moves it."""
+    setting that moves it. With ``fd``, on that listening socket instead, bound by the parent
+    (``serve --processes``, airgate/supervisor.py)."""
     from aiohttp import web  # imported here: only the serving commands pay for it
 
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout_s)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
+    if fd is not None:
+        await web.SockSite(runner, socket.socket(fileno=fd)).start()
+        return
     try:
         await web.TCPSite(runner, host, port).start()
     except OSError as exc:
@@ -98,18 +105,46 @@ def _say(label: str, text: str) -> None:
     out.print(f"{label:<9} {text}", soft_wrap=True)  # never wrapped: the commands are copied
 
 
-async def _listen_http(stack: AsyncExitStack, s: Settings) -> None:
+@dataclass(frozen=True)
+class Inherited:
+    """What a child of ``serve --processes`` gets from its parent: the listening sockets' fds and
+    the pipe it writes one byte to once it listens."""
+
+    http_fd: int
+    ops_fd: int | None
+    ready_fd: int
+
+    def ready(self) -> None:
+        os.write(self.ready_fd, b"1")
+        os.close(self.ready_fd)
+
+
+async def _listen_http(stack: AsyncExitStack, s: Settings, fds: Inherited | None = None) -> None:
     """The gateways' listener, and the operators' one when AIRGATE_OPS_PORT gives it its own."""
     from airgate.server import build_app, build_ops_app
 
     app = build_app(s)
     await _listen(
-        stack, app, host=s.http_host, port=s.http_port, what="HTTP", setting="AIRGATE_HTTP_PORT"
+        stack,
+        app,
+        host=s.http_host,
+        port=s.http_port,
+        what="HTTP",
+        setting="AIRGATE_HTTP_PORT",
+        shutdown_timeout_s=SHUTDOWN_GRACE_S,
+        fd=None if fds is None else fds.http_fd,
     )
     if s.ops_port is not None:
         ops = build_ops_app(s, app)
         await _listen(
-            stack, ops, host=s.ops_host, port=s.ops_port, what="ops", setting="AIRGATE_OPS_PORT"
+            stack,
+            ops,
+            host=s.ops_host,
+            port=s.ops_port,
+            what="ops",
+            setting="AIRGATE_OPS_PORT",
+            shutdown_timeout_s=SHUTDOWN_GRACE_S,
+            fd=None if fds is None else fds.ops_fd,
         )
 
 
@@ -125,14 +160,23 @@ def _api_line(s: Settings) -> str:
     return f"{docs}  (REST API; keys: airgate apikey create)"
 
 
-async def _serve(s: Settings) -> None:
+async def _serve(s: Settings, fds: Inherited | None) -> None:
     _stop_on_signal()
     async with AsyncExitStack() as stack:
-        await _listen_http(stack, s)
-        _say("HTTP", _http_line(s))
-        _say("API", _api_line(s))
+        await _listen_http(stack, s, fds)
+        if fds is None:
+            _say_listening(s, processes=1)
+        else:
+            fds.ready()  # the parent has said where once for all its children
         _settle_garbage_collector()
         await asyncio.Event().wait()  # until a signal cancels this task
+
+
+def _say_listening(s: Settings, *, processes: int) -> None:
+    _say("HTTP", _http_line(s))
+    _say("API", _api_line(s))
+    if processes > 1:
+        _say("Processes", f"{processes}, each with its own connection pools (docs/OPERATIONS.md)")
 
 
 def _settle_garbage_collector() -> None:
@@ -147,10 +191,17 @@ def _settle_garbage_collector() -> None:
 
 def _until_stopped(main: Coroutine[Any, Any, None]) -> None:
     """Run ``main`` until a signal stops it; what could not start is one line, exit 1."""
+    from telegram.error import TelegramError  # the serving commands import it anyway
+
     try:
         asyncio.run(_cancelled_is_done(main))
     except (CannotRun, AirGateError, LineDown) as exc:
         fail(str(exc), code=exit_code(exc))
+    except TelegramError as exc:  # its text may hold the API URL, so only its kind
+        fail(
+            f"cannot start the Telegram bot: {type(exc).__name__} (check "
+            "AIRGATE_TELEGRAM_TOKEN and AIRGATE_TELEGRAM_API_URL)"
+        )
     except OSError as exc:
         fail(f"cannot start: {exc}")
 
@@ -161,11 +212,60 @@ async def _cancelled_is_done(main: Coroutine[Any, Any, None]) -> None:
         await main
 
 
-def serve() -> None:
-    """Serve HTTP: health and metrics now; USSD, Telegram webhook and the REST API as they land."""
+# How long a stopping `serve` lets requests in flight finish (a gateway has long given up by
+# then); its parent under --processes kills a child still running SUPERVISE_GRACE_S later.
+SHUTDOWN_GRACE_S = 30.0
+SUPERVISE_GRACE_S = SHUTDOWN_GRACE_S + 10.0
+
+
+def serve(
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Worker processes sharing the port (about one per core). Each has its own "
+            "database and Redis pools: the connection budget is multiplied by N "
+            "(docs/OPERATIONS.md, 'Connection budget').",
+        ),
+    ] = 1,
+    ready_fd: Annotated[int | None, typer.Option(hidden=True)] = None,
+    http_fd: Annotated[int | None, typer.Option(hidden=True)] = None,
+    ops_fd: Annotated[int | None, typer.Option(hidden=True)] = None,
+) -> None:
+    """Serve HTTP: the USSD gateways, the Telegram webhook, the REST API, health and metrics."""
     s = settings()
     configure(level=s.log_level, json=s.log_json, secrets=secrets_of(s))
-    _until_stopped(_serve(s))
+    if ready_fd is not None and http_fd is not None:  # a child of `serve --processes N`
+        _until_stopped(_serve(s, Inherited(http_fd=http_fd, ops_fd=ops_fd, ready_fd=ready_fd)))
+    elif processes == 1:
+        _until_stopped(_serve(s, None))
+    else:
+        _supervise(s, processes)
+
+
+def _supervise(s: Settings, processes: int) -> None:
+    """N children on sockets bound here, kept running until a signal (airgate/supervisor.py)."""
+    from airgate.supervisor import GaveUp, Listener, Supervisor
+
+    listeners = [Listener(s.http_host, s.http_port, "--http-fd", "HTTP", "AIRGATE_HTTP_PORT")]
+    if s.ops_port is not None:
+        listeners.append(Listener(s.ops_host, s.ops_port, "--ops-fd", "ops", "AIRGATE_OPS_PORT"))
+    supervisor = Supervisor(processes, listeners, stop_grace_s=SUPERVISE_GRACE_S)
+    try:
+        supervisor.bind()
+        _say_listening(s, processes=processes)
+        _settle_garbage_collector()  # and its exit is not seconds of collecting the imports
+        code = asyncio.run(supervisor.run())
+    except GaveUp as exc:
+        if str(exc):
+            fail(str(exc), code=exc.code)
+        raise typer.Exit(exc.code) from None
+    if code:
+        fail(
+            f"a serve process did not stop within {SUPERVISE_GRACE_S:.0f} s and was killed",
+            code=code,
+        )
 
 
 def local_sandbox(s: Settings) -> bool:

@@ -1,0 +1,5 @@
+"""``python -m airgate``: the ``airgate`` command, as ``serve --processes`` starts its children."""
+
+from airgate.cli import main
+
+main()
