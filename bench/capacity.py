@@ -53,6 +53,7 @@ import sys
 import tempfile
 import time
 from asyncio.subprocess import DEVNULL, Process
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict, dataclass, field
@@ -147,9 +148,15 @@ class WorkerRun:
     per_worker_per_s: float
     worker_cpu_ms_per_topup: float  # all workers' CPU ÷ top-ups (delivery, capture, 2 SMS)
     topups_per_s_per_core: float
+    # The rest of a delivery's cost: PostgreSQL's backends of the bench database, Redis, the
+    # sandbox (the aggregator and SMS gateway: not ours to pay), all cores busy.
+    other_cpu_ms_per_topup: dict[str, float]
     machine_busy_cores: float
     confirm: ConfirmRun
     footprints: list[Footprint]
+    redis_commands_per_topup: float  # INFO commandstats, all clients (the workers, mostly)
+    redis_commands_by_name: dict[str, float]  # the most called, per top-up
+    pg_transactions_per_topup: float  # pg_stat_database commits + rollbacks of the database
     drain_s: float  # SIGCONT → every top-up final, its SMS sent, the queue empty
     redis_bytes_per_topup_after: float  # used_memory still held once drained, ÷ top-ups
     redis_keys_after: dict[str, int]  # what holds it: keys by prefix
@@ -464,6 +471,20 @@ async def drained(
             await asyncio.sleep(0.2)
 
 
+async def start_py_spy(path: str, pid: int) -> Process:
+    """``py-spy record`` (next to this interpreter or on the PATH) of ``pid``, collapsed stacks
+    (``-f raw``: flamegraph.pl's input, bench/ussd_journey.py's ``summarise``)."""
+    spy = shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    if spy is None:
+        raise SystemExit("--py-spy: no py-spy (pip install py-spy)")
+    return await asyncio.create_subprocess_exec(
+        *[spy, "record", "--pid", str(pid), "--nonblocking", "-r", "200", "-f", "raw"],
+        *["-o", path],
+        stdout=DEVNULL,
+        stderr=DEVNULL,
+    )
+
+
 async def settled(pids: list[int], timeout_s: float = 30) -> None:
     """Until the processes have started: under 20 ms of CPU in 0.5 s (imports, connections done)."""
     deadline = time.monotonic() + timeout_s
@@ -476,11 +497,49 @@ async def settled(pids: list[int], timeout_s: float = 30) -> None:
         last = now
 
 
+async def other_pids(redis: aioredis.Redis, db: Any, sandbox: int) -> dict[str, set[int]]:
+    """The processes a drain also keeps busy: PostgreSQL backends of the bench database, the
+    Redis server (its own pid, from INFO), the sandbox."""
+    backends = await db.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        BENCH_DB,
+    )
+    server = int((await redis.info("server"))["process_id"])
+    return {
+        "postgres": {int(r["pid"]) for r in backends},
+        "redis": {server},
+        "sandbox": {sandbox},
+    }
+
+
+async def redis_calls(redis: aioredis.Redis) -> Counter[str]:
+    """Commands Redis has run so far, by command (INFO commandstats), INFO itself excepted."""
+    stats = await redis.info("commandstats")
+    return Counter(
+        {
+            k.removeprefix("cmdstat_"): int(v["calls"])
+            for k, v in stats.items()
+            if k != "cmdstat_info"
+        }
+    )
+
+
+async def pg_work(db: Any, settle_s: float = 0.0) -> int:
+    """Transactions the bench database has ended so far. A busy backend reports its statistics
+    at most once a second and an idle one within 10 s (PostgreSQL 15): ``settle_s`` after work."""
+    await asyncio.sleep(settle_s)
+    row = await db.fetchrow(
+        "SELECT xact_commit + xact_rollback AS n FROM pg_stat_database WHERE datname = $1",
+        BENCH_DB,
+    )
+    return int(row["n"])
+
+
 async def key_prefixes(redis: aioredis.Redis) -> dict[str, int]:
-    """Keys by prefix (up to the last ``:``), most first."""
+    """Keys by prefix (their first two ``:`` parts), most first."""
     found: dict[str, int] = {}
     async for key in redis.scan_iter(count=1000):
-        prefix = key.decode(errors="replace").rsplit(":", 1)[0]
+        prefix = ":".join(key.decode(errors="replace").split(":", 2)[:2])
         found[prefix] = found.get(prefix, 0) + 1
     return dict(sorted(found.items(), key=lambda kv: -kv[1])[:8])
 
@@ -550,16 +609,34 @@ async def worker_run(
         finally:
             for pid in pids:
                 os.kill(pid, signal.SIGCONT)
+        others = await other_pids(redis, db, sandbox_proc.pid)
         cpu0, busy0 = cpu_s(pids), machine_busy_s()
+        others0 = {name: {p: cpu_s([p]) for p in ps} for name, ps in others.items()}
+        calls0, xacts0 = await redis_calls(redis), await pg_work(db)
+        spy = await start_py_spy(args.py_spy, pids[0]) if args.py_spy else None
         t0 = time.perf_counter()
         async with watch.under_load():
             counts = await drained(core, redis, sandbox, confirm.topups, args.timeout)
         wall = time.perf_counter() - t0
         cpu = cpu_s(pids) - cpu0
+        others = {
+            name: ps | set((await other_pids(redis, db, sandbox_proc.pid))[name])
+            for name, ps in others.items()
+        }
+        cpu_by = {
+            name: sum(cpu_s([p]) - others0[name].get(p, 0.0) for p in ps) * 1000 / confirm.topups
+            for name, ps in others.items()
+        }
+        cpu_by["machine"] = (machine_busy_s() - busy0) * 1000 / confirm.topups
+        calls = await redis_calls(redis) - calls0
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes what it has on SIGINT
+            await spy.wait()
         busy = machine_busy_s() - busy0
         after = load1()
         await asyncio.sleep(1)
         await watch.idle("conns_idle_after")
+        xacts = await pg_work(db, settle_s=11) - xacts0
         sizes1 = await table_bytes(db), await table_bytes(db, packed=True)
         redis_after = await used_memory(redis)
         left = await key_prefixes(redis)
@@ -590,11 +667,15 @@ async def worker_run(
             delivered_per_s=total / seconds,
             per_worker_per_s=total / seconds / workers,
             worker_cpu_ms_per_topup=worker_ms,
+            other_cpu_ms_per_topup=cpu_by,
             topups_per_s_per_core=1000 / max(worker_ms, 1e-9),
             machine_busy_cores=busy / wall,
             confirm=confirm,
             footprints=footprints,
             drain_s=wall,
+            redis_commands_per_topup=calls.total() / total,
+            redis_commands_by_name={k: round(n / total, 2) for k, n in calls.most_common(8)},
+            pg_transactions_per_topup=xacts / total,
             redis_bytes_per_topup_after=(redis_after - used0) / total,
             redis_keys_after=left,
             load=[before, after],
@@ -769,6 +850,13 @@ def render(out: dict[str, Any]) -> None:
             f"Redis still held after the drain ({r['workers']} workers): "
             f"{r['redis_bytes_per_topup_after']:,.0f} B per top-up; keys {r['redis_keys_after']}"
         )
+        split = ", ".join(f"{k} {v:.2f}" for k, v in r["other_cpu_ms_per_topup"].items())
+        console.print(
+            f"  CPU ms per top-up: workers {r['worker_cpu_ms_per_topup']:.2f}, {split}; "
+            f"per top-up: {r['redis_commands_per_topup']:.1f} Redis commands, "
+            f"{r['pg_transactions_per_topup']:.1f} PostgreSQL transactions (all processes); "
+            f"Redis by command: {r['redis_commands_by_name']}"
+        )
     for how, d in out.get("disk", {}).items():
         split = ", ".join(f"{t} {b:,.0f}" for t, b in d["by_table"].items())
         console.print(
@@ -791,6 +879,9 @@ def main() -> None:
     parser.add_argument("--max-jobs", type=int, default=256, help="AIRGATE_WORKER_MAX_JOBS")
     parser.add_argument("--timeout", type=float, default=300, help="s to wait for a drain")
     parser.add_argument("--skip-serve", action="store_true")
+    parser.add_argument(
+        "--py-spy", help="py-spy record (-f raw) of the first worker of each drain, to here"
+    )
     parser.add_argument("--pg", default=PG_TCP, help="server URL (TCP: connections by port)")
     parser.add_argument(
         "--redis", default="private", help="'private' (a redis-server of our own) or a URL, flushed"
