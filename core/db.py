@@ -2,7 +2,9 @@
 
 SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` so that a writer takes the write lock at
 the start of its transaction: the guarded balance UPDATE then never meets a stale snapshot, and two
-writers queue instead of failing with "database is locked" halfway through.
+writers queue instead of failing with "database is locked" halfway through. A lone read on an
+AUTOCOMMIT connection (``Lookups.first``) takes no lock: a writer holding it does not hold up who
+is calling.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Select, event
+from sqlalchemy import Connection, ExceptionContext, Select, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -24,7 +26,7 @@ from sqlalchemy.ext.asyncio import (
 
 from core import deadline
 from core.errors import SettingsError, StoreUnavailable
-from core.stores import database_errors
+from core.stores import database_errors, deadline_passed
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -46,10 +48,23 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, **kwargs)
         _sqlite_pragmas(engine)
+        _lock_waits_past_deadline(engine)
         return engine
     engine = create_async_engine(url, **kwargs)
     _replace_dropped(engine)
+    _lock_waits_past_deadline(engine)
     return engine
+
+
+def _lock_waits_past_deadline(engine: AsyncEngine) -> None:
+    """A lock wait the deadline bounded (core/deadline.py: PostgreSQL's lock_timeout, SQLite's
+    busy timeout) that ran out is DeadlineExceeded, on every path to the database (a transaction,
+    a plain session, a read): the statement did nothing, its transaction rolls back."""
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _translate(context: ExceptionContext) -> None:
+        if (late := deadline_passed(context.sqlalchemy_exception)) is not None:
+            raise late from None
 
 
 # A pooled connection unused this long is pinged before it is handed out (see _replace_dropped).
@@ -157,6 +172,8 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Connection) -> None:
+        if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            return  # a lone read (Lookups.first): WAL gives it a snapshot, no lock to wait for
         _busy_wait_within_deadline(conn)
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 

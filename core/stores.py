@@ -51,7 +51,7 @@ def _driver_error_name(exc: DBAPIError) -> str:
     return type(getattr(exc, "driver_exception", None) or exc.orig).__name__
 
 
-def lock_wait_ran_out(exc: BaseException) -> bool:
+def lock_wait_ran_out(exc: BaseException | None) -> bool:
     """A wait for a lock gave up: PostgreSQL's ``lock_timeout`` (SQLSTATE 55P03), SQLite's busy
     timeout ("database is locked"). The statement and its transaction did nothing."""
     if not isinstance(exc, DBAPIError):
@@ -59,6 +59,16 @@ def lock_wait_ran_out(exc: BaseException) -> bool:
     if getattr(exc.orig, "sqlstate", None) == "55P03":
         return True
     return "database is locked" in str(exc.orig)
+
+
+def deadline_passed(exc: BaseException | None) -> DeadlineExceeded | None:
+    """``exc`` as DeadlineExceeded if it is a lock wait that the work's deadline bounded
+    (core/deadline.py) and that ran out, else None. core/db.py says it for every statement
+    SQLAlchemy runs; :func:`database_errors` for the ledger's own asyncpg calls too."""
+    budget = deadline.current()
+    if budget is None or not lock_wait_ran_out(exc):
+        return None
+    return DeadlineExceeded(budget_s=budget.budget_s)
 
 
 def redis_down(exc: BaseException) -> StoreUnavailable | None:
@@ -79,9 +89,8 @@ async def database_errors(unit: AbstractAsyncContextManager[T]) -> AsyncIterator
     except Exception as exc:
         if (down := database_down(exc)) is not None:
             raise down from exc
-        budget = deadline.current()
-        if budget is not None and lock_wait_ran_out(exc):  # a wait the deadline bounded
-            raise DeadlineExceeded(budget_s=budget.budget_s) from None
+        if (late := deadline_passed(exc)) is not None:
+            raise late from None
         raise
 
 

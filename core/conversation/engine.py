@@ -18,12 +18,12 @@ flight while the database is asked who is calling), and no task.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import replace
 
+from core import deadline
 from core.context import Core
 from core.conversation.channel import Channel, Identifies, Shows, by_name
 from core.conversation.flow import LINK, MENU, Ctx, Flow, Step, end
@@ -132,7 +132,7 @@ class Engine:
         when the database cannot say): for a request refused before it became a turn."""
         lang = DEFAULT_LANGUAGE
         try:
-            async with asyncio.timeout(FAREWELL_LOOKUP_S):
+            async with deadline.bounded(FAREWELL_LOOKUP_S):  # SQLite's lock waits too
                 party = None if user_ref is None else await self._who(channel, user_ref)
         except Exception as exc:  # the refusal must answer even with the database away
             log.warning("no language for a refusal", error=type(exc).__name__)

@@ -12,26 +12,33 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from airgate.server import build_app
 from core.context import Core
+from core.i18n import t
+from core.logging import configure, secrets_of
 from core.models import Scope, Topup
 from core.models.ledger import Reservation
-from core.services import apikeys, parties
+from core.security import Pin
+from core.services import apikeys, links, parties
 from core.services.audit import Actor
 from core.services.seed import seed_demo
 from core.settings import Settings
-from tests.channels.conftest import AtPhone
+from tests.channels.conftest import SECRET, AtPhone, Telegram
 
 RETAILER = "+254700000001"
+CUSTOMER = "0788123456"
+PIN = "7391"  # distinctive: not finding it in the logs means something
 DEADLINE_S = 1.5
 # What a loaded, shared test machine may add to the answer's way back; a hop that waited for the
 # lock would take as long as it is held (DEADLINE_S + HELD_PAST_S at least).
@@ -42,13 +49,27 @@ TRY_AGAIN = "That took too long and nothing was done. Please try again."
 
 
 @pytest.fixture
+def app_settings(settings: Settings, redis_url: str) -> Settings:
+    """The channels' settings (tests/channels/conftest.py) with every budget at DEADLINE_S."""
+    budgets = dict.fromkeys(("hop_deadline_s", "api_deadline_s", "telegram_deadline_s"), DEADLINE_S)
+    return settings.model_copy(
+        update={"redis_url": redis_url, "ussd_secret": SecretStr(SECRET), **budgets}
+    )
+
+
+@pytest.fixture
 async def client(app_settings: Settings, core: Core) -> AsyncIterator[TestClient]:
     await seed_demo(core, retailers=3)
-    settings = app_settings.model_copy(
-        update={"hop_deadline_s": DEADLINE_S, "api_deadline_s": DEADLINE_S}
-    )
-    async with TestClient(TestServer(build_app(settings))) as test_client:
+    await parties.set_pin(core, actor=Actor.cli(), ref=RETAILER, pin=Pin(PIN))
+    async with TestClient(TestServer(build_app(app_settings))) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def logs(app_settings: Settings, capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], str]]:
+    """What ``airgate serve`` logs at DEBUG, read at the end of the test."""
+    configure(level="DEBUG", json=False, secrets=secrets_of(app_settings))
+    yield lambda: "".join(capsys.readouterr())
 
 
 async def _party_id(core: Core, ref: str) -> int:
@@ -102,15 +123,20 @@ async def _timed(answer: Awaitable[T]) -> tuple[float, T]:
     return time.monotonic() - started, result
 
 
+def _no_number_or_pin(lines: str) -> None:
+    for secret in ("788123456", "700000001", PIN):
+        assert secret not in lines, secret
+
+
 async def test_a_confirm_out_of_time_says_try_again_and_nothing_is_made_later(
-    client: TestClient, core: Core
+    client: TestClient, core: Core, logs: Callable[[], str]
 ) -> None:
     phone = AtPhone(client, RETAILER)
     await phone.dial()
-    for text in ("1", "0788123456", "500"):
+    for text in ("1", CUSTOMER, "500"):
         await phone.send(text)
     async with stock_rows_held(core, await _party_id(core, RETAILER)):
-        took, answer = await _timed(phone.send("1234"))
+        took, answer = await _timed(phone.send(PIN))
         assert TRY_AGAIN in answer, answer
         assert took <= DEADLINE_S + MARGIN_S
         await asyncio.sleep(HELD_PAST_S)  # held past the deadline, as in the issue
@@ -118,17 +144,44 @@ async def test_a_confirm_out_of_time_says_try_again_and_nothing_is_made_later(
     assert await _made(core) == (0, 0)
     # The session is where it was: the same confirmation, with the rows free, goes through once.
     assert answer.startswith("CON ") and "Enter PIN to confirm" in answer
-    done = await phone.send("1234")
+    done = await phone.send(PIN)
     assert "accepted" in done, done
+    assert await _made(core) == (1, 1)
+    _no_number_or_pin(logs())
+
+
+async def test_a_telegram_confirm_out_of_time_says_so_in_the_users_language(
+    telegram: Telegram, core: Core, redis_url: str
+) -> None:
+    shop = await _party_id(core, RETAILER)
+    await parties.set_language(core, actor=Actor.cli(), party_id=shop, language="sw")
+    redis = aioredis.Redis.from_url(redis_url)
+    code = (
+        await links.invite(core, redis, actor=Actor.system(), party_ref=RETAILER, ttl_s=600)
+    ).code
+    await redis.aclose()
+    user = 5001
+    await telegram.say(user, f"/start {code}")
+    await telegram.say(user, "/topup")
+    await telegram.say(user, CUSTOMER)
+    await telegram.say(user, "500")
+    async with stock_rows_held(core, shop):
+        took, _ = await _timed(telegram.say(user, "1234"))
+        assert took <= DEADLINE_S + MARGIN_S
+        assert telegram.screen(user).startswith(t("sw", "error.deadline_exceeded"))
+        await asyncio.sleep(HELD_PAST_S)
+    await asyncio.sleep(1.0)
+    assert await _made(core) == (0, 0)
+    await telegram.say(user, "1234")  # the same confirmation again
     assert await _made(core) == (1, 1)
 
 
 async def test_the_api_answers_503_in_time_and_the_same_key_goes_through_after(
-    client: TestClient, core: Core
+    client: TestClient, core: Core, logs: Callable[[], str]
 ) -> None:
     made = await apikeys.create(core, actor=Actor.cli(), party_ref=RETAILER, scopes=[Scope.TOPUP])
     headers = {"Authorization": f"Bearer {made.key}", "Idempotency-Key": "late-1"}
-    body = {"msisdn": "0788123456", "amount_minor": 50_000}
+    body = {"msisdn": CUSTOMER, "amount_minor": 50_000}
     async with stock_rows_held(core, await _party_id(core, RETAILER)):
         took, response = await _timed(client.post("/api/v1/topups", json=body, headers=headers))
         assert took <= DEADLINE_S + MARGIN_S
@@ -144,3 +197,4 @@ async def test_the_api_answers_503_in_time_and_the_same_key_goes_through_after(
     again = await client.post("/api/v1/topups", json=body, headers=headers)
     assert again.status == 202, await again.text()
     assert await _made(core) == (1, 1)
+    _no_number_or_pin(logs())
