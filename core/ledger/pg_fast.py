@@ -36,9 +36,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.ledger.generic import GenericLedger
 from core.ledger.postings import (
@@ -160,18 +159,33 @@ async def _fetch(session: AsyncSession, sql: str, params: tuple[Any, ...]) -> An
     try:
         return await driver.fetchrow(sql, *params)
     except Exception as exc:
-        raise _as_sqlalchemy_error(conn.dialect, adapter, sql, params, exc) from exc
+        error = _as_sqlalchemy_error(conn, adapter, sql, params, exc)
+        if isinstance(error, DBAPIError) and error.connection_invalidated:
+            await conn.invalidate(error)  # as SQLAlchemy does: the pool drops it, not reuses it
+        raise error from exc
 
 
 def _as_sqlalchemy_error(
-    dialect: Dialect, adapter: Any, sql: str, params: tuple[Any, ...], exc: Exception
+    conn: AsyncConnection, adapter: Any, sql: str, params: tuple[Any, ...], exc: Exception
 ) -> BaseException:
-    """``exc`` from asyncpg as SQLAlchemy would have raised it (IntegrityError, DBAPIError, …)."""
+    """``exc`` from asyncpg as SQLAlchemy would have raised it (IntegrityError, DBAPIError, …):
+    a connection the server dropped marked ``connection_invalidated`` (core/stores.py reads it:
+    the store is not there, try again), the parameters hidden if the engine hides them (they
+    may name a party or a customer)."""
+    dialect = conn.dialect
     dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
     try:
         adapter._handle_exception(exc)  # raises the DB-API form of exc
     except dbapi_error as translated:
-        return DBAPIError.instance(sql, params, translated, dbapi_error, dialect=dialect)
+        return DBAPIError.instance(
+            sql,
+            params,
+            translated,
+            dbapi_error,
+            hide_parameters=conn.sync_engine.hide_parameters,
+            connection_invalidated=dialect.is_disconnect(translated, adapter, None),  # type: ignore[arg-type]
+            dialect=dialect,
+        )
     except Exception as other:
         return other
     return exc  # not reached: _handle_exception always raises

@@ -14,11 +14,13 @@ from sqlalchemy.exc import IntegrityError
 from core.context import Core, open_core
 from core.conversation.sessions import Resume, Session, SessionStore
 from core.errors import StoreUnavailable
+from core.models import Reservation
 from core.providers.sms import AfricasTalkingSms
 from core.services import callers
 from core.services.broadcast import Sender
 from core.settings import Settings
 from tests.e2e.conftest import free_port
+from tests.helpers import SAFARICOM, assert_ledger_ok, chain, give_retailer_stock
 
 NUMBER = "+254712345678"
 
@@ -133,3 +135,49 @@ async def test_the_session_store_on_a_redis_that_is_down() -> None:
         assert NUMBER not in str(caught.value) and NUMBER not in repr(caught.value)
     finally:
         await redis.aclose()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # a server drops it
+async def test_a_connection_dropped_mid_reservation_is_store_unavailable(core: Core) -> None:
+    """The ledger's one statement runs on the asyncpg connection itself (core/ledger/pg_fast.py):
+    a server that ends the connection while the statement runs (a restart: "terminating
+    connection due to administrator command") is "not there, try again", as anywhere else, not an
+    unexpected error; nothing was written, the statement's values are not in the error, and the
+    pool hands out a working connection next. (Seen in the chaos run, tests/scale/.)"""
+    distributor, [shop] = await chain(core)
+    await give_retailer_stock(core, distributor, shop, 10_000, "r1")
+    url = core.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    locker = await asyncpg.connect(url)  # holds the shop's accounts: the reservation waits
+    try:
+        async with locker.transaction():
+            await locker.execute("SELECT 1 FROM account WHERE party_id = $1 FOR UPDATE", shop.id)
+            with pytest.raises(StoreUnavailable) as caught:
+                async with core.transaction() as session:
+                    pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+                    waiting = asyncio.create_task(_terminate_once_waiting(locker, pid))
+                    try:
+                        await core.ledger.reserve(
+                            session, reservation_id="T-DROPPED", party_id=shop.id or 0,
+                            asset=f"AIRTIME:{SAFARICOM}", amount_minor=5_000,
+                        )  # fmt: skip
+                    finally:
+                        await waiting
+    finally:
+        await locker.close()
+    assert caught.value.store == "database"
+    cause = caught.value.__cause__
+    assert "T-DROPPED" not in f"{caught.value!r} {cause}", cause
+    async with core.transaction() as session:
+        assert await session.get(Reservation, "T-DROPPED") is None
+    await assert_ledger_ok(core)
+
+
+async def _terminate_once_waiting(admin: asyncpg.Connection, pid: int) -> None:
+    for _ in range(500):
+        if await admin.fetchval(
+            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
+        ):
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the reservation never waited for the lock")
