@@ -7,6 +7,7 @@ COPY airgate airgate
 COPY bot bot
 COPY ussd ussd
 COPY sandbox sandbox
+COPY api api
 RUN pip install --no-cache-dir .
 ENV AIRGATE_HTTP_HOST=0.0.0.0
 EXPOSE 8080

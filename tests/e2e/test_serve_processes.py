@@ -38,7 +38,8 @@ def _get(url: str) -> tuple[int, bytes]:
         with urllib.request.urlopen(url, timeout=5) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+        with exc:  # its connection closed now, not whenever it is collected
+            return exc.code, exc.read()
 
 
 def _pid_answering(base: str) -> int:
@@ -116,6 +117,7 @@ def _refuse(base: str, times: int) -> None:
         request = urllib.request.Request(f"{base}/ussd/africastalking", data=b"", method="POST")
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=5)
+        refused.value.close()
         assert refused.value.code == 403
 
 
