@@ -14,7 +14,6 @@ import os
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -32,11 +31,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from core.context import Core
 from core.jobs.queue import JobQueue
 from core.logging import get_logger
+from core.redis import Client
 from core.routing import status as routing_status
 from core.services.callbacks import outbox
 
 CORE = web.AppKey("core", Core)
-REDIS = web.AppKey("redis", aioredis.Redis)
+REDIS: web.AppKey[Client] = web.AppKey("redis")
 QUEUE = web.AppKey("queue", JobQueue)  # on REDIS, or on AIRGATE_QUEUE_REDIS_URL's server
 log = get_logger(__name__)
 

@@ -34,6 +34,7 @@ from core.conversation.flows import FLOWS, LINK_FLOW
 from core.conversation.sessions import REF_KEY_PURPOSE, SessionStore
 from core.jobs.queue import JobQueue, queue_client
 from core.logging import get_logger
+from core.redis import Client
 from core.redis import connected as redis_connected
 from core.settings import Settings
 from ussd import app as ussd
@@ -136,17 +137,23 @@ def body_within(timeout_s: float) -> Middleware:
     return middleware
 
 
-def job_queue(settings: Settings, redis: aioredis.Redis) -> JobQueue:
+def job_queue(settings: Settings, redis: Client) -> JobQueue:
     """The process's job queue: on AIRGATE_QUEUE_REDIS_URL's server if set (not connected yet:
     serve starts while it is away, and /health says so), else on ``redis``."""
     if settings.queue_redis_url:
         return JobQueue(queue_client(settings.queue_redis_url))
+    return _queue_on(redis)
+
+
+def _queue_on(redis: Client) -> JobQueue:
+    # Settings refuse a cluster without a queue of its own: arq cannot run on one.
+    assert isinstance(redis, aioredis.Redis), "the job queue needs a plain or Sentinel Redis"
     return JobQueue.on_pool(redis.connection_pool)
 
 
 def conversation_engine(
     core: Core,
-    redis: aioredis.Redis,
+    redis: Client,
     channels: tuple[Channel, ...] = CHANNELS,
     *,
     queue: JobQueue | None = None,
@@ -155,7 +162,7 @@ def conversation_engine(
     ``redis`` too), every role's flow, for the declared ``channels`` (each session's TTL is its
     channel's)."""
     ttl_s = {channel.name: channel.session_ttl_s(core.settings) for channel in channels}
-    queue = queue or JobQueue.on_pool(redis.connection_pool)
+    queue = queue or _queue_on(redis)
     flows = {**FLOWS, LINK: LINK_FLOW}
     store = SessionStore(
         redis,
@@ -167,7 +174,7 @@ def conversation_engine(
 
 
 async def _start_bot(
-    stack: AsyncExitStack, settings: Settings, engine: Engine, redis: aioredis.Redis
+    stack: AsyncExitStack, settings: Settings, engine: Engine, redis: Client
 ) -> Application:  # type: ignore[type-arg]
     """The bot's application, initialised (getMe), and registered as the webhook when a public
     URL is configured."""

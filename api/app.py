@@ -13,7 +13,6 @@ from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
 
 import orjson
-import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -24,7 +23,8 @@ from api.ratelimit import RateLimiter
 from core.context import Core
 from core.jobs.queue import JobQueue
 from core.logging import get_logger
-from core.redis_pipeline import PipelinedRedis
+from core.redis import Client
+from core.redis_pipeline import hot_client
 from core.settings import Settings
 
 log = get_logger(__name__)
@@ -55,7 +55,7 @@ def build(
     settings: Settings,
     *,
     core: web.AppKey[Core],
-    redis: web.AppKey[aioredis.Redis],
+    redis: web.AppKey[Client],
     queue: web.AppKey[JobQueue],
     main: web.Application,
     body_too_large: web.RequestKey[bool] | None = None,
@@ -70,7 +70,7 @@ def build(
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         client = main[redis]
-        hot = PipelinedRedis(client.connection_pool)  # rate and idempotency, every request
+        hot = hot_client(client)  # rate and idempotency, every request
         app[API] = Api(
             core=main[core],
             redis=client,

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
@@ -30,6 +29,7 @@ from core.errors import AirGateError, DeadlineExceeded
 from core.jobs.queue import JobQueue
 from core.logging import get_logger
 from core.models import Role, Scope
+from core.redis import Client
 from core.services import apikeys
 from core.services.apikeys import Principal
 
@@ -48,7 +48,7 @@ class Api:
     """What the API's handlers share, built once at start-up (api/app.py)."""
 
     core: Core
-    redis: aioredis.Redis
+    redis: Client
     queue: JobQueue
     limiter: RateLimiter
     idempotency: Idempotency

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from core.redis_pipeline import Lua, PipelinedRedis
+from core.redis_pipeline import HotClient, Lua
 
 PREFIX = "airgate:api:idem:"
 MAX_KEY_CHARS = 255
@@ -64,7 +64,7 @@ def redis_key(party_id: int, key: str) -> str:
 
 
 class Idempotency:
-    def __init__(self, redis: PipelinedRedis, *, ttl_s: int) -> None:
+    def __init__(self, redis: HotClient, *, ttl_s: int) -> None:
         self._redis = redis
         self._ttl_s = ttl_s
 

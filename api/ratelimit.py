@@ -14,7 +14,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from core.redis_pipeline import Lua, PipelinedRedis
+from core.redis_pipeline import HotClient, Lua
 
 PREFIX = "airgate:api:rate:"
 
@@ -39,7 +39,7 @@ return 0
 
 
 class RateLimiter:
-    def __init__(self, redis: PipelinedRedis, *, rate_per_s: float, burst: int) -> None:
+    def __init__(self, redis: HotClient, *, rate_per_s: float, burst: int) -> None:
         self._redis = redis
         self._interval_us = max(1, round(1_000_000 / rate_per_s))
         self._burst = burst

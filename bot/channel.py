@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-import redis.asyncio as aioredis
 from telegram import Message, Update
 from telegram.constants import ChatType
 from telegram.error import BadRequest, TelegramError
@@ -38,6 +37,7 @@ from core.conversation.types import Screen, Turn
 from core.errors import AirGateError, AlreadyExists, DeadlineExceeded, NotFound, StoreUnavailable
 from core.i18n import DEFAULT_LANGUAGE, t
 from core.logging import get_logger
+from core.redis import Client
 from core.services import links, parties
 from core.settings import Settings
 from core.stores import redis_errors
@@ -69,7 +69,7 @@ Context = ContextTypes.DEFAULT_TYPE
 
 
 class TelegramChannel:
-    def __init__(self, *, engine: Engine, redis: aioredis.Redis, settings: Settings) -> None:
+    def __init__(self, *, engine: Engine, redis: Client, settings: Settings) -> None:
         self.engine = engine
         self.redis = redis
         self.settings = settings

@@ -16,8 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-import redis.asyncio as aioredis
-
+from core.redis import Client
 from core.redis_pipeline import Lua
 
 PREFIX = "airgate:tg:rate:"
@@ -54,18 +53,21 @@ def _now_ms() -> int:
 class Limiter:
     """``await limiter.wait(chat_id)`` before each send; ``rate`` sends a second for the bot."""
 
-    def __init__(
-        self, redis: aioredis.Redis, *, bot: str, rate: float, chat_interval_s: float
-    ) -> None:
-        self._bot_key = f"{PREFIX}{bot}"
-        self._chat_prefix = f"{PREFIX}{bot}:"
+    def __init__(self, redis: Client, *, bot: str, rate: float, chat_interval_s: float) -> None:
+        # The bot's id as the keys' hash tag: one script reserves the bot's and a chat's moment.
+        self._bot_key = f"{PREFIX}{{{bot}}}"
+        self._chat_prefix = f"{PREFIX}{{{bot}}}:"
         self._interval_ms = max(1, round(1000 / rate))
         self._chat_interval_ms = round(chat_interval_s * 1000)
         self._redis = redis
 
+    def keys(self, chat_id: int | str) -> list[str]:
+        """The bot's key and the chat's: one hash tag (the bot's id), one slot on a cluster."""
+        return [self._bot_key, f"{self._chat_prefix}{chat_id}"]
+
     async def reserve(self, chat_id: int | str) -> float:
         """Reserve the next moment this chat may be sent to; seconds until it."""
-        keys = [self._bot_key, f"{self._chat_prefix}{chat_id}"]
+        keys = self.keys(chat_id)
         args = [_now_ms(), self._interval_ms, self._chat_interval_ms]
         return max(0, int(await _RESERVE(self._redis, keys, args))) / 1000
 

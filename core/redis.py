@@ -32,13 +32,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeAlias
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from core.setting_values import CLUSTER_SCHEME, cluster_url
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -65,26 +69,45 @@ class Timeouts:
         )
 
 
-def client(url: str, timeouts: Timeouts | None = None) -> aioredis.Redis:
-    """A client of the Redis at ``url`` with AirGate's timeouts and retry policy (see above).
+# Every Redis client of AirGate but the job queue's (core/jobs/queue.py): a plain one, or one of
+# a Redis Cluster (AIRGATE_REDIS_URL=redis+cluster://...). Code that runs a multi-key command or
+# script gives its keys one hash tag ({...}): tests/integration/test_redis_slots.py checks them.
+Client: TypeAlias = aioredis.Redis | RedisCluster
+
+
+def client(url: str, timeouts: Timeouts | None = None) -> Client:
+    """A client of the Redis at ``url`` with AirGate's timeouts and retry policy (see above); of
+    a Redis Cluster for a ``redis+cluster://`` URL.
 
     Retried once, after 10 to 100 ms, only on a connection error: a stale pooled connection (the
     server restarted, a proxy dropped it) costs nothing, and a command that timed out is not sent
-    twice (it may have run) nor waited for twice."""
+    twice (it may have run) nor waited for twice. A cluster client also retries once after it
+    read the cluster's slots again (a failover moved one)."""
     t = timeouts or Timeouts()
-    made: aioredis.Redis = aioredis.Redis.from_url(
-        url,
-        socket_timeout=t.read_s,
-        socket_connect_timeout=t.connect_s,
-        health_check_interval=t.health_check_s,
-        retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 1, (RedisConnectionError,)),
-        retry_on_error=[RedisConnectionError],
-    )
+    options: dict[str, Any] = {
+        "socket_timeout": t.read_s,
+        "socket_connect_timeout": t.connect_s,
+        "health_check_interval": t.health_check_s,
+        "retry": Retry(ExponentialBackoff(cap=0.1, base=0.01), 1, (RedisConnectionError,)),
+        "retry_on_error": [RedisConnectionError],
+    }
+    if urlsplit(url).scheme == CLUSTER_SCHEME:
+        where = cluster_url(url)
+        cluster: RedisCluster = RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in where.nodes],
+            username=where.username,
+            password=where.password,
+            cluster_error_retry_attempts=1,
+            connection_error_retry_attempts=1,
+            **options,
+        )
+        return cluster
+    made: aioredis.Redis = aioredis.Redis.from_url(url, **options)
     return made
 
 
 @asynccontextmanager
-async def connected(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+async def connected(settings: Settings) -> AsyncIterator[Client]:
     """A client of the configured Redis (or the embedded one, :func:`redis_for`) for the block,
     closed on the way out."""
     async with redis_for(configured=settings.redis_url, var_dir=settings.var_dir) as url:

@@ -13,24 +13,46 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import deque
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+
+if TYPE_CHECKING:
+    from core.redis import Client
 
 Arg = str | bytes | int
 
 
 class ScriptClient(Protocol):
-    """What :class:`Lua` needs of a client: redis-py's ``Redis`` (and arq's) and
-    :class:`PipelinedRedis` both are one."""
+    """What :class:`Lua` needs of a client: redis-py's ``Redis`` (and arq's), its
+    ``RedisCluster``, :class:`PipelinedRedis` and :class:`ClusterHot` all are one."""
 
     def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any: ...
 
-    def script_load(self, script: str) -> Any: ...
+    def eval(self, script: str, numkeys: int, *keys_and_args: Any) -> Any: ...
+
+
+class HotClient(ScriptClient, Protocol):
+    """What the hot path (sessions, the API's rate limit and idempotency) asks of Redis: each
+    command is sent when called and its reply awaited later (or never)."""
+
+    def get(self, name: str) -> Awaitable[Any]: ...
+
+    def execute_command(self, *args: Arg) -> Awaitable[Any]: ...
+
+
+def hot_client(redis: Client) -> HotClient:
+    """The hot path's client on ``redis``: its commands pipelined on one connection of a single
+    server's pool, or, on a Redis Cluster (whose keys live on several servers), the cluster
+    client's own commands, each sent at once as a task."""
+    if isinstance(redis, aioredis.Redis):
+        return PipelinedRedis(redis.connection_pool)
+    return ClusterHot(redis)
 
 
 class Lua:
@@ -41,17 +63,18 @@ class Lua:
     costs as much CPU as the command's reply on the session store's hot path."""
 
     __slots__ = ("source", "sha")
+    every: ClassVar[list[Lua]] = []  # every script made: what the slot test checks
 
     def __init__(self, source: str) -> None:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
+        Lua.every.append(self)
 
     async def __call__(self, client: ScriptClient, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
         try:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await client.script_load(self.source)
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:  # EVAL runs it and keeps it, on whichever node holds the keys
+            return await client.eval(self.source, len(keys), *keys, *args)
 
 
 class PipelinedRedis:
@@ -94,8 +117,8 @@ class PipelinedRedis:
     def evalsha(self, sha: str, numkeys: int, *keys_and_args: Arg) -> asyncio.Future[Any]:
         return self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
 
-    def script_load(self, script: str) -> asyncio.Future[Any]:
-        return self.execute_command("SCRIPT", "LOAD", script)
+    def eval(self, script: str, numkeys: int, *keys_and_args: Arg) -> asyncio.Future[Any]:
+        return self.execute_command("EVAL", script, numkeys, *keys_and_args)
 
     def execute_command(self, *args: Arg) -> asyncio.Future[Any]:
         """Send ``args`` now (or with the rest of this turn's commands, or once a connection is
@@ -132,6 +155,35 @@ class PipelinedRedis:
         queued, self._queued = self._queued, []
         for args, reply in queued:
             line.send(args, reply)
+
+
+class ClusterHot:
+    """:class:`PipelinedRedis`'s interface on a Redis Cluster client: each command is sent at
+    once (a task) and its reply is awaited later or never. No pipelining: the keys of one turn
+    of the loop live on several nodes, and the cluster client keeps a connection pool per node.
+    """
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        self._cluster = cluster
+
+    def get(self, name: str) -> asyncio.Future[Any]:
+        return self.execute_command("GET", name)
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Arg) -> asyncio.Future[Any]:
+        return self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
+
+    def eval(self, script: str, numkeys: int, *keys_and_args: Arg) -> asyncio.Future[Any]:
+        return self.execute_command("EVAL", script, numkeys, *keys_and_args)
+
+    def execute_command(self, *args: Arg) -> asyncio.Future[Any]:
+        sent = asyncio.ensure_future(self._cluster.execute_command(*args))
+        sent.add_done_callback(_retrieved)  # a reply nobody awaited: its error is not logged
+        return sent
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class _Line:

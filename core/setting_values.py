@@ -84,13 +84,48 @@ def sentinel_url(url: str) -> SentinelUrl:
     )
 
 
-def _host_port(item: str) -> tuple[str, int]:
+CLUSTER_SCHEME = "redis+cluster"
+CLUSTER_PORT = 6379
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterUrl:
+    """A ``redis+cluster://[[user]:password@]host[:port],host[:port]…/`` URL, read: some of the
+    cluster's nodes to start from (the client learns the rest from them) and how to log in."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = None
+
+    def __repr__(self) -> str:  # never the password
+        return f"ClusterUrl({','.join(f'{host}:{port}' for host, port in self.nodes)})"
+
+
+def cluster_url(url: str) -> ClusterUrl:
+    """Read a ``redis+cluster://`` URL; ValueError says what is wrong with it."""
+    parts = urlsplit(url)
+    if parts.scheme != CLUSTER_SCHEME:
+        raise ValueError(f"not a {CLUSTER_SCHEME}:// URL")
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    nodes = tuple(_host_port(item, CLUSTER_PORT, "node") for item in hosts.split(",") if item)
+    if not nodes or parts.path.strip("/"):
+        raise ValueError(
+            f"use {CLUSTER_SCHEME}://host:port,host:port/ (some of the cluster's nodes; a"
+            " cluster has no database number)"
+        )
+    username, _, password = userinfo.partition(":")
+    return ClusterUrl(nodes, unquote(username) or None, unquote(password) or None)
+
+
+def _host_port(
+    item: str, default_port: int = SENTINEL_PORT, what: str = "sentinel"
+) -> tuple[str, int]:
     host, colon, port = item.rpartition(":") if not item.endswith("]") else (item, "", "")
     if not colon:
-        host, port = item, str(SENTINEL_PORT)
+        host, port = item, str(default_port)
     host = host.removeprefix("[").removesuffix("]")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"a sentinel is host:port, not {item!r}")
+        raise ValueError(f"a {what} is host:port, not {item!r}")
     return host, int(port)
 
 

@@ -34,6 +34,7 @@ from core.errors import SettingsError
 from core.providers import registry as providers
 from core.setting_routing import ProviderAccount, RoutingSettings, check_routes
 from core.setting_values import (
+    CLUSTER_SCHEME,
     LOG_LEVELS,
     SENDER_ID,
     SENTINEL_SCHEME,
@@ -45,6 +46,7 @@ from core.setting_values import (
     Seconds,
     WebhookSecret,
     closest,
+    cluster_url,
     masked_url,
     parse_json,
     sentinel_url,
@@ -276,9 +278,27 @@ class Settings(RoutingSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
-        if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("use a redis://, rediss:// or unix:// URL")
+        if value and urlsplit(value).scheme == CLUSTER_SCHEME:
+            cluster_url(value)  # ValueError says what is wrong with it
+        elif value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("use a redis://, rediss://, unix:// or redis+cluster:// URL")
         return value
+
+    @model_validator(mode="after")
+    def _queue_off_the_cluster(self) -> Settings:
+        """arq's job queue runs its scripts over keys no hash tag groups: never on a cluster."""
+        if self.redis_cluster and not self.queue_redis_url:
+            raise SettingsError(
+                setting=ENV_PREFIX + "QUEUE_REDIS_URL",
+                reason="AIRGATE_REDIS_URL is a redis+cluster:// URL: set this to a plain or"
+                " Sentinel-watched Redis for the job queue (it cannot run on a cluster)",
+                value=None,
+            )
+        return self
+
+    @property
+    def redis_cluster(self) -> bool:
+        return urlsplit(self.redis_url).scheme == CLUSTER_SCHEME
 
     @field_validator("queue_redis_url")
     @classmethod

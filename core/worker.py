@@ -20,7 +20,6 @@ from contextlib import AsyncExitStack
 from functools import partial
 from typing import Any
 
-import redis.asyncio as aioredis
 from arq import cron
 from arq.worker import Worker
 
@@ -31,6 +30,8 @@ from core.logging import get_logger
 from core.providers.sms import AfricasTalkingSms
 from core.providers.telegram import TelegramSender
 from core.ratelimit import Limiter
+from core.redis import Timeouts
+from core.redis import client as redis_client
 from core.routing.health import Health
 from core.routing.router import Router
 from core.services import floats
@@ -55,7 +56,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
     # queue's unless the queue has its own (AIRGATE_QUEUE_REDIS_URL).
     shared = ctx["redis"]
     if settings.queue_redis_url:
-        shared = aioredis.Redis.from_url(ctx["redis_url"])
+        shared = redis_client(ctx["redis_url"], Timeouts.of(settings))
         stack.push_async_callback(shared.aclose)
     ctx["shared"] = shared
     router = Router.from_settings(settings, health=Health.from_settings(settings, shared))

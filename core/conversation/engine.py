@@ -94,7 +94,7 @@ class Engine:
 
     async def _load(self, turn: Turn) -> Session | None:
         """The stored session, if it is this user's; _NotTheirs if it is another's."""
-        session = await self.store.load(turn.channel, turn.session_id)
+        session = await self.store.load(turn.channel, turn.session_id, turn.user_ref)
         if session is not None and session.owner != _owner(turn):
             raise _NotTheirs
         return session
@@ -333,15 +333,17 @@ class Engine:
         in the same round trip, the user's resume point."""
         resume: Resume | None = None
         if screen.final:
-            resume = Resume(turn.user_ref, None) if session.party is not None else None
+            resume = Resume(None) if session.party is not None else None
             session = _ended(session, screen.text)
         elif session.state == MENU:
-            resume = Resume(turn.user_ref, None)
+            resume = Resume(None)
         elif session.state != RESUME and self._flow_step(session).resumable:
             assert session.party is not None  # a flow's step: the party is known
             point = ResumePoint(session.state, session.party, session.data)
-            resume = Resume(turn.user_ref, point)
-        await self.store.save(turn.channel, turn.session_id, session, resume=resume)
+            resume = Resume(point)
+        await self.store.save(
+            turn.channel, turn.session_id, session, user_ref=turn.user_ref, resume=resume
+        )
 
     def _flow_step(self, session: Session) -> Step:
         return self.flows[session.role].steps[session.state]

@@ -3,17 +3,19 @@
 Invariant: of two turns of one session read at the same version, only one can write its result;
 the other gets :class:`SessionConflict` and must not answer as if it had applied (the channel
 answers "please wait" or replays). Sessions are compact JSON under
-``airgate:s:{channel}:{session_id}`` with a TTL per channel, refreshed on every write; an expired
-session reads as ``None`` and the engine starts over, saying so.
+``airgate:s:<channel>:{<user>}:<session id>`` with a TTL per channel, refreshed on every write; an
+expired session reads as ``None`` and the engine starts over, saying so.
 
 A gateway that sends the whole path of inputs (Africa's Talking's ``text``, every PIN typed in
 it) has that path kept as :class:`PathKeeper` writes it: its length and a keyed digest, never the
 text, so a PIN is not in Redis for the session's TTL (nor can a 4-digit one be guessed from the
 digest without the key, derived from the PIN pepper).
 
-The same write may set or delete the user's *resume point* (``airgate:r:{channel}:{digest}``,
-2 minutes): the journey a redial offers to continue. One script, one round trip per turn. The key
-names the user by a keyed digest of their reference (a phone number on USSD), never the number.
+The same write may set or delete the user's *resume point* (``airgate:r:<channel>:{<user>}``,
+2 minutes): the journey a redial offers to continue. One script, one round trip per turn. Both
+keys name the user by ``<user>``, a keyed digest of their reference (a phone number on USSD), never
+the number; in braces, it is their hash tag: on a Redis Cluster a user's session and resume point
+share a slot, so the one script may write both.
 A Redis that cannot be reached is StoreUnavailable (core/stores.py), never redis-py's error.
 """
 
@@ -28,13 +30,13 @@ from dataclasses import dataclass
 from typing import Any, Generic
 
 import msgspec
-import redis.asyncio as aioredis
 from typing_extensions import TypeVar
 
 from core.errors import Conflict
 from core.i18n import DEFAULT_LANGUAGE
 from core.logging import get_logger
-from core.redis_pipeline import Lua, PipelinedRedis
+from core.redis import Client
+from core.redis_pipeline import Lua, hot_client
 from core.stores import redis_errors
 
 KEY_PREFIX = "airgate:s"
@@ -181,47 +183,54 @@ class PathKeeper:
         return mac.digest()[:PATH_DIGEST_BYTES].hex()
 
 
-def session_key(channel: str, session_id: str) -> str:
-    return f"{KEY_PREFIX}:{channel}:{session_id}"
+def session_key(channel: str, session_id: str, user: str) -> str:
+    """Where a session is kept; ``user``: :meth:`SessionStore.user`, its hash tag."""
+    return f"{KEY_PREFIX}:{channel}:{{{user}}}:{session_id}"
 
 
 @dataclass(frozen=True, slots=True)
 class Resume:
-    """What to do with the user's resume point in the same write: keep it, set it, or drop it."""
+    """What to do with the user's resume point in the same write: set it, or drop it (no
+    Resume: keep it)."""
 
-    user_ref: str
     point: ResumePoint | None  # None: delete it
 
 
 class SessionStore:
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: Client,
         *,
         ttl_s: dict[str, int],
         ref_key: bytes,
         journeys: Iterable[type[Journey]] = (),
     ) -> None:
-        """``ref_key``: the secret a user's reference is digested with in a resume point's key
-        (a digest of a phone number without a key is found again by trying every number).
+        """``ref_key``: the secret a user's reference is digested with in their keys.
         ``journeys``: the kinds of a session's ``data`` (every flow's), the only ones it loads."""
-        self._redis = redis
         self._session, self._point = _decoders(tuple(journeys))
         self._ref_key = ref_key
-        self._hot = PipelinedRedis(redis.connection_pool)  # GET and EVALSHA on every turn
+        self._hot = hot_client(redis)  # GET and EVALSHA on every turn
         self._ttl_ms = {channel: seconds * 1000 for channel, seconds in ttl_s.items()}
 
-    async def load(self, channel: str, session_id: str) -> Session | None:
+    async def load(self, channel: str, session_id: str, user_ref: str) -> Session | None:
+        key = session_key(channel, session_id, self.user(channel, user_ref))
         with redis_errors():
-            raw = await self._hot.get(session_key(channel, session_id))
+            raw = await self._hot.get(key)
         return None if raw is None else _decoded(self._session, raw, "session")
 
     async def save(
-        self, channel: str, session_id: str, session: Session, *, resume: Resume | None = None
+        self,
+        channel: str,
+        session_id: str,
+        session: Session,
+        *,
+        user_ref: str,
+        resume: Resume | None = None,
     ) -> Session:
-        """Write ``session`` over the version it was read at; raise SessionConflict if another
-        turn wrote first. Returns it at its new version."""
-        key = session_key(channel, session_id)
+        """Write ``session`` (``user_ref``'s) over the version it was read at; raise
+        SessionConflict if another turn wrote first. Returns it at its new version."""
+        user = self.user(channel, user_ref)
+        key = session_key(channel, session_id, user)
         new_version = session.version + 1
         keys = [key]
         args: list[str | bytes] = [
@@ -230,7 +239,7 @@ class SessionStore:
             str(self._ttl_ms[channel]),
         ]
         if resume is not None:
-            keys.append(self.resume_key(channel, resume.user_ref))
+            keys.append(_resume_key(channel, user))
             if resume.point is None:
                 args.append("del")
             else:
@@ -242,18 +251,26 @@ class SessionStore:
         session.version = new_version
         return session
 
-    def resume_key(self, channel: str, user_ref: str) -> str:
+    def user(self, channel: str, user_ref: str) -> str:
+        """The user in their keys: a digest of their reference keyed by a secret (a digest of a
+        phone number without a key is found again by trying every number)."""
         mac = hmac.new(self._ref_key, f"{channel}:{user_ref}".encode(), hashlib.sha256)
-        return f"{RESUME_PREFIX}:{channel}:{mac.digest()[:PATH_DIGEST_BYTES].hex()}"
+        return mac.digest()[:PATH_DIGEST_BYTES].hex()
+
+    def session_key(self, channel: str, session_id: str, user_ref: str) -> str:
+        return session_key(channel, session_id, self.user(channel, user_ref))
+
+    def resume_key(self, channel: str, user_ref: str) -> str:
+        return _resume_key(channel, self.user(channel, user_ref))
 
     def resume_point(self, channel: str, user_ref: str) -> Awaitable[ResumePoint | None]:
         """The user's resume point, asked now and in flight until awaited (the engine asks the
         database who is calling meanwhile). Not awaiting it is fine: the reply is dropped."""
         return _Decoded(self._hot.get(self.resume_key(channel, user_ref)), self._point)
 
-    async def end(self, channel: str, session_id: str) -> None:
-        with redis_errors():
-            await self._redis.delete(session_key(channel, session_id))
+
+def _resume_key(channel: str, user: str) -> str:
+    return f"{RESUME_PREFIX}:{channel}:{{{user}}}"
 
 
 def _decoders(

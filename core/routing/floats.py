@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
+from core.redis import Client
 from core.redis_pipeline import Lua
 
 PREFIX = "airgate:float:"
@@ -54,18 +53,18 @@ class Float:
 
 
 async def record(
-    redis: aioredis.Redis, *, account: str, balance_minor: int, currency: str, low_minor: int
+    redis: Client, *, account: str, balance_minor: int, currency: str, low_minor: int
 ) -> bool:
     """Keep a reading; True when it crossed below ``low_minor`` (an alert is owed)."""
     crossed = await _RECORD(redis, [PREFIX + account], [balance_minor, currency, low_minor])
     return bool(crossed)
 
 
-async def record_error(redis: aioredis.Redis, *, account: str, error: str) -> None:
+async def record_error(redis: Client, *, account: str, error: str) -> None:
     await redis.hset(PREFIX + account, mapping={"error": error[:160]})  # type: ignore[misc]
 
 
-async def read(redis: aioredis.Redis, account: str) -> Float:
+async def read(redis: Client, account: str) -> Float:
     raw = {
         (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
         for k, v in (await redis.hgetall(PREFIX + account)).items()  # type: ignore[misc]

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from core.logging import get_logger
+from core.redis import Client
 from core.redis_pipeline import Lua
 
 if TYPE_CHECKING:
@@ -36,8 +36,10 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-PREFIX = "airgate:route:"
-INDEX = "airgate:routes"  # every "account|operator" ever recorded: what status lists
+# One hash tag for every key of the breakers: a script admits among several accounts' keys and
+# records into the index (a few keys, one write per send: one slot carries them easily).
+PREFIX = "airgate:{route}:"
+INDEX = "airgate:{route}:index"  # every "account|operator" ever recorded: what status lists
 DETAIL_CHARS = 160  # the last error's text kept (an adapter's detail never holds a secret)
 
 
@@ -117,13 +119,13 @@ def key(account: str, operator: str) -> str:
 class Health:
     """The breaker's settings and where its state lives."""
 
-    redis: aioredis.Redis
+    redis: Client
     failures_to_open: int
     open_ms: int
     probe_lease_ms: int  # a probe not heard of after this long is given up: the next may probe
 
     @classmethod
-    def from_settings(cls, settings: Settings, redis: aioredis.Redis) -> Health:
+    def from_settings(cls, settings: Settings, redis: Client) -> Health:
         # A probe is one send: bounded by the provider's time-outs, plus slack for a busy loop.
         lease_s = settings.provider_timeout_s + settings.provider_connect_timeout_s + 5
         return cls(
@@ -169,7 +171,7 @@ class Health:
         return after
 
 
-async def read_all(redis: aioredis.Redis) -> dict[tuple[str, str], dict[str, str]]:
+async def read_all(redis: Client) -> dict[tuple[str, str], dict[str, str]]:
     """Every recorded (account, operator)'s hash, decoded: what status and /metrics show."""
     members = sorted(_text(m) for m in await redis.smembers(INDEX))  # type: ignore[misc]
     out: dict[tuple[str, str], dict[str, str]] = {}

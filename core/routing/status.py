@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import redis.asyncio as aioredis
-
+from core.redis import Client
 from core.routing import floats, health
 from core.routing.health import Breaker
 from core.settings import Settings
@@ -43,7 +42,7 @@ class AccountStatus:
         return data
 
 
-async def read(settings: Settings, redis: aioredis.Redis) -> list[AccountStatus]:
+async def read(settings: Settings, redis: Client) -> list[AccountStatus]:
     recorded = await health.read_all(redis)
     out = []
     for account in settings.accounts():

@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-import redis.asyncio as aioredis
-
 from core.context import Core
 from core.errors import NotFound, ProviderError
 from core.logging import get_logger
 from core.models.types import utcnow
 from core.money import format_minor
 from core.providers.port import ProviderBalance
+from core.redis import Client
 from core.routing import floats
 from core.routing.router import Account
 from core.services.chain import platform
@@ -31,7 +30,7 @@ Outbox = Callable[[Sequence[Message]], Awaitable[object]]  # sends what a commit
 
 
 async def poll(
-    core: Core, *, redis: aioredis.Redis, accounts: Sequence[Account], outbox: Outbox
+    core: Core, *, redis: Client, accounts: Sequence[Account], outbox: Outbox
 ) -> list[str]:
     """Read every account's balance (concurrently), keep the readings, and alert on each that
     crossed below its ``low_float_minor``; the names of the accounts alerted."""
@@ -42,9 +41,7 @@ async def poll(
     return [account.name for account, _ in low]
 
 
-async def _poll_one(
-    redis: aioredis.Redis, account: Account
-) -> tuple[Account, ProviderBalance] | None:
+async def _poll_one(redis: Client, account: Account) -> tuple[Account, ProviderBalance] | None:
     """The account and its balance when this reading crossed below its threshold."""
     try:
         balance = await account.provider.balance()  # bounded by the adapter's own time-outs

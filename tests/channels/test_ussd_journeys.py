@@ -217,7 +217,8 @@ async def test_a_journey_from_the_menu_keeps_nothing_of_the_one_before(
     assert (await phone.send("3")).startswith("CON Enter your PIN")  # balance
     client = aioredis.Redis.from_url(redis_url)
     try:
-        stored = await client.get(f"airgate:s:ussd:at:{phone.session_id}")
+        (key,) = [k async for k in client.scan_iter(f"airgate:s:ussd:*:at:{phone.session_id}")]
+        stored = await client.get(key)
         points = [await client.get(key) async for key in client.scan_iter("airgate:r:*")]
     finally:
         await client.aclose()
@@ -230,7 +231,8 @@ async def test_an_expired_session_says_so_and_starts_over(phone: AtPhone, redis_
     await phone.dial()
     await phone.send("1")
     client = aioredis.Redis.from_url(redis_url)
-    await client.delete(f"airgate:s:ussd:at:{phone.session_id}")
+    async for key in client.scan_iter(f"airgate:s:ussd:*:at:{phone.session_id}"):
+        await client.delete(key)
     await client.aclose()
     expired = await phone.send("0788123456")
     assert expired.startswith("CON Your session expired. Starting again.\nAirGate\n1. Airtime")

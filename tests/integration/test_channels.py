@@ -13,7 +13,6 @@ from core.context import Core
 from core.conversation.channel import Channel, Identifies, Shows
 from core.conversation.engine import Style
 from core.conversation.flow import T
-from core.conversation.sessions import session_key
 from core.conversation.types import Expects, Turn
 from core.i18n import t
 from core.services.seed import seed_demo
@@ -38,7 +37,8 @@ async def test_a_declared_third_channel_is_served_with_its_own_session_ttl(
     engine = conversation_engine(core, redis, (*CHANNELS, WHATSAPP))
     screen = await engine.handle(Turn("whatsapp", "w1", SHOP, "", is_new=True), Style())
     assert not screen.final and screen.options[0].label == t("en", "menu.airtime")
-    assert 300_000 < await redis.pttl(session_key("whatsapp", "w1")) <= 321_000
+    key = engine.store.session_key("whatsapp", "w1", SHOP)
+    assert 300_000 < await redis.pttl(key) <= 321_000
     screen = await engine.handle(Turn("whatsapp", "w1", SHOP, "3"), Style())  # balance
     assert screen.expects == Expects.PIN
 

@@ -20,6 +20,7 @@ from core.redis_pipeline import Lua, PipelinedRedis, _pack
 from tests.helpers import eventually
 
 REF_KEY = b"test-ref-key-0123456789abcdef0123"
+USER = "+254700000042"
 
 
 @pytest.fixture
@@ -118,8 +119,8 @@ async def test_a_caller_that_stops_waiting_shifts_no_reply(redis: aioredis.Redis
 
 async def test_connections_the_server_closed_are_opened_again(redis: aioredis.Redis) -> None:
     store = SessionStore(redis, ttl_s={"ussd": 180}, ref_key=REF_KEY)
-    await store.save("ussd", "s1", Session(state="menu"))
-    loads = await asyncio.gather(*(store.load("ussd", "s1") for _ in range(4)))
+    await store.save("ussd", "s1", Session(state="menu"), user_ref=USER)
+    loads = await asyncio.gather(*(store.load("ussd", "s1", USER) for _ in range(4)))
     assert all(loads)
     assert await _kill_others(redis) >= 1
 
@@ -129,9 +130,9 @@ async def test_connections_the_server_closed_are_opened_again(redis: aioredis.Re
 
     await eventually(seen_closed, what="the killed connection seen closed")
     for _ in range(6):  # the closed connection is seen before sending, not by a failed hop
-        loaded = await store.load("ussd", "s1")
+        loaded = await store.load("ussd", "s1", USER)
         assert loaded is not None and loaded.state == "menu"
-    assert await store.save("ussd", "s1", Session(state="end", version=1))
+    assert await store.save("ussd", "s1", Session(state="end", version=1), user_ref=USER)
 
 
 async def test_a_connection_lost_under_commands_fails_them_and_the_next_gets_a_new_one(

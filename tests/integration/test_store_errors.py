@@ -126,10 +126,12 @@ async def test_the_session_store_on_a_redis_that_is_down() -> None:
     store = SessionStore(redis, ttl_s={"ussd": 60}, ref_key=b"k" * 32)
     try:
         with pytest.raises(StoreUnavailable) as caught:
-            await store.load("ussd", "s1")
+            await store.load("ussd", "s1", NUMBER)
         assert caught.value.store == "redis"
         with pytest.raises(StoreUnavailable):
-            await store.save("ussd", "s1", Session(state="menu"), resume=Resume(NUMBER, None))
+            await store.save(
+                "ussd", "s1", Session(state="menu"), user_ref=NUMBER, resume=Resume(None)
+            )
         with pytest.raises(StoreUnavailable) as caught:
             await store.resume_point("ussd", NUMBER)
         assert NUMBER not in str(caught.value) and NUMBER not in repr(caught.value)
