@@ -46,6 +46,20 @@ def database_down(exc: BaseException) -> StoreUnavailable | None:
     return None
 
 
+# SQLSTATEs of a login refused for good: no such role or a wrong password (28000, 28P01), no such
+# database (3D000). Trying again will not help; the URL or the server's roles need changing.
+_REFUSED_LOGIN_SQLSTATES = frozenset({"28000", "28P01", "3D000"})
+
+
+def login_refused(exc: BaseException) -> str | None:
+    """The server's reason (its first line) if ``exc`` says it refused the login, else None.
+    PostgreSQL names the role or database there, never a password."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    if getattr(orig, "sqlstate", None) not in _REFUSED_LOGIN_SQLSTATES:
+        return None
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+
+
 def _driver_error_name(exc: DBAPIError) -> str:
     """The driver's name for the error (asyncpg's TooManyConnectionsError), not the DB-API's."""
     return type(getattr(exc, "driver_exception", None) or exc.orig).__name__

@@ -51,7 +51,10 @@ log = get_logger(__name__)
 async def _startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     stack = AsyncExitStack()
-    core = await stack.enter_async_context(open_core(settings))
+    # No first hop to serve: none of the lookups' own connections (docs/OPERATIONS.md, budget).
+    core = await stack.enter_async_context(
+        open_core(settings.model_copy(update={"db_lookup_connections": 0}))
+    )
     # What serve reads too (breakers, floats, the bot's rate) is on the main Redis, which is the
     # queue's unless the queue has its own (AIRGATE_QUEUE_REDIS_URL).
     shared = ctx["redis"]

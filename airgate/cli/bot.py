@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from airgate.cli._run import JsonOpt, emit, exit_code, fail, out, settings
+from airgate.cli._run import CLI_POOL, JsonOpt, emit, exit_code, fail, out, run_async, settings
 from airgate.cli.party import PartyArg
 from airgate.server import conversation_engine, job_queue
 from core.context import open_core
@@ -76,14 +76,11 @@ def invite(
     ttl_s = hours * 3600 if hours else s.telegram_invite_ttl_s
 
     async def main() -> tuple[links.Invite, str]:
-        async with redis_connected(s) as redis, open_core(s) as core:
+        async with redis_connected(s) as redis, open_core(s.model_copy(update=CLI_POOL)) as core:
             made = await links.invite(core, redis, actor=Actor.cli(), party_ref=party, ttl_s=ttl_s)
         return made, await _bot_username(s.telegram_token.get_secret_value(), s.telegram_api_url)
 
-    try:
-        made, username = asyncio.run(main())
-    except AirGateError as exc:
-        fail(str(exc), code=exit_code(exc))
+    made, username = run_async(main())
     link = f"https://t.me/{username}?start={made.code}" if username else ""
     data = {"party": made.party.label, "code": made.code, "link": link, "ttl_s": made.ttl_s}
 

@@ -21,6 +21,7 @@ from sqlmodel import col
 from airgate.cli._run import (
     JsonOpt,
     aggregator_url,
+    database_problem,
     emit,
     exit_code,
     fail,
@@ -204,6 +205,10 @@ def _until_stopped(main: Coroutine[Any, Any, None]) -> None:
         )
     except OSError as exc:
         fail(f"cannot start: {exc}")
+    except Exception as exc:  # the database: too many clients, a login refused
+        if (problem := database_problem(exc)) is None:
+            raise
+        fail(str(problem), code=exit_code(problem))
 
 
 async def _cancelled_is_done(main: Coroutine[Any, Any, None]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from datetime import datetime
 from typing import Annotated, Any
@@ -15,20 +14,21 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from airgate.cli._run import (
+    CLI_POOL,
     JsonOpt,
     aggregator_url,
     amount,
     emit,
-    exit_code,
     fail,
     out,
     read_pin,
     run,
+    run_async,
     settings,
 )
 from airgate.cli.party import PartyArg
-from core.context import Core
-from core.db import ensure_migrated, make_engine
+from core.context import Core, open_core
+from core.db import ensure_migrated
 from core.errors import AirGateError, InputError, NotFound, RepeatNeedsConfirmation
 from core.jobs.queue import JobQueue
 from core.logging import configure, secrets_of
@@ -254,17 +254,11 @@ def worker(
     async def main() -> None:
         from core.worker import build_worker, run_worker  # only the worker pays for them
 
-        engine = make_engine(s.effective_database_url)
-        try:
-            await ensure_migrated(engine)
-        finally:
-            await engine.dispose()
+        async with open_core(s.model_copy(update=CLI_POOL)) as core:  # one connection, closed
+            await ensure_migrated(core.engine)
         async with redis_for(configured=s.redis_url, var_dir=s.var_dir) as url:
             where, _setting = aggregator_url(s)
             out.print(f"worker: {s.provider} at {where}, {s.worker_max_jobs} concurrent jobs")
             await run_worker(build_worker(s, redis_url=url, burst=burst))
 
-    try:
-        asyncio.run(main())
-    except AirGateError as exc:
-        fail(str(exc), code=exit_code(exc))
+    run_async(main())
