@@ -37,7 +37,7 @@ from core.conversation.sessions import (
 )
 from core.conversation.steps import Steps, above
 from core.conversation.types import PLAIN, Expects, Option, Screen, Style, Turn
-from core.errors import AirGateError
+from core.errors import AirGateError, StoreUnavailable
 from core.i18n import DEFAULT_LANGUAGE, t
 from core.jobs.queue import JobQueue
 from core.logging import get_logger
@@ -125,6 +125,14 @@ class Engine:
             if stored is None:
                 return end(t(DEFAULT_LANGUAGE, "start.expired"))
             return await self._current(self._ctx(turn, stored), style)
+        except StoreUnavailable as exc:
+            if not screen.final:
+                raise  # nothing was kept of this turn: the user is told to try again
+            # A last screen may be a receipt: money moved, keyed by this turn (a retry of the hop
+            # finds the same top-up). It is the answer whether or not the ended session could be
+            # written; unwritten, the session and its resume point only expire. "Try again"
+            # here would make the user pay twice.
+            log.warning("last screen not saved", channel=turn.channel, store=exc.fields["store"])
         return screen
 
     async def farewell(self, *, channel: str, user_ref: str | None, key: str) -> Screen:
