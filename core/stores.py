@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import TypeVar
 
+from redis.exceptions import ClusterDownError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError
@@ -85,9 +86,14 @@ def deadline_passed(exc: BaseException | None) -> DeadlineExceeded | None:
     return DeadlineExceeded(budget_s=budget.budget_s)
 
 
+_REDIS_AWAY = (RedisConnectionError, RedisTimeoutError, ClusterDownError, TryAgainError, OSError)
+
+
 def redis_down(exc: BaseException) -> StoreUnavailable | None:
-    """``exc`` as StoreUnavailable if it says Redis cannot be reached, else None."""
-    if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+    """``exc`` as StoreUnavailable if it says Redis cannot be reached, else None. On a Redis
+    Cluster also: the cluster is down (a node failed with no replica to take over) or a slot is
+    moving (TRYAGAIN): both pass by themselves."""
+    if isinstance(exc, _REDIS_AWAY):
         return StoreUnavailable(store="redis", detail=type(exc).__name__)
     return None
 

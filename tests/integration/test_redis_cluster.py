@@ -10,6 +10,7 @@ server refuses one whose keys live on another node."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -19,13 +20,15 @@ from pydantic import SecretStr
 from redis.asyncio.cluster import RedisCluster
 from sqlalchemy import select
 
-from airgate.server import build_app
+from airgate.ops import REDIS
+from airgate.server import ENGINE, build_app
 from api.idempotency import Idempotency, Stored, redis_key
 from api.ratelimit import RateLimiter
 from core.context import Core
 from core.conversation.flow import journeys_of
 from core.conversation.flows import FLOWS, LINK_FLOW
 from core.conversation.sessions import Resume, ResumePoint, Session, SessionConflict, SessionStore
+from core.i18n import t
 from core.jobs.queue import QUEUE
 from core.models import Topup
 from core.ratelimit import Limiter
@@ -36,6 +39,7 @@ from core.services import links
 from core.services.seed import seed_demo
 from core.settings import Settings
 from tests.channels.conftest import SECRET, AtPhone
+from tests.helpers import eventually
 from tests.redis_servers import RedisServer, redis_cluster
 
 REF_KEY = b"test-ref-key-0123456789abcdef0123"
@@ -199,6 +203,68 @@ async def test_a_ussd_journey_over_http_with_the_app_on_a_cluster(
         await queue.aclose()
     ready = await on_cluster.get("/readyz")
     assert ready.status == 200, await ready.text()
+
+
+NOT_NOW = f"END {t('en', 'error.store_unavailable')}"
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[list[RedisServer]]:
+    """A cluster of this test's own: it pauses a node, and the cluster marks it failed."""
+    with redis_cluster(3) as servers:
+        yield servers
+
+
+async def test_a_paused_node_is_try_again_for_its_users_and_503_then_recovers(
+    settings: Settings, core: Core, own_cluster: list[RedisServer], redis_url: str
+) -> None:
+    """A node paused (SIGSTOP) past the cluster's node timeout: its users hear "try again"
+    within the Redis timeout and its one retry, /readyz says 503 naming Redis (it pings every
+    primary), and once the node answers and the cluster is whole again every hop works, with no
+    restart."""
+    await seed_demo(core, retailers=3)
+    url = "redis+cluster://" + ",".join(f"127.0.0.1:{s.port}" for s in own_cluster) + "/"
+    app_settings = settings.model_copy(
+        update={"redis_url": url, "queue_redis_url": redis_url, "ussd_secret": SecretStr(SECRET)}
+    )
+    shops = ["+254700000001", "+254700000002", "+254700000003"]
+    async with TestClient(TestServer(build_app(app_settings))) as test_client:
+        store = test_client.app[ENGINE].store
+        cluster = test_client.app[REDIS]
+        assert isinstance(cluster, RedisCluster)
+        for shop in shops:  # every node has been used: its connections are open
+            assert (await AtPhone(test_client, shop).dial()).startswith("CON")
+
+        def node_of(shop: str) -> int:
+            node = cluster.get_node_from_key(store.resume_key("ussd", shop))
+            return next(i for i, s in enumerate(own_cluster) if s.port == node.port)
+
+        paused = node_of(shops[0])
+        own_cluster[paused].pause()
+        try:
+            started = time.monotonic()
+            assert await AtPhone(test_client, shops[0]).dial() == NOT_NOW
+            assert time.monotonic() - started < 2 * 1.0 + 1.5  # the timeout, its retry, slack
+            ready = await test_client.get("/readyz")
+            body = await ready.json()
+            assert ready.status == 503 and body["redis"] != "ok", body
+            # Past the node timeout (5 s) the others mark it failed and, with no replica to
+            # promote, refuse every slot (CLUSTERDOWN): "try again" for everyone, never an error.
+            await asyncio.sleep(6)
+            for shop in shops:
+                screen = await AtPhone(test_client, shop).dial()
+                assert screen == NOT_NOW or screen.startswith("CON"), screen
+        finally:
+            own_cluster[paused].resume()
+
+        async def all_served() -> bool:
+            screens = [await AtPhone(test_client, shop).dial() for shop in shops]
+            ready = await test_client.get("/readyz")
+            return ready.status == 200 and all(s.startswith("CON") for s in screens)
+
+        await eventually(
+            all_served, what="every user served after the node came back", timeout_s=30
+        )
 
 
 def test_a_cluster_url_without_a_queue_of_its_own_is_refused(cluster_url: str) -> None:
