@@ -65,15 +65,19 @@ class Core:
         a database that cannot be reached raises StoreUnavailable (core/stores.py)."""
         return database_errors(transaction(self.sessions))
 
-    def money(self, *, payer: int | None = None) -> AbstractAsyncContextManager[AsyncSession]:
+    def money(
+        self, *, payer: int | None = None, sets_lock_timeout: bool = False
+    ) -> AbstractAsyncContextManager[AsyncSession]:
         """``async with core.money(payer=id) as session``: a transaction that moves money.
 
         After the payer's turn in its queue (``payer``: whose stock or cash it spends; None, no
         queue) and, under a deadline (core/deadline.py), only with enough of it left: else
         DeadlineExceeded or Busy, before anything is written. Once it has begun it is not
         cancelled; a lock it waits for longer than the deadline allows rolls it back whole.
+        ``sets_lock_timeout``: the block's first statement sets PostgreSQL's ``lock_timeout``
+        itself (:meth:`Deadline.lock_timeout`), sparing a round trip on the hot path.
         """
-        return _money(self, payer)
+        return _money(self, payer, sets_lock_timeout=sets_lock_timeout)
 
 
 # Bounds this transaction's waits for a row lock; a value for set_config, not SQL text.
@@ -81,19 +85,19 @@ _LOCK_TIMEOUT = text("SELECT set_config('lock_timeout', :wait, true)")
 
 
 @asynccontextmanager
-async def _money(core: Core, payer: int | None) -> AsyncIterator[AsyncSession]:
+async def _money(
+    core: Core, payer: int | None, *, sets_lock_timeout: bool
+) -> AsyncIterator[AsyncSession]:
     budget = deadline.current()
     queue = nullcontext() if payer is None else core.gates.turn(payer)
     async with queue, core.transaction() as session:
         if budget is not None:
             budget.check()
-            # Opens the transaction (a pooled connection, SQLite's write lock within the
-            # deadline: core/db.py) while the hop's timer may still cancel the wait.
-            if core.engine.dialect.name == "postgresql":
-                wait = f"{int(budget.lock_wait_s() * 1000)}ms"
-                await session.execute(_LOCK_TIMEOUT, {"wait": wait})
-            else:
-                await session.connection()
+            # A pooled connection (on SQLite its write lock, waited for within the deadline:
+            # core/db.py) while the hop's timer may still cancel the wait.
+            await session.connection()
+            if core.engine.dialect.name == "postgresql" and not sets_lock_timeout:
+                await session.execute(_LOCK_TIMEOUT, {"wait": budget.lock_timeout()})
             budget.start_money()
         yield session
 

@@ -56,6 +56,10 @@ class Deadline:
         """How long a lock may be waited for in a money transaction (at least 10 ms)."""
         return max(self.left_s() - ANSWER_S, 0.01)
 
+    def lock_timeout(self) -> str:
+        """:meth:`lock_wait_s` as a value of PostgreSQL's ``lock_timeout``."""
+        return f"{int(self.lock_wait_s() * 1000)}ms"
+
     def check(self, *, need_s: float = MONEY_MIN_S) -> None:
         """DeadlineExceeded unless ``need_s`` is still left."""
         if self.left_s() < need_s:

@@ -43,9 +43,7 @@ def headers(
     secrets: Sequence[str], *, event_id: str, timestamp: int, body: bytes
 ) -> dict[str, str]:
     """The headers of one POST: ``secrets`` newest first (two during a rotation's grace)."""
-    signed = ",".join(
-        f"{VERSION}={signature(s, timestamp=timestamp, body=body)}" for s in secrets
-    )
+    signed = ",".join(f"{VERSION}={signature(s, timestamp=timestamp, body=body)}" for s in secrets)
     return {
         "Content-Type": "application/json",
         "User-Agent": "AirGate-Callbacks/1",
