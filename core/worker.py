@@ -16,6 +16,7 @@ in-progress mark lapses (and, being a re-run, asks before it sends).
 from __future__ import annotations
 
 import asyncio
+import time
 from contextlib import AsyncExitStack
 from functools import partial
 from typing import Any
@@ -199,6 +200,7 @@ class _Worker(Worker):
         super().__init__(**kw)
         self.queue_url = queue_url
         self.wait_replicas, self.wait_ms = wait_replicas, wait_ms
+        self.unreplicated_until = 0.0  # no replica acknowledged: claims do not wait till then
         self.claims: dict[str, int] = self.ctx.setdefault("claims", {})
 
     async def main(self) -> None:
@@ -214,18 +216,27 @@ class _Worker(Worker):
             await asyncio.sleep(REDIS_RETRY_S)
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
+        # One of ours still running whose in-progress mark is gone (lost in a failover): another
+        # worker may take it, but this one never runs one job id twice at once.
+        job_ids = [i for i in job_ids if i.decode() not in self.tasks]
         claim = await scripts.claim(
             self.pool,
             queue=self.queue_name,
             job_ids=job_ids,
             limit=self.max_jobs - self.job_counter,
             in_progress_ms=int(self.in_progress_timeout_s * 1000),
-            replicas=self.wait_replicas,
+            replicas=self.wait_replicas if time.monotonic() >= self.unreplicated_until else 0,
             wait_ms=self.wait_ms,
         )
-        if not claim.replicated:  # run anyway: the primary's min-replicas-to-write decides
+        if not claim.replicated:
+            # Run them anyway (the primary's min-replicas-to-write is the operator's say), and
+            # do not wait again for a while: a replica that did not answer now (none left after
+            # a failover, until the old primary rejoins) would cost every claim wait_ms.
+            self.unreplicated_until = time.monotonic() + UNREPLICATED_PAUSE_S
             log.warning("worker.claim_not_replicated", jobs=len(claim.jobs))
         for job in claim.jobs:  # as arq's start_jobs does after its own claim
+            if job.claims > 1:  # a re-run: its worker died, or its end was lost with a primary
+                log.warning("worker.job_claimed_again", job_id=job.job_id, claims=job.claims)
             await self.sem.acquire()
             self.job_counter += 1
             self.claims[job.job_id] = job.claims
@@ -239,6 +250,7 @@ class _Worker(Worker):
 
 
 REDIS_RETRY_S = 0.5  # between polls while the queue's Redis does not answer
+UNREPLICATED_PAUSE_S = 10.0
 
 
 def job_timeout_s(settings: Settings) -> float:

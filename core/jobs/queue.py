@@ -16,7 +16,7 @@ import asyncio
 from typing import Any
 
 from arq.connections import ArqRedis
-from redis.asyncio import ConnectionPool
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -56,16 +56,29 @@ def queue_client(url: str) -> ArqRedis:
     else:
         where = sentinel_url(url)
         sentinels = Sentinel(where.sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
-        client = sentinels.master_for(
+        primary: _SentinelArqRedis = sentinels.master_for(
             where.master,
-            redis_class=ArqRedis,
+            redis_class=_SentinelArqRedis,
             db=where.db,
             username=where.username,
             password=where.password,
             **timeouts,
         )
+        primary.sentinels = sentinels.sentinels
+        client = primary
     client.default_queue_name = QUEUE
     return client
+
+
+class _SentinelArqRedis(ArqRedis):
+    """The primary's client; closing it closes the clients of the sentinels it asks too."""
+
+    sentinels: list[Redis] = []  # noqa: RUF012 (set once, per instance, by queue_client)
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        for sentinel in self.sentinels:
+            await sentinel.aclose()
 
 
 async def connect_client(url: str, *, tries: int = CONNECT_TRIES) -> ArqRedis:
