@@ -34,7 +34,7 @@ from core.conversation.flows import FLOWS, LINK_FLOW
 from core.conversation.sessions import REF_KEY_PURPOSE, SessionStore
 from core.jobs.queue import JobQueue, queue_client
 from core.logging import get_logger
-from core.redis import Client
+from core.redis import Client, Timeouts
 from core.redis import connected as redis_connected
 from core.settings import Settings
 from ussd import app as ussd
@@ -141,7 +141,7 @@ def job_queue(settings: Settings, redis: Client) -> JobQueue:
     """The process's job queue: on AIRGATE_QUEUE_REDIS_URL's server if set (not connected yet:
     serve starts while it is away, and /health says so), else on ``redis``."""
     if settings.queue_redis_url:
-        return JobQueue(queue_client(settings.queue_redis_url))
+        return JobQueue(queue_client(settings.queue_redis_url, Timeouts.of(settings)))
     return _queue_on(redis)
 
 

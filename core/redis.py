@@ -75,6 +75,18 @@ class Timeouts:
 Client: TypeAlias = aioredis.Redis | RedisCluster
 
 
+def client_options(t: Timeouts) -> dict[str, Any]:
+    """redis-py's keyword arguments for AirGate's timeouts and retry policy (:func:`client`);
+    the job queue's client (core/jobs/queue.py) is made with them too."""
+    return {
+        "socket_timeout": t.read_s,
+        "socket_connect_timeout": t.connect_s,
+        "health_check_interval": t.health_check_s,
+        "retry": Retry(ExponentialBackoff(cap=0.1, base=0.01), 1, (RedisConnectionError,)),
+        "retry_on_error": [RedisConnectionError],
+    }
+
+
 def client(url: str, timeouts: Timeouts | None = None) -> Client:
     """A client of the Redis at ``url`` with AirGate's timeouts and retry policy (see above); of
     a Redis Cluster for a ``redis+cluster://`` URL.
@@ -83,14 +95,7 @@ def client(url: str, timeouts: Timeouts | None = None) -> Client:
     server restarted, a proxy dropped it) costs nothing, and a command that timed out is not sent
     twice (it may have run) nor waited for twice. A cluster client also retries once after it
     read the cluster's slots again (a failover moved one)."""
-    t = timeouts or Timeouts()
-    options: dict[str, Any] = {
-        "socket_timeout": t.read_s,
-        "socket_connect_timeout": t.connect_s,
-        "health_check_interval": t.health_check_s,
-        "retry": Retry(ExponentialBackoff(cap=0.1, base=0.01), 1, (RedisConnectionError,)),
-        "retry_on_error": [RedisConnectionError],
-    }
+    options = client_options(timeouts or Timeouts())
     if urlsplit(url).scheme == CLUSTER_SCHEME:
         where = cluster_url(url)
         cluster: RedisCluster = RedisCluster(

@@ -196,16 +196,20 @@ class _Worker(Worker):
     """arq's worker on the queue at ``queue_url``, claiming each batch of due jobs in one round
     trip (core/jobs/scripts.py), riding out its Redis going away."""
 
-    def __init__(self, *, queue_url: str, wait_replicas: int, wait_ms: int, **kw: Any) -> None:
+    def __init__(
+        self, *, queue_url: str, timeouts: Timeouts, wait_replicas: int, wait_ms: int, **kw: Any
+    ) -> None:
         super().__init__(**kw)
-        self.queue_url = queue_url
+        self.queue_url, self.timeouts = queue_url, timeouts
         self.wait_replicas, self.wait_ms = wait_replicas, wait_ms
         self.unreplicated_until = 0.0  # no replica acknowledged: claims do not wait till then
         self.claims: dict[str, int] = self.ctx.setdefault("claims", {})
 
     async def main(self) -> None:
         if self._pool is None:  # arq's create_pool has no time-outs on Sentinel
-            self._pool = await connect_client(self.queue_url)
+            self._pool = await connect_client(
+                self.queue_url, self.timeouts, wait_ms=self.wait_ms if self.wait_replicas else 0
+            )
         await super().main()
 
     async def _poll_iteration(self) -> None:
@@ -299,6 +303,7 @@ def build_worker(
         ],
         queue_name=QUEUE,
         queue_url=settings.queue_redis_url or redis_url,
+        timeouts=Timeouts.of(settings),
         wait_replicas=settings.queue_wait_replicas,
         wait_ms=settings.queue_redis_wait_ms,
         on_startup=_startup,

@@ -13,6 +13,7 @@ so after a failover the next command goes to the promoted replica (docs/OPERATIO
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -24,6 +25,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.jobs import scripts
 from core.logging import get_logger
+from core.redis import Timeouts, client_options
 from core.setting_values import SENTINEL_SCHEME, sentinel_url
 
 log = get_logger(__name__)
@@ -35,34 +37,31 @@ CALLBACK = "callback"
 QUEUE = "airgate:queue"
 
 
-# A queue command answers in microseconds: one that takes seconds is a dead or unreachable
-# server, to be given up on (and, on Sentinel, the primary asked for again), never waited out.
-SOCKET_TIMEOUT_S = 5.0
-CONNECT_TIMEOUT_S = 2.0
 # Starting up while Redis is away: tried this often, a second apart (as arq's create_pool does).
 CONNECT_TRIES = 5
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)  # Redis away, not a bug
 
 
-def queue_client(url: str) -> ArqRedis:
+def queue_client(url: str, timeouts: Timeouts | None = None, *, wait_ms: int = 0) -> ArqRedis:
     """An arq client for the queue at ``url`` (redis://, rediss://, unix:// or
-    redis+sentinel://), not yet connected."""
-    timeouts: dict[str, Any] = {
-        "socket_timeout": SOCKET_TIMEOUT_S,
-        "socket_connect_timeout": CONNECT_TIMEOUT_S,
-    }
+    redis+sentinel://), not yet connected, with AirGate's timeouts and retry (core/redis.py):
+    a pooled connection to a primary that died is retried once on a new connection, which on
+    Sentinel asks where the primary is now. ``wait_ms``: the longest WAIT it will send."""
+    t = timeouts or Timeouts()
+    options = client_options(replace(t, read_s=t.read_s + wait_ms / 1000))
     if not url.startswith(f"{SENTINEL_SCHEME}:"):
-        client: ArqRedis = ArqRedis.from_url(url, **timeouts)
+        client: ArqRedis = ArqRedis.from_url(url, **options)
     else:
         where = sentinel_url(url)
-        sentinels = Sentinel(where.sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+        asking = {"socket_timeout": t.read_s, "socket_connect_timeout": t.connect_s}
+        sentinels = Sentinel(where.sentinels, sentinel_kwargs=asking)  # type: ignore[no-untyped-call]
         primary: _SentinelArqRedis = sentinels.master_for(
             where.master,
             redis_class=_SentinelArqRedis,
             db=where.db,
             username=where.username,
             password=where.password,
-            **timeouts,
+            **options,
         )
         primary.sentinels = sentinels.sentinels
         client = primary
@@ -81,9 +80,11 @@ class _SentinelArqRedis(ArqRedis):
             await sentinel.aclose()
 
 
-async def connect_client(url: str, *, tries: int = CONNECT_TRIES) -> ArqRedis:
+async def connect_client(
+    url: str, timeouts: Timeouts | None = None, *, wait_ms: int = 0, tries: int = CONNECT_TRIES
+) -> ArqRedis:
     """:func:`queue_client`, once it answers (a PING), tried ``tries`` times a second apart."""
-    client = queue_client(url)
+    client = queue_client(url, timeouts, wait_ms=wait_ms)
     attempt = 1
     while True:
         try:
