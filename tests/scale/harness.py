@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,6 +52,7 @@ SERVES = ("serve-1", "serve-2")
 WORKERS = ("worker-1", "worker-2")
 START_TIMEOUT_S = 120  # five Python processes starting at once on a busy two-core machine
 SERVED_BY = "X-Served-By"
+HOP_HEADER = "X-Hop"  # names a hop in the proxy's log: "<session id>:<inputs so far>"
 RESUME_OFFER = "Continue where you left off"  # core/locales/en.toml, start.resume
 START_OVER = "2"  # the offer's "Start over" (core/conversation/engine.py)
 # "Not now, nothing was done" (core/locales/en.toml: error.deadline_exceeded, error.busy).
@@ -71,9 +73,11 @@ BASE_ENV = {
 def haproxy_config(*, port: int, serves: dict[str, int]) -> str:
     """Round robin over ``serves`` (name → port), no stickiness; a serve is taken out after three
     failed ``/readyz`` checks 1 s apart (each given 3 s: a busy machine's serve is slow, not
-    gone) and back after one good one. A request is retried on
-    the other serve only when it could not connect (it never reached a serve, so it cannot have
-    done anything twice). Each answer says which serve gave it (``X-Served-By``)."""
+    gone) and back after one good one. A request is retried on the other serve only when it could
+    not connect (it never reached a serve, so it cannot have done anything twice). Each answer
+    says which serve gave it (``X-Served-By``); each request is logged to stdout with its
+    ``X-Hop`` header, how long the proxy held it (Ta, ms: what a gateway in its place waited),
+    its serve and its status (:meth:`Cluster.proxy_times`)."""
     servers = "\n".join(
         f"    server {name} 127.0.0.1:{p} check inter 1s fall 3 rise 1"
         for name, p in serves.items()
@@ -81,9 +85,11 @@ def haproxy_config(*, port: int, serves: dict[str, int]) -> str:
     return f"""\
 global
     maxconn 4096
+    log stdout format raw local0
 
 defaults
     mode http
+    log global
     timeout connect 2s
     timeout client 60s
     timeout server 60s
@@ -93,6 +99,8 @@ defaults
 
 frontend gateway
     bind 127.0.0.1:{port}
+    http-request capture req.hdr({HOP_HEADER}) len 100
+    log-format "hop %hr %Ta %s %ST"
     default_backend serves
 
 backend serves
@@ -199,6 +207,17 @@ class Cluster:
             body: dict[str, Any] = await response.json()
             return body
 
+    def proxy_times(self) -> dict[str, float]:
+        """Per hop sent through the proxy (its ``X-Hop``), how long the proxy held it, in seconds:
+        from its first byte in to the answer's last byte out, the time a gateway there waited
+        (the test client's own clock also counts its own turn on a busy machine's CPU)."""
+        times = {}
+        for line in (self.directory / "haproxy.log").read_text().splitlines():
+            match = re.fullmatch(r"hop \{(.*)\} (-?\d+) \S+ \d+", line)
+            if match and match.group(1):
+                times[match.group(1)] = int(match.group(2)) / 1000
+        return times
+
     async def hops_counted(self, http: aiohttp.ClientSession) -> dict[str, int]:
         """Per serve, the USSD hops it answered (its own ``airgate_ussd_hops_total``)."""
         counts = {}
@@ -288,7 +307,8 @@ async def cluster(
     with the_cluster.stack:
         async with (
             open_core(the_cluster.settings) as core,
-            aiohttp.ClientSession(timeout=timeout) as http,
+            # No limit on connections: a burst of hops must all be in flight at once.
+            aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as http,
         ):
             if seed is not None:
                 await seed(core)
@@ -342,12 +362,18 @@ def scale_database(name: str) -> Iterator[str]:
 @dataclass
 class Hop:
     """One answered hop: the HTTP status, the screen, which serve gave it (the proxy's header, or
-    the serve's own address when sent to it directly) and how long it took, seen by the client."""
+    the serve's own address when sent to it directly), how long it took seen by the client, and
+    its name in the proxy's log (:meth:`Cluster.proxy_times`)."""
 
     status: int
     screen: str
     served_by: str
     seconds: float
+    name: str = ""
+
+
+def hop_id(session_id: str, path: list[str]) -> str:
+    return f"{session_id}:{len(path)}"
 
 
 async def hop(
@@ -363,11 +389,15 @@ async def hop(
     }
     started = time.monotonic()
     async with http.post(
-        f"{base_url}/ussd/africastalking", params={"token": USSD_SECRET}, data=form
+        f"{base_url}/ussd/africastalking",
+        params={"token": USSD_SECRET},
+        data=form,
+        headers={HOP_HEADER: hop_id(session_id, path)},
     ) as response:
         screen = await response.text()
         served_by = response.headers.get(SERVED_BY, base_url)
-    return Hop(response.status, screen, served_by, seconds=time.monotonic() - started)
+    seconds = time.monotonic() - started
+    return Hop(response.status, screen, served_by, seconds, hop_id(session_id, path))
 
 
 @dataclass
