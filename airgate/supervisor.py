@@ -87,6 +87,9 @@ class Supervisor:
     processes: int
     listeners: list[Listener]
     stop_grace_s: float
+    # What each child runs, before its hidden options: this very ``airgate serve``.
+    child: tuple[str, ...] = (sys.executable, "-m", "airgate", "serve")
+    first_backoff_s: float = FIRST_BACKOFF_S
     sockets: list[socket.socket] = field(default_factory=list)
     children: dict[int, asyncio.subprocess.Process] = field(default_factory=dict)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -94,10 +97,7 @@ class Supervisor:
 
     async def run(self) -> int:
         """Serve until a signal; the exit status: 0 when every child stopped in time."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.stopping.set)
-        with self._closing(), _metrics_dir():
+        with self._closing(), _metrics_dir(), self._signals():
             slots = [asyncio.create_task(self._keep(slot)) for slot in range(self.processes)]
             stop = asyncio.create_task(self.stopping.wait())
             done, _ = await asyncio.wait([stop, *slots], return_when=asyncio.FIRST_COMPLETED)
@@ -110,6 +110,17 @@ class Supervisor:
             if isinstance(failed, BaseException):
                 raise failed
             return 0 if clean else 1
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stopping.set)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
 
     def bind(self) -> None:
         """Bind every listener, before ``run``: a taken port fails here, before any child."""
@@ -136,6 +147,8 @@ class Supervisor:
         while not self.stopping.is_set():
             started = time.monotonic()
             process, ready = await self._spawn(slot)
+            if self.stopping.is_set():  # spawned while the others were being stopped
+                process.terminate()
             listened = await ready
             if listened:
                 self.ever_ready = True
@@ -157,19 +170,22 @@ class Supervisor:
                     )
             lived = time.monotonic() - started
             young_deaths = young_deaths + 1 if lived < STABLE_S else 0
-            delay = 0.0 if young_deaths == 0 else _backoff(young_deaths)
+            delay = 0.0 if young_deaths == 0 else self._backoff(young_deaths)
             log.warning(
                 "serve.process_exited", slot=slot, pid=process.pid, code=code, restart_in_s=delay
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), delay)
 
+    def _backoff(self, young_deaths: int) -> float:
+        return float(min(self.first_backoff_s * 2 ** (young_deaths - 1), MAX_BACKOFF_S))
+
     async def _spawn(self, slot: int) -> tuple[asyncio.subprocess.Process, asyncio.Future[bool]]:
         """Start child ``slot``; the future says whether it listened (it writes one byte on its
         ready pipe then) or died first (the pipe closes unwritten)."""
         read_end, write_end = os.pipe()
         fds = [sock.fileno() for sock in self.sockets]
-        args = [sys.executable, "-m", "airgate", "serve", "--ready-fd", str(write_end)]
+        args = [*self.child, "--ready-fd", str(write_end)]
         for listener, fd in zip(self.listeners, fds, strict=True):
             args += [listener.option, str(fd)]
         try:
@@ -200,10 +216,6 @@ class Supervisor:
                     process.kill()
         await asyncio.gather(*waits)
         return not late
-
-
-def _backoff(young_deaths: int) -> float:
-    return float(min(FIRST_BACKOFF_S * 2 ** (young_deaths - 1), MAX_BACKOFF_S))
 
 
 def _first_byte(read_end: int) -> asyncio.Future[bool]:
