@@ -35,13 +35,18 @@ class SentinelSet:
     primary_port: int
     replica_port: int
     sentinel_ports: list[int]
+    password: str
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         """The AIRGATE_QUEUE_REDIS_URL of this set."""
         hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
-        return f"redis+sentinel://{hosts}/{MASTER}/0"
+        return f"redis+sentinel://:{self.password}@{hosts}/{MASTER}/0"
+
+    def data_client(self, port: int) -> aioredis.Redis:
+        """A client of the primary or the replica (they want the password; sentinels do not)."""
+        return aioredis.Redis(port=port, password=self.password, socket_timeout=1)
 
     def kill(self, port: int) -> None:
         """SIGKILL the server on ``port``: no shutdown, no last write to anyone."""
@@ -63,7 +68,7 @@ class SentinelSet:
         return None
 
     async def replication(self, port: int) -> dict[str, Any]:
-        client = aioredis.Redis(port=port, socket_timeout=1)
+        client = self.data_client(port)
         try:
             return dict(await client.info("replication"))
         finally:
@@ -99,11 +104,15 @@ def _start(folder: Path, name: str, lines: list[str], *flags: str) -> subprocess
 
 
 @contextmanager
-def sentinel_set(folder: Path) -> Iterator[SentinelSet]:
-    """Primary, replica and three sentinels (quorum 2), all stopped on the way out."""
+def sentinel_set(folder: Path, password: str) -> Iterator[SentinelSet]:
+    """Primary, replica and three sentinels (quorum 2), all stopped on the way out; the data
+    nodes want ``password`` (each may become the other's replica: masterauth on both)."""
     folder.mkdir(parents=True, exist_ok=True)
-    found = SentinelSet(folder, free_port(), free_port(), [free_port() for _ in range(3)])
+    ports = free_port(), free_port(), [free_port() for _ in range(3)]
+    found = SentinelSet(folder, *ports, password=password)
     server = [
+        f"requirepass {password}",
+        f"masterauth {password}",
         "bind 127.0.0.1",
         "save ''",
         "appendonly no",
@@ -139,6 +148,7 @@ def sentinel_set(folder: Path) -> Iterator[SentinelSet]:
                     f"sentinel down-after-milliseconds {MASTER} {DOWN_AFTER_MS}",
                     f"sentinel failover-timeout {MASTER} {FAILOVER_TIMEOUT_MS}",
                     f"sentinel parallel-syncs {MASTER} 1",
+                    f"sentinel auth-pass {MASTER} {password}",
                 ],
                 "--sentinel",
             )

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 from sqlalchemy import select
 from sqlmodel import col
 
@@ -48,6 +47,7 @@ KILL_AFTER = 50  # confirmed top-ups before the primary dies
 SHOPS = 4
 STOCK = 100_000  # KES 1,000 a shop
 DIGITS = "00000115"  # the sandbox's last-digit rules: 0 delivered, 1 declined, 5 slow (1.5 s)
+PASSWORD = "queue-redis-secret-5517"  # in the URL the workers get: never in a log line
 
 pytestmark = [
     pytest.mark.slow,
@@ -72,7 +72,7 @@ async def test_queue_survives_a_sentinel_failover_with_nothing_lost_or_sent_twic
     distributor, shops = await chain(rig.core, retailers=SHOPS)
     for i, shop in enumerate(shops):
         await give_retailer_stock(rig.core, distributor, shop, STOCK, f"r{i}")
-    with sentinel_set(tmp_path / "redis") as redis_set:
+    with sentinel_set(tmp_path / "redis", password=PASSWORD) as redis_set:
         await wait_ready(redis_set)
         env = {**worker_env(rig, tmp_path), "AIRGATE_QUEUE_REDIS_URL": redis_set.url}
         queue = await JobQueue.connect(redis_set.url)
@@ -97,6 +97,8 @@ async def test_queue_survives_a_sentinel_failover_with_nothing_lost_or_sent_twic
     await _assert_once_each(rig, topups)
     await _assert_stock(rig, shops, topups)
     logs = _worker_logs(tmp_path)
+    assert PASSWORD not in logs
+    assert not [t.msisdn for t in topups if t.msisdn in logs or t.msisdn[1:] in logs]
     late = max((t.final_at - t.created_at).total_seconds() for t in topups if t.final_at)
     print(
         f"\nfailover: replica promoted {promoted_s:.2f} s after the kill; "
@@ -161,7 +163,7 @@ async def _all_final(rig: Rig, ids: list[str]) -> list[Topup]:
 async def _reclaimed(redis_set: SentinelSet) -> int:
     """Job ids claimed more than once, read on the promoted replica: re-runs, and the sweeper's
     copies of jobs that finished between its query and its enqueue (they find the row final)."""
-    client = aioredis.Redis(port=redis_set.replica_port)
+    client = redis_set.data_client(redis_set.replica_port)
     try:
         keys = [k async for k in client.scan_iter(f"{CLAIMS_KEY_PREFIX}*", count=1000)]
         counts = [int(v) for v in await client.mget(keys)] if keys else []
