@@ -133,7 +133,7 @@ def test_pgbouncer_pools_transactions_and_the_budget_fits(compose: dict[str, Any
         int(defaults[name].default)
         for name in ("db_pool_size", "db_max_overflow", "db_lookup_connections")
     )
-    clients = _processes(compose, env) * per_process
+    clients = _processes(compose, env) * per_process  # an upper bound: a worker has no lookups
     assert clients <= int(bouncer["max_client_conn"])
     backends = int(bouncer["default_pool_size"]) + int(bouncer["reserve_pool_size"])
     migrate_and_an_operator = 2 * per_process
