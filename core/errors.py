@@ -45,7 +45,7 @@ connection to the database or Redis) become :class:`StoreUnavailable` at the ada
 (a constraint, a trigger's refusal) stay SQLAlchemy's, caught by the service that expects them.
 No error ever carries a PIN.
 
-Signals, not errors: exceptions private to a module (``_Lost``, ``_NotTheirs`` …) and these two,
+Signals, not errors: exceptions private to a module (``_Lost`` …) and these two,
 which never cross a service: ``Overdraft`` (core/ledger/postings.py: a guard refused a debit; the
 service turns it into InsufficientStock or InsufficientFunds) and ``Malformed``
 (inside an aggregator adapter: an answer it cannot read; it becomes OutcomeUnknown).

@@ -18,7 +18,6 @@ flight while the database is asked who is calling), and no task.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import replace
@@ -73,16 +72,6 @@ class Engine:
         self.paths = PathKeeper(core.pins.subkey("ussd-path"))
 
     async def handle(self, turn: Turn, style: Style = PLAIN) -> Screen:
-        try:
-            return await self._handle(turn, style)
-        except _NotTheirs:
-            # The id is another user's session (a gateway reusing ids, a forged call): this
-            # user gets a session of their own under a key of their own, and never sees theirs.
-            log.warning("a session id of another user", channel=turn.channel)
-            own = f"{turn.session_id}~{_owner(turn)}"
-            return await self._handle(replace(turn, session_id=own), style)
-
-    async def _handle(self, turn: Turn, style: Style) -> Screen:
         # A USSD session id is new on each dial; a chat (Telegram) keeps its id across journeys,
         # so its new journey writes over the stored version.
         fresh = turn.is_new and not self.channels[turn.channel].restart_after_end
@@ -93,11 +82,10 @@ class Engine:
         return replace(screen, erase_input=True) if erase else screen
 
     async def _load(self, turn: Turn) -> Session | None:
-        """The stored session, if it is this user's; _NotTheirs if it is another's."""
-        session = await self.store.load(turn.channel, turn.session_id, turn.user_ref)
-        if session is not None and session.owner != _owner(turn):
-            raise _NotTheirs
-        return session
+        """This user's session under the turn's id. Another user's under the same id (a gateway
+        reusing ids, a forged call) is under a key of its own (the key names the user), so it is
+        never seen here: this user gets a session of their own."""
+        return await self.store.load(turn.channel, turn.session_id, turn.user_ref)
 
     async def _turn(self, turn: Turn, session: Session | None, style: Style) -> Screen:
         channel = self.channels[turn.channel]
@@ -185,7 +173,6 @@ class Engine:
     # -- starting -------------------------------------------------------------------------------
 
     async def _start(self, turn: Turn, session: Session, style: Style, *, expired: bool) -> Screen:
-        session.owner = _owner(turn)
         if style.last_input is not None:
             session.path = self.paths.keep(turn.input)
         if turn.hop is not None:
@@ -359,25 +346,12 @@ class Engine:
     describe = staticmethod(Steps.describe)  # the channels' way to word an error too
 
 
-class _NotTheirs(Exception):
-    """The stored session under this turn's id was opened by another user."""
-
-
-def _owner(turn: Turn) -> str:
-    """Who opened a session, as the session keeps it (``u``): a digest, not the number, keyed by
-    the session id so that it matches across sessions of one number only by a brute force that
-    the session's own data (the numbers typed into it) would make pointless."""
-    key = turn.session_id.encode()[-64:]  # blake2b takes a key of at most 64 bytes
-    return hashlib.blake2b(turn.user_ref.encode(), key=key, digest_size=8).hexdigest()
-
-
 def _ended(session: Session, text: str) -> Session:
     """What an ended session keeps, briefly: its final text for a retry, and what tells a retry
-    (whose it is, the path or hop it answered)."""
+    (the path or hop it answered)."""
     return Session(
         END,
         version=session.version,
-        owner=session.owner,
         path=session.path,
         hop=session.hop,
         ended=text,

@@ -67,7 +67,6 @@ _SHORT_NAMES = {
     "state": "s",
     "data": "d",
     "version": "v",
-    "owner": "u",
     "party": "p",
     "role": "r",
     "lang": "l",
@@ -127,7 +126,6 @@ class Session(msgspec.Struct, Generic[D], omit_defaults=True, rename=_SHORT_NAME
     state: str
     data: D | None = None
     version: int = 0
-    owner: str = ""  # who opened it: a keyed digest of the user's reference (engine._owner)
     party: int | None = None  # the party acting, once known
     role: str = ""  # its role: which flow
     lang: str = DEFAULT_LANGUAGE

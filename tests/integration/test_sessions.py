@@ -27,7 +27,6 @@ JOURNEYS = journeys_of([*FLOWS.values(), LINK_FLOW])
 NUMBER = Order(msisdn="+254788123456")
 # Every engine field away from its default, as on a journey's deepest step.
 _ENGINE_FIELDS: dict[str, Any] = {
-    "owner": "0123456789abcdef",
     "party": 123_456,
     "role": "distributor",
     "lang": "sw",
