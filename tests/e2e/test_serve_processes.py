@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from airgate.cli.run import SUPERVISE_GRACE_S
+from tests.conftest import TEST_PEPPER
 from tests.e2e.conftest import AIRGATE, free_port
 from tests.helpers import killed_at_exit
 
@@ -152,7 +153,13 @@ def test_a_killed_child_is_replaced_and_the_port_keeps_answering(
     assert victim not in survivors and len(survivors) == 2
     assert _answering_pids(ops, process, survivors) == survivors
     assert _refused_total(ops) == 6.0  # the dead child's count is kept: counters never go back
-    assert "serve.process_exited" in "".join(_stop(process))
+    for child in survivors:  # what `ps` shows of a child: fds, never a setting
+        argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        assert argv[1:5] == [b"-m", b"airgate", b"serve", b"--ready-fd"]
+        assert TEST_PEPPER.encode() not in b" ".join(argv)
+    said = "".join(_stop(process))
+    assert "serve.process_exited" in said
+    assert TEST_PEPPER not in said
 
 
 def _stop(process: subprocess.Popen[str]) -> tuple[str, str]:
@@ -200,6 +207,18 @@ def test_children_that_cannot_start_stop_the_parent_with_their_line(
         "airgate: cannot start the Telegram bot: NetworkError (check AIRGATE_TELEGRAM_TOKEN "
         "and AIRGATE_TELEGRAM_API_URL)"
     }
+
+
+def test_a_bad_setting_is_one_line_before_any_child(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [AIRGATE, "serve", "--processes", "2"], env={**cli_env, "AIRGATE_HTTP_PORT": "http"},
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "AIRGATE_HTTP_PORT" in result.stderr
+    assert result.stdout == ""  # no child was started, nothing said it listens
 
 
 def test_a_taken_port_is_one_line_from_the_parent(cli_env: dict[str, str], tmp_path: Path) -> None:
