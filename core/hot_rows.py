@@ -13,16 +13,22 @@ is refused at once with :class:`Busy`; a wait ends by the work's deadline (core/
 :class:`DeadlineExceeded`, and nothing was done either way. A payer with no one inside and no one
 waiting has no gate (the map holds only payers in use). The uncontended path takes a free lock:
 no task switch, no wait (a class, not a generator-based context manager: a few microseconds on
-every top-up).
+every top-up). A turn taken inside a turn of the same payer in the same task is the outer one
+(a confirmation holds one turn for its PIN check and its reservation, so it is not queued again
+behind later arrivals); a task started inside a turn must not take one of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+from contextvars import ContextVar, Token
 from types import TracebackType
 
 from core import deadline
 from core.errors import Busy, DeadlineExceeded
+
+# The payers whose turn the running task holds.
+_held: ContextVar[tuple[int, ...]] = ContextVar("airgate_turns_held", default=())
 
 
 class _Gate:
@@ -52,13 +58,17 @@ class PayerGates:
 
 
 class _Turn:
-    __slots__ = ("_gates", "_payer", "_gate")
+    __slots__ = ("_gates", "_payer", "_gate", "_token")
 
     def __init__(self, gates: PayerGates, payer: int) -> None:
         self._gates = gates
         self._payer = payer
+        self._gate: _Gate | None = None  # None: the outer turn is this task's already
 
     async def __aenter__(self) -> None:
+        held = _held.get()
+        if self._payer in held:
+            return
         gates = self._gates._gates
         gate = gates.get(self._payer)
         if gate is None:
@@ -70,8 +80,9 @@ class _Turn:
         try:
             await _acquire(gate.lock)
         except BaseException:
-            self._leave()
+            self._leave(gate)
             raise
+        self._token: Token[tuple[int, ...]] = _held.set((*held, self._payer))
 
     async def __aexit__(
         self,
@@ -79,11 +90,14 @@ class _Turn:
         _value: BaseException | None,
         _traceback: TracebackType | None,
     ) -> None:
-        self._gate.lock.release()
-        self._leave()
-
-    def _leave(self) -> None:
         gate = self._gate
+        if gate is None:
+            return
+        _held.reset(self._token)
+        gate.lock.release()
+        self._leave(gate)
+
+    def _leave(self, gate: _Gate) -> None:
         gate.users -= 1
         if gate.users == 0:
             del self._gates._gates[self._payer]

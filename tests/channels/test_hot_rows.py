@@ -33,7 +33,10 @@ RETAILER = "+254700000001"
 CONFIRMS = 200
 AMOUNT = "100"  # KES: the retailer's KES 5,000 of Airtel covers exactly 50
 ACCEPTED = 50
-DEADLINE_S = 4.0  # AIRGATE_HOP_DEADLINE_S's default
+# Twice AIRGATE_HOP_DEADLINE_S's default: the 50 accepted run one after another (one retailer's
+# row), about 3.3 s here on a shared machine under load 15, and under the whole suite it is
+# slower still; the test is about what happens within the deadline, whichever it is.
+DEADLINE_S = 8.0
 MARGIN_S = 1.0  # the client's side of a loaded, shared test machine
 PROCESSES = 1
 REASONS = (
@@ -130,7 +133,8 @@ async def test_200_confirms_for_one_retailer_queue_in_airgate(
     if sampler is not None:
         assert sampler.samples > 0
         assert sampler.most <= PROCESSES, sampler.most
-    await asyncio.sleep(DEADLINE_S + 1)  # anything still waiting would have been made by now
+    # Every hop has answered; one still at work would have had until its deadline.
+    await asyncio.sleep(max(DEADLINE_S - slowest, 0) + 1)
     assert await _made(core) == (ACCEPTED, ACCEPTED)
     report = await verify(core.engine)
     assert report.ok, report.problems

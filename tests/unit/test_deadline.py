@@ -102,3 +102,14 @@ async def test_a_wait_in_the_queue_ends_in_time_for_money_to_start() -> None:
     release.set()
     await holder
     assert not gates._gates
+
+
+async def test_a_turn_inside_a_turn_of_the_same_payer_is_the_outer_one() -> None:
+    """A confirmation's PIN check and reservation share one turn: no deadlock, no second wait."""
+    gates = PayerGates(max_waiting=0)
+    async with gates.turn(7):
+        async with gates.turn(7):  # the same task: not queued behind itself
+            assert gates.waiting(7) == 0
+        async with gates.turn(8):
+            pass
+    assert not gates._gates

@@ -159,20 +159,23 @@ async def show_data_confirm(ctx: Ctx) -> Screen:
 
 def _confirm(*, repeat: bool) -> Callable[[Ctx, str], Awaitable[str | Screen]]:
     async def answer(ctx: Ctx, text: str) -> str | Screen:
-        await check_pin(ctx, text)
         asked = ctx.data(Order)
         try:
-            topup = await confirm_topup(
-                ctx.core,
-                ctx.queue,
-                party_id=ctx.party_id,
-                msisdn=asked.msisdn,
-                channel=ctx.turn.channel,
-                product_code=asked.bundle or None,
-                amount_minor=None if asked.bundle else asked.amount_minor,
-                client_key=ctx.turn_key(),
-                confirm_repeat=repeat,
-            )
+            # One turn in the retailer's queue for the PIN and the reservation (core/hot_rows.py):
+            # a confirmation past its PIN is not queued again behind later ones.
+            async with ctx.core.gates.turn(ctx.party_id):
+                await check_pin(ctx, text)
+                topup = await confirm_topup(
+                    ctx.core,
+                    ctx.queue,
+                    party_id=ctx.party_id,
+                    msisdn=asked.msisdn,
+                    channel=ctx.turn.channel,
+                    product_code=asked.bundle or None,
+                    amount_minor=None if asked.bundle else asked.amount_minor,
+                    client_key=ctx.turn_key(),
+                    confirm_repeat=repeat,
+                )
         except RepeatNeedsConfirmation as exc:
             asked.seconds_ago = int(exc.fields["seconds_ago"])
             return T.REPEAT
