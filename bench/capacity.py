@@ -57,6 +57,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict, dataclass, field
+from math import ceil
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,7 @@ class ConfirmRun:
     clients: int
     per_s: float
     cpu_ms_per_confirm: float  # this process: what serve spends on a top-up after the PIN
+    postgres_cpu_ms_per_confirm: float  # the bench database's backends meanwhile
     queued_jobs: int
     redis_bytes_per_queued_job: float  # used_memory grown ÷ jobs queued
     redis_key_bytes_per_queued_job: float  # MEMORY USAGE of the job keys, mean
@@ -307,6 +309,7 @@ def environment(args: argparse.Namespace, redis_url: str, var_dir: Path) -> dict
         AIRGATE_LOG_LEVEL="WARNING",
         AIRGATE_WORKER_MAX_JOBS=str(args.max_jobs),
     )
+    env.update(item.split("=", 1) for item in args.env)
     return env
 
 
@@ -314,6 +317,24 @@ async def start(*command: str, env: dict[str, str]) -> Process:
     return await asyncio.create_subprocess_exec(
         AIRGATE, *command, env=env, stdout=DEVNULL, stderr=DEVNULL
     )
+
+
+UVLOOP_WORKER = """
+import sys, uvloop
+from airgate.cli import main
+uvloop.install()
+sys.argv = ["airgate", "worker"]
+main()
+"""
+
+
+async def start_worker(args: argparse.Namespace, env: dict[str, str]) -> Process:
+    """``airgate worker``; ``--worker-loop uvloop`` (an experiment): the same on uvloop's loop."""
+    if args.worker_loop == "uvloop":
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-c", UVLOOP_WORKER, env=env, stdout=DEVNULL, stderr=DEVNULL
+        )
+    return await start("worker", env=env)
 
 
 async def used_memory(redis: aioredis.Redis) -> int:
@@ -398,7 +419,12 @@ async def serve_run(
 
 
 async def confirm_backlog(
-    core: Any, queue: Any, redis: aioredis.Redis, args: argparse.Namespace, shops: list[int]
+    core: Any,
+    queue: Any,
+    redis: aioredis.Redis,
+    db: Any,
+    args: argparse.Namespace,
+    shops: list[int],
 ) -> ConfirmRun:
     """``--topups`` top-ups confirmed by ``--clients`` tasks, nobody delivering them yet."""
     from core.jobs.queue import QUEUE
@@ -420,9 +446,13 @@ async def confirm_backlog(
                 channel=CHANNEL,
             )
 
+    backends = await backend_pids(db)
+    pg0 = {pid: cpu_s([pid]) for pid in backends}
     cpu0, t0 = cpu_s([os.getpid()]), time.perf_counter()
     await asyncio.gather(*(client(i) for i in range(args.clients)))
     seconds, cpu = time.perf_counter() - t0, cpu_s([os.getpid()]) - cpu0
+    backends |= await backend_pids(db)
+    pg_cpu = sum(cpu_s([pid]) - pg0.get(pid, 0.0) for pid in backends)
     total = per_client * args.clients
     queued = int(await redis.zcard(QUEUE))
     _, job_bytes = await key_bytes(redis, "arq:job:*")
@@ -431,6 +461,7 @@ async def confirm_backlog(
         clients=args.clients,
         per_s=total / seconds,
         cpu_ms_per_confirm=cpu * 1000 / total,
+        postgres_cpu_ms_per_confirm=pg_cpu * 1000 / total,
         queued_jobs=queued,
         redis_bytes_per_queued_job=(await used_memory(redis) - used0) / max(queued, 1),
         redis_key_bytes_per_queued_job=job_bytes,
@@ -497,16 +528,21 @@ async def settled(pids: list[int], timeout_s: float = 30) -> None:
         last = now
 
 
-async def other_pids(redis: aioredis.Redis, db: Any, sandbox: int) -> dict[str, set[int]]:
-    """The processes a drain also keeps busy: PostgreSQL backends of the bench database, the
-    Redis server (its own pid, from INFO), the sandbox."""
-    backends = await db.fetch(
+async def backend_pids(db: Any) -> set[int]:
+    """PostgreSQL backends of the bench database, but for ``db``'s own."""
+    rows = await db.fetch(
         "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
         BENCH_DB,
     )
+    return {int(r["pid"]) for r in rows}
+
+
+async def other_pids(redis: aioredis.Redis, db: Any, sandbox: int) -> dict[str, set[int]]:
+    """The processes a drain also keeps busy: PostgreSQL backends of the bench database, the
+    Redis server (its own pid, from INFO), the sandbox."""
     server = int((await redis.info("server"))["process_id"])
     return {
-        "postgres": {int(r["pid"]) for r in backends},
+        "postgres": await backend_pids(db),
         "redis": {server},
         "sandbox": {sandbox},
     }
@@ -591,7 +627,7 @@ async def worker_run(
     procs = [sandbox_proc]
     try:
         await wait_http(f"{sandbox}/sandbox/stats", sandbox_proc, timeout_s=15)
-        procs += [await start("worker", env=env) for _ in range(workers)]
+        procs += [await start_worker(args, env) for _ in range(workers)]
         footprints = [Footprint(p.pid) for p in procs[1:]]
         pids = [f.pid for f in footprints]
         await settled(pids)
@@ -605,7 +641,7 @@ async def worker_run(
         used0 = await used_memory(redis)
         before = load1()
         try:
-            confirm = await confirm_backlog(core, queue, redis, args, shops)
+            confirm = await confirm_backlog(core, queue, redis, db, args, shops)
         finally:
             for pid in pids:
                 os.kill(pid, signal.SIGCONT)
@@ -857,12 +893,153 @@ def render(out: dict[str, Any]) -> None:
             f"{r['pg_transactions_per_topup']:.1f} PostgreSQL transactions (all processes); "
             f"Redis by command: {r['redis_commands_by_name']}"
         )
+    if "model" in out:
+        render_model(console, out["model"])
     for how, d in out.get("disk", {}).items():
         split = ", ".join(f"{t} {b:,.0f}" for t, b in d["by_table"].items())
         console.print(
             f"PostgreSQL per top-up ({how}; delivered, 2 SMS; {d['topups']:,}): "
             f"{d['bytes_per_topup']:,.0f} B — {split}"
         )
+
+
+# -- the capacity model -------------------------------------------------------------------------
+
+
+def model(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """What a deployment for ``--day`` top-ups a day needs, from the figures measured above and
+    the assumptions in ``args`` (docs/OPERATIONS.md, "Capacity model", states and explains them).
+    CPU figures are per core of this machine; every count is rounded up."""
+    serve, runs = out["serve"], [r for r in out["workers"] if r["latency_ms"] == 0]
+    runs = runs or out["workers"]
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    hop_ms = serve["server_cpu_us_per_hop"] / 1000
+    confirm_ms = mean([r["confirm"]["cpu_ms_per_confirm"] for r in runs])
+    pg_ms = mean([r["confirm"]["postgres_cpu_ms_per_confirm"] for r in runs]) + mean(
+        [r["other_cpu_ms_per_topup"]["postgres"] for r in runs]
+    )
+    worker_ms = mean([r["worker_cpu_ms_per_topup"] for r in runs])
+    peak = args.day * args.peak_hour_share / 3600 * args.burst  # top-ups/s to carry
+    # serve: the USSD share's hops (the PIN hop's confirm counted apart), the rest through the
+    # API at its measured HTTP overhead.
+    serve_ms = (
+        args.ussd_share * ((args.hops - 1) * hop_ms + confirm_ms)
+        + (1 - args.ussd_share) * confirm_ms * args.api_overhead
+    )
+    serve_cores = peak * serve_ms / 1000
+    serve_procs = max(2, ceil(serve_cores * args.headroom))
+    worker_cores = peak * worker_ms / 1000
+    in_flight = peak * (args.aggregator_s + 2 * args.sms_s)  # deliver + 2 SMS jobs, Little's law
+    workers = max(2, ceil(worker_cores * args.headroom), ceil(in_flight / args.max_jobs))
+    pg_cores = peak * pg_ms / 1000 * args.headroom
+    per_process = args.pool + args.overflow + args.lookups
+    active = serve["footprint"]["conns_active_peak"] * serve_procs + workers * max(
+        f["conns_active_peak"] for r in runs for f in r["footprints"]
+    )
+    journeys_s = peak * args.ussd_share * args.journeys_per_topup
+    session_b = serve["redis_bytes_per_live_session"]
+    job_b = mean([r["confirm"]["redis_bytes_per_queued_job"] for r in runs])
+    kept_b = mean([r["redis_bytes_per_topup_after"] for r in runs])
+    redis = {
+        "sessions": journeys_s * args.session_s * session_b,
+        "queue_in_flight": in_flight * job_b,
+        "outage_backlog": peak / args.burst * args.outage_min * 60 * job_b,
+        "claims_last_hour": args.day * args.peak_hour_share * kept_b,
+    }
+    disk = out["disk"]
+    rss = serve["footprint"]["rss_peak_mb"] * serve_procs + workers * max(
+        f["rss_peak_mb"] for r in runs for f in r["footprints"]
+    )
+    return {
+        "assumptions": {k: getattr(args, k) for k in MODEL_ARGS},
+        "peak_topups_per_s": peak,
+        "serve_cpu_ms_per_topup": serve_ms,
+        "serve_cores": serve_cores,
+        "serve_processes": serve_procs,
+        "worker_cpu_ms_per_topup": worker_ms,
+        "worker_cores": worker_cores,
+        "in_flight": in_flight,
+        "workers": workers,
+        "postgres_cpu_ms_per_topup": pg_ms,
+        "postgres_cores": pg_cores,
+        "pg_client_connections": (serve_procs + workers) * per_process,
+        "pg_active_connections": active,
+        "redis_bytes": redis,
+        "disk_gb_per_day": args.day * disk["packed"]["bytes_per_topup"] / 1e9,
+        "disk_gb_per_day_unvacuumed": args.day * disk["as_left"]["bytes_per_topup"] / 1e9,
+        "rss_gb": rss / 1024,
+    }
+
+
+MODEL_ARGS = (
+    "day", "retailers_total", "peak_hour_share", "burst", "ussd_share", "hops",
+    "journeys_per_topup", "api_overhead", "headroom", "aggregator_s", "sms_s", "session_s",
+    "outage_min", "max_jobs", "pool", "overflow", "lookups",
+)  # fmt: skip
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("capacity model (assumptions)")
+    g.add_argument("--day", type=float, default=5e6, help="top-ups a day")
+    g.add_argument("--retailers-total", type=int, default=100_000, help="retailers (stated)")
+    g.add_argument("--peak-hour-share", type=float, default=0.10, help="of the day, busiest hour")
+    g.add_argument("--burst", type=float, default=2.0, help="busiest minute ÷ busiest hour's mean")
+    g.add_argument("--ussd-share", type=float, default=0.7, help="top-ups over USSD (rest: API)")
+    g.add_argument("--hops", type=int, default=6, help="USSD hops of a top-up's journey")
+    g.add_argument(
+        "--journeys-per-topup", type=float, default=1.3, help="USSD journeys (some abandoned)"
+    )
+    g.add_argument("--api-overhead", type=float, default=1.3, help="an API top-up ÷ a confirm")
+    g.add_argument("--headroom", type=float, default=2.0, help="cores provisioned ÷ cores busy")
+    g.add_argument("--aggregator-s", type=float, default=3.0, help="aggregator answer time, s")
+    g.add_argument("--sms-s", type=float, default=1.0, help="SMS gateway answer time, s")
+    g.add_argument("--session-s", type=float, default=60.0, help="a USSD session's life in Redis")
+    g.add_argument("--outage-min", type=float, default=30.0, help="aggregator outage to queue")
+    g.add_argument("--pool", type=int, default=10, help="AIRGATE_DB_POOL_SIZE")
+    g.add_argument("--overflow", type=int, default=5, help="AIRGATE_DB_MAX_OVERFLOW")
+    g.add_argument("--lookups", type=int, default=4, help="AIRGATE_DB_LOOKUP_CONNECTIONS")
+
+
+def render_model(console: Console, m: dict[str, Any]) -> None:
+    a = m["assumptions"]
+    console.print(
+        f"Capacity model: {a['day']:,.0f} top-ups a day, {a['retailers_total']:,} retailers; "
+        f"peak {m['peak_topups_per_s']:,.0f}/s (busiest hour {a['peak_hour_share']:.0%} of the "
+        f"day × burst {a['burst']:g}); {a['ussd_share']:.0%} over USSD at {a['hops']} hops; "
+        f"headroom ×{a['headroom']:g}; aggregator {a['aggregator_s']:g} s, SMS {a['sms_s']:g} s",
+        highlight=False,
+    )
+    table = Table()
+    for name in ("what", "per top-up", "at peak", "provision"):
+        table.add_column(name, justify="right")
+    r = m["redis_bytes"]
+    table.add_row(
+        "serve", f"{m['serve_cpu_ms_per_topup']:.2f} ms CPU", f"{m['serve_cores']:.2f} cores",
+        f"{m['serve_processes']} processes",
+    )  # fmt: skip
+    table.add_row(
+        "worker", f"{m['worker_cpu_ms_per_topup']:.2f} ms CPU",
+        f"{m['worker_cores']:.2f} cores, {m['in_flight']:,.0f} jobs in flight",
+        f"{m['workers']} processes",
+    )  # fmt: skip
+    table.add_row(
+        "PostgreSQL", f"{m['postgres_cpu_ms_per_topup']:.2f} ms CPU",
+        f"{m['pg_active_connections']} connections active at most",
+        f"{m['postgres_cores']:.1f} cores; {m['pg_client_connections']} client connections "
+        "(PgBouncer)",
+    )  # fmt: skip
+    table.add_row(
+        "Redis", "",
+        f"sessions {r['sessions'] / 1e6:.1f} MB, queue {r['queue_in_flight'] / 1e6:.1f} MB, "
+        f"claims {r['claims_last_hour'] / 1e6:.0f} MB",
+        f"+ {r['outage_backlog'] / 1e6:.0f} MB per {a['outage_min']:g} min aggregator outage",
+    )  # fmt: skip
+    table.add_row(
+        "disk", "", f"{m['disk_gb_per_day']:.1f} GB a day (packed)",
+        f"{m['disk_gb_per_day_unvacuumed']:.1f} GB a day before vacuum",
+    )  # fmt: skip
+    table.add_row("memory", "", "", f"{m['rss_gb']:.1f} GB RSS of all processes")
+    console.print(table)
 
 
 def main() -> None:
@@ -880,6 +1057,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300, help="s to wait for a drain")
     parser.add_argument("--skip-serve", action="store_true")
     parser.add_argument(
+        "--env", action="append", default=[], help="K=V for serve and workers (repeatable)"
+    )
+    parser.add_argument("--from-json", help="no run: the model from an earlier run's JSON line")
+    add_model_flags(parser)
+    parser.add_argument("--worker-loop", choices=["asyncio", "uvloop"], default="asyncio")
+    parser.add_argument(
         "--py-spy", help="py-spy record (-f raw) of the first worker of each drain, to here"
     )
     parser.add_argument("--pg", default=PG_TCP, help="server URL (TCP: connections by port)")
@@ -891,8 +1074,13 @@ def main() -> None:
         parser.error("--pg must be a TCP URL: connections are told apart by client port")
     args.workers = [int(x) for x in args.workers.split(",")]
     args.latencies = [int(x) for x in args.latencies.split(",")]
-    note_load()
-    out = asyncio.run(bench(args))
+    if args.from_json:
+        out = json.loads(Path(args.from_json).read_text().strip().splitlines()[-1])
+    else:
+        note_load()
+        out = asyncio.run(bench(args))
+    if "serve" in out and out.get("workers"):
+        out["model"] = model(out, args)
     render(out)
     print(json.dumps(out, separators=(",", ":")))
 
