@@ -36,7 +36,26 @@ class SentinelSet:
     replica_port: int
     sentinel_ports: list[int]
     password: str
+    stack: ExitStack = field(default_factory=ExitStack)  # kills and reaps every process started
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    commands: dict[int, list[str]] = field(default_factory=dict)
+
+    def start(self, port: int, name: str, lines: list[str], *flags: str) -> None:
+        conf = self.folder / f"{name}.conf"
+        conf.write_text("\n".join([f"port {port}", *lines, f"dir {self.folder}", "daemonize no"]))
+        assert REDIS_SERVER is not None, "redis-server is not installed"
+        self.commands[port] = [REDIS_SERVER, str(conf), *flags]
+        self.restart(port)
+
+    def restart(self, port: int) -> None:
+        """Start the server on ``port`` (again, after :meth:`kill`) with its configuration file,
+        which its sentinels may have rewritten (an old primary comes back as a replica)."""
+        log = self.folder / f"{port}.log"
+        with log.open("ab") as out:  # the child has its own copy
+            process = subprocess.Popen(
+                self.commands[port], stdout=out, stderr=subprocess.STDOUT, cwd=self.folder
+            )
+        self.processes[port] = self.stack.enter_context(killed_at_exit(process))
 
     @property
     def url(self) -> str:
@@ -93,16 +112,6 @@ class SentinelSet:
         return True
 
 
-def _start(folder: Path, name: str, lines: list[str], *flags: str) -> subprocess.Popen[bytes]:
-    conf = folder / f"{name}.conf"
-    conf.write_text("\n".join([*lines, f"dir {folder}", "daemonize no", ""]))
-    assert REDIS_SERVER is not None, "redis-server is not installed"
-    with (folder / f"{name}.log").open("wb") as log:  # the child has its own copy
-        return subprocess.Popen(
-            [REDIS_SERVER, str(conf), *flags], stdout=log, stderr=subprocess.STDOUT, cwd=folder
-        )
-
-
 @contextmanager
 def sentinel_set(folder: Path, password: str) -> Iterator[SentinelSet]:
     """Primary, replica and three sentinels (quorum 2), all stopped on the way out; the data
@@ -119,12 +128,8 @@ def sentinel_set(folder: Path, password: str) -> Iterator[SentinelSet]:
         "protected-mode no",
         "repl-diskless-sync-delay 0",
     ]
-    with ExitStack() as stack:
-
-        def start(port: int, name: str, lines: list[str], *flags: str) -> None:
-            process = _start(folder, name, [f"port {port}", *lines], *flags)
-            found.processes[port] = stack.enter_context(killed_at_exit(process))
-
+    with found.stack:
+        start = found.start
         start(
             found.primary_port, "primary", [*server, f"dbfilename primary-{found.primary_port}.rdb"]
         )

@@ -3,10 +3,11 @@
 Real processes throughout: a primary, its replica and three sentinels (tests/redis_sentinel.py),
 two ``airgate worker`` on ``AIRGATE_QUEUE_REDIS_URL=redis+sentinel://…``, the sandbox aggregator
 over HTTP and PostgreSQL. Top-ups are confirmed in a stream; a third of the way in the primary is
-killed and the sentinels promote the replica. Every top-up must end final, each reference must
-reach the aggregator exactly once, and the ledger and the shops' stock must add up: a job lost
-with the old primary is re-enqueued by the sweeper from its SQL row, a job re-run asks the
-aggregator before it sends.
+killed and the sentinels promote the replica; once all are final it is restarted, comes back as
+the new primary's replica, and more top-ups are claimed with a replica acknowledging each claim
+again. Every top-up must end final, each reference must reach the aggregator exactly once, and
+the ledger and the shops' stock must add up: a job lost with the old primary is re-enqueued by
+the sweeper from its SQL row, a job re-run asks the aggregator before it sends.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from core.models import AccountKind, Party, Topup, TopupState
 from core.models.topup import FINAL_STATES
 from core.money import airtime_asset
 from core.services.topups import confirm_topup
+from core.worker import UNREPLICATED_PAUSE_S
 from sandbox.config import SandboxConfig
 from tests.helpers import (
     SAFARICOM,
@@ -44,6 +46,7 @@ from tests.redis_sentinel import SentinelSet, sentinel_set, wait_ready
 
 TOPUPS = 150
 KILL_AFTER = 50  # confirmed top-ups before the primary dies
+AFTER = 20  # confirmed once the old primary is back, as the new one's replica
 SHOPS = 4
 STOCK = 100_000  # KES 1,000 a shop
 DIGITS = "00000115"  # the sandbox's last-digit rules: 0 delivered, 1 declined, 5 slow (1.5 s)
@@ -87,7 +90,13 @@ async def test_queue_survives_a_sentinel_failover_with_nothing_lost_or_sent_twic
 
                 await eventually(both_up, what="both workers started", timeout_s=60)
                 ids, killed_at, promoted_s = await _stream(rig, queue, shops, redis_set)
+                await _all_final(rig, ids)
+                rejoined_s = await _old_primary_rejoins(redis_set)
+                unreplicated = _worker_logs(tmp_path).count("worker.claim_not_replicated")
+                for i in range(TOPUPS, TOPUPS + AFTER):  # claims wait for the replica again
+                    ids.append(await _confirm(rig, queue, shops, i))
                 topups = await _all_final(rig, ids)
+                assert _worker_logs(tmp_path).count("worker.claim_not_replicated") == unreplicated
                 for worker in (one, two):
                     worker.send_signal(signal.SIGTERM)
                 assert (one.wait(30), two.wait(30)) == (0, 0)
@@ -105,7 +114,8 @@ async def test_queue_survives_a_sentinel_failover_with_nothing_lost_or_sent_twic
         f"{reclaimed} job(s) claimed again, "
         f"{len(re.findall('sweeper.resumed', logs))} sweep(s) resumed top-ups, "
         f"{len(re.findall('worker.redis_unavailable', logs))} failed poll(s), "
-        f"slowest top-up {late:.1f} s (killed at {killed_at:.1f} s into the stream)"
+        f"slowest top-up {late:.1f} s (killed at {killed_at:.1f} s into the stream); "
+        f"the old primary back as a replica {rejoined_s:.1f} s after its restart"
     )
 
 
@@ -127,15 +137,34 @@ async def _stream(
             redis_set.kill(redis_set.primary_port)
             killed = time.monotonic()
             promoted = asyncio.create_task(_promotion(redis_set, killed))
-        topup = await confirm_topup(
-            rig.core, queue, party_id=shops[i % SHOPS].id or 0,
-            msisdn=f"0711{i:05d}{DIGITS[i % len(DIGITS)]}", amount_minor=amount(i),
-            channel="test",
-        )  # fmt: skip
-        ids.append(topup.id)
+        ids.append(await _confirm(rig, queue, shops, i))
         await asyncio.sleep(0.04)
     assert promoted is not None
     return ids, killed - started, await promoted
+
+
+async def _confirm(rig: Rig, queue: JobQueue, shops: list[Party], i: int) -> str:
+    topup = await confirm_topup(
+        rig.core, queue, party_id=shops[i % SHOPS].id or 0,
+        msisdn=f"0711{i:05d}{DIGITS[i % len(DIGITS)]}", amount_minor=amount(i), channel="test",
+    )  # fmt: skip
+    return topup.id
+
+
+async def _old_primary_rejoins(redis_set: SentinelSet) -> float:
+    """Restart the killed primary; the sentinels make it the new primary's replica. Returns how
+    long that took, then waits out the workers' pause on waiting for replicas."""
+    restarted = time.monotonic()
+    redis_set.restart(redis_set.primary_port)
+
+    async def replica_online() -> bool:
+        info = await redis_set.replication(redis_set.replica_port)
+        return isinstance(info.get("slave0"), dict) and info["slave0"]["state"] == "online"
+
+    await eventually(replica_online, what="the old primary rejoined as a replica", timeout_s=60)
+    rejoined = time.monotonic() - restarted
+    await asyncio.sleep(UNREPLICATED_PAUSE_S + 1)
+    return rejoined
 
 
 async def _promotion(redis_set: SentinelSet, killed: float) -> float:
@@ -156,7 +185,7 @@ async def _all_final(rig: Rig, ids: list[str]) -> list[Topup]:
         return rows if all(t.state in FINAL_STATES for t in rows) else None
 
     found = await eventually(final, what="every top-up final", timeout_s=120, every_s=0.5)
-    assert len(found) == TOPUPS
+    assert len(found) == len(ids)
     return found
 
 
