@@ -150,6 +150,38 @@ async def test_a_confirm_out_of_time_says_try_again_and_nothing_is_made_later(
     _no_number_or_pin(logs())
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # a row lock of its own
+async def test_a_hop_out_of_time_before_money_ends_in_time_and_dialling_again_works(
+    client: TestClient, core: Core
+) -> None:
+    """The retailer's own row held: its PIN check (no money step, no lock_timeout) waits until
+    the hop's timer gives up; the caller gets a polite END in time, and the next dial works."""
+    phone = AtPhone(client, RETAILER)
+    await phone.dial()
+    for text in ("1", CUSTOMER, "500"):
+        await phone.send(text)
+    dsn = core.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    holder = await asyncpg.connect(dsn)
+    try:
+        async with holder.transaction():
+            party = await _party_id(core, RETAILER)
+            await holder.execute("SELECT 1 FROM party WHERE id = $1 FOR UPDATE", party)
+            took, answer = await _timed(phone.send(PIN))
+            assert took <= DEADLINE_S + MARGIN_S
+            assert answer == f"END {TRY_AGAIN}"
+            await asyncio.sleep(HELD_PAST_S)
+    finally:
+        await holder.close()
+    await asyncio.sleep(1.0)
+    assert await _made(core) == (0, 0)
+    again = phone.redial()
+    # Dialling again offers the journey where it was, the confirmation, as after any drop.
+    assert "Continue where you left off" in await again.dial()
+    assert "Enter PIN to confirm" in await again.send("1")
+    assert "accepted" in await again.send(PIN)
+    assert await _made(core) == (1, 1)
+
+
 async def test_a_telegram_confirm_out_of_time_says_so_in_the_users_language(
     telegram: Telegram, core: Core, redis_url: str
 ) -> None:
