@@ -167,9 +167,11 @@ class WorkerRun:
 
 @dataclass
 class Disk:
-    topups: int
-    bytes_per_topup: float
-    by_table: dict[str, float]  # bytes per top-up, tables that grew
+    """What the tables grew by for ``count`` things (top-ups, retailers), in bytes each."""
+
+    count: int
+    bytes_each: float
+    by_table: dict[str, float]  # bytes each, tables that grew
 
 
 # -- processes: connections and memory ----------------------------------------------------------
@@ -756,7 +758,14 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             env = environment(args, redis_url, var_dir)
             async with open_core(settings) as core:
                 await upgrade(core.engine)
-                await seed_demo(core, retailers=max(args.retailers, args.live, args.sessions))
+                db = await asyncpg.connect(pg_url(args.pg, BENCH_DB))
+                empty = await table_bytes(db, packed=True)
+                retailers = max(args.retailers, args.live, args.sessions)
+                await seed_demo(core, retailers=retailers)
+                # A retailer's rows: its party, accounts, PIN, stock (the seed's demo chain).
+                out["disk_per_retailer"] = asdict(
+                    disk(empty, await table_bytes(db, packed=True), retailers)
+                )
                 gc.freeze()
                 async with core.sessions() as session:
                     shops = [
@@ -768,7 +777,6 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                         ).scalars()
                     ]
                 await flush_redis(redis_url)
-                db = await asyncpg.connect(pg_url(args.pg, BENCH_DB))
                 if not args.skip_serve:
                     out["serve"] = asdict(await serve_run(args, env, pg, redis_url))
                 runs = []
@@ -801,10 +809,10 @@ async def redis_for(args: argparse.Namespace, tmp: Path) -> AsyncIterator[str]:
         yield url
 
 
-def disk(before: dict[str, int], after: dict[str, int], topups: int) -> Disk:
-    grew = {t: (after.get(t, 0) - n) / topups for t, n in before.items() if after.get(t, 0) > n}
+def disk(before: dict[str, int], after: dict[str, int], count: int) -> Disk:
+    grew = {t: (after.get(t, 0) - n) / count for t, n in before.items() if after.get(t, 0) > n}
     ordered = dict(sorted(grew.items(), key=lambda kv: -kv[1]))
-    return Disk(topups=topups, bytes_per_topup=sum(grew.values()), by_table=ordered)
+    return Disk(count=count, bytes_each=sum(grew.values()), by_table=ordered)
 
 
 def machine() -> dict[str, Any]:
@@ -895,11 +903,17 @@ def render(out: dict[str, Any]) -> None:
         )
     if "model" in out:
         render_model(console, out["model"])
+    if d := out.get("disk_per_retailer"):
+        split = ", ".join(f"{t} {b:,.0f}" for t, b in list(d["by_table"].items())[:6])
+        console.print(
+            f"PostgreSQL per retailer (packed; the seed's {d['count']:,}): "
+            f"{d['bytes_each']:,.0f} B — {split}"
+        )
     for how, d in out.get("disk", {}).items():
         split = ", ".join(f"{t} {b:,.0f}" for t, b in d["by_table"].items())
         console.print(
-            f"PostgreSQL per top-up ({how}; delivered, 2 SMS; {d['topups']:,}): "
-            f"{d['bytes_per_topup']:,.0f} B — {split}"
+            f"PostgreSQL per top-up ({how}; delivered, 2 SMS; {d['count']:,}): "
+            f"{d['bytes_each']:,.0f} B — {split}"
         )
 
 
@@ -965,8 +979,11 @@ def model(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "pg_client_connections": (serve_procs + workers) * per_process,
         "pg_active_connections": active,
         "redis_bytes": redis,
-        "disk_gb_per_day": args.day * disk["packed"]["bytes_per_topup"] / 1e9,
-        "disk_gb_per_day_unvacuumed": args.day * disk["as_left"]["bytes_per_topup"] / 1e9,
+        "disk_gb_per_day": args.day * disk["packed"]["bytes_each"] / 1e9,
+        "disk_gb_per_day_unvacuumed": args.day * disk["as_left"]["bytes_each"] / 1e9,
+        "disk_gb_retailers": args.retailers_total
+        * out.get("disk_per_retailer", {}).get("bytes_each", 0.0)
+        / 1e9,
         "rss_gb": rss / 1024,
     }
 
@@ -1035,7 +1052,8 @@ def render_model(console: Console, m: dict[str, Any]) -> None:
         f"+ {r['outage_backlog'] / 1e6:.0f} MB per {a['outage_min']:g} min aggregator outage",
     )  # fmt: skip
     table.add_row(
-        "disk", "", f"{m['disk_gb_per_day']:.1f} GB a day (packed)",
+        "disk", f"{m['disk_gb_retailers']:.2f} GB for the retailers",
+        f"{m['disk_gb_per_day']:.1f} GB a day (packed)",
         f"{m['disk_gb_per_day_unvacuumed']:.1f} GB a day before vacuum",
     )  # fmt: skip
     table.add_row("memory", "", "", f"{m['rss_gb']:.1f} GB RSS of all processes")
