@@ -5,6 +5,7 @@ that cannot start stop the parent with their one line."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
@@ -83,11 +84,18 @@ def serving(
         _wait_until(lambda: _get(f"{ops}/readyz")[0] == 200, "ready", process, STARTUP_S)
         yield process, f"http://127.0.0.1:{cli_env['AIRGATE_HTTP_PORT']}", ops
     finally:
-        for child in _children(process.pid):  # the parent killed: no orphan holds the port
-            subprocess.run(["kill", "-9", str(child)], capture_output=True)
-        if process.poll() is None:
-            process.kill()
-        process.wait()
+        children = _children(process.pid)
+        if process.poll() is None:  # stopped as an operator would: it removes its metrics dir
+            process.terminate()
+            try:
+                process.wait(timeout=SUPERVISE_GRACE_S + 15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for child in children:  # had the parent to be killed: no orphan holds the port
+            with contextlib.suppress(OSError):  # gone already
+                if b"airgate" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    subprocess.run(["kill", "-9", str(child)], capture_output=True)
         for pipe in (process.stdout, process.stderr):
             if pipe is not None:
                 pipe.close()
