@@ -945,6 +945,9 @@ def model(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     worker_cores = peak * worker_ms / 1000
     in_flight = peak * (args.aggregator_s + 2 * args.sms_s)  # deliver + 2 SMS jobs, Little's law
     workers = max(2, ceil(worker_cores * args.headroom), ceil(in_flight / args.max_jobs))
+    # arq reads the 5 × max_jobs oldest due jobs a poll, and a running job stays in the queue
+    # until it ends: all workers together never run more than that at once, however many.
+    window = 5 * args.max_jobs
     pg_cores = peak * pg_ms / 1000 * args.headroom
     per_process = args.pool + args.overflow + args.lookups
     active = serve["footprint"]["conns_active_peak"] * serve_procs + workers * max(
@@ -974,6 +977,7 @@ def model(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "worker_cores": worker_cores,
         "in_flight": in_flight,
         "workers": workers,
+        "queue_window": window,
         "postgres_cpu_ms_per_topup": pg_ms,
         "postgres_cores": pg_cores,
         "pg_client_connections": (serve_procs + workers) * per_process,
@@ -1058,6 +1062,12 @@ def render_model(console: Console, m: dict[str, Any]) -> None:
     )  # fmt: skip
     table.add_row("memory", "", "", f"{m['rss_gb']:.1f} GB RSS of all processes")
     console.print(table)
+    if m["in_flight"] > m["queue_window"]:
+        console.print(
+            f"[bold]{m['in_flight']:,.0f} jobs in flight exceed the queue's window of "
+            f"{m['queue_window']:,} (5 × AIRGATE_WORKER_MAX_JOBS): raise "
+            f"AIRGATE_WORKER_MAX_JOBS to at least {ceil(m['in_flight'] / 5 / 0.8):,}[/bold]"
+        )
 
 
 def main() -> None:
