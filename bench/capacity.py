@@ -162,6 +162,7 @@ class WorkerRun:
     drain_s: float  # SIGCONT → every top-up final, its SMS sent, the queue empty
     redis_bytes_per_topup_after: float  # used_memory still held once drained, ÷ top-ups
     redis_keys_after: dict[str, int]  # what holds it: keys by prefix
+    redis_claim_key_bytes: float  # MEMORY USAGE of a claim count (kept an hour), mean
     load: list[float] = field(default_factory=list)
 
 
@@ -678,6 +679,7 @@ async def worker_run(
         sizes1 = await table_bytes(db), await table_bytes(db, packed=True)
         redis_after = await used_memory(redis)
         left = await key_prefixes(redis)
+        _, claim_bytes = await key_bytes(redis, "airgate:claims:*")
         if counts["sandbox"] != counts.get(TopupState.DELIVERED, 0):
             raise SystemExit(f"sandbox delivered {counts['sandbox']}, we say {counts}")
         async with core.sessions() as session:
@@ -716,6 +718,7 @@ async def worker_run(
             pg_transactions_per_topup=xacts / total,
             redis_bytes_per_topup_after=(redis_after - used0) / total,
             redis_keys_after=left,
+            redis_claim_key_bytes=claim_bytes,
             load=[before, after],
         )
         return run, sizes0, sizes1
@@ -892,7 +895,8 @@ def render(out: dict[str, Any]) -> None:
     for r in out.get("workers", []):
         console.print(
             f"Redis still held after the drain ({r['workers']} workers): "
-            f"{r['redis_bytes_per_topup_after']:,.0f} B per top-up; keys {r['redis_keys_after']}"
+            f"{r['redis_bytes_per_topup_after']:,.0f} B per top-up; keys {r['redis_keys_after']}; "
+            f"a claim key {r['redis_claim_key_bytes']:.0f} B (MEMORY USAGE)"
         )
         split = ", ".join(f"{k} {v:.2f}" for k, v in r["other_cpu_ms_per_topup"].items())
         console.print(
