@@ -896,7 +896,7 @@ def render(out: dict[str, Any]) -> None:
         console.print(
             f"Redis still held after the drain ({r['workers']} workers): "
             f"{r['redis_bytes_per_topup_after']:,.0f} B per top-up; keys {r['redis_keys_after']}; "
-            f"a claim key {r['redis_claim_key_bytes']:.0f} B (MEMORY USAGE)"
+            f"a claim key {r.get('redis_claim_key_bytes', 0):.0f} B (MEMORY USAGE)"
         )
         split = ", ".join(f"{k} {v:.2f}" for k, v in r["other_cpu_ms_per_topup"].items())
         console.print(
@@ -938,10 +938,12 @@ def model(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     )
     worker_ms = mean([r["worker_cpu_ms_per_topup"] for r in runs])
     peak = args.day * args.peak_hour_share / 3600 * args.burst  # top-ups/s to carry
-    # serve: the USSD share's hops (the PIN hop's confirm counted apart), the rest through the
-    # API at its measured HTTP overhead.
+    # serve: the USSD share's hops (the PIN hop's confirm counted apart, as a confirm), the rest
+    # through the API at its measured HTTP overhead.
+    # Abandoned journeys counted as whole ones (an upper bound).
+    hops_ms = args.journeys_per_topup * (args.hops - 1) * hop_ms
     serve_ms = (
-        args.ussd_share * ((args.hops - 1) * hop_ms + confirm_ms)
+        args.ussd_share * (hops_ms + confirm_ms)
         + (1 - args.ussd_share) * confirm_ms * args.api_overhead
     )
     serve_cores = peak * serve_ms / 1000
@@ -984,7 +986,8 @@ def model(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "queue_window": window,
         "postgres_cpu_ms_per_topup": pg_ms,
         "postgres_cores": pg_cores,
-        "pg_client_connections": (serve_procs + workers) * per_process,
+        # A worker has no lookup connections (the first hop's, serve's only).
+        "pg_client_connections": serve_procs * per_process + workers * (per_process - args.lookups),
         "pg_active_connections": active,
         "redis_bytes": redis,
         "disk_gb_per_day": args.day * disk["packed"]["bytes_each"] / 1e9,
