@@ -1077,6 +1077,100 @@ def render_model(console: Console, m: dict[str, Any]) -> None:
         )
 
 
+def markdown(out: dict[str, Any]) -> str:
+    """The figures as docs/OPERATIONS.md and docs/BENCHMARKS.md show them (``--markdown``)."""
+    serve, runs, m = out["serve"], out["workers"], out.get("model")
+    f = serve["footprint"]
+    lines = [
+        "| process | throughput here | CPU | PostgreSQL connections idle / most (active) / "
+        "idle after | RSS idle / peak |",
+        "|---|--:|--:|--:|--:|",
+        f"| `serve`, USSD hops | {serve['hops_per_s']:,.0f} hops/s (p50 {serve['p50_ms']:.1f}, "
+        f"p99 {serve['p99_ms']:.1f} ms) | {serve['server_cpu_us_per_hop']:,.0f} µs a hop: "
+        f"**{serve['hops_per_s_per_core']:,.0f} hops/s per core** | {f['conns_idle_before']} / "
+        f"{f['conns_peak']} ({f['conns_active_peak']}) / {f['conns_idle_after']} | "
+        f"{f['rss_idle_mb']:.0f} / {f['rss_peak_mb']:.0f} MB |",
+    ]
+    for r in runs:
+        c = r["confirm"]
+        lines.append(
+            f"| confirm (`serve` after the PIN), {c['topups']:,} | {c['per_s']:,.0f}/s "
+            f"({c['clients']} tasks) | {c['cpu_ms_per_confirm']:.2f} ms + PostgreSQL "
+            f"{c['postgres_cpu_ms_per_confirm']:.2f} ms | | |"
+        )
+        fs = r["footprints"]
+        conns = ", ".join(
+            f"{x['conns_idle_before']} / {x['conns_peak']} ({x['conns_active_peak']}) / "
+            f"{x['conns_idle_after']}"
+            for x in fs
+        )
+        rss = ", ".join(f"{x['rss_idle_mb']:.0f} / {x['rss_peak_mb']:.0f}" for x in fs)
+        o = r["other_cpu_ms_per_topup"]
+        lines.append(
+            f"| {r['workers']} `worker`, {r['topups']:,} top-ups | {r['delivered_per_s']:,.0f} "
+            f"delivered/s ({r['per_worker_per_s']:,.0f} per worker) | "
+            f"{r['worker_cpu_ms_per_topup']:.2f} ms a top-up: **{r['topups_per_s_per_core']:,.0f}"
+            f" top-ups/s per core**; PostgreSQL {o['postgres']:.2f}, Redis {o['redis']:.2f}, "
+            f"sandbox {o['sandbox']:.2f} ms | {conns} | {rss} MB |"
+        )
+    r0 = runs[0]
+    lines += [
+        "",
+        f"Redis: **{serve['redis_bytes_per_live_session']:,.0f} B per live USSD session** "
+        f"(`used_memory`; `MEMORY USAGE` of its keys "
+        f"{serve['redis_key_bytes_per_live_session']:,.0f} B), "
+        f"**{r0['confirm']['redis_bytes_per_queued_job']:,.0f} B per queued job** (the job key "
+        f"{r0['confirm']['redis_key_bytes_per_queued_job']:,.0f} B), "
+        f"**{r0['redis_bytes_per_topup_after']:,.0f} B per top-up kept an hour** after delivery "
+        f"(its claim count; the key alone {r0.get('redis_claim_key_bytes', 0):.0f} B). "
+        f"Per top-up: {r0['redis_commands_per_topup']:.0f} Redis commands ("
+        + ", ".join(f"{k} {v:g}" for k, v in list(r0["redis_commands_by_name"].items())[:4])
+        + f"), {r0['pg_transactions_per_topup']:.2f} PostgreSQL transactions in the worker "
+        f"(outcomes and notices are written in batches).",
+    ]
+    d, dr = out["disk"], out.get("disk_per_retailer")
+    split = ", ".join(f"{t} {b:,.0f}" for t, b in d["packed"]["by_table"].items())
+    lines.append(
+        f"PostgreSQL: **{d['packed']['bytes_each']:,.0f} B per top-up** packed ({split}); "
+        f"{d['as_left']['bytes_each']:,.0f} B as left before vacuum"
+        + (f"; {dr['bytes_each']:,.0f} B per retailer." if dr else ".")
+    )
+    if m:
+        a, rb = m["assumptions"], m["redis_bytes"]
+        lines += [
+            "",
+            f"- Peak: {a['day']:,.0f} × {a['peak_hour_share']:.0%} ÷ 3,600 × {a['burst']:g} = "
+            f"**{m['peak_topups_per_s']:,.0f} top-ups/s**.",
+            f"- `serve`: {m['serve_cpu_ms_per_topup']:.2f} ms a top-up (USSD share × (journeys ×"
+            f" {a['hops'] - 1} hops + a confirm) + API share × confirm × {a['api_overhead']:g}) ×"
+            f" {m['peak_topups_per_s']:,.0f}/s = {m['serve_cores']:.2f} cores; × headroom "
+            f"{a['headroom']:g} → **{m['serve_processes']} processes** (one per core).",
+            f"- `worker`: {m['worker_cpu_ms_per_topup']:.2f} ms × {m['peak_topups_per_s']:,.0f}/s ="
+            f" {m['worker_cores']:.2f} cores; jobs in flight {m['peak_topups_per_s']:,.0f}/s × "
+            f"({a['aggregator_s']:g} + 2 × {a['sms_s']:g} s) = {m['in_flight']:,.0f}, "
+            f"{a['max_jobs']} a worker (`AIRGATE_WORKER_MAX_JOBS`) → **{m['workers']} workers**;"
+            f" the queue window 5 × {a['max_jobs']} = {m['queue_window']:,} "
+            + ("holds them." if m["in_flight"] <= m["queue_window"] else "**does not hold them**."),
+            f"- PostgreSQL: {m['postgres_cpu_ms_per_topup']:.2f} ms a top-up (confirm + delivery) "
+            f"→ **{m['postgres_cores']:.1f} cores** with the headroom; "
+            f"{m['pg_client_connections']} client connections at most (processes × pools) → "
+            f"PgBouncer; at most {m['pg_active_connections']} busy at once if every process peaks"
+            " together.",
+            f"- Redis: sessions {m['peak_topups_per_s']:,.0f}/s × {a['ussd_share']:.0%} × "
+            f"{a['journeys_per_topup']:g} × {a['session_s']:g} s × B per session = "
+            f"{rb['sessions'] / 1e6:.0f} MB; jobs in flight {rb['queue_in_flight'] / 1e6:.1f} MB; "
+            f"claim counts of the busiest hour {rb['claims_last_hour'] / 1e6:.0f} MB; a "
+            f"{a['outage_min']:g}-minute aggregator outage queues "
+            f"{rb['outage_backlog'] / 1e6:.0f} MB more.",
+            f"- Disk: {a['day']:,.0f} × B per top-up = **{m['disk_gb_per_day']:.1f} GB a day** "
+            f"of tables and indexes ({m['disk_gb_per_day_unvacuumed']:.1f} GB before vacuum "
+            f"reuses the updates' space), plus WAL and backups; "
+            f"{a['retailers_total']:,} retailers {m['disk_gb_retailers']:.2f} GB.",
+            f"- Memory: {m['rss_gb']:.1f} GB of RSS for all `serve` and `worker` processes.",
+        ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=32, help="concurrent USSD sessions")
@@ -1094,6 +1188,7 @@ def main() -> None:
     parser.add_argument(
         "--env", action="append", default=[], help="K=V for serve and workers (repeatable)"
     )
+    parser.add_argument("--markdown", action="store_true", help="also the docs' tables")
     parser.add_argument("--from-json", help="no run: the model from an earlier run's JSON line")
     add_model_flags(parser)
     parser.add_argument("--worker-loop", choices=["asyncio", "uvloop"], default="asyncio")
@@ -1117,6 +1212,8 @@ def main() -> None:
     if "serve" in out and out.get("workers"):
         out["model"] = model(out, args)
     render(out)
+    if args.markdown and "serve" in out and out.get("workers"):
+        print(markdown(out))
     print(json.dumps(out, separators=(",", ":")))
 
 
