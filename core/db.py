@@ -293,7 +293,10 @@ class Lookups:
     last query), the read goes through SQLAlchemy on an AUTOCOMMIT connection, which recovers from
     a lost database as SQLAlchemy does and raises StoreUnavailable for it (core/stores.py). On
     SQLite (or with ``size`` 0) that is the only path. Read-only statements only: nothing to reset
-    between uses, and asking again is safe.
+    between uses, and asking again is safe. The connections take the engine's ``connect_args``
+    (its time limits, PgBouncer's unnamed statements); a time-out is StoreUnavailable at once,
+    not asked again through SQLAlchemy (it would wait as long), and an idle connection the
+    server closed is dropped when it is next taken.
     """
 
     def __init__(

@@ -138,7 +138,7 @@ class Settings(RoutingSettings):
     # the wait for a pooled connection. Past either, the caller gets StoreUnavailable: "try again".
     db_timeout_s: float = Field(default=30.0, ge=0, le=86_400)
     db_connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
-    db_pool_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    db_pool_timeout_s: float = Field(default=10.0, gt=0, le=300)
     # AIRGATE_DATABASE_URL is a PgBouncer in transaction pooling mode: no prepared statement
     # outlives its transaction (core/db.py, pgbouncer_args; docs/OPERATIONS.md).
     db_pgbouncer: bool = False

@@ -14,17 +14,11 @@ from pathlib import Path
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from tests.conftest import PG_SKIP_REASON, PG_UP, REQUIRE_POSTGRES, pg_url
+from tests.conftest import PG_SKIP_REASON, PG_UP, pg_url
 from tests.e2e.conftest import CliRunner, free_port
-from tests.private_postgres import available, private_postgres
+from tests.private_postgres import available, private_postgres, require
 
 needs_pg = pytest.mark.skipif(not PG_UP, reason=PG_SKIP_REASON)
-if available():
-    needs_private_pg = pytest.mark.skipif(False, reason="")
-elif REQUIRE_POSTGRES:  # CI: a PostgreSQL test that cannot run fails
-    needs_private_pg = pytest.mark.xfail(reason="no PostgreSQL 15 binaries", run=False, strict=True)
-else:
-    needs_private_pg = pytest.mark.skip(reason="no /usr/lib/postgresql/15/bin to start one")
 
 
 def one_line_failure(result: subprocess.CompletedProcess[str], *words: str) -> str:
@@ -73,9 +67,9 @@ def test_a_database_that_does_not_exist_names_the_setting(airgate: CliRunner) ->
     assert result.returncode == 2  # a setting to fix (README, "Configuration")
 
 
-@needs_private_pg
 def test_a_server_with_no_connection_left(airgate: CliRunner) -> None:
     """Every non-superuser slot held: the command says so; a superuser's psql still gets in."""
+    require("PostgreSQL 15's binaries (/usr/lib/postgresql/15/bin)", present=available())
     with private_postgres(max_connections=6, reserved=3) as url:
 
         async def hold() -> list[asyncpg.Connection]:
@@ -105,10 +99,10 @@ BURST = Path(__file__).with_name("cli_burst.py")
 
 @pytest.mark.slow
 @pytest.mark.timeout(280)
-@needs_private_pg
 def test_many_commands_at_once(airgate: CliRunner, cli_env: dict[str, str]) -> None:
     """COMMANDS ``airgate ledger verify`` released together against a server that takes 20 of
     them at a time: each one succeeds or says why in one line; the server is usable after."""
+    require("PostgreSQL 15's binaries (/usr/lib/postgresql/15/bin)", present=available())
     with private_postgres(max_connections=23, reserved=3) as url:
         assert airgate("db", "upgrade", AIRGATE_DATABASE_URL=url).returncode == 0
         burst = subprocess.run(
