@@ -211,6 +211,17 @@ def unexpected_screens(journeys: Sequence[Journey]) -> list[str]:
     ]
 
 
+def leaked_numbers(the: Cluster, journeys: Sequence[Journey]) -> list[str]:
+    """Full customer and retailer numbers found in what serve and worker logged, through kills
+    and outages, tracebacks included (the proxy's and the sandbox's logs are the test's own)."""
+    logged = "".join(
+        (the.directory / f"{name}.log").read_text(errors="replace") for name in (*SERVES, *WORKERS)
+    )
+    numbers = {shop_phone(u) for u in range(RETAILERS)}
+    numbers |= {n for j in journeys for n in (customer(j.i), international(customer(j.i)))}
+    return sorted(n for n in numbers if n in logged)
+
+
 def p(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
@@ -394,6 +405,7 @@ async def test_chaos_sigkills_under_aggregator_faults_lose_nothing_and_send_noth
                 [(k.name, round(k.at - up, 2), round(k.back_after_s, 2)) for k in kills],
             )
             found = await audit(the, core, http, journeys)
+            assert not leaked_numbers(the, journeys), leaked_numbers(the, journeys)
             for name in (*SERVES, *WORKERS, "sandbox", "haproxy"):
                 assert the.processes[name].poll() is None, f"{name} exited"
         except AssertionError as exc:
@@ -564,6 +576,7 @@ async def test_chaos_postgres_restarted_and_redis_paused_every_process_recovers_
                 for outage in outages:
                     assert set(outage.ready_said.values()) == {503}, outage
                 found = await audit(the, core, http, everything)
+                assert not leaked_numbers(the, everything), leaked_numbers(the, everything)
                 # Nobody restarted anything: the same processes, all still running.
                 assert {n: p.pid for n, p in the.processes.items()} == pids
                 for name, process in the.processes.items():
