@@ -10,6 +10,7 @@ server refuses one whose keys live on another node."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -30,7 +31,7 @@ from core.conversation.flows import FLOWS, LINK_FLOW
 from core.conversation.sessions import Resume, ResumePoint, Session, SessionConflict, SessionStore
 from core.i18n import t
 from core.jobs.queue import QUEUE
-from core.models import Topup
+from core.models import Topup, TopupState
 from core.ratelimit import Limiter
 from core.redis import Client, client
 from core.redis_pipeline import hot_client
@@ -38,8 +39,10 @@ from core.routing.health import Health, Result, read_all
 from core.services import links
 from core.services.seed import seed_demo
 from core.settings import Settings
+from core.worker import build_worker, run_worker
 from tests.channels.conftest import SECRET, AtPhone
 from tests.helpers import eventually
+from tests.lifecycle.conftest import FAST, SANDBOX, start_sandbox
 from tests.redis_servers import RedisServer, redis_cluster
 
 REF_KEY = b"test-ref-key-0123456789abcdef0123"
@@ -163,46 +166,73 @@ async def test_an_invite_code_is_taken_once_on_a_cluster(cluster: Client) -> Non
 
 
 @pytest.fixture
-async def on_cluster(
-    settings: Settings, core: Core, cluster: Client, cluster_url: str, redis_url: str
-) -> AsyncIterator[TestClient]:
-    await seed_demo(core, retailers=1)
-    app_settings = settings.model_copy(
-        update={
-            "redis_url": cluster_url,
-            "queue_redis_url": redis_url,  # the shared test Redis: arq cannot run on a cluster
-            "ussd_secret": SecretStr(SECRET),
-        }
-    )
-    async with TestClient(TestServer(build_app(app_settings))) as test_client:
-        yield test_client
+async def cluster_settings(
+    settings: Settings, cluster: Client, cluster_url: str, redis_url: str
+) -> AsyncIterator[Settings]:
+    """The app's settings on the cluster, the queue on the shared test Redis (arq cannot run on a
+    cluster), the aggregator and SMS gateway a real sandbox over HTTP."""
+    runner, url = await start_sandbox(SANDBOX)
+    try:
+        yield settings.model_copy(
+            update={
+                **FAST,
+                "redis_url": cluster_url,
+                "queue_redis_url": redis_url,
+                "ussd_secret": SecretStr(SECRET),
+                "provider_url": url,
+                "provider_auth_url": url,
+                "sms_url": url,
+            }
+        )
+    finally:
+        await runner.cleanup()
 
 
-async def test_a_ussd_journey_over_http_with_the_app_on_a_cluster(
-    on_cluster: TestClient, core: Core, cluster: Client, redis_url: str
+async def test_a_ussd_journey_over_http_and_its_delivery_with_redis_on_a_cluster(
+    cluster_settings: Settings, core: Core, cluster: Client, cluster_url: str, redis_url: str
 ) -> None:
-    phone = AtPhone(on_cluster, "+254700000001")
-    await phone.dial()
-    await phone.send("1")
-    await phone.send("0788123456")
-    confirm = await phone.send("500")
-    assert confirm.startswith("CON"), confirm
-    # Dropped here: a redial offers to continue, from the resume point kept on the cluster.
-    again = phone.redial()
-    offer = await again.dial()
-    assert offer.startswith("CON") and "1. Continue" in offer, offer
-    assert (await again.send("1")) == confirm
-    done = await again.send(PIN)
-    assert done.startswith("END Top-up of KES 500 to 0788123456 accepted."), done
-    async with core.sessions() as session:
-        assert len((await session.execute(select(Topup))).scalars().all()) == 1
+    """serve's sessions, resume point and rate keys on the cluster, the job on the plain Redis; a
+    worker delivers it, its breakers and float on the cluster."""
+    await seed_demo(core, retailers=1)
+    async with TestClient(TestServer(build_app(cluster_settings))) as on_cluster:
+        phone = AtPhone(on_cluster, "+254700000001")
+        await phone.dial()
+        await phone.send("1")
+        await phone.send("0788123456")
+        confirm = await phone.send("500")
+        assert confirm.startswith("CON"), confirm
+        # Dropped here: a redial offers to continue, from the resume point kept on the cluster.
+        again = phone.redial()
+        offer = await again.dial()
+        assert offer.startswith("CON") and "1. Continue" in offer, offer
+        assert (await again.send("1")) == confirm
+        done = await again.send(PIN)
+        assert done.startswith("END Top-up of KES 500 to 0788123456 accepted."), done
+        ready = await on_cluster.get("/readyz")
+        assert ready.status == 200, await ready.text()
     queue = aioredis.Redis.from_url(redis_url)
     try:
         assert await queue.zcard(QUEUE) >= 1  # its delivery job, on the queue's own Redis
     finally:
         await queue.aclose()
-    ready = await on_cluster.get("/readyz")
-    assert ready.status == 200, await ready.text()
+
+    worker = build_worker(
+        cluster_settings, redis_url=cluster_settings.redis_url, handle_signals=False
+    )
+    task = asyncio.create_task(run_worker(worker))
+    try:
+
+        async def delivered() -> bool:
+            async with core.sessions() as session:
+                (topup,) = (await session.execute(select(Topup))).scalars().all()
+            return topup.state == TopupState.DELIVERED
+
+        await eventually(delivered, what="the top-up delivered by a worker on the cluster")
+    finally:
+        worker.handle_sig(signal.SIGUSR1)
+        await task
+    breakers = await read_all(cluster)  # the worker's router recorded the send there
+    assert any(int(state.get("ok", 0)) >= 1 for state in breakers.values()), breakers
 
 
 NOT_NOW = f"END {t('en', 'error.store_unavailable')}"
