@@ -16,8 +16,9 @@ import pytest
 
 from core.context import Core
 from core.models import TopupState
+from tests.conftest import TEST_PEPPER
 from tests.helpers import PIN, assert_ledger_ok, chain, eventually, give_retailer_stock
-from tests.scale.harness import SERVES, Cluster, Walk, cluster, plan, topup_rows, walk
+from tests.scale.harness import SERVES, USSD_SECRET, Cluster, Walk, cluster, plan, topup_rows, walk
 
 RETAILERS = 5
 PER_RETAILER = 10  # 50 sessions at once
@@ -100,7 +101,13 @@ async def test_sessions_alternating_between_two_serves_complete_and_deliver_once
             await assert_ledger_ok(core)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{the.logs()}") from None
-        assert "Traceback" not in the.full_logs(), the.logs()
+        logs = the.full_logs()  # every process's, the proxy's included
+        assert "Traceback" not in logs, the.logs()
+        # No secret, nor any customer's whole number (national or international), in any of them.
+        for secret in (USSD_SECRET, TEST_PEPPER):
+            assert secret not in logs
+        for i in range(sessions):
+            assert customer(i)[1:] not in logs, customer(i)
     print(
         f"\nstart {up - started:.1f} s, {sessions} sessions' hops {hopped - up:.1f} s,"
         f" delivered {delivered - hopped:.1f} s later; hops per serve {counted},"
