@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from functools import partial
-from typing import Any
+from functools import partial, wraps
+from typing import Any, TypeVar
 
-from arq import cron
+from arq import Retry, cron
 from arq.worker import Worker
 
 from core.context import open_core
+from core.errors import StoreUnavailable
 from core.jobs import scripts
 from core.jobs.queue import QUEUE, UNAVAILABLE, JobQueue, connect_client
 from core.logging import get_logger
@@ -45,6 +47,7 @@ from core.services.notify import Notifier
 from core.services.recon_job import BackOffice
 from core.services.sweeper import sweep
 from core.settings import Settings
+from core.stores import database_down
 
 log = get_logger(__name__)
 
@@ -106,6 +109,37 @@ async def _startup(ctx: dict[str, Any]) -> None:
 async def _shutdown(ctx: dict[str, Any]) -> None:
     if "stack" in ctx:
         await ctx["stack"].aclose()
+
+
+R = TypeVar("R")
+STORE_RETRY_MAX_S = 16  # 2, 4, 8, 16 s: past arq's max_tries (5), the sweeper takes over
+
+
+def again_when_stores_away(job: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+    """``job``, run again soon (arq's Retry, 2 s doubling) when it found a store away (a
+    StoreUnavailable, or a driver's "not there" that reached it unwrapped, core/stores.py; an
+    unwrapped OSError is named the database's), logged as one line: an outage is no bug to print
+    a traceback for, and waiting for the sweeper would hold every top-up caught in it for
+    AIRGATE_SWEEPER_STALE_S more. Safe: a job only advances its top-up by one step and may run
+    twice (the module's invariant); a retried delivery is not "fresh", so it asks the aggregator
+    before it sends."""
+
+    @wraps(job)
+    async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> R:
+        try:
+            return await job(ctx, *args, **kwargs)
+        except Exception as exc:
+            away = exc if isinstance(exc, StoreUnavailable) else database_down(exc)
+            if away is None:
+                raise
+            defer_s = min(2 ** ctx["job_try"], STORE_RETRY_MAX_S)
+            log.warning(
+                "worker.store_unavailable", job=job.__name__, store=away.fields["store"],
+                error=away.fields["detail"], tried=ctx["job_try"], again_in_s=defer_s,
+            )  # fmt: skip
+            raise Retry(defer=defer_s) from None
+
+    return run
 
 
 # The function names are the job names core.jobs.queue enqueues (DELIVER, NOTIFY, BROADCAST,
@@ -280,7 +314,12 @@ def build_worker(
     timeout_s = job_timeout_s(settings)
     minutes, seconds = _every(settings.float_poll_interval_s)
     return _Worker(
-        functions=[deliver, notify, broadcast, callback],
+        functions=[
+            again_when_stores_away(deliver),
+            again_when_stores_away(notify),
+            broadcast,
+            callback,
+        ],
         cron_jobs=[
             cron(
                 sweeper,

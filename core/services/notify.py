@@ -25,13 +25,20 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.context import Core
-from core.errors import OutcomeUnknown, ProviderRejected, ProviderUnavailable, RecipientBlocked
+from core.errors import (
+    OutcomeUnknown,
+    ProviderRejected,
+    ProviderUnavailable,
+    RecipientBlocked,
+    StoreUnavailable,
+)
 from core.logging import get_logger
 from core.models import Notification, NotificationState, Party
 from core.models.types import utcnow
 from core.providers.port import SmsSender
 from core.providers.telegram import TelegramSender
 from core.services import identities
+from core.stores import database_down
 
 log = get_logger(__name__)
 notification_t = Notification.__table__  # type: ignore[attr-defined]
@@ -205,8 +212,12 @@ class Notifier:
                 await asyncio.wait_for(self._stop.wait(), MARK_EVERY_S)
             try:
                 await self._flush()
-            except Exception:  # a database hiccup: keep the ids, try again next round
-                log.exception("notify.mark_failed")
+            except Exception as exc:  # a database hiccup: keep the ids, try again next round
+                away = exc if isinstance(exc, StoreUnavailable) else database_down(exc)
+                if away is None:
+                    log.exception("notify.mark_failed")
+                else:  # an outage, not a bug: one line a round, not a traceback
+                    log.warning("notify.mark_deferred", error=away.fields["detail"])
 
     async def _flush(self) -> None:
         if not self._sent:
