@@ -43,7 +43,7 @@ from core.models import AccountKind, Party, Reservation, ReservationStatus, Topu
 from core.models.topup import FINAL_STATES
 from core.money import airtime_asset
 from core.services.verify import verify
-from core.settings import load_settings
+from core.settings import Settings, load_settings
 from tests.helpers import PIN, SAFARICOM, chain, eventually, give_retailer_stock
 from tests.redis_servers import private_redis
 from tests.scale.harness import (
@@ -81,7 +81,8 @@ ACCEPTED = "END Top-up of KES "
 # What a user may be told instead, nothing done: out of time, the payer's queue full, a store that
 # does not answer (ARCHITECTURE: "try again").
 NOT_NOW = (*TRY_AGAIN, t("en", "error.store_unavailable"))
-HOP_DEADLINE_S = 4.0  # AIRGATE_HOP_DEADLINE_S's default: "a USSD gateway waits a few seconds"
+# AIRGATE_HOP_DEADLINE_S's default (4 s): "a USSD gateway waits a few seconds"
+HOP_DEADLINE_S: float = Settings.model_fields["hop_deadline_s"].default
 DEADLINE_SLACK_S = 2.0  # a loaded two-core machine shared with other runs
 
 
