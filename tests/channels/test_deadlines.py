@@ -33,7 +33,7 @@ from core.security import Pin
 from core.services import apikeys, links, parties
 from core.services.audit import Actor
 from core.services.seed import seed_demo
-from core.settings import Settings
+from core.settings import Settings, UssdGateway
 from tests.channels.conftest import SECRET, AtPhone, Telegram
 
 RETAILER = "+254700000001"
@@ -148,6 +148,27 @@ async def test_a_confirm_out_of_time_says_try_again_and_nothing_is_made_later(
     assert "accepted" in done, done
     assert await _made(core) == (1, 1)
     _no_number_or_pin(logs())
+
+
+async def test_a_gateways_own_deadline_is_the_one_its_hops_keep(
+    app_settings: Settings, core: Core
+) -> None:
+    await seed_demo(core, retailers=3)
+    settings = app_settings.model_copy(
+        update={
+            "hop_deadline_s": 30.0,
+            "ussd_gateways": {"africastalking": UssdGateway(deadline_s=DEADLINE_S)},
+        }
+    )
+    async with TestClient(TestServer(build_app(settings))) as client:
+        phone = AtPhone(client, RETAILER)
+        await phone.dial()
+        for text in ("1", CUSTOMER, "500"):
+            await phone.send(text)
+        async with stock_rows_held(core, await _party_id(core, RETAILER)):
+            took, answer = await _timed(phone.send("1234"))
+            assert TRY_AGAIN in answer and took <= DEADLINE_S + MARGIN_S
+    assert await _made(core) == (0, 0)
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # a row lock of its own
