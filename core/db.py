@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import await_only
 
 from core import deadline
 from core.errors import SettingsError, StoreUnavailable
@@ -67,8 +68,10 @@ def _lock_waits_past_deadline(engine: AsyncEngine) -> None:
             raise late from None
 
 
-# A pooled connection unused this long is pinged before it is handed out (see _replace_dropped).
+# A pooled connection unused this long is pinged before it is handed out, and given this long to
+# answer (see _replace_dropped).
 PING_IDLE_S = 5.0
+PING_TIMEOUT_S = 2.0
 
 
 def _replace_dropped(engine: AsyncEngine) -> None:
@@ -78,11 +81,11 @@ def _replace_dropped(engine: AsyncEngine) -> None:
     PgBouncer's idle timeouts): the socket is closed, which asyncpg has seen by the time the
     connection is handed out, for free. Dropped silently (a NAT or firewall forgetting the
     connection, a host gone): only a round trip tells, so a connection idle PING_IDLE_S or more
-    is pinged first. SQLAlchemy's pool_pre_ping pings every checkout (BEGIN, ``;``, ROLLBACK:
-    three round trips): +0.2-0.3 ms CPU, 35-50 % more per reservation (docs/BENCHMARKS.md, "Dead
-    connections"); a busy connection is in use far more often than every 5 s. Raising
-    DisconnectionError makes the pool discard the connection and hand out another (up to three
-    tries, then a new one).
+    is pinged first (a simple query, PING_TIMEOUT_S to answer). SQLAlchemy's pool_pre_ping pings
+    every checkout (BEGIN, ``;``, ROLLBACK: three round trips): +0.2-0.3 ms CPU, 35-50 % more per
+    reservation (docs/BENCHMARKS.md, "Dead connections"); a busy connection is in use far more
+    often than every 5 s. Raising DisconnectionError makes the pool discard the connection and
+    hand out another (up to three tries, then a new one).
     """
 
     @event.listens_for(engine.sync_engine, "checkout")
@@ -90,9 +93,14 @@ def _replace_dropped(engine: AsyncEngine) -> None:
         if dbapi_connection.driver_connection.is_closed():
             raise DisconnectionError("the server closed the connection")
         if time.monotonic() - record.info.get(_USED_AT, 0.0) >= PING_IDLE_S:
+            # ";" as a simple query: one message, no prepared statement (PgBouncer-safe), and a
+            # time-out of its own: a silently dropped connection never answers.
+            ping = dbapi_connection.driver_connection.execute(";", timeout=PING_TIMEOUT_S)
             try:
-                dbapi_connection.ping()  # in the pool's greenlet: awaits asyncpg underneath
+                await_only(ping)  # in the pool's greenlet, as SQLAlchemy's own pre-ping
             except Exception as exc:
+                # Closed at once, no goodbye to wait for (the pool's own close would try one).
+                dbapi_connection.driver_connection.terminate()
                 raise DisconnectionError("the connection did not answer a ping") from exc
 
     @event.listens_for(engine.sync_engine, "checkin")
