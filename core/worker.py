@@ -23,6 +23,7 @@ from functools import partial, wraps
 from typing import Any, TypeVar
 
 from arq import Retry, cron
+from arq.typing import WorkerCoroutine
 from arq.worker import Worker
 
 from core.context import open_core
@@ -138,6 +139,27 @@ def again_when_stores_away(job: Callable[..., Awaitable[R]]) -> Callable[..., Aw
                 error=away.fields["detail"], tried=ctx["job_try"], again_in_s=defer_s,
             )  # fmt: skip
             raise Retry(defer=defer_s) from None
+
+    return run
+
+
+def skipped_when_stores_away(task: Callable[..., Awaitable[Any]]) -> WorkerCoroutine:
+    """A cron ``task`` that found a store away is skipped with one warning line (its next run
+    comes within its interval and does the same work) instead of a traceback."""
+
+    @wraps(task)
+    async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await task(ctx, *args, **kwargs)
+        except Exception as exc:
+            away = exc if isinstance(exc, StoreUnavailable) else database_down(exc)
+            if away is None:
+                raise
+            log.warning(
+                "worker.cron_skipped", task=task.__name__, store=away.fields["store"],
+                error=away.fields["detail"],
+            )  # fmt: skip
+            return None
 
     return run
 
@@ -322,17 +344,29 @@ def build_worker(
         ],
         cron_jobs=[
             cron(
-                sweeper,
+                skipped_when_stores_away(sweeper),
                 second=set(range(0, 60, interval)),
                 unique=True,
                 timeout=timeout_s,
                 run_at_startup=True,
             ),
-            cron(back_office, minute=EVERY_5_MIN, second=7, unique=True, timeout=timeout_s),
-            # Every minute (a quick query once all are sent): a late start still sends today's.
-            cron(morning_reports, second=30, unique=True, timeout=timeout_s, run_at_startup=True),
             cron(
-                float_poll,
+                skipped_when_stores_away(back_office),
+                minute=EVERY_5_MIN,
+                second=7,
+                unique=True,
+                timeout=timeout_s,
+            ),
+            # Every minute (a quick query once all are sent): a late start still sends today's.
+            cron(
+                skipped_when_stores_away(morning_reports),
+                second=30,
+                unique=True,
+                timeout=timeout_s,
+                run_at_startup=True,
+            ),
+            cron(
+                skipped_when_stores_away(float_poll),
                 minute=minutes,
                 second=seconds,
                 unique=True,
