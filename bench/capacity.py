@@ -1167,6 +1167,15 @@ def markdown(out: dict[str, Any]) -> str:
             f"reuses the updates' space), plus WAL and backups; "
             f"{a['retailers_total']:,} retailers {m['disk_gb_retailers']:.2f} GB.",
             f"- Memory: {m['rss_gb']:.1f} GB of RSS for all `serve` and `worker` processes.",
+            "",
+            f"In short: **{m['serve_processes']} `serve` and {m['workers']} `worker` processes** "
+            f"(`AIRGATE_WORKER_MAX_JOBS={a['max_jobs']}`), {m['serve_processes'] + m['workers']}"
+            " cores of application hosts, on two hosts at least so that one can fail; PostgreSQL "
+            f"with {max(2, ceil(m['postgres_cores'] * 2))} cores (its backends' "
+            f"{m['postgres_cores']:.1f} with headroom, doubled for WAL, vacuum, checkpoints, "
+            "reports and backups) behind PgBouncer; a Redis for the queue of "
+            f"{max(1, ceil(sum(rb.values()) * 2 / 1e9))} GB (`noeviction`); "
+            f"{m['disk_gb_per_day'] * 365 / 1000:.1f} TB a year of tables before retention.",
         ]
     return "\n".join(lines)
 
