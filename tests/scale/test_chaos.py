@@ -45,8 +45,10 @@ from core.money import airtime_asset
 from core.services.verify import verify
 from core.settings import Settings, load_settings
 from tests.helpers import PIN, SAFARICOM, chain, eventually, give_retailer_stock
+from tests.private_postgres import require
 from tests.redis_servers import private_redis
 from tests.scale.harness import (
+    HAPROXY,
     RESUME_OFFER,
     SERVES,
     START_OVER,
@@ -59,7 +61,7 @@ from tests.scale.harness import (
     plan,
     topup_rows,
 )
-from tests.scale.postgres_server import private_postgres
+from tests.scale.postgres_server import PG_BIN, private_postgres
 
 RETAILERS = 20
 AMOUNT_MAJOR = 50
@@ -506,10 +508,18 @@ async def fresh_database(server_url: str, name: str) -> str:
     return url
 
 
+@pytest.fixture
+def _binaries() -> None:
+    """B runs its own PostgreSQL (no shared server needed) and HAProxy: skipped, saying so,
+    without them (failed where PostgreSQL is required: AIRGATE_TEST_REQUIRE_POSTGRES)."""
+    require(f"PostgreSQL 15's pg_ctl in {PG_BIN}", present=(PG_BIN / "pg_ctl").exists())
+    require(f"HAProxy at {HAPROXY} (Debian's haproxy package)", present=Path(HAPROXY).exists())
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(290)
 async def test_chaos_postgres_restarted_and_redis_paused_every_process_recovers_by_itself(
-    tmp_path: Path,
+    tmp_path: Path, _binaries: None
 ) -> None:
     with private_postgres() as pg, private_redis() as redis:
         database = await fresh_database(pg.url(), "airgate")
