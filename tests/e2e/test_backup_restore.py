@@ -20,6 +20,7 @@ from tests.conftest import PG_ADMIN_URL, PG_SKIP_REASON, PG_UP, pg_url
 from tests.e2e.conftest import CliRunner
 
 pytestmark = [
+    pytest.mark.slow,  # real processes and a whole database dumped or migrated: a minute or two
     pytest.mark.skipif(not PG_UP, reason=PG_SKIP_REASON),
     pytest.mark.skipif(shutil.which("pg_dump") is None, reason="pg_dump is not installed"),
 ]

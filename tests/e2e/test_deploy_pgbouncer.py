@@ -24,6 +24,7 @@ from tests.helpers import killed_at_exit
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 pytestmark = [
+    pytest.mark.slow,  # real processes and a whole database dumped or migrated: a minute or two
     pytest.mark.skipif(not PG_UP, reason=PG_SKIP_REASON),
     pytest.mark.skipif(not Path(PGBOUNCER).exists(), reason="pgbouncer is not installed"),
 ]

@@ -37,7 +37,6 @@ async def test_a_live_session_costs_redis_under_1_kb(server: RedisServer) -> Non
             session = Session(
                 "airtime.confirm",
                 data,
-                owner="0123456789abcdef",
                 party=100_000 + i,
                 role="retailer",
                 journey="89abcdef",
