@@ -245,6 +245,8 @@ def own_cluster() -> Iterator[list[RedisServer]]:
         yield servers
 
 
+@pytest.mark.slow  # a fault run: the node must stay paused past the cluster's node timeout
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # a bystander here
 async def test_a_paused_node_is_try_again_for_its_users_and_503_then_recovers(
     settings: Settings, core: Core, own_cluster: list[RedisServer], redis_url: str
 ) -> None:
