@@ -449,13 +449,13 @@ async def confirm_backlog(
                 channel=CHANNEL,
             )
 
-    backends = await backend_pids(db)
-    pg0 = {pid: cpu_s([pid]) for pid in backends}
+    backends = BackendCpu(db)
+    await backends.start()
     cpu0, t0 = cpu_s([os.getpid()]), time.perf_counter()
-    await asyncio.gather(*(client(i) for i in range(args.clients)))
+    async with backends.sampling():
+        await asyncio.gather(*(client(i) for i in range(args.clients)))
     seconds, cpu = time.perf_counter() - t0, cpu_s([os.getpid()]) - cpu0
-    backends |= await backend_pids(db)
-    pg_cpu = sum(cpu_s([pid]) - pg0.get(pid, 0.0) for pid in backends)
+    pg_cpu = await backends.used()
     total = per_client * args.clients
     queued = int(await redis.zcard(QUEUE))
     _, job_bytes = await key_bytes(redis, "arq:job:*")
@@ -529,6 +529,46 @@ async def settled(pids: list[int], timeout_s: float = 30) -> None:
         if now - last < 0.02 * len(pids):
             return
         last = now
+
+
+class BackendCpu:
+    """CPU of the bench database's backends over a phase, those that exit during it included
+    (a pool's overflow connection closes when returned): sampled every 0.2 s, each backend's
+    last value kept."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+
+    async def start(self) -> None:
+        for pid in await backend_pids(self.db):
+            self.first[pid] = self.last[pid] = cpu_s([pid])
+
+    async def sample(self) -> None:
+        for pid in await backend_pids(self.db):
+            self.first.setdefault(pid, 0.0)  # born in the phase: all its CPU is the phase's
+            if (now := cpu_s([pid])) > 0:
+                self.last[pid] = now
+
+    async def used(self) -> float:
+        await self.sample()
+        return sum(self.last.get(pid, start) - start for pid, start in self.first.items())
+
+    @asynccontextmanager
+    async def sampling(self) -> AsyncIterator[None]:
+        async def run() -> None:
+            while True:
+                await self.sample()
+                await asyncio.sleep(0.2)
+
+        task = asyncio.create_task(run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
 
 
 async def backend_pids(db: Any) -> set[int]:
@@ -651,10 +691,12 @@ async def worker_run(
         others = await other_pids(redis, db, sandbox_proc.pid)
         cpu0, busy0 = cpu_s(pids), machine_busy_s()
         others0 = {name: {p: cpu_s([p]) for p in ps} for name, ps in others.items()}
+        backends = BackendCpu(db)
+        await backends.start()
         calls0, xacts0 = await redis_calls(redis), await pg_work(db)
         spy = await start_py_spy(args.py_spy, pids[0]) if args.py_spy else None
         t0 = time.perf_counter()
-        async with watch.under_load():
+        async with watch.under_load(), backends.sampling():
             counts = await drained(core, redis, sandbox, confirm.topups, args.timeout)
         wall = time.perf_counter() - t0
         cpu = cpu_s(pids) - cpu0
@@ -666,6 +708,7 @@ async def worker_run(
             name: sum(cpu_s([p]) - others0[name].get(p, 0.0) for p in ps) * 1000 / confirm.topups
             for name, ps in others.items()
         }
+        cpu_by["postgres"] = await backends.used() * 1000 / confirm.topups
         cpu_by["machine"] = (machine_busy_s() - busy0) * 1000 / confirm.topups
         calls = await redis_calls(redis) - calls0
         if spy is not None:
