@@ -8,6 +8,7 @@ import re
 import select
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,15 +24,29 @@ DOC_SANDBOX = "http://127.0.0.1:8090"  # the documented default; the test's sand
 
 
 def _banner(process: subprocess.Popen[str], deadline_s: float = 60) -> list[str]:
-    """The banner's lines, read as the demo prints them."""
+    """The banner's lines, read as the demo prints them: from the pipe itself, since ``select``
+    cannot see lines a buffered ``readline`` has already taken in with the one it returned."""
     assert process.stdout is not None
-    lines: list[str] = []
+    pipe = process.stdout.fileno()
+    seen = b""
     deadline = time.monotonic() + deadline_s
-    while not lines or BANNER_END not in lines[-1]:
-        assert process.poll() is None and time.monotonic() < deadline, lines
-        if select.select([process.stdout], [], [], 0.5)[0]:
-            lines.append(process.stdout.readline())
-    return lines
+    while BANNER_END.encode() not in seen:
+        assert process.poll() is None and time.monotonic() < deadline, seen.decode(errors="replace")
+        if select.select([pipe], [], [], 0.5)[0]:
+            seen += os.read(pipe, 65536)
+    return seen.decode("utf-8").splitlines(keepends=True)
+
+
+def test_the_banner_is_read_whole_when_it_arrives_in_one_write() -> None:
+    """A loaded machine reads the banner late, several lines in one read (CI, 2026-12-03)."""
+    printer = f"import sys, time; sys.stdout.write('seeding\\nTry  x\\n{BANNER_END}\\n'); "
+    printer += "sys.stdout.flush(); time.sleep(30)"
+    process = subprocess.Popen([sys.executable, "-c", printer], stdout=subprocess.PIPE, text=True)
+    try:
+        assert _banner(process, deadline_s=10)[-1] == f"{BANNER_END}\n"
+    finally:
+        process.kill()
+        process.communicate()
 
 
 def _commands_in_banner(lines: list[str]) -> list[str]:
