@@ -17,7 +17,7 @@ from sandbox.store import STORE, Store
 
 
 def build_app(config: SandboxConfig) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[tamper.outage])
     app[STORE] = Store(config)  # memory only: nothing to connect to, nothing to wait for
     app[DTONE] = DtOneState(config)
 

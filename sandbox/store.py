@@ -140,6 +140,7 @@ class Store:
         self.sms: list[SmsRecord] = []
         self.sms_by_number: dict[str, list[SmsRecord]] = {}
         self.counts: Counter[str] = Counter()
+        self.outage = False  # every aggregator request answered 503 (POST /sandbox/tamper)
         self._timers: dict[int, asyncio.TimerHandle] = {}
 
     def close(self) -> None:

@@ -12,6 +12,8 @@ the aggregator's API; no authentication, like the other ``/sandbox/*`` routes.
 - ``{"reference": R, "drop": true}``: it disappears from the report (missing at the aggregator);
 - ``{"credit": 500}``: money put into the account (major units): the next transaction's
   ``oldBalance`` is that much above the last one's ``newBalance``;
+- ``{"outage": true | false}``: every request to the aggregator's API (both faces, the token
+  included) answered 503 until it is switched off; SMS and ``/sandbox/*`` go on;
 - ``{"add": {"reference": R | null, "recipient": "+2547…", "amount": 50, "status": …,
   "at": "2026-12-03 10:00:00"}}``: a transaction we never sent (unknown to us).
 
@@ -25,14 +27,27 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from sandbox import operators
 from sandbox.store import STORE, Status, Store, Transaction
 from sandbox.wire import loads, major, now, parse_date, to_minor
 
+OUTSIDE_OUTAGE = ("/sandbox/", "/version1/messaging")  # inspection and SMS
+
 
 class _Bad(Exception):
     pass
+
+
+@web.middleware
+async def outage(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The aggregator down (``{"outage": true}``): its API answers 503, nothing is recorded."""
+    if request.app[STORE].outage and not request.path.startswith(OUTSIDE_OUTAGE):
+        return web.json_response(
+            {"errorCode": "SERVICE_UNAVAILABLE", "message": "outage"}, status=503
+        )
+    return await handler(request)
 
 
 async def tamper(request: web.Request) -> web.Response:
@@ -41,6 +56,9 @@ async def tamper(request: web.Request) -> web.Response:
         edit = loads(await request.read())
         if not isinstance(edit, dict):
             raise _Bad("an edit is a JSON object")
+        if "outage" in edit:
+            store.outage = edit["outage"] is True
+            return web.json_response({"outage": store.outage})
         if "credit" in edit:
             return _credit(store, edit["credit"])
         tx = _add(store, edit["add"]) if "add" in edit else _edit(store, edit)

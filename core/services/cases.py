@@ -249,7 +249,7 @@ async def _retry(
                 .values(
                     state=TopupState.RESERVED,
                     due_at=utcnow(),
-                    unknown_since=None,
+                    unknown_since=utcnow(),  # the unknown window starts again here
                     detail=f"retried from case {view.id}",
                 )
                 .returning(topup_t.c.sends, topup_t.c.checks)

@@ -17,7 +17,8 @@ One step (:func:`advance`) per job:
 - delivered → capture + notifications; failed or refused → release + notifications;
 - pending, time-out → ``unknown``: status queries on the configured back-off;
 - provider unavailable → the same reference again after a short back-off;
-- still open after ``topup_unknown_window_s`` → ``escalated``: a support case, stock still held;
+- still open ``topup_unknown_window_s`` after it was made, or since its outcome became unknown, or
+  since a case retried it → ``escalated``: a support case, stock still held;
   the retailer is told, and so is its distributor, whose support queue lists the case
   (core/services/support.py ``queue``).
 
@@ -239,7 +240,8 @@ async def _unknown(
 async def _later(d: Delivery, job: Job, now: datetime, *, detail: str) -> str:
     """The provider could not be reached: the same step again after a short back-off."""
     topup = job.topup
-    if now - topup.created_at >= timedelta(seconds=d.core.settings.topup_unknown_window_s):
+    since = topup.unknown_since or topup.created_at  # a case's retry starts the window again
+    if now - since >= timedelta(seconds=d.core.settings.topup_unknown_window_s):
         return await _escalate(d, job, detail=detail)
     delay_s = min(2 ** min(topup.sends + topup.checks, 6), TRANSIENT_BACKOFF_MAX_S)
     log.info("topup.provider_unavailable", topup_id=topup.id, detail=detail, retry_s=delay_s)

@@ -4,6 +4,8 @@ delivered top-up refunded by a correcting transfer; overdue cases go to the plat
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -23,6 +25,7 @@ from tests.lifecycle.conftest import Rig
 from tests.lifecycle.test_paths import STOCK, _shop, _stock, _top_up
 
 ESCALATED = frozenset({TopupState.ESCALATED})
+ALL = frozenset(TopupState)
 
 
 @pytest.fixture
@@ -146,6 +149,32 @@ async def test_retry_of_a_topup_the_aggregator_never_had_sends_it_under_the_same
     assert "retried" in view.evidence
     assert (await rig.stats(topup_id))["double_deliveries"] == 0
     await assert_ledger_ok(rig.core)
+
+
+async def test_a_retry_that_meets_an_aggregator_outage_backs_off_rather_than_escalating_at_once(
+    rig: Rig,
+) -> None:
+    """The retry's unknown window starts at the retry: an outage met by its first step is waited
+    out with back-off, as for a new top-up, not escalated again at once because the top-up is
+    older than the window (a loaded CI machine's connect time-out did that, 2026-12-03)."""
+    shop, topup_id, case_id = await _escalated(rig)
+    await _tamper(rig, reference=topup_id, drop=True)
+    parent, actor = await _distributor(shop)
+
+    async def requeue(topup_id: str, sends: int, checks: int) -> None:
+        await _tamper(rig, outage=True)  # after the case asked: down for the retry's step
+        await rig.queue.deliver(topup_id, sends=sends, checks=checks, fresh=False)
+
+    kw: dict[str, Any] = {"actor": actor, "outbox": Sent(), "distributor_id": parent}
+    await cases.resolve(rig.core, case_id=case_id, action=cases.Action.RETRY, requeue=requeue, **kw)
+    deadline = time.monotonic() + 10
+    while "retried" in ((topup := await rig.wait(topup_id, states=ALL)).detail or ""):
+        assert time.monotonic() < deadline, "the retry's first step never ran"
+        await asyncio.sleep(0.05)
+    assert topup.state == TopupState.RESERVED, topup.detail  # waiting out the outage
+    assert "503" in (topup.detail or "") and topup.due_at > utcnow()
+    assert (await case_views.get(rig.core, case_id)).state == CaseState.OPEN
+    await _tamper(rig, outage=False)
 
 
 async def test_refund_of_a_topup_the_aggregator_never_had_releases_it(rig: Rig) -> None:
