@@ -237,6 +237,18 @@ async def core(settings: Settings, _sqlite_from_template: None) -> AsyncIterator
 
 
 @pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A port that accepts TCP connections and never says a word (a server hung at login)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        listener.close()
+
+
+@pytest.fixture
 async def redis_url() -> AsyncIterator[str]:
     if _reachable(REDIS_TEST_URL):
         client = aioredis.Redis.from_url(REDIS_TEST_URL)

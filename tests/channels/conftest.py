@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from itertools import count
 
@@ -14,6 +14,7 @@ from airgate.server import build_app
 from core.context import Core
 from core.services.seed import seed_demo
 from core.settings import Settings
+from tests.redis_servers import RedisServer, private_redis
 
 SECRET = "test-gateway-secret"
 _sessions = count(1)
@@ -59,6 +60,24 @@ class AtPhone:
         response = await self.client.post(f"/ussd/africastalking?token={SECRET}", data=form)
         assert response.status == 200, await response.text()
         return await response.text()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A Redis of the test's own, to pause or to stop (tests/redis_servers.py)."""
+    with private_redis() as server:
+        yield server
+
+
+@pytest.fixture
+async def private_client(
+    app_settings: Settings, core: Core, redis_server: RedisServer
+) -> AsyncIterator[TestClient]:
+    """The app as ``client`` serves it, on ``redis_server``, with the demo's first retailer."""
+    await seed_demo(core, retailers=1)
+    on_private = app_settings.model_copy(update={"redis_url": redis_server.url})
+    async with TestClient(TestServer(build_app(on_private))) as test_client:
+        yield test_client
 
 
 @pytest.fixture

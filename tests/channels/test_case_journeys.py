@@ -27,7 +27,7 @@ from core.services.topups import request_topup
 from core.settings import Settings
 from sandbox.config import SandboxConfig
 from tests.channels.conftest import AtPhone, Telegram
-from tests.lifecycle.conftest import start_sandbox
+from tests.lifecycle.conftest import sandbox_serving
 
 SHOP = "+254700000001"
 SHOP_USER, BOSS = 7201, 7001
@@ -36,11 +36,8 @@ SHOP_USER, BOSS = 7201, 7001
 @pytest.fixture
 async def sandbox() -> AsyncIterator[str]:
     # …2 answers PROCESSING after 0.1 s and stays so: a pending outcome at the aggregator.
-    runner, url = await start_sandbox(SandboxConfig(hang_s=0.1, settle_s=3600, seed=7))
-    try:
+    async with sandbox_serving(SandboxConfig(hang_s=0.1, settle_s=3600, seed=7)) as url:
         yield url
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

@@ -10,38 +10,23 @@ row lock of the test's own while Redis is paused, then let through."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from airgate.server import build_app
 from core.context import Core
 from core.models import Party, Topup
-from core.services.seed import seed_demo
-from core.settings import Settings
 from tests.channels.conftest import AtPhone
-from tests.redis_servers import RedisServer, private_redis
+from tests.redis_servers import RedisServer
 
 SHOP = "+254700000001"  # a demo retailer, PIN 1234
 
 
 @pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    with private_redis() as server:
-        yield server
-
-
-@pytest.fixture
-async def client(
-    app_settings: Settings, core: Core, redis_server: RedisServer
-) -> AsyncIterator[TestClient]:
-    await seed_demo(core, retailers=1)
-    on_private = app_settings.model_copy(update={"redis_url": redis_server.url})
-    async with TestClient(TestServer(build_app(on_private))) as test_client:
-        yield test_client
+def client(private_client: TestClient) -> TestClient:
+    return private_client
 
 
 async def _wait_for_a_lock_waiter(admin: asyncpg.Connection) -> None:

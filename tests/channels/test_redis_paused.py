@@ -7,19 +7,15 @@ one."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from airgate.server import build_app
-from core.context import Core
 from core.i18n import t
-from core.services.seed import seed_demo
 from core.settings import Settings
 from tests.channels.conftest import AtPhone
 from tests.helpers import eventually
-from tests.redis_servers import RedisServer, private_redis
+from tests.redis_servers import RedisServer
 
 NOT_NOW = f"END {t('en', 'error.store_unavailable')}"
 TIMEOUT_S = 1.0  # AIRGATE_REDIS_TIMEOUT_S's default
@@ -28,21 +24,12 @@ SLACK_S = 1.5  # a loaded shared machine
 
 
 @pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    with private_redis() as server:
-        yield server
-
-
-@pytest.fixture
-async def client(
-    app_settings: Settings, core: Core, redis_server: RedisServer
-) -> AsyncIterator[TestClient]:
-    await seed_demo(core, retailers=1)
-    on_private = app_settings.model_copy(update={"redis_url": redis_server.url})
-    assert on_private.redis_timeout_s == TIMEOUT_S
-    assert on_private.ready_timeout_s == READY_TIMEOUT_S
-    async with TestClient(TestServer(build_app(on_private))) as test_client:
-        yield test_client
+def client(private_client: TestClient, app_settings: Settings) -> TestClient:
+    assert (app_settings.redis_timeout_s, app_settings.ready_timeout_s) == (
+        TIMEOUT_S,
+        READY_TIMEOUT_S,
+    )
+    return private_client
 
 
 async def _ready(client: TestClient, path: str) -> tuple[int, dict[str, str], float]:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
@@ -37,18 +35,6 @@ def test_a_closed_port(airgate: CliRunner) -> None:
         result = airgate(*command, ok=False, AIRGATE_DATABASE_URL=url)
         one_line_failure(result, "database is unavailable", "try again")
         assert result.returncode == 1
-
-
-@pytest.fixture
-def silent_server() -> Iterator[int]:
-    """A port that accepts connections and never answers (a server hung at login)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    try:
-        yield int(listener.getsockname()[1])
-    finally:
-        listener.close()
 
 
 def test_a_server_that_never_answers(airgate: CliRunner, silent_server: int) -> None:

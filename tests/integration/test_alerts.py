@@ -24,7 +24,6 @@ from core.services.delivery import Delivery, advance
 from core.services.finish import Finisher
 from core.services.notify import Notifier
 from core.services.topups import confirm_topup, request_topup
-from sandbox.config import SandboxConfig
 from tests.helpers import (
     ADMIN,
     SAFARICOM,
@@ -33,7 +32,6 @@ from tests.helpers import (
     give_distributor_stock,
     give_retailer_stock,
 )
-from tests.lifecycle.conftest import start_sandbox
 
 KES = 100  # minor units per shilling; the default threshold is KES 1,000
 
@@ -193,15 +191,6 @@ async def test_a_confirmed_top_up_enqueues_its_alert_after_the_commit(
         assert await queue.redis.exists(f"{job_key_prefix}n{alert.id}:0")
     finally:
         await queue.close()
-
-
-@pytest.fixture
-async def sandbox_url() -> AsyncIterator[str]:
-    runner, url = await start_sandbox(SandboxConfig(seed=7))
-    try:
-        yield url
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ shutdown once met "database is locked" (tests/lifecycle/test_paths.py, under loa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,9 +15,7 @@ from core.context import Core
 from core.models import Notification, NotificationState
 from core.providers.sms import AfricasTalkingSms
 from core.services.notify import Message, Notifier, add_owed
-from sandbox.config import SandboxConfig
 from tests.helpers import eventually
-from tests.lifecycle.conftest import start_sandbox
 
 
 def _true_if(found: list[str]) -> Any:
@@ -26,15 +23,6 @@ def _true_if(found: list[str]) -> Any:
         return bool(found)
 
     return check
-
-
-@pytest.fixture
-async def sandbox_url() -> AsyncIterator[str]:
-    runner, url = await start_sandbox(SandboxConfig(seed=7))
-    try:
-        yield url
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # a row lock from outside

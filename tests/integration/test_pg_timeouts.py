@@ -5,9 +5,8 @@ nothing to give: each ends as StoreUnavailable ("try again") within its limit, n
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
@@ -74,18 +73,6 @@ async def test_a_pool_with_nothing_to_give_is_store_unavailable(quick: Core) -> 
                 await other.execute(text("SELECT 1"))
         assert time.monotonic() - started < LIMIT_S + 1.5
     assert caught.value.detail == "pool timeout"
-
-
-@pytest.fixture
-def silent_server() -> Iterator[int]:
-    """A port that accepts TCP connections and never says a word (a server hung at login)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    try:
-        yield int(listener.getsockname()[1])
-    finally:
-        listener.close()
 
 
 async def test_a_server_that_never_answers_the_login(

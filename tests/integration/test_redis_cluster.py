@@ -42,7 +42,7 @@ from core.settings import Settings
 from core.worker import build_worker, run_worker
 from tests.channels.conftest import SECRET, AtPhone
 from tests.helpers import eventually
-from tests.lifecycle.conftest import FAST, SANDBOX, start_sandbox
+from tests.lifecycle.conftest import FAST, SANDBOX, sandbox_serving
 from tests.redis_servers import RedisServer, redis_cluster
 
 REF_KEY = b"test-ref-key-0123456789abcdef0123"
@@ -171,8 +171,7 @@ async def cluster_settings(
 ) -> AsyncIterator[Settings]:
     """The app's settings on the cluster, the queue on the shared test Redis (arq cannot run on a
     cluster), the aggregator and SMS gateway a real sandbox over HTTP."""
-    runner, url = await start_sandbox(SANDBOX)
-    try:
+    async with sandbox_serving(SANDBOX) as url:
         yield settings.model_copy(
             update={
                 **FAST,
@@ -184,8 +183,6 @@ async def cluster_settings(
                 "sms_url": url,
             }
         )
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_ussd_journey_over_http_and_its_delivery_with_redis_on_a_cluster(

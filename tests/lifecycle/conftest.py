@@ -10,6 +10,7 @@ import asyncio
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,16 @@ async def start_sandbox(config: SandboxConfig) -> tuple[web.AppRunner, str]:
     return runner, f"http://{host}:{port}"
 
 
+@asynccontextmanager
+async def sandbox_serving(config: SandboxConfig) -> AsyncIterator[str]:
+    """A sandbox over HTTP on a free port, its URL; stopped on the way out."""
+    runner, url = await start_sandbox(config)
+    try:
+        yield url
+    finally:
+        await runner.cleanup()
+
+
 @pytest.fixture
 def sandbox_config() -> SandboxConfig:
     return SANDBOX
@@ -130,8 +141,7 @@ async def rig_parts(
     from core.settings import load_settings
     from tests.conftest import TEST_PEPPER
 
-    runner, url = await start_sandbox(sandbox_config)
-    try:
+    async with sandbox_serving(sandbox_config) as url:
         settings = load_settings(
             database_url=database_url,
             redis_url=redis_url,
@@ -144,8 +154,6 @@ async def rig_parts(
             **{**FAST, **rig_overrides},
         )
         yield settings, url
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture
