@@ -10,7 +10,6 @@ import typer
 
 from airgate.cli._run import CLI_POOL, JsonOpt, emit, exit_code, fail, out, run_async, settings
 from airgate.cli.party import PartyArg
-from airgate.server import conversation_engine, job_queue
 from core.context import open_core
 from core.errors import AirGateError
 from core.logging import configure, secrets_of
@@ -33,6 +32,7 @@ def bot(
         fail("`airgate serve` serves the webhook; use --polling to run the bot without one")
 
     async def main() -> None:
+        from airgate.server import conversation_engine, job_queue  # the server's parts, here
         from bot.channel import ALLOWED_UPDATES, TelegramChannel
 
         async with redis_connected(s) as redis, open_core(s) as core:

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from fpdf import FPDF
-
 from core.money import format_minor
 from core.services.settlement.figures import Late, PairFlows, Terms, bps_of, terms_for
 
@@ -152,6 +150,8 @@ LINE_MM, NOTE_CHARS = 5.5, 34
 def as_pdf(doc: Settlement) -> bytes:
     """An A4 page (more if needed) of the rows, drawn as text at fixed places: fpdf2's cells and
     line breaking cost ten times more and a month's run draws one document per pair."""
+    from fpdf import FPDF  # here: fpdf2 costs a quarter of a second to import, every CLI start
+
     pdf = FPDF(orientation="P", unit="mm", format="A4")
     pdf.set_creation_date(doc.period_end)
     pdf.set_producer(PRODUCER)
