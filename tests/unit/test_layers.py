@@ -4,6 +4,8 @@ another without cycles, and bench/ imports nothing from tests/ (see ARCHITECTURE
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -146,3 +148,19 @@ def test_cycle_finder_finds_a_cycle() -> None:
     a chain."""
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+# -- what a CLI command pays for at start -------------------------------------------------------
+# Every `airgate …` command imports the whole CLI: the PDF library and the server's parts are
+# imported where they are used (a settlement's PDF, `airgate bot`, `airgate serve`), not there.
+NOT_AT_CLI_START = ("fpdf", "airgate.server", "api.app", "matplotlib")
+
+
+def test_the_cli_starts_without_the_pdf_library_or_the_server() -> None:
+    probe = "import sys, airgate.cli; print(' '.join(sorted(sys.modules)))"
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+        ).stdout.split()
+    )
+    assert not loaded & set(NOT_AT_CLI_START), sorted(loaded & set(NOT_AT_CLI_START))
