@@ -25,8 +25,11 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from typing import TypeVar
 
-from core.errors import DeadlineExceeded
+from prometheus_client import Counter
+
+from core.errors import Busy, DeadlineExceeded
 
 # Kept back at the end of a budget to write the answer (the session's save, the reply itself):
 # a lock wait gives up this long before the deadline.
@@ -34,6 +37,15 @@ ANSWER_S = 0.3
 # Money starts only with at least this left: a top-up's transaction is a few milliseconds when
 # nothing waits, the rest is the answer's. Less, and the user would hear "accepted" too late.
 MONEY_MIN_S = 0.5
+
+# On /metrics: what the budget refused, nothing moved (a rise is a hot retailer or slow stores).
+REFUSED = Counter(
+    "airgate_refused_before_money",
+    "Hops and requests refused before money moved, by reason: deadline_exceeded or busy",
+    ["reason"],
+)
+
+Refusal = TypeVar("Refusal", Busy, DeadlineExceeded)
 
 _current: ContextVar[Deadline | None] = ContextVar("airgate_deadline", default=None)
 
@@ -63,17 +75,23 @@ class Deadline:
     def check(self, *, need_s: float = MONEY_MIN_S) -> None:
         """DeadlineExceeded unless ``need_s`` is still left."""
         if self.left_s() < need_s:
-            raise DeadlineExceeded(budget_s=self.budget_s)
+            raise refused(DeadlineExceeded(budget_s=self.budget_s))
 
     def start_money(self) -> None:
         """From here money moves: refused if too little is left, else the timer goes off."""
         timer = self._timer
         if timer is not None and timer.expired():  # its cancel is on its way: nothing moved
-            raise DeadlineExceeded(budget_s=self.budget_s)
+            raise refused(DeadlineExceeded(budget_s=self.budget_s))
         self.check()
         if timer is not None:
             timer.reschedule(None)
             self._timer = None
+
+
+def refused(exc: Refusal) -> Refusal:
+    """``exc`` counted on /metrics, as it is raised (a channel turns it into words later)."""
+    REFUSED.labels(reason=exc.code).inc()
+    return exc
 
 
 def current() -> Deadline | None:
@@ -95,6 +113,6 @@ async def bounded(budget_s: float) -> AsyncIterator[Deadline]:
     except TimeoutError:
         if not timer.expired():  # someone else's time-out (a store's): theirs to say
             raise
-        raise DeadlineExceeded(budget_s=budget_s) from None
+        raise refused(DeadlineExceeded(budget_s=budget_s)) from None
     finally:
         _current.reset(token)

@@ -74,7 +74,7 @@ class _Turn:
         if gate is None:
             gate = gates[self._payer] = _Gate()
         elif gate.users > self._gates.max_waiting:  # one inside and max_waiting behind it
-            raise Busy(waiting=gate.users - 1)
+            raise deadline.refused(Busy(waiting=gate.users - 1))
         gate.users += 1
         self._gate = gate
         try:
@@ -117,4 +117,4 @@ async def _acquire(lock: asyncio.Lock) -> None:
         async with asyncio.timeout(max(wait_s, 0)):
             await lock.acquire()
     except TimeoutError:
-        raise DeadlineExceeded(budget_s=budget.budget_s) from None
+        raise deadline.refused(DeadlineExceeded(budget_s=budget.budget_s)) from None

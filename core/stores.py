@@ -83,7 +83,7 @@ def deadline_passed(exc: BaseException | None) -> DeadlineExceeded | None:
     budget = deadline.current()
     if budget is None or not lock_wait_ran_out(exc):
         return None
-    return DeadlineExceeded(budget_s=budget.budget_s)
+    return deadline.refused(DeadlineExceeded(budget_s=budget.budget_s))
 
 
 _REDIS_AWAY = (RedisConnectionError, RedisTimeoutError, ClusterDownError, TryAgainError, OSError)

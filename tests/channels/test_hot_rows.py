@@ -18,6 +18,7 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from airgate.server import build_app
@@ -44,6 +45,15 @@ REASONS = (
     "Too many requests are waiting on your account",
     "That took too long and nothing was done",
 )
+
+
+REFUSAL_REASONS = {"busy": REASONS[1], "deadline_exceeded": REASONS[2]}
+
+
+def _refusals(reason: str) -> float:
+    """airgate_refused_before_money_total{reason} as this process's /metrics shows it."""
+    found = REGISTRY.get_sample_value("airgate_refused_before_money_total", {"reason": reason})
+    return found or 0.0
 
 
 @pytest.fixture
@@ -115,6 +125,7 @@ async def test_200_confirms_for_one_retailer_queue_in_airgate(
                 for n, phone in enumerate(phones[batch : batch + 20], start=batch)
             )
         )
+    counted_before = {reason: _refusals(reason) for reason in REFUSAL_REASONS}
     sampler = LockWaits(core) if core.engine.dialect.name == "postgresql" else None
     sampling = asyncio.create_task(sampler.run()) if sampler else None
     try:
@@ -130,6 +141,9 @@ async def test_200_confirms_for_one_retailer_queue_in_airgate(
     assert len(accepted) == ACCEPTED, refused[:3]
     assert all(any(reason in text for reason in REASONS) for text in refused), refused[:3]
     assert all(text.startswith("END ") for text in accepted)
+    for reason, text in REFUSAL_REASONS.items():  # /metrics counts each refusal the users heard
+        heard = sum(text in answer for answer in refused)
+        assert _refusals(reason) - counted_before[reason] == heard, (reason, heard)
     if sampler is not None:
         assert sampler.samples > 0
         assert sampler.most <= PROCESSES, sampler.most
