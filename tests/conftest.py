@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import gc
+import logging
 import os
 import shutil
 import socket
@@ -27,6 +28,7 @@ from urllib.parse import urlparse
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+import structlog
 from sqlmodel import SQLModel
 
 import core.models  # noqa: F401
@@ -291,6 +293,18 @@ def _a_failures_leaks_charged_to_it(request: pytest.FixtureRequest) -> Iterator[
             if hasattr(sys, name):  # pytest keeps the failure (and its frames) here
                 delattr(sys, name)
         gc.collect()
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_at_the_start() -> Iterator[None]:
+    """After each test, structlog's defaults and no root handler again: a test that configures
+    its own logging (DEBUG, JSON, WARNING) must not decide what later tests on the same worker
+    can read in their captured output."""
+    yield
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
 
 
 _PG_SKIPPED: list[str] = []

@@ -5,12 +5,9 @@ and prefix only."""
 from __future__ import annotations
 
 import json
-import logging
 import re
-from collections.abc import Iterator
 
 import pytest
-import structlog
 
 from core.logging import configure
 from core.models import Scope
@@ -27,12 +24,8 @@ def number_pattern(e164: str) -> re.Pattern[str]:
 
 
 @pytest.fixture(params=MODES, ids=lambda m: f"{m[0]}-{'json' if m[1] else 'console'}")
-def log_mode(request: pytest.FixtureRequest) -> Iterator[tuple[str, bool]]:
-    yield request.param
-    structlog.reset_defaults()
-    root = logging.getLogger()
-    for handler in root.handlers[:]:
-        root.removeHandler(handler)
+def log_mode(request: pytest.FixtureRequest) -> tuple[str, bool]:
+    return request.param
 
 
 async def test_no_key_or_customer_number_leaves_its_place(

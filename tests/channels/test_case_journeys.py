@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-import structlog
 from sqlalchemy import select
 
 from core.context import Core
@@ -43,11 +42,8 @@ async def sandbox() -> AsyncIterator[str]:
 @pytest.fixture
 def debug_logs() -> Iterator[None]:
     """Every line at DEBUG, as JSON, as ``airgate serve`` would print it; defaults again after."""
-    configure(level="DEBUG", json=True)
-    try:
-        yield
-    finally:
-        structlog.reset_defaults()
+    configure(level="DEBUG", json=True)  # tests/conftest.py restores the defaults after
+    yield
 
 
 @pytest.fixture

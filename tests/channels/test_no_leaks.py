@@ -11,9 +11,8 @@ PINs and secrets are distinctive so that not finding them means something.
 from __future__ import annotations
 
 import json
-import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from urllib.parse import urlparse
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-import structlog
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 from sqlalchemy import select
@@ -89,12 +87,8 @@ def leaks(text: str, *, numbers: bool = True) -> list[str]:
 
 
 @pytest.fixture(params=MODES, ids=lambda mode: f"{mode[0]}-{'json' if mode[1] else 'console'}")
-def log_mode(request: pytest.FixtureRequest) -> Iterator[tuple[str, bool]]:
-    yield request.param
-    structlog.reset_defaults()
-    root = logging.getLogger()
-    for handler in root.handlers[:]:
-        root.removeHandler(handler)
+def log_mode(request: pytest.FixtureRequest) -> tuple[str, bool]:
+    return request.param
 
 
 @pytest.fixture

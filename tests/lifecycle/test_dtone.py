@@ -7,12 +7,10 @@ After each: the ledger verifies, and the DT One face's delivered count equals ou
 from __future__ import annotations
 
 import base64
-import logging
 from dataclasses import replace
 from typing import Any
 
 import pytest
-import structlog
 
 from core.logging import configure, secrets_of
 from core.models import Party, Topup, TopupState
@@ -129,18 +127,12 @@ async def test_no_log_line_holds_the_key_or_secret(
 ) -> None:
     """Logged at DEBUG as JSON with **no** secret masking: nothing AirGate writes holds them (the
     masking of every line, core/logging.py, is a second guard, not the only one)."""
-    configure(level="DEBUG", json=True, secrets=())
-    try:
-        shop = await _shop(rig)
-        for digit in (0, 1, 2):
-            topup = await rig.wait((await _top_up(rig, shop, digit)).id)
-            assert topup.state in (TopupState.DELIVERED, TopupState.FAILED)
-        await _agree(rig)
-    finally:
-        structlog.reset_defaults()
-        root = logging.getLogger()
-        for handler in root.handlers[:]:
-            root.removeHandler(handler)
+    configure(level="DEBUG", json=True, secrets=())  # tests/conftest.py restores it
+    shop = await _shop(rig)
+    for digit in (0, 1, 2):
+        topup = await rig.wait((await _top_up(rig, shop, digit)).id)
+        assert topup.state in (TopupState.DELIVERED, TopupState.FAILED)
+    await _agree(rig)
     out = capsys.readouterr()
     text = out.out + out.err
     assert "topup.final" in text and "topup.unknown" in text  # the lines were written

@@ -36,21 +36,18 @@ async def test_an_accounts_key_and_secret_appear_nowhere(
     routed: Routed, capsys: pytest.CaptureFixture[str], as_json: bool
 ) -> None:
     configure(level="DEBUG", json=as_json, secrets=secrets_of(routed.rig.settings))
-    try:
-        first = await routed.final(await routed.top_up())
-        assert first.provider == "alpha"  # alpha took the key and secret, and answered
-        await routed.stop("alpha")
-        for _ in range(6):  # not sent at alpha, its breaker opens, beta takes them
-            await routed.final(await routed.top_up())
-        settings, redis = routed.rig.settings, routed.rig.queue.redis
-        router = Router.from_settings(settings, health=Health.from_settings(settings, redis))
-        try:  # alpha's float unreadable now (its error kept), beta's read
-            accounts = list(router.accounts.values())
-            await floats.poll(routed.core, redis=redis, accounts=accounts, outbox=_none)
-        finally:
-            await router.close()
+    first = await routed.final(await routed.top_up())
+    assert first.provider == "alpha"  # alpha took the key and secret, and answered
+    await routed.stop("alpha")
+    for _ in range(6):  # not sent at alpha, its breaker opens, beta takes them
+        await routed.final(await routed.top_up())
+    settings, redis = routed.rig.settings, routed.rig.queue.redis
+    router = Router.from_settings(settings, health=Health.from_settings(settings, redis))
+    try:  # alpha's float unreadable now (its error kept), beta's read
+        accounts = list(router.accounts.values())
+        await floats.poll(routed.core, redis=redis, accounts=accounts, outbox=_none)
     finally:
-        configure(level="WARNING", json=False)
+        await router.close()
     logs = capsys.readouterr()
     shown = logs.out + logs.err
     assert "routing.breaker_open" in shown  # the lines that could have held them were written

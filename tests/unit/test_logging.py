@@ -5,24 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import pathlib
-from collections.abc import Iterator
 
 import pytest
-import structlog
 
 from core.logging import configure, get_logger, write_to
 
 SECRET = "sec-Wq4Hv8Kp2Zr6"
 PIN = "7391"
-
-
-@pytest.fixture(autouse=True)
-def _restore() -> Iterator[None]:
-    yield
-    structlog.reset_defaults()
-    root = logging.getLogger()
-    for handler in root.handlers[:]:
-        root.removeHandler(handler)
 
 
 def _fail(text: str, settings_like: dict[str, str]) -> None:
