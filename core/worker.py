@@ -24,6 +24,7 @@ from functools import partial, wraps
 from typing import Any, TypeVar
 
 from arq import Retry, cron
+from arq.cron import CronJob
 from arq.typing import WorkerCoroutine
 from arq.worker import Worker
 
@@ -35,7 +36,7 @@ from core.logging import get_logger
 from core.providers.sms import AfricasTalkingSms
 from core.providers.telegram import TelegramSender
 from core.ratelimit import Limiter
-from core.redis import Timeouts
+from core.redis import Client, Timeouts
 from core.redis import client as redis_client
 from core.routing.health import Health
 from core.routing.router import Router
@@ -72,15 +73,8 @@ async def _startup(ctx: dict[str, Any]) -> None:
     stack.push_async_callback(router.close)
     sms = AfricasTalkingSms.from_settings(settings)
     stack.push_async_callback(sms.close)
-    telegram = None
-    if token := settings.telegram_token.get_secret_value():
-        limiter = Limiter(
-            shared,
-            bot=token.partition(":")[0],  # the bot's id, not its secret
-            rate=settings.telegram_rate_per_s,
-            chat_interval_s=settings.telegram_chat_interval_s,
-        )
-        telegram = TelegramSender(api_url=settings.telegram_api_url, token=token, limiter=limiter)
+    telegram = _telegram(settings, shared)
+    if telegram is not None:
         stack.push_async_callback(telegram.close)
     notifier = Notifier(core=core, sms=sms, telegram=telegram)
     notifier.start()
@@ -106,6 +100,21 @@ async def _startup(ctx: dict[str, Any]) -> None:
         telegram=telegram is not None,
         max_jobs=settings.worker_max_jobs,
     )
+
+
+def _telegram(settings: Settings, shared: Client) -> TelegramSender | None:
+    """What sends the bot's messages, paced across every process by the shared Redis; None
+    without a token."""
+    token = settings.telegram_token.get_secret_value()
+    if not token:
+        return None
+    limiter = Limiter(
+        shared,
+        bot=token.partition(":")[0],  # the bot's id, not its secret
+        rate=settings.telegram_rate_per_s,
+        chat_interval_s=settings.telegram_chat_interval_s,
+    )
+    return TelegramSender(api_url=settings.telegram_api_url, token=token, limiter=limiter)
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
@@ -356,6 +365,11 @@ def build_worker(
     # job whose worker died, so a long sweeper time-out would slow every crash recovery.
     timeout_s = job_timeout_s(settings)
     minutes, seconds = _every(settings.float_poll_interval_s)
+
+    def periodic(task: Callable[..., Awaitable[Any]], **when: Any) -> CronJob:
+        """A periodic task: one run at a time across workers, skipped while a store is away."""
+        return cron(skipped_when_stores_away(task), unique=True, timeout=timeout_s, **when)
+
     return _Worker(
         functions=[
             again_when_stores_away(deliver),
@@ -364,36 +378,11 @@ def build_worker(
             callback,
         ],
         cron_jobs=[
-            cron(
-                skipped_when_stores_away(sweeper),
-                second=set(range(0, 60, interval)),
-                unique=True,
-                timeout=timeout_s,
-                run_at_startup=True,
-            ),
-            cron(
-                skipped_when_stores_away(back_office),
-                minute=EVERY_5_MIN,
-                second=7,
-                unique=True,
-                timeout=timeout_s,
-            ),
+            periodic(sweeper, second=set(range(0, 60, interval)), run_at_startup=True),
+            periodic(back_office, minute=EVERY_5_MIN, second=7),
             # Every minute (a quick query once all are sent): a late start still sends today's.
-            cron(
-                skipped_when_stores_away(morning_reports),
-                second=30,
-                unique=True,
-                timeout=timeout_s,
-                run_at_startup=True,
-            ),
-            cron(
-                skipped_when_stores_away(float_poll),
-                minute=minutes,
-                second=seconds,
-                unique=True,
-                timeout=timeout_s,
-                run_at_startup=True,
-            ),
+            periodic(morning_reports, second=30, run_at_startup=True),
+            periodic(float_poll, minute=minutes, second=seconds, run_at_startup=True),
         ],
         queue_name=QUEUE,
         queue_url=settings.queue_redis_url or redis_url,
