@@ -57,7 +57,9 @@ async def tamper(request: web.Request) -> web.Response:
         if not isinstance(edit, dict):
             raise _Bad("an edit is a JSON object")
         if "outage" in edit:
-            store.outage = edit["outage"] is True
+            if not isinstance(edit["outage"], bool):
+                raise _Bad("outage: true or false")
+            store.outage = edit["outage"]
             return web.json_response({"outage": store.outage})
         if "credit" in edit:
             return _credit(store, edit["credit"])

@@ -180,3 +180,22 @@ async def test_sms_filter_survives_a_plus_turned_into_a_space(sandbox: Sandbox) 
     async with sandbox.http.get(f"{sandbox.url}/sandbox/sms?to=+254712345678&limit=1") as resp:
         [message] = await resp.json()
     assert message["number"] == "+254712345678"
+
+
+async def test_an_outage_answers_503_until_switched_off_and_only_a_boolean_switches_it(
+    sandbox: Sandbox,
+) -> None:
+    token = await _token(sandbox)
+    tamper = f"{sandbox.url}/sandbox/tamper"
+    async with sandbox.http.post(tamper, json={"outage": "yes"}) as resp:
+        assert resp.status == 400 and "true or false" in (await resp.json())["error"]
+    async with sandbox.http.post(tamper, json={"outage": True}) as resp:
+        assert resp.status == 200 and await resp.json() == {"outage": True}
+    status, _ = await _call(sandbox, "GET", "/accounts/balance", token=token)
+    assert status == 503
+    async with sandbox.http.get(f"{sandbox.url}/sandbox/stats") as resp:
+        assert resp.status == 200  # inspection goes on
+    async with sandbox.http.post(tamper, json={"outage": False}) as resp:
+        assert resp.status == 200
+    status, _ = await _call(sandbox, "GET", "/accounts/balance", token=token)
+    assert status == 200
