@@ -23,13 +23,13 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from core.jobs.queue import JobQueue
+from core.jobs.runner import UNREPLICATED_PAUSE_S
 from core.jobs.scripts import CLAIMS_KEY_PREFIX
 from core.ledger import account_balances
 from core.models import AccountKind, Party, Topup, TopupState
 from core.models.topup import FINAL_STATES
 from core.money import airtime_asset
 from core.services.topups import confirm_topup
-from core.worker import UNREPLICATED_PAUSE_S
 from sandbox.config import SandboxConfig
 from tests.helpers import (
     SAFARICOM,
