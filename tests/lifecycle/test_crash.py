@@ -18,7 +18,7 @@ from core.models import Notification, NotificationState, TopupState
 from core.services.topups import confirm_topup
 from core.worker import build_worker, run_worker
 from tests.e2e.conftest import AIRGATE, free_port
-from tests.helpers import killed_at_exit
+from tests.helpers import eventually, handles_signal, killed_at_exit
 from tests.lifecycle.conftest import FAST, Rig
 from tests.lifecycle.test_paths import _agree, _shop, number
 
@@ -43,6 +43,26 @@ def worker_env(rig: Rig, tmp_path: Path) -> dict[str, str]:
 def start_worker(env: dict[str, str], tmp_path: Path) -> subprocess.Popen[bytes]:
     with (tmp_path / f"worker-{time.monotonic_ns()}.log").open("wb") as log:
         return subprocess.Popen([AIRGATE, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def worker_logs(folder: Path) -> str:
+    """What the workers :func:`start_worker` started in ``folder`` have printed."""
+    return "".join(path.read_text(errors="replace") for path in sorted(folder.glob("worker-*.log")))
+
+
+async def workers_up(folder: Path, *workers: subprocess.Popen[bytes]) -> None:
+    """Until each worker has set its SIGTERM handler (from then on it stops cleanly and takes
+    jobs); one that exits, or any not up within 60 s on a loaded machine, fails with their logs."""
+
+    async def up() -> bool:
+        for worker in workers:
+            assert worker.poll() is None, f"worker {worker.pid} exited ({worker.returncode})"
+        return all(handles_signal(w.pid, signal.SIGTERM) for w in workers)
+
+    try:
+        await eventually(up, what="the workers started", timeout_s=60)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; their logs:\n{worker_logs(folder)[-4000:]}") from None
 
 
 @pytest.mark.slow

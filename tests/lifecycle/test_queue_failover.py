@@ -37,11 +37,10 @@ from tests.helpers import (
     chain,
     eventually,
     give_retailer_stock,
-    handles_signal,
     killed_at_exit,
 )
 from tests.lifecycle.conftest import Rig
-from tests.lifecycle.test_crash import start_worker, worker_env
+from tests.lifecycle.test_crash import start_worker, worker_env, worker_logs, workers_up
 from tests.redis_sentinel import SentinelSet, sentinel_set, wait_ready
 
 TOPUPS = 150
@@ -84,19 +83,15 @@ async def test_queue_survives_a_sentinel_failover_with_nothing_lost_or_sent_twic
                 killed_at_exit(start_worker(env, tmp_path)) as one,
                 killed_at_exit(start_worker(env, tmp_path)) as two,
             ):
-
-                async def both_up() -> bool:
-                    return all(handles_signal(w.pid, signal.SIGTERM) for w in (one, two))
-
-                await eventually(both_up, what="both workers started", timeout_s=60)
+                await workers_up(tmp_path, one, two)
                 ids, killed_at, promoted_s = await _stream(rig, queue, shops, redis_set)
                 await _all_final(rig, ids)
                 rejoined_s = await _old_primary_rejoins(redis_set)
-                unreplicated = _worker_logs(tmp_path).count("worker.claim_not_replicated")
+                unreplicated = worker_logs(tmp_path).count("worker.claim_not_replicated")
                 for i in range(TOPUPS, TOPUPS + AFTER):  # claims wait for the replica again
                     ids.append(await _confirm(rig, queue, shops, i))
                 topups = await _all_final(rig, ids)
-                assert _worker_logs(tmp_path).count("worker.claim_not_replicated") == unreplicated
+                assert worker_logs(tmp_path).count("worker.claim_not_replicated") == unreplicated
                 for worker in (one, two):
                     worker.send_signal(signal.SIGTERM)
                 assert (one.wait(30), two.wait(30)) == (0, 0)
@@ -105,7 +100,7 @@ async def test_queue_survives_a_sentinel_failover_with_nothing_lost_or_sent_twic
             await queue.close()
     await _assert_once_each(rig, topups)
     await _assert_stock(rig, shops, topups)
-    logs = _worker_logs(tmp_path)
+    logs = worker_logs(tmp_path)
     assert PASSWORD not in logs
     assert not [t.msisdn for t in topups if t.msisdn in logs or t.msisdn[1:] in logs]
     late = max((t.final_at - t.created_at).total_seconds() for t in topups if t.final_at)
@@ -117,10 +112,6 @@ async def test_queue_survives_a_sentinel_failover_with_nothing_lost_or_sent_twic
         f"slowest top-up {late:.1f} s (killed at {killed_at:.1f} s into the stream); "
         f"the old primary back as a replica {rejoined_s:.1f} s after its restart"
     )
-
-
-def _worker_logs(folder: Path) -> str:
-    return "".join(path.read_text() for path in folder.glob("worker-*.log"))
 
 
 async def _stream(

@@ -12,13 +12,11 @@ from core.services.topups import confirm_topup
 from tests.helpers import (
     assert_ledger_ok,
     chain,
-    eventually,
     give_retailer_stock,
-    handles_signal,
     killed_at_exit,
 )
 from tests.lifecycle.conftest import Rig
-from tests.lifecycle.test_crash import start_worker, worker_env
+from tests.lifecycle.test_crash import start_worker, worker_env, workers_up
 
 BATCH = 20
 
@@ -33,11 +31,7 @@ async def test_two_workers_deliver_a_batch_once_each(rig_no_worker: Rig, tmp_pat
         killed_at_exit(start_worker(env, tmp_path)) as one,
         killed_at_exit(start_worker(env, tmp_path)) as two,
     ):
-
-        async def both_up() -> bool:  # each stops cleanly on SIGTERM, and takes jobs, from here
-            return all(handles_signal(w.pid, signal.SIGTERM) for w in (one, two))
-
-        await eventually(both_up, what="both workers started", timeout_s=60)
+        await workers_up(tmp_path, one, two)
         sent = [
             await confirm_topup(
                 rig.core, rig.queue, party_id=shops[i % 4].id or 0,
