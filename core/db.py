@@ -266,8 +266,10 @@ async def current_revision(engine: AsyncEngine) -> str | None:
     def _rev(connection: Connection) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
+    # A lone read: on SQLite no BEGIN IMMEDIATE, so a start-up never queues behind a writer.
     async with engine.connect() as conn:
-        return await conn.run_sync(_rev)
+        reader = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        return await reader.run_sync(_rev)
 
 
 def head_revision() -> str:

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect
 from sqlmodel import SQLModel
 
 from core.context import Core
-from core.db import alembic_config, current_revision, downgrade, head_revision, upgrade
+from core.db import (
+    alembic_config,
+    current_revision,
+    downgrade,
+    ensure_migrated,
+    head_revision,
+    upgrade,
+)
 
 
 async def test_upgrade_from_empty_matches_the_models(core: Core, fresh_database: None) -> None:
@@ -63,3 +74,18 @@ async def test_every_downgrade_runs_to_base_and_up_again(core: Core) -> None:
 
     async with core.engine.connect() as conn:
         assert await conn.run_sync(diff) == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_the_start_up_check_reads_past_a_writer_on_sqlite(core: Core) -> None:
+    """A process's start-up check (``ensure_migrated``) never queues behind a write: another
+    connection holds SQLite's write lock, and the check still answers at once (it waited out the
+    60 s busy timeout behind BEGIN IMMEDIATE before)."""
+    assert core.engine.url.database is not None
+    holder = sqlite3.connect(core.engine.url.database, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        await asyncio.wait_for(ensure_migrated(core.engine), timeout=5)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
